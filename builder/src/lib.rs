@@ -1,0 +1,18 @@
+//! kiln bakes minimal, bootable, read-only OS disk images from layered recipes.
+//!
+//! The data flows one way, and the modules follow it:
+//! recipe ([`recipe`], [`layerdef`]) → validated plan ([`plan`]) → layers built
+//! or taken from the content-addressed [`store`] ([`layer`], [`source`]) →
+//! composed root [`tree`] → filesystem images ([`ext4`], [`verity`], [`fat`],
+//! [`cpio`], [`initramfs`], [`uki`]) → disk ([`gpt`]) → manifest ([`manifest`]).
+//! [`build`] drives that pipeline; [`cli`] is the command-line front end.
+
+pub mod cpio;
+pub mod ext4;
+pub mod fat;
+pub mod gpt;
+pub mod initramfs;
+pub mod kmod;
+pub mod tree;
+pub mod uki;
+pub mod verity;

@@ -1,0 +1,569 @@
+//! The in-memory filesystem tree that layers are unpacked into, composed on,
+//! and that the filesystem writers (tar, ext4, cpio) read from.
+//!
+//! A [`Tree`] is a flat, sorted map from normalised relative paths
+//! (`"usr/bin/busybox"`, no leading or trailing slash; the root directory is the
+//! empty path `""`) to [`Node`]s. Byte order of paths puts every directory
+//! before its contents, which is the order a deterministic tar needs. All
+//! metadata (mode, owner, mtime, xattrs) lives in the tree: nothing is ever
+//! taken from the host filesystem's ownership or times once a tree exists.
+//!
+//! Whiteouts follow the OCI image layer specification
+//! (<https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts>):
+//! `.wh.NAME` deletes `NAME` from the layers below, `.wh..wh..opq` makes its
+//! directory opaque (hides all lower contents).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Prefix of an OCI whiteout entry.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of an OCI opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// File contents, shared cheaply between trees.
+pub type Content = Arc<Vec<u8>>;
+
+/// What kind of filesystem object a node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A directory; its children are the tree's paths below it.
+    Dir,
+    /// A regular file with its contents.
+    File(Content),
+    /// A symbolic link and its target, exactly as stored (never resolved).
+    Symlink(String),
+    /// A hard link to another regular file of the tree (its path).
+    Hardlink(String),
+    /// A character device node.
+    CharDev {
+        /// Device major number.
+        major: u32,
+        /// Device minor number.
+        minor: u32,
+    },
+    /// A block device node.
+    BlockDev {
+        /// Device major number.
+        major: u32,
+        /// Device minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
+}
+
+/// Ownership, permissions, time and extended attributes of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits including setuid/setgid/sticky (`0o7777` mask); no file-type bits.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch (already clamped to SOURCE_DATE_EPOCH).
+    pub mtime: i64,
+    /// Extended attributes by full name (`security.capability`, `user.foo`).
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Meta {
+    /// Root-owned metadata with the given permission bits and time.
+    pub fn root(mode: u32, mtime: i64) -> Self {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            xattrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// One filesystem object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Its metadata.
+    pub meta: Meta,
+}
+
+impl Node {
+    /// The `S_IFMT` file-type bits of this node, as in `stat(2)`.
+    /// A hard link reports the type of a regular file.
+    pub fn file_type_bits(&self) -> u32 {
+        match self.kind {
+            NodeKind::Dir => 0o040000,
+            NodeKind::File(_) | NodeKind::Hardlink(_) => 0o100000,
+            NodeKind::Symlink(_) => 0o120000,
+            NodeKind::CharDev { .. } => 0o020000,
+            NodeKind::BlockDev { .. } => 0o060000,
+            NodeKind::Fifo => 0o010000,
+        }
+    }
+
+    /// Full `st_mode`: file type bits and permission bits.
+    pub fn st_mode(&self) -> u32 {
+        self.file_type_bits() | (self.meta.mode & 0o7777)
+    }
+}
+
+/// Errors in a path or in an operation on the tree.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TreeError {
+    /// A path that is absolute after normalisation, climbs out with `..`, or is not UTF-8.
+    #[error("path {0:?} is not a clean relative path inside the tree")]
+    BadPath(String),
+    /// An entry whose parent is not a directory.
+    #[error("{path}: parent {parent:?} is not a directory")]
+    ParentNotDir {
+        /// The entry.
+        path: String,
+        /// Its parent.
+        parent: String,
+    },
+    /// A hard link whose target is not a regular file of the tree.
+    #[error("{path}: hard link target {target:?} is not a regular file in the tree")]
+    BadHardlink {
+        /// The link.
+        path: String,
+        /// What it points at.
+        target: String,
+    },
+}
+
+/// Normalise a path from a tar header or a layer definition into the tree's form:
+/// strips leading `./` and `/`, trailing `/`, and `.` components; rejects `..`.
+pub fn normalize(path: &str) -> Result<String, TreeError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(TreeError::BadPath(path.to_string())),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// The parent of a normalised path (`""` for top-level entries). `None` for the root.
+pub fn parent(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    Some(path.rsplit_once('/').map_or("", |(p, _)| p))
+}
+
+/// The last component of a normalised path.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, n)| n)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// A whole filesystem tree. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    entries: BTreeMap<String, Node>,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl Tree {
+    /// A tree holding only its root directory (mode 0755, root-owned, time `mtime`).
+    pub fn new(mtime: i64) -> Self {
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            String::new(),
+            Node {
+                kind: NodeKind::Dir,
+                meta: Meta::root(0o755, mtime),
+            },
+        );
+        Tree { entries }
+    }
+
+    /// Number of entries, the root directory included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether only the root directory is present.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+
+    /// The node at a normalised path.
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.entries.get(path)
+    }
+
+    /// Mutable access to the node at a normalised path.
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.entries.get_mut(path)
+    }
+
+    /// All entries in path byte order (every directory before its contents),
+    /// the root directory (`""`) first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The direct children of a directory, in name byte order, as (name, full path, node).
+    pub fn children<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a str, &'a Node)> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let start = prefix.clone();
+        let skip = prefix.len();
+        self.entries
+            .range(start..)
+            .skip_while(|(k, _)| k.is_empty())
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .filter_map(move |(k, v)| {
+                let rest = &k[skip..];
+                (!rest.contains('/')).then_some((rest, k.as_str(), v))
+            })
+    }
+
+    /// Insert or replace a node. The parent must exist and be a directory; a
+    /// directory replacing a directory keeps the old one's contents (tar
+    /// semantics), any other replacement removes what was below the old path.
+    pub fn insert(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        let path = normalize(path)?;
+        if path.is_empty() {
+            if node.kind != NodeKind::Dir {
+                return Err(TreeError::BadPath(path));
+            }
+            self.entries.insert(path, node);
+            return Ok(());
+        }
+        let parent_path = parent(&path).unwrap_or("");
+        match self.entries.get(parent_path) {
+            Some(Node {
+                kind: NodeKind::Dir,
+                ..
+            }) => {}
+            _ => {
+                return Err(TreeError::ParentNotDir {
+                    path: path.clone(),
+                    parent: parent_path.to_string(),
+                })
+            }
+        }
+        let replacing_dir_with_dir = node.kind == NodeKind::Dir
+            && matches!(self.entries.get(&path), Some(n) if n.kind == NodeKind::Dir);
+        if !replacing_dir_with_dir {
+            self.remove_below(&path);
+        }
+        self.entries.insert(path, node);
+        Ok(())
+    }
+
+    /// Insert a node, creating missing parent directories with `dir_meta`.
+    pub fn insert_with_parents(
+        &mut self,
+        path: &str,
+        node: Node,
+        dir_meta: &Meta,
+    ) -> Result<(), TreeError> {
+        let path = normalize(path)?;
+        let mut cur = String::new();
+        let comps: Vec<&str> = path.split('/').collect();
+        for comp in &comps[..comps.len().saturating_sub(1)] {
+            cur = join(&cur, comp);
+            if !self.entries.contains_key(&cur) {
+                self.insert(
+                    &cur,
+                    Node {
+                        kind: NodeKind::Dir,
+                        meta: dir_meta.clone(),
+                    },
+                )?;
+            }
+        }
+        self.insert(&path, node)
+    }
+
+    /// Remove a path and everything below it. Returns whether anything was removed.
+    pub fn remove(&mut self, path: &str) -> bool {
+        let had = self.entries.remove(path).is_some();
+        let below = self.remove_below(path);
+        had || below
+    }
+
+    fn remove_below(&mut self, path: &str) -> bool {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let doomed: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            self.entries.remove(k);
+        }
+        !doomed.is_empty()
+    }
+
+    /// Remove entries for which `keep` returns false (and everything below a removed directory).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Node) -> bool) {
+        let doomed: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(k, v)| !k.is_empty() && !keep(k, v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.remove(&k);
+        }
+    }
+
+    /// Apply an upper layer on top of this tree, following OCI whiteout rules:
+    /// `.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its directory of lower
+    /// contents, everything else is added or replaces what was there.
+    pub fn apply_layer(&mut self, upper: &Tree) -> Result<(), TreeError> {
+        // Contents of lower files that hard links point at, in case a link
+        // survives its target.
+        let link_targets: BTreeMap<String, Node> = self
+            .entries
+            .values()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Hardlink(t) => self.entries.get(t).map(|f| (t.clone(), f.clone())),
+                _ => None,
+            })
+            .collect();
+        // Opaque markers and whiteouts first, so that the upper layer's own
+        // entries in the same directory survive them.
+        for (path, _) in upper.iter() {
+            let name = file_name(path);
+            let dir = parent(path).unwrap_or("");
+            if name == OPAQUE_MARKER {
+                self.remove_below(dir);
+            } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                self.remove(&join(dir, hidden));
+            }
+        }
+        for (path, node) in upper.iter() {
+            if file_name(path).starts_with(WHITEOUT_PREFIX) {
+                continue;
+            }
+            self.insert(path, node.clone())?;
+        }
+        self.repair_hardlinks(&link_targets);
+        Ok(())
+    }
+
+    /// A hard link whose target was removed or replaced by an upper layer keeps
+    /// the contents it had: the first such link (in path order) becomes a
+    /// regular file with the old contents, and the others link to it.
+    fn repair_hardlinks(&mut self, old_targets: &BTreeMap<String, Node>) {
+        let mut moved: BTreeMap<String, String> = BTreeMap::new();
+        let dangling: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, v)| match &v.kind {
+                NodeKind::Hardlink(t) => match self.entries.get(t) {
+                    Some(Node {
+                        kind: NodeKind::File(_),
+                        ..
+                    }) if !old_targets.contains_key(t) || self.entries.get(t) == old_targets.get(t) => None,
+                    _ => Some((k.clone(), t.clone())),
+                },
+                _ => None,
+            })
+            .collect();
+        for (link, target) in dangling {
+            if let Some(new_home) = moved.get(&target) {
+                if let Some(n) = self.entries.get_mut(&link) {
+                    n.kind = NodeKind::Hardlink(new_home.clone());
+                }
+                continue;
+            }
+            match old_targets.get(&target) {
+                Some(Node {
+                    kind: NodeKind::File(content),
+                    ..
+                }) => {
+                    if let Some(n) = self.entries.get_mut(&link) {
+                        n.kind = NodeKind::File(content.clone());
+                    }
+                    moved.insert(target, link);
+                }
+                _ => {
+                    self.entries.remove(&link);
+                }
+            }
+        }
+    }
+
+    /// Check the tree's invariants: every parent is a directory and every hard
+    /// link points at a regular file.
+    pub fn validate(&self) -> Result<(), TreeError> {
+        for (path, node) in &self.entries {
+            if let Some(p) = parent(path) {
+                match self.entries.get(p) {
+                    Some(Node {
+                        kind: NodeKind::Dir,
+                        ..
+                    }) => {}
+                    _ => {
+                        return Err(TreeError::ParentNotDir {
+                            path: path.clone(),
+                            parent: p.to_string(),
+                        })
+                    }
+                }
+            }
+            if let NodeKind::Hardlink(t) = &node.kind {
+                if !matches!(self.entries.get(t), Some(Node { kind: NodeKind::File(_), .. })) {
+                    return Err(TreeError::BadHardlink {
+                        path: path.clone(),
+                        target: t.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sum of regular file sizes (hard links counted once).
+    pub fn content_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|n| match &n.kind {
+                NodeKind::File(c) => c.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &str) -> Node {
+        Node {
+            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
+            meta: Meta::root(0o644, 0),
+        }
+    }
+    fn dir() -> Node {
+        Node {
+            kind: NodeKind::Dir,
+            meta: Meta::root(0o755, 0),
+        }
+    }
+
+    #[test]
+    fn normalize_table() {
+        for (input, want) in [
+            ("./usr/bin/", Some("usr/bin")),
+            ("/etc//passwd", Some("etc/passwd")),
+            ("./", Some("")),
+            ("a/./b", Some("a/b")),
+            ("a/../b", None),
+            ("..", None),
+        ] {
+            assert_eq!(normalize(input).ok().as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn children_are_direct_and_sorted() {
+        let mut t = Tree::new(0);
+        t.insert("a", dir()).unwrap();
+        t.insert("a-b", file("x")).unwrap();
+        t.insert("a/z", file("z")).unwrap();
+        t.insert("a/c", dir()).unwrap();
+        t.insert("a/c/d", file("d")).unwrap();
+        let names: Vec<_> = t.children("a").map(|(n, _, _)| n).collect();
+        assert_eq!(names, ["c", "z"]);
+        let top: Vec<_> = t.children("").map(|(n, _, _)| n).collect();
+        assert_eq!(top, ["a", "a-b"]);
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_files() {
+        let mut lower = Tree::new(0);
+        lower.insert("etc", dir()).unwrap();
+        lower.insert("etc/motd", file("hi")).unwrap();
+        lower.insert("etc/keep", file("k")).unwrap();
+        lower.insert("var", dir()).unwrap();
+        lower.insert("var/cache", dir()).unwrap();
+        lower.insert("var/cache/a", file("a")).unwrap();
+
+        let mut upper = Tree::new(0);
+        upper.insert("etc", dir()).unwrap();
+        upper.insert("etc/.wh.motd", file("")).unwrap();
+        upper.insert("var", dir()).unwrap();
+        upper.insert("var/cache", dir()).unwrap();
+        upper.insert("var/cache/.wh..wh..opq", file("")).unwrap();
+        upper.insert("var/cache/b", file("b")).unwrap();
+
+        lower.apply_layer(&upper).unwrap();
+        assert!(lower.get("etc/motd").is_none());
+        assert!(lower.get("etc/keep").is_some());
+        assert!(lower.get("var/cache/a").is_none());
+        assert!(lower.get("var/cache/b").is_some());
+        assert!(lower.get("etc/.wh.motd").is_none());
+        lower.validate().unwrap();
+    }
+
+    #[test]
+    fn replacing_dir_with_file_drops_contents() {
+        let mut t = Tree::new(0);
+        t.insert("d", dir()).unwrap();
+        t.insert("d/x", file("x")).unwrap();
+        t.insert("d", file("now a file")).unwrap();
+        assert!(t.get("d/x").is_none());
+        assert_eq!(
+            t.insert("d/y", file("y")),
+            Err(TreeError::ParentNotDir {
+                path: "d/y".into(),
+                parent: "d".into()
+            })
+        );
+    }
+
+    #[test]
+    fn hardlink_survives_deleted_target() {
+        let mut lower = Tree::new(0);
+        lower.insert("a", file("a")).unwrap();
+        lower
+            .insert(
+                "b",
+                Node {
+                    kind: NodeKind::Hardlink("a".into()),
+                    meta: Meta::root(0o644, 0),
+                },
+            )
+            .unwrap();
+        let mut upper = Tree::new(0);
+        upper.insert(".wh.a", file("")).unwrap();
+        lower.apply_layer(&upper).unwrap();
+        assert!(lower.get("a").is_none());
+        assert_eq!(lower.get("b"), Some(&file("a")));
+        lower.validate().unwrap();
+    }
+}
