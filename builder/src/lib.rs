@@ -7,12 +7,26 @@
 //! [`cpio`], [`initramfs`], [`uki`]) → disk ([`gpt`]) → manifest ([`manifest`]).
 //! [`build`] drives that pipeline; [`cli`] is the command-line front end.
 
+pub mod build;
+pub mod cli;
 pub mod cpio;
+pub mod error;
+pub mod exec;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;
 pub mod initramfs;
+pub mod inspect;
 pub mod kmod;
+pub mod layer;
+pub mod layerdef;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod recipe;
+pub mod source;
+pub mod source_file;
+pub mod store;
 pub mod tree;
 pub mod uki;
 pub mod verity;

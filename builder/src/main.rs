@@ -1,1 +1,30 @@
-fn main() {}
+//! The `kiln` binary: logging, argument parsing, error printing, exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = match kiln::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { kiln::error::EXIT_BAD_INPUT } else { kiln::error::EXIT_OK };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(err) = kiln::cli::run(cli) {
+        eprintln!("kiln: error: {err:#}");
+        std::process::exit(kiln::error::exit_code(&err));
+    }
+}

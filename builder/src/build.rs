@@ -1,0 +1,331 @@
+//! `kiln build`: plan → layers (from the store, or built and stored) →
+//! composed root → image file → manifest, written to the output directory.
+//!
+//! The output directory only ever receives complete files: everything is
+//! written into a temporary directory beside it and renamed into place.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::error::InputError;
+use crate::layer::{self, sha256_digest};
+use crate::layerdef::LayerKind;
+use crate::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
+use crate::plan::{Plan, PlannedLayer};
+use crate::progress::Progress;
+use crate::source;
+use crate::store::{write_atomic, KeyEntry, Store};
+use crate::tree::{file_name, parent, Meta, Node, NodeKind, Tree, WHITEOUT_PREFIX};
+
+/// What `kiln build --json` prints (DESIGN.md's shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The image.
+    pub image: ImageReport,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerReport>,
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// SOURCE_DATE_EPOCH used.
+    pub source_date_epoch: i64,
+}
+
+/// `image` in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Image name.
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// `sha256:` of the image file.
+    pub digest: String,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One entry of `layers` in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// Layer kind.
+    pub kind: String,
+    /// Blob digest.
+    pub digest: String,
+    /// Layer key.
+    pub key: String,
+    /// Whether it came from the store without being rebuilt.
+    pub cached: bool,
+    /// Blob size.
+    pub size: u64,
+}
+
+/// Build options.
+#[derive(Debug)]
+pub struct BuildOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+}
+
+/// The layers of a plan, built or fetched, and the root they compose to.
+pub struct Layers {
+    /// Per layer: key-index entry and whether it was cached.
+    pub entries: Vec<(KeyEntry, bool)>,
+    /// The composed root.
+    pub root: Tree,
+}
+
+/// Build (or take from the store) every layer of a plan and compose them.
+pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Result<Layers> {
+    let sde = plan.source_date_epoch;
+    let mut root = Tree::new(sde);
+    let mut entries = Vec::new();
+    let mut lower: Option<String> = None;
+    for pl in &plan.layers {
+        let key = pl.key(lower.as_deref(), sde);
+        let name = &pl.def.name;
+        progress.step(format!("layer {name}"));
+        let (entry, cached, tree) = match store.lookup_key(&key)? {
+            Some(entry) => {
+                tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
+                let tree = layer::unpack(&store.get_blob(&entry.digest)?)
+                    .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
+                (entry, true, tree)
+            }
+            None => {
+                let tree = build_layer(pl, &root, sde, store, progress)
+                    .with_context(|| format!("building layer {name} ({})", pl.def.file.display()))?;
+                let packed = layer::pack(&tree)?;
+                store.put_blob(&packed.blob)?;
+                let entry = KeyEntry {
+                    key: key.clone(),
+                    digest: packed.digest.clone(),
+                    diff_id: packed.diff_id,
+                    name: name.clone(),
+                    kind: pl.def.kind.as_str().into(),
+                    size: packed.blob.len() as u64,
+                    tar_size: packed.tar_size,
+                };
+                store.record_key(&entry)?;
+                (entry, false, tree)
+            }
+        };
+        progress.finish(Some(if cached { "cached" } else { "built" }));
+        root.apply_layer(&tree).with_context(|| format!("applying layer {name}"))?;
+        lower = Some(entry.digest.clone());
+        entries.push((entry, cached));
+    }
+    check_services(plan, &root)?;
+    Ok(Layers { entries, root })
+}
+
+/// Build one layer's tree from its sources.
+fn build_layer(pl: &PlannedLayer, lower_root: &Tree, sde: i64, store: &Store, progress: &mut Progress) -> Result<Tree> {
+    let mut tree = match &pl.def.debian {
+        Some(deb) => {
+            progress.step(format!("layer {}: unpacking {} Debian packages with mmdebstrap", pl.def.name, deb.packages.len()));
+            let mut t = source::debian_tree(deb, sde, &store.tmp_dir())?;
+            let st = source::strip(&mut t, &pl.def.strip)?;
+            tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, "stripped");
+            t
+        }
+        None => Tree::new(sde),
+    };
+    if let Some(files) = &pl.files {
+        tree.apply_layer(files)?;
+    }
+    source::add_services(&pl.def, &mut tree, sde)?;
+    if pl.def.kind == LayerKind::Packages {
+        let mut full = lower_root.clone();
+        full.apply_layer(&tree)?;
+        tree = diff(lower_root, &full);
+    }
+    Ok(tree)
+}
+
+/// The layer that turns `lower` into `upper`: entries that are new or
+/// changed, and `.wh.` whiteouts for entries that are gone.
+pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
+    let mut out = Tree::new(upper.get("").map_or(0, |n| n.meta.mtime));
+    let mut needed: Vec<String> = Vec::new();
+    for (path, node) in upper.iter() {
+        if !path.is_empty() && lower.get(path) != Some(node) {
+            needed.push(path.to_string());
+        }
+    }
+    for (path, node) in lower.iter() {
+        if !path.is_empty() && upper.get(path).is_none() && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir)) {
+            let dir = parent(path).unwrap_or("");
+            let wh = if dir.is_empty() { format!("{WHITEOUT_PREFIX}{}", file_name(path)) } else { format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path)) };
+            let _ = node;
+            needed.push(wh);
+        }
+    }
+    for path in needed {
+        // Parent directories come along with their upper metadata.
+        let mut ancestors = Vec::new();
+        let mut p = parent(&path);
+        while let Some(a) = p.filter(|a| !a.is_empty()) {
+            ancestors.push(a.to_string());
+            p = parent(a);
+        }
+        for a in ancestors.iter().rev() {
+            if out.get(a).is_none() {
+                if let Some(n) = upper.get(a) {
+                    let _ = out.insert(a, n.clone());
+                }
+            }
+        }
+        let node = upper.get(&path).cloned().unwrap_or(Node {
+            kind: NodeKind::File(Arc::new(Vec::new())),
+            meta: Meta::root(0o644, out.get("").map_or(0, |n| n.meta.mtime)),
+        });
+        let _ = out.insert(&path, node);
+    }
+    out
+}
+
+/// Every declared service's program must exist in the composed image.
+fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
+    for pl in &plan.layers {
+        for s in &pl.def.services {
+            let prog = &s.command[0];
+            if resolve(root, prog).is_none() {
+                return Err(InputError {
+                    file: pl.def.file.display().to_string(),
+                    line: Some(s.line),
+                    field: Some("service.command".into()),
+                    message: format!("service {:?}: {prog} does not exist in the composed image (or is not a regular file)", s.name),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Follow symlinks inside the tree (not the host) to a regular file.
+fn resolve<'a>(root: &'a Tree, path: &str) -> Option<&'a Node> {
+    let mut cur = crate::tree::normalize(path).ok()?;
+    for _ in 0..40 {
+        let node = root.get(&cur)?;
+        match &node.kind {
+            NodeKind::Symlink(t) => {
+                let joined = if t.starts_with('/') { t.clone() } else { format!("{}/{t}", parent(&cur).unwrap_or("")) };
+                cur = normalize_lexically(&joined)?;
+            }
+            NodeKind::File(_) | NodeKind::Hardlink(_) => return Some(node),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn normalize_lexically(p: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Build an image from a recipe.
+pub fn build(recipe_path: &Path, store: &Store, opts: &BuildOptions, progress: &mut Progress) -> Result<BuildReport> {
+    progress.step(format!("reading {}", recipe_path.display()));
+    let plan = Plan::new(recipe_path)?;
+    progress.finish(None);
+
+    store.init()?;
+    let _lock = store.lock()?;
+    let layers = build_layers(&plan, store, progress)?;
+
+    progress.step("writing the composed root");
+    let image = layer::write_tar(&layers.root)?;
+    let digest = sha256_digest(&image);
+    let recipe = &plan.recipe;
+    let base = format!("{}-{}", recipe.name, recipe.version);
+    let image_name = format!("{base}.tar");
+    let manifest = Manifest {
+        schema: SCHEMA.into(),
+        name: recipe.name.clone(),
+        version: recipe.version.clone(),
+        recipe: RecipeRef {
+            file: recipe_path.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            digest: plan.recipe_digest.clone(),
+        },
+        source_date_epoch: plan.source_date_epoch,
+        layers: layers
+            .entries
+            .iter()
+            .map(|(e, _)| ManifestLayer {
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                key: e.key.clone(),
+                digest: e.digest.clone(),
+                diff_id: e.diff_id.clone(),
+                size: e.size,
+            })
+            .collect(),
+        image: ImageFile { format: "tar".into(), file: image_name.clone(), digest: digest.clone(), size: image.len() as u64 },
+        builder: BuilderInfo::current(),
+    };
+    let manifest_json = serde_json::to_vec_pretty(&manifest)?;
+    let manifest_name = format!("{base}.manifest.json");
+    let files: BTreeMap<String, &[u8]> = [(image_name.clone(), image.as_slice()), (manifest_name.clone(), manifest_json.as_slice())].into();
+    write_output(&opts.out_dir, &files)?;
+    store.record_image(&digest, &manifest_json)?;
+    progress.finish(Some(&digest));
+
+    Ok(BuildReport {
+        image: ImageReport {
+            name: recipe.name.clone(),
+            version: recipe.version.clone(),
+            digest,
+            path: opts.out_dir.join(&image_name),
+            size: image.len() as u64,
+        },
+        layers: layers
+            .entries
+            .iter()
+            .map(|(e, cached)| LayerReport {
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                digest: e.digest.clone(),
+                key: e.key.clone(),
+                cached: *cached,
+                size: e.size,
+            })
+            .collect(),
+        manifest: opts.out_dir.join(manifest_name),
+        source_date_epoch: plan.source_date_epoch,
+    })
+}
+
+/// Write files into `out_dir` with a `SHA256SUMS` covering them: each file is
+/// written complete in a temporary directory beside them, then renamed.
+pub fn write_output(out_dir: &Path, files: &BTreeMap<String, &[u8]>) -> Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating output directory {}", out_dir.display()))?;
+    let tmp = tempfile::Builder::new().prefix(".kiln-tmp-").tempdir_in(out_dir)
+        .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))?;
+    let mut sums = String::new();
+    for (name, data) in files {
+        sums.push_str(&format!("{}  {name}\n", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))));
+    }
+    let all = files.iter().map(|(n, d)| (n.clone(), *d)).chain(std::iter::once(("SHA256SUMS".to_string(), sums.as_bytes())));
+    for (name, data) in all {
+        write_atomic(tmp.path(), &out_dir.join(&name), data)?;
+    }
+    Ok(())
+}

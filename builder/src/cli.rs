@@ -1,0 +1,129 @@
+//! The `kiln` command line (DESIGN.md, "The command-line contract"). All clap
+//! code lives here; every command is a call into the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::build::{self, BuildOptions};
+use crate::inspect;
+use crate::progress::Progress;
+use crate::store::{self, Store};
+
+/// kiln bakes minimal, bootable, read-only OS disk images from layered recipes.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+pub struct Cli {
+    /// The store (default: $KILN_STORE, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the layers of a recipe (reusing cached ones) and write the image.
+    Build {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// Output directory.
+        #[arg(short, long, default_value = "out")]
+        output: PathBuf,
+    },
+    /// List the layers and images in the store, with sizes.
+    Ls,
+    /// Show what an image (a file, its manifest, or a store digest) is made of.
+    Inspect {
+        /// An image file, a manifest file, or a `sha256:` digest from the store.
+        target: String,
+    },
+}
+
+impl Cli {
+    fn store(&self) -> Store {
+        Store::new(self.store.clone().unwrap_or_else(store::default_root))
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let store = cli.store();
+    match &cli.command {
+        Command::Build { recipe, output } => {
+            let mut progress = if cli.json { Progress::hidden() } else { Progress::new(cli.quiet) };
+            let report = build::build(recipe, &store, &BuildOptions { out_dir: output.clone() }, &mut progress)?;
+            drop(progress);
+            if cli.json {
+                print_json(&report)?;
+            } else if !cli.quiet {
+                println!("{} {}", report.image.name, report.image.version);
+                for l in &report.layers {
+                    println!("  {:<8} {:<24} {} {}", l.kind, l.name, &l.digest[..19], if l.cached { "cached" } else { "built" });
+                }
+                println!("image  {}", report.image.path.display());
+                println!("digest {}", report.image.digest);
+                println!("size   {}", human(report.image.size));
+            }
+        }
+        Command::Ls => {
+            let listing = inspect::list(&store)?;
+            if cli.json {
+                print_json(&listing)?;
+            } else {
+                println!("store {}", store.root().display());
+                println!("LAYERS");
+                for l in &listing.layers {
+                    println!("  {:<8} {:<24} {} {:>10}", l.kind, l.name, &l.digest[..19], human(l.size));
+                }
+                println!("IMAGES");
+                for i in &listing.images {
+                    println!("  {:<16} {:<10} {} {:>10}", i.name, i.version, &i.digest[..19], human(i.size));
+                }
+                println!("total {}", human(listing.total_bytes));
+            }
+        }
+        Command::Inspect { target } => {
+            let info = inspect::inspect(&store, target).with_context(|| format!("inspecting {target}"))?;
+            if cli.json {
+                print_json(&info)?;
+            } else {
+                inspect::print_human(&info);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in IEC units.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

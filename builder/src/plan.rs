@@ -1,0 +1,154 @@
+//! From a recipe to a validated build plan: every layer file read and checked,
+//! layer order checked (base, then packages, then app), source directories
+//! read and hashed, SOURCE_DATE_EPOCH chosen. All input errors surface here,
+//! before anything is written to the store or the output directory.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::InputError;
+use crate::layer::{sha256_digest, write_tar, LAYER_FORMAT_VERSION};
+use crate::layerdef::{DebianSource, LayerDef, LayerKind, Service, StripRules};
+use crate::recipe::{LayerRef, Recipe};
+use crate::source;
+use crate::tree::Tree;
+
+/// SOURCE_DATE_EPOCH used when neither the recipe nor the environment sets
+/// one: 2023-11-14T22:13:20Z. A constant (never the clock) so that builds stay
+/// reproducible; recipes should set their own.
+pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_700_000_000;
+
+/// Where the build's SOURCE_DATE_EPOCH came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochSource {
+    /// `image.source_date_epoch` in the recipe.
+    Recipe,
+    /// The `SOURCE_DATE_EPOCH` environment variable.
+    Environment,
+    /// [`DEFAULT_SOURCE_DATE_EPOCH`].
+    Default,
+}
+
+/// A validated plan.
+#[derive(Debug)]
+pub struct Plan {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// `sha256:` of the recipe file's bytes.
+    pub recipe_digest: String,
+    /// SOURCE_DATE_EPOCH for every time in the build.
+    pub source_date_epoch: i64,
+    /// Where it came from.
+    pub epoch_source: EpochSource,
+    /// The layers, bottom first.
+    pub layers: Vec<PlannedLayer>,
+}
+
+/// A layer ready to build: its definition and its source files, read.
+#[derive(Debug)]
+pub struct PlannedLayer {
+    /// The definition.
+    pub def: LayerDef,
+    /// The `[files]` directory as a tree (metadata normalised, overrides applied).
+    pub files: Option<Tree>,
+    /// `sha256:` of that tree's deterministic tar.
+    pub files_digest: Option<String>,
+}
+
+/// Everything that can change a layer's output, serialised canonically
+/// (fixed field order, no maps with host-dependent order) for the layer key.
+#[derive(Serialize)]
+struct KeyInput<'a> {
+    format_version: u32,
+    kind: LayerKind,
+    lower: Option<&'a str>,
+    source_date_epoch: i64,
+    debian: Option<&'a DebianSource>,
+    strip: &'a StripRules,
+    files: Option<&'a str>,
+    services: &'a [Service],
+}
+
+impl PlannedLayer {
+    /// The layer key: sha256 over the canonical definition, the digest of the
+    /// layer below, the digest of its source files and the format version.
+    pub fn key(&self, lower: Option<&str>, sde: i64) -> String {
+        let input = KeyInput {
+            format_version: LAYER_FORMAT_VERSION,
+            kind: self.def.kind,
+            lower,
+            source_date_epoch: sde,
+            debian: self.def.debian.as_ref(),
+            strip: &self.def.strip,
+            files: self.files_digest.as_deref(),
+            services: &self.def.services,
+        };
+        // Serialising plain structs of strings and numbers cannot fail.
+        let json = serde_json::to_vec(&input).expect("key input serialises");
+        sha256_digest(&json)
+    }
+}
+
+fn order_error(recipe: &Recipe, r: &LayerRef, msg: String) -> InputError {
+    InputError {
+        file: recipe.path.display().to_string(),
+        line: Some(r.line),
+        field: Some("image.layers".into()),
+        message: msg,
+    }
+}
+
+impl Plan {
+    /// Read and check a recipe and everything it refers to.
+    pub fn new(recipe_path: &Path) -> Result<Plan, InputError> {
+        let recipe = Recipe::load(recipe_path)?;
+        let recipe_bytes = std::fs::read(recipe_path)
+            .map_err(|e| InputError::file(recipe_path.display().to_string(), e.to_string()))?;
+        let (sde, epoch_source) = match (recipe.source_date_epoch, std::env::var("SOURCE_DATE_EPOCH")) {
+            (Some(e), _) => (e, EpochSource::Recipe),
+            (None, Ok(v)) if !v.is_empty() => {
+                let e: i64 = v.trim().parse().ok().filter(|e| *e >= 0).ok_or_else(|| InputError {
+                    file: "environment".into(),
+                    line: None,
+                    field: Some("SOURCE_DATE_EPOCH".into()),
+                    message: format!("{v:?} is not a non-negative integer"),
+                })?;
+                (e, EpochSource::Environment)
+            }
+            _ => (DEFAULT_SOURCE_DATE_EPOCH, EpochSource::Default),
+        };
+
+        let mut layers: Vec<PlannedLayer> = Vec::new();
+        for (i, r) in recipe.layers.iter().enumerate() {
+            let def = LayerDef::load(&r.dir)?;
+            match (i, def.kind) {
+                (0, LayerKind::Base) => {}
+                (0, k) => return Err(order_error(&recipe, r, format!("the first layer must be a base layer; {:?} is a {} layer", r.written, k.as_str()))),
+                (_, LayerKind::Base) => return Err(order_error(&recipe, r, format!("{:?} is a base layer; only the first layer can be", r.written))),
+                (_, k) if k < layers[i - 1].def.kind => {
+                    return Err(order_error(&recipe, r, format!("a {} layer cannot come after a {} layer (order: base, packages, app)", k.as_str(), layers[i - 1].def.kind.as_str())))
+                }
+                _ => {}
+            }
+            let files = match &def.files {
+                Some(dir) => Some(source::files_tree(&def, dir, sde)?),
+                None => None,
+            };
+            let files_digest = files
+                .as_ref()
+                .map(|t| write_tar(t).map(|tar| sha256_digest(&tar)))
+                .transpose()
+                .map_err(|e| InputError::file(def.file.display().to_string(), format!("{e:#}")))?;
+            layers.push(PlannedLayer { def, files, files_digest });
+        }
+        Ok(Plan {
+            recipe,
+            recipe_digest: sha256_digest(&recipe_bytes),
+            source_date_epoch: sde,
+            epoch_source,
+            layers,
+        })
+    }
+}

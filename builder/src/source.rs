@@ -1,0 +1,376 @@
+//! Where a layer's content comes from: Debian packages unpacked by mmdebstrap
+//! (then stripped), a directory of files in the repository, and the service
+//! definitions a layer declares.
+//!
+//! Nothing of the host leaks into a layer: file owners are root unless an
+//! override says otherwise, modes are normalised (0755 for directories and
+//! executables, 0644 otherwise) before overrides, and every time is
+//! SOURCE_DATE_EPOCH. mmdebstrap's tarball keeps the packages' own owners,
+//! modes and xattrs; its times are clamped to SOURCE_DATE_EPOCH.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::error::{EnvError, InputError};
+use crate::exec::Cmd;
+use crate::kmod::{is_module_path, ModuleIndex};
+use crate::layerdef::{glob, DebianSource, LayerDef, Restart, StripRules};
+use crate::tree::{Meta, Node, NodeKind, Tree};
+
+/// Where declared services live in the image: one directory per service with
+/// an executable `run` and a `restart` policy file (`always` or `no`).
+pub const SERVICES_DIR: &str = "etc/kiln/services";
+
+/// Read a layer's `[files]` directory into a tree with normalised metadata and
+/// the layer's overrides applied. Symlinks are stored, never followed; one
+/// whose target climbs out of the directory is an error naming it.
+pub fn files_tree(def: &LayerDef, dir: &Path, sde: i64) -> Result<Tree, InputError> {
+    let mut tree = Tree::new(sde);
+    let dmeta = Meta::root(0o755, sde);
+    walk(dir, dir, "", &mut tree, &dmeta, sde)?;
+    // Overrides, in file order; each must match something.
+    for o in &def.overrides {
+        let m = glob(&o.path).map_err(|e| InputError::file(def.file.display().to_string(), e.to_string()))?;
+        let mut hit = false;
+        let paths: Vec<String> = tree.iter().filter(|(p, _)| m.is_match(p)).map(|(p, _)| p.to_string()).collect();
+        for p in paths {
+            if let Some(n) = tree.get_mut(&p) {
+                hit = true;
+                if let Some(mode) = o.mode {
+                    n.meta.mode = mode;
+                }
+                if let Some(uid) = o.uid {
+                    n.meta.uid = uid;
+                }
+                if let Some(gid) = o.gid {
+                    n.meta.gid = gid;
+                }
+            }
+        }
+        if !hit {
+            return Err(InputError {
+                file: def.file.display().to_string(),
+                line: Some(o.line),
+                field: Some("override.path".into()),
+                message: format!("{:?} matches no file under {}", o.path, dir.display()),
+            });
+        }
+    }
+    Ok(tree)
+}
+
+fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, dmeta: &Meta, sde: i64) -> Result<(), InputError> {
+    let err = |p: &Path, m: String| InputError::file(p.display().to_string(), m);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, format!("cannot read directory: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(dir, format!("cannot read directory: {e}")))?;
+    // Directory read order is the filesystem's whim: sort.
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().into_string().map_err(|n| err(&path, format!("file name {n:?} is not UTF-8")))?;
+        let relp = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let md = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e.to_string()))?;
+        let ft = md.file_type();
+        let exec = std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o100 != 0;
+        let kind = if ft.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| err(&path, e.to_string()))?;
+            let target = target.to_str().ok_or_else(|| err(&path, "symlink target is not UTF-8".into()))?.to_string();
+            if escapes(&relp, &target) {
+                return Err(err(
+                    &path,
+                    format!("symlink to {target:?} points outside the layer's source directory {}; it is not followed", root.display()),
+                ));
+            }
+            NodeKind::Symlink(target)
+        } else if ft.is_dir() {
+            NodeKind::Dir
+        } else if ft.is_file() {
+            let data = std::fs::read(&path).map_err(|e| err(&path, e.to_string()))?;
+            NodeKind::File(Arc::new(data))
+        } else {
+            return Err(err(&path, "only regular files, directories and symlinks can be layer sources".into()));
+        };
+        let mode = match kind {
+            NodeKind::Dir => 0o755,
+            NodeKind::Symlink(_) => 0o777,
+            _ if exec => 0o755,
+            _ => 0o644,
+        };
+        let is_dir = kind == NodeKind::Dir;
+        tree.insert(&relp, Node { kind, meta: Meta::root(mode, sde) })
+            .map_err(|e| err(&path, e.to_string()))?;
+        if is_dir {
+            walk(root, &path, &relp, tree, dmeta, sde)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a symlink at `link` (relative to the source root) with `target`
+/// resolves, lexically, outside the source root. Absolute targets are paths
+/// in the image, i.e. relative to the layer's root, and cannot escape.
+pub fn escapes(link: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return target.split('/').try_fold(0usize, step).is_none();
+    }
+    let base_depth = link.split('/').count() - 1;
+    target.split('/').try_fold(base_depth, step).is_none()
+}
+
+fn step(depth: usize, comp: &str) -> Option<usize> {
+    match comp {
+        "" | "." => Some(depth),
+        ".." => depth.checked_sub(1),
+        _ => Some(depth + 1),
+    }
+}
+
+/// Render a layer's `[[service]]` declarations into the tree.
+pub fn add_services(def: &LayerDef, tree: &mut Tree, sde: i64) -> Result<()> {
+    let dmeta = Meta::root(0o755, sde);
+    for s in &def.services {
+        let quoted: Vec<String> = s.command.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
+        let run = format!(
+            "#!/bin/sh\n# Service {:?}, declared in {} (generated by kiln).\nexec {}\n",
+            s.name,
+            def.name,
+            quoted.join(" ")
+        );
+        let restart = match s.restart {
+            Restart::Always => "always\n",
+            Restart::No => "no\n",
+        };
+        for (file, data, mode) in [("run", run.into_bytes(), 0o755), ("restart", restart.as_bytes().to_vec(), 0o644)] {
+            tree.insert_with_parents(
+                &format!("{SERVICES_DIR}/{}/{file}", s.name),
+                Node { kind: NodeKind::File(Arc::new(data)), meta: Meta::root(mode, sde) },
+                &dmeta,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The host's apt sources for a suite (and its -updates/-security suites), as
+/// one-line `deb` entries, for mmdebstrap's "use the host's sources" default.
+pub fn host_sources(suite: &str, components: &[String]) -> Option<String> {
+    let mut files: Vec<std::path::PathBuf> = vec!["/etc/apt/sources.list".into()];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut lines = BTreeSet::new();
+    let comps = components.join(" ");
+    let family = |s: &str| s == suite || s.strip_prefix(suite).is_some_and(|r| r.starts_with('-'));
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        if f.extension().is_some_and(|e| e == "sources") {
+            for stanza in text.split("\n\n") {
+                let field = |name: &str| {
+                    stanza.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                };
+                if !field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb")) {
+                    continue;
+                }
+                let signed = field("Signed-By").map(|s| format!("[signed-by={s}] ")).unwrap_or_default();
+                for uri in field("URIs").unwrap_or_default().split_whitespace() {
+                    for s in field("Suites").unwrap_or_default().split_whitespace().filter(|s| family(s)) {
+                        lines.insert(format!("deb {signed}{uri} {s} {comps}"));
+                    }
+                }
+            }
+        } else if f.extension().is_some_and(|e| e == "list") {
+            for l in text.lines().map(str::trim).filter(|l| l.starts_with("deb ")) {
+                let mut words: Vec<&str> = l.split_whitespace().skip(1).collect();
+                let opts = if words.first().is_some_and(|w| w.starts_with('[')) {
+                    let end = words.iter().position(|w| w.ends_with(']')).unwrap_or(0);
+                    let o = words[..=end].join(" ");
+                    words.drain(..=end);
+                    format!("{o} ")
+                } else {
+                    String::new()
+                };
+                if let [uri, s, ..] = words.as_slice() {
+                    if family(s) {
+                        lines.insert(format!("deb {opts}{uri} {s} {comps}"));
+                    }
+                }
+            }
+        }
+    }
+    (!lines.is_empty()).then(|| lines.into_iter().collect::<Vec<_>>().join("\n") + "\n")
+}
+
+/// Unpack Debian packages with mmdebstrap into a tree (times clamped to `sde`).
+pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
+    let mut cmd = Cmd::new("mmdebstrap")
+        .arg(format!("--variant={}", src.variant))
+        .arg("--mode=auto")
+        .arg("--format=tar")
+        .arg("--quiet")
+        .arg(format!("--architectures={}", src.architecture))
+        .arg(format!("--components={}", src.components.join(",")))
+        .arg(format!("--include={}", src.packages.join(",")))
+        .env("SOURCE_DATE_EPOCH", sde.to_string())
+        .arg(&src.suite)
+        .arg("-");
+    // Keep the sources file alive until mmdebstrap is done.
+    let _sources;
+    match &src.mirror {
+        Some(m) => cmd = cmd.arg(m),
+        None => {
+            if let Some(text) = host_sources(&src.suite, &src.components) {
+                let f = tempfile::Builder::new().prefix("kiln-sources-").suffix(".list").tempfile_in(tmp)?;
+                std::fs::write(f.path(), text)?;
+                cmd = cmd.arg(f.path());
+                _sources = f;
+            }
+        }
+    }
+    let out = cmd.run().map_err(|e| {
+        if crate::error::exit_code(&e) == crate::error::EXIT_ENVIRONMENT {
+            e
+        } else {
+            anyhow::Error::new(EnvError::new(format!("{e:#}"))).context(format!(
+                "unpacking Debian packages {} from {} failed",
+                src.packages.join(", "),
+                src.suite
+            ))
+        }
+    })?;
+    crate::layer::read_tar(out.stdout.as_slice(), sde).context("reading mmdebstrap's tarball")
+}
+
+/// Module index files that go stale when modules are removed; kiln writes a
+/// fresh `modules.dep` instead and drops the rest (binary indexes included,
+/// since modprobe would prefer them).
+const STALE_MODULE_INDEXES: &[&str] = &[
+    "modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.symbols",
+    "modules.symbols.bin", "modules.softdep", "modules.devname", "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+];
+
+/// What stripping did, for the progress report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StripStats {
+    /// Entries removed by globs.
+    pub deleted: usize,
+    /// Kernel modules removed.
+    pub modules_removed: usize,
+    /// Kernel modules kept.
+    pub modules_kept: usize,
+}
+
+/// Apply a layer's strip rules to an unpacked tree.
+pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
+    let mut stats = StripStats::default();
+    let (delete, keep) = rules.matchers();
+    let before = tree.len();
+    tree.retain(|p, _| !(delete.iter().any(|g| g.is_match(p)) && !keep.iter().any(|g| g.is_match(p))));
+    stats.deleted = before - tree.len();
+
+    if let Some(wanted) = &rules.keep_modules {
+        let idx = ModuleIndex::new(tree)?;
+        let keep: BTreeSet<String> = idx
+            .closure(wanted)?
+            .iter()
+            .filter_map(|m| idx.path_of(&m.name).map(str::to_string))
+            .collect();
+        let doomed: Vec<String> = tree
+            .iter()
+            .filter(|(p, n)| is_module_path(p) && matches!(n.kind, NodeKind::File(_)) && !keep.contains(*p))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        stats.modules_removed = doomed.len();
+        stats.modules_kept = keep.len();
+        for p in doomed {
+            tree.remove(&p);
+        }
+        for f in STALE_MODULE_INDEXES {
+            tree.remove(&format!("{}/{f}", idx.base));
+        }
+        prune_empty_dirs(tree, &format!("{}/kernel", idx.base));
+        let kept_idx = ModuleIndex::new(tree)?;
+        let all: Vec<String> = kept_idx.modules.keys().cloned().collect();
+        let dep = kept_idx.modules_dep(&kept_idx.closure(&all)?)?;
+        let mtime = tree.get(&idx.base).map_or(0, |n| n.meta.mtime);
+        tree.insert(
+            &format!("{}/modules.dep", idx.base),
+            Node { kind: NodeKind::File(Arc::new(dep.into_bytes())), meta: Meta::root(0o644, mtime) },
+        )?;
+    }
+    Ok(stats)
+}
+
+/// Remove directories under `top` that hold nothing but (empty) directories.
+fn prune_empty_dirs(tree: &mut Tree, top: &str) {
+    loop {
+        let empty: Vec<String> = tree
+            .iter()
+            .filter(|(p, n)| p.starts_with(top) && n.kind == NodeKind::Dir && tree.children(p).next().is_none())
+            .map(|(p, _)| p.to_string())
+            .collect();
+        if empty.is_empty() {
+            break;
+        }
+        for p in empty {
+            tree.remove(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_escape_table() {
+        for (link, target, bad) in [
+            ("a", "b", false),
+            ("a", "../b", true),
+            ("d/a", "../b", false),
+            ("d/a", "../../b", true),
+            ("d/a", "/usr/bin/x", false),
+            ("d/a", "/../etc", true),
+            ("d/e/a", "./../x/../../y", false),
+            ("d/e/a", "../x/../../../y", true),
+        ] {
+            assert_eq!(escapes(link, target), bad, "{link} -> {target}");
+        }
+    }
+
+    #[test]
+    fn strip_keeps_modules_with_dependencies() {
+        let mut t = crate::kmod::tests::module_tree(&[
+            ("net/virtio_net.ko", "virtio_net", "net_failover"),
+            ("net/net_failover.ko", "net_failover", "failover"),
+            ("core/failover.ko", "failover", ""),
+            ("sound/snd.ko", "snd", ""),
+        ]);
+        let d = Meta::root(0o755, 0);
+        t.insert_with_parents("usr/share/doc/x/copyright", Node { kind: NodeKind::File(Arc::new(vec![])), meta: d.clone() }, &d).unwrap();
+        t.insert_with_parents("usr/share/doc/keep/README", Node { kind: NodeKind::File(Arc::new(vec![])), meta: d.clone() }, &d).unwrap();
+        let rules = StripRules {
+            delete: vec!["usr/share/doc/**".into()],
+            keep: vec!["usr/share/doc/keep/**".into(), "usr/share/doc/keep".into()],
+            keep_modules: Some(vec!["virtio_net".into()]),
+        };
+        let st = strip(&mut t, &rules).unwrap();
+        assert!(t.get("usr/share/doc/x").is_none());
+        assert!(t.get("usr/share/doc/keep/README").is_some());
+        assert!(t.get("lib/modules/6.1.0-test/kernel/sound").is_none(), "empty dir pruned");
+        assert_eq!((st.modules_kept, st.modules_removed), (3, 1));
+        let NodeKind::File(dep) = &t.get("lib/modules/6.1.0-test/modules.dep").unwrap().kind else { panic!() };
+        let dep = String::from_utf8_lossy(dep);
+        assert!(dep.contains("kernel/net/virtio_net.ko: kernel/net/net_failover.ko kernel/core/failover.ko"), "{dep}");
+    }
+}
