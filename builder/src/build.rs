@@ -87,6 +87,9 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
     let mut root = Tree::new(sde);
     let mut entries = Vec::new();
     let mut lower: Option<String> = None;
+    // New layers reach the store only once the whole composition checks out,
+    // so that bad input (a service whose program is missing) leaves nothing.
+    let mut pending = Vec::new();
     for pl in &plan.layers {
         let key = pl.key(lower.as_deref(), sde);
         let name = &pl.def.name;
@@ -102,7 +105,6 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                 let tree = build_layer(pl, &root, sde, store, progress)
                     .with_context(|| format!("building layer {name} ({})", pl.def.file.display()))?;
                 let packed = layer::pack(&tree)?;
-                store.put_blob(&packed.blob)?;
                 let entry = KeyEntry {
                     key: key.clone(),
                     digest: packed.digest.clone(),
@@ -112,7 +114,7 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                     size: packed.blob.len() as u64,
                     tar_size: packed.tar_size,
                 };
-                store.record_key(&entry)?;
+                pending.push((packed.blob, entry.clone()));
                 (entry, false, tree)
             }
         };
@@ -122,6 +124,10 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
         entries.push((entry, cached));
     }
     check_services(plan, &root)?;
+    for (blob, entry) in pending {
+        store.put_blob(&blob)?;
+        store.record_key(&entry)?;
+    }
     Ok(Layers { entries, root })
 }
 

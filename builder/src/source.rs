@@ -24,13 +24,15 @@ use crate::tree::{Meta, Node, NodeKind, Tree};
 /// an executable `run` and a `restart` policy file (`always` or `no`).
 pub const SERVICES_DIR: &str = "etc/kiln/services";
 
+/// Files of this name in a `[files]` directory are not copied: they only keep
+/// an otherwise empty directory in git.
+pub const KEEP_PLACEHOLDER: &str = ".keep";
+
 /// Read a layer's `[files]` directory into a tree with normalised metadata and
 /// the layer's overrides applied. Symlinks are stored, never followed; one
 /// whose target climbs out of the directory is an error naming it.
 pub fn files_tree(def: &LayerDef, dir: &Path, sde: i64) -> Result<Tree, InputError> {
-    let mut tree = Tree::new(sde);
-    let dmeta = Meta::root(0o755, sde);
-    walk(dir, dir, "", &mut tree, &dmeta, sde)?;
+    let mut tree = read_dir_tree(dir, sde)?;
     // Overrides, in file order; each must match something.
     for o in &def.overrides {
         let m = glob(&o.path).map_err(|e| InputError::file(def.file.display().to_string(), e.to_string()))?;
@@ -62,7 +64,15 @@ pub fn files_tree(def: &LayerDef, dir: &Path, sde: i64) -> Result<Tree, InputErr
     Ok(tree)
 }
 
-fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, dmeta: &Meta, sde: i64) -> Result<(), InputError> {
+/// Read a directory into a tree: root-owned, modes normalised, times `sde`,
+/// symlinks stored and checked not to escape `dir`, `.keep` files skipped.
+pub fn read_dir_tree(dir: &Path, sde: i64) -> Result<Tree, InputError> {
+    let mut tree = Tree::new(sde);
+    walk(dir, dir, "", &mut tree, sde)?;
+    Ok(tree)
+}
+
+fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, sde: i64) -> Result<(), InputError> {
     let err = |p: &Path, m: String| InputError::file(p.display().to_string(), m);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| err(dir, format!("cannot read directory: {e}")))?
@@ -73,6 +83,9 @@ fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, dmeta: &Meta, sde: 
     for e in entries {
         let path = e.path();
         let name = e.file_name().into_string().map_err(|n| err(&path, format!("file name {n:?} is not UTF-8")))?;
+        if name == KEEP_PLACEHOLDER {
+            continue;
+        }
         let relp = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
         let md = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e.to_string()))?;
         let ft = md.file_type();
@@ -105,7 +118,7 @@ fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, dmeta: &Meta, sde: 
         tree.insert(&relp, Node { kind, meta: Meta::root(mode, sde) })
             .map_err(|e| err(&path, e.to_string()))?;
         if is_dir {
-            walk(root, &path, &relp, tree, dmeta, sde)?;
+            walk(root, &path, &relp, tree, sde)?;
         }
     }
     Ok(())
@@ -275,7 +288,21 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
     let mut stats = StripStats::default();
     let (delete, keep) = rules.matchers();
     let before = tree.len();
-    tree.retain(|p, _| !(delete.iter().any(|g| g.is_match(p)) && !keep.iter().any(|g| g.is_match(p))));
+    // A kept path keeps its ancestors: `delete = ["**"]` with `keep = ["bin/busybox"]`
+    // leaves `bin/` and `bin/busybox`.
+    let mut kept: BTreeSet<String> = BTreeSet::new();
+    for (p, _) in tree.iter() {
+        if keep.iter().any(|g| g.is_match(p)) {
+            let mut cur = Some(p);
+            while let Some(c) = cur {
+                if !kept.insert(c.to_string()) {
+                    break;
+                }
+                cur = crate::tree::parent(c);
+            }
+        }
+    }
+    tree.retain(|p, _| kept.contains(p) || !delete.iter().any(|g| g.is_match(p)));
     stats.deleted = before - tree.len();
 
     if let Some(wanted) = &rules.keep_modules {
@@ -361,7 +388,7 @@ mod tests {
         t.insert_with_parents("usr/share/doc/keep/README", Node { kind: NodeKind::File(Arc::new(vec![])), meta: d.clone() }, &d).unwrap();
         let rules = StripRules {
             delete: vec!["usr/share/doc/**".into()],
-            keep: vec!["usr/share/doc/keep/**".into(), "usr/share/doc/keep".into()],
+            keep: vec!["usr/share/doc/keep/README".into()],
             keep_modules: Some(vec!["virtio_net".into()]),
         };
         let st = strip(&mut t, &rules).unwrap();

@@ -73,6 +73,8 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
         .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
     tmp.write_all(data).with_context(|| format!("writing {}", tmp.path().display()))?;
+    // Published files are world-readable whatever the umask (tempfile makes them 0600).
+    tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("renaming into {}", dest.display()))?;
     if let Some(dir) = dest.parent() {

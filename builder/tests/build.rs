@@ -1,0 +1,352 @@
+//! End-to-end tests of `kiln build` on small fixture recipes: caching by key,
+//! app-only rebuilds, determinism against host noise, golden digests, and bad
+//! input. No network and no QEMU: the Debian source is served by a stand-in
+//! `mmdebstrap` on PATH that prints a fixed tarball.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+impl Fixture {
+    /// A repo with a Debian-sourced base (served by the fake mmdebstrap), a
+    /// files-only app layer and a recipe composing them.
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // What the fake mmdebstrap "unpacks".
+        write(&root.join("debroot/bin/busybox"), "#!fake busybox\n");
+        write(&root.join("debroot/usr/share/doc/busybox/copyright"), "GPL\n");
+        write(&root.join("debroot/etc/motd"), "debian\n");
+        let status = Command::new("tar")
+            .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@1800000000", "-C"])
+            .arg(root.join("debroot"))
+            .args(["-cf"])
+            .arg(root.join("deb.tar"))
+            .arg(".")
+            .status()
+            .expect("GNU tar (Debian package tar)");
+        assert!(status.success());
+        fs::create_dir_all(root.join("bin")).unwrap();
+        write(&root.join("bin/mmdebstrap"), &format!("#!/bin/sh\necho called >> {}\ncat {}\n", root.join("mmdebstrap.calls").display(), root.join("deb.tar").display()));
+        fs::set_permissions(root.join("bin/mmdebstrap"), fs::Permissions::from_mode(0o755)).unwrap();
+
+        write(
+            &root.join("layers/base/mini/layer.toml"),
+            r#"[layer]
+kind = "base"
+
+[debian]
+suite = "bookworm"
+packages = ["busybox-static"]
+mirror = "http://deb.debian.org/debian"
+
+[strip]
+delete = ["usr/share/doc/**"]
+
+[files]
+dir = "files"
+"#,
+        );
+        write(&root.join("layers/base/mini/files/etc/hostname"), "mini\n");
+        write(
+            &root.join("layers/apps/app/layer.toml"),
+            r#"[layer]
+kind = "app"
+
+[files]
+dir = "files"
+
+[[override]]
+path = "srv/app/secret"
+mode = "0600"
+uid = 33
+gid = 33
+
+[[service]]
+name = "app"
+command = ["/bin/busybox", "httpd", "-f"]
+"#,
+        );
+        write(&root.join("layers/apps/app/files/srv/app/index.html"), "v1\n");
+        write(&root.join("layers/apps/app/files/srv/app/secret"), "s3cret\n");
+        write(
+            &root.join("recipes/app.toml"),
+            r#"[image]
+name = "app"
+version = "1.0"
+layers = ["../layers/base/mini", "../layers/apps/app"]
+source_date_epoch = 1700000000
+"#,
+        );
+        Fixture { dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.root().join("store")
+    }
+
+    fn out(&self) -> PathBuf {
+        self.root().join("out")
+    }
+
+    fn mmdebstrap_calls(&self) -> usize {
+        fs::read_to_string(self.root().join("mmdebstrap.calls")).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    fn kiln(&self, args: &[&str]) -> Output {
+        let path = format!("{}:{}", self.root().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        Command::new(KILN)
+            .args(args)
+            .arg("--store")
+            .arg(self.store())
+            .env("PATH", path)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    fn build_json(&self, recipe: &str) -> Value {
+        let out = self.kiln(&["build", &self.root().join(recipe).display().to_string(), "-o", &self.out().display().to_string(), "--json"]);
+        assert!(out.status.success(), "kiln build failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn cached(report: &Value) -> Vec<bool> {
+    report["layers"].as_array().unwrap().iter().map(|l| l["cached"].as_bool().unwrap()).collect()
+}
+
+#[test]
+fn second_build_is_cached_and_identical() {
+    let f = Fixture::new();
+    let first = f.build_json("recipes/app.toml");
+    assert_eq!(cached(&first), [false, false]);
+    assert_eq!(f.mmdebstrap_calls(), 1);
+    let second = f.build_json("recipes/app.toml");
+    assert_eq!(cached(&second), [true, true]);
+    assert_eq!(f.mmdebstrap_calls(), 1, "a cached layer must not call mmdebstrap");
+    assert_eq!(first["image"]["digest"], second["image"]["digest"]);
+
+    // The output checks out with sha256sum, and the image holds what the layers say.
+    let sums = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(f.out()).output().unwrap();
+    assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
+    let list = Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(f.out().join("app-1.0.tar")).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("bin/busybox"), "{list}");
+    assert!(!list.contains("usr/share/doc/busybox/copyright"), "strip rules apply: {list}");
+    assert!(list.lines().any(|l| l.starts_with("-rw------- 33/33") && l.ends_with("srv/app/secret")), "{list}");
+    assert!(list.contains("etc/kiln/services/app/run"), "{list}");
+    // Package times are clamped to SOURCE_DATE_EPOCH.
+    assert!(!list.contains("2027-"), "{list}");
+}
+
+#[test]
+fn editing_the_app_rebuilds_only_the_app() {
+    let f = Fixture::new();
+    let first = f.build_json("recipes/app.toml");
+    write(&f.root().join("layers/apps/app/files/srv/app/index.html"), "v2\n");
+    let second = f.build_json("recipes/app.toml");
+    assert_eq!(cached(&second), [true, false]);
+    assert_eq!(first["layers"][0]["digest"], second["layers"][0]["digest"]);
+    assert_ne!(first["layers"][1]["digest"], second["layers"][1]["digest"]);
+    assert_ne!(first["image"]["digest"], second["image"]["digest"]);
+    assert_eq!(f.mmdebstrap_calls(), 1);
+}
+
+/// Golden digests: an accidental change to the layer format, the key's
+/// canonical form or the tar writer changes these and must be deliberate
+/// (bump LAYER_FORMAT_VERSION).
+#[test]
+fn golden_layer_key_and_digest() {
+    let f = Fixture::new();
+    let r = f.build_json("recipes/app.toml");
+    let app = &r["layers"][1];
+    assert_eq!(app["key"], "sha256:dbf79d5da8ad7473a1e778a417c0f258cee32469d60ff0f5515ed8c10320486c");
+    assert_eq!(app["digest"], "sha256:3e4510e4413d47786719afd7652021a654c15e311d2dd33d89c3d81ab835dcb3");
+}
+
+/// The same sources with other mtimes, another umask, and files created in
+/// another order give the same layer digests and the same image.
+#[test]
+fn host_noise_does_not_change_digests() {
+    let a = Fixture::new();
+    let ra = a.build_json("recipes/app.toml");
+
+    let b = Fixture::new();
+    let files = b.root().join("layers/apps/app/files/srv/app");
+    fs::remove_dir_all(&files).unwrap();
+    fs::create_dir_all(&files).unwrap();
+    // Reverse creation order, group/other bits stripped, odd mtimes.
+    write(&files.join("secret"), "s3cret\n");
+    write(&files.join("index.html"), "v1\n");
+    for f in ["secret", "index.html"] {
+        fs::set_permissions(files.join(f), fs::Permissions::from_mode(0o600)).unwrap();
+        let ok = Command::new("touch").args(["-d", "2001-02-03 04:05:06"]).arg(files.join(f)).status().unwrap();
+        assert!(ok.success());
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077; TZ=Pacific/Kiritimati exec {KILN} build {} -o {} --json --store {}",
+            b.root().join("recipes/app.toml").display(),
+            b.out().display(),
+            b.store().display()
+        ))
+        .env("PATH", format!("{}:{}", b.root().join("bin").display(), std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rb: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ra["layers"], rb["layers"]);
+    assert_eq!(ra["image"]["digest"], rb["image"]["digest"]);
+}
+
+/// Each bad input exits 2 with a message naming file, line and field, and
+/// leaves nothing in the store or the output directory.
+#[test]
+fn bad_inputs_are_named_and_leave_nothing_behind() {
+    // (file to change, its new content, expected fragments of the message)
+    let cases: &[(&str, &[u8], &[&str])] = &[
+        ("recipes/app.toml", b"", &["recipes/app.toml", "empty"]),
+        ("recipes/app.toml", b"[image\nname = 1", &["recipes/app.toml:1", "unclosed table"]),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"app\"\nversion = \"1\"\nlayers = [\"../layers/base/mini\"]\ncolour = \"red\"\n",
+            &["recipes/app.toml:5", "field `image.colour`", "unknown field"],
+        ),
+        ("recipes/app.toml", b"[image]\nname = \"app\xff\"\n", &["recipes/app.toml:2", "UTF-8"]),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"app\"\nversion = 1\nlayers = [\"../layers/base/mini\"]\n",
+            &["recipes/app.toml:3", "invalid type"],
+        ),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"app\"\nversion = \"1\"\nlayers = [\n  \"../layers/base/mini\",\n  \"../layers/apps/nope\",\n]\n",
+            &["recipes/app.toml:6", "field `image.layers[1]`", "not found"],
+        ),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"app\"\nversion = \"1\"\nlayers = [\"../layers/apps/app\", \"../layers/base/mini\"]\n",
+            &["recipes/app.toml:4", "first layer must be a base layer"],
+        ),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"a pp\"\nversion = \"1\"\nlayers = [\"../layers/base/mini\"]\n",
+            &["recipes/app.toml:2", "field `image.name`"],
+        ),
+        (
+            "recipes/app.toml",
+            b"[image]\nname = \"app\"\nversion = \"1\"\nlayers = [\"../layers/base/mini\"]\n[[test.console]]\npattern = \"(unclosed\"\n",
+            &["recipes/app.toml:6", "field `test.console[0].pattern`", "regular expression"],
+        ),
+        ("layers/apps/app/layer.toml", b"[layer]\nkind = \"application\"\n", &["layers/apps/app/layer.toml:2", "field `layer.kind`"]),
+        (
+            "layers/apps/app/layer.toml",
+            b"[layer]\nkind = \"app\"\n[files]\ndir = \"files\"\n[[override]]\npath = \"srv/app/*\"\nmode = \"0999\"\n",
+            &["layers/apps/app/layer.toml:7", "field `override[0].mode`", "octal"],
+        ),
+        (
+            "layers/apps/app/layer.toml",
+            b"[layer]\nkind = \"app\"\n[files]\ndir = \"files\"\n[[override]]\npath = \"nothing/here\"\nmode = \"0644\"\n",
+            &["layers/apps/app/layer.toml:6", "matches no file"],
+        ),
+        (
+            "layers/apps/app/layer.toml",
+            b"[layer]\nkind = \"app\"\n[files]\ndir = \"files\"\n[[service]]\nname = \"app\"\ncommand = [\"/usr/bin/missing\"]\n",
+            &["layers/apps/app/layer.toml:6", "field `service.command`", "/usr/bin/missing does not exist"],
+        ),
+        ("layers/apps/app/layer.toml", b"[layer]\nkind = \"app\"\n[files]\ndir = \"nofiles\"\n", &["layers/apps/app/layer.toml:4", "field `files.dir`", "does not exist"]),
+    ];
+    for (file, content, want) in cases {
+        let f = Fixture::new();
+        fs::write(f.root().join(file), content).unwrap();
+        fs::create_dir_all(f.out()).unwrap();
+        let out = f.kiln(&["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file} {:?}: {stderr}", String::from_utf8_lossy(content));
+        for w in *want {
+            assert!(stderr.contains(w), "{file}: expected {w:?} in: {stderr}");
+        }
+        let store_entries = walk_files(&f.store());
+        assert!(store_entries.is_empty() || store_entries.iter().all(|p| p.ends_with("lock")), "store written: {store_entries:?}");
+        assert_eq!(walk_files(&f.out()), Vec::<PathBuf>::new(), "output written for {file}");
+    }
+}
+
+#[test]
+fn escaping_symlink_is_refused() {
+    let f = Fixture::new();
+    std::os::unix::fs::symlink("../../../../etc/passwd", f.root().join("layers/apps/app/files/srv/app/passwd")).unwrap();
+    let out = f.kiln(&["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("srv/app/passwd") && stderr.contains("outside"), "{stderr}");
+    assert!(!f.store().exists());
+}
+
+#[test]
+fn missing_mmdebstrap_is_an_environment_error() {
+    let f = Fixture::new();
+    fs::remove_file(f.root().join("bin/mmdebstrap")).unwrap();
+    let out = Command::new(KILN)
+        .args(["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string(), "--store"])
+        .arg(f.store())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("mmdebstrap") && stderr.contains("install"), "{stderr}");
+}
+
+#[test]
+fn ls_and_inspect_report_the_build() {
+    let f = Fixture::new();
+    let r = f.build_json("recipes/app.toml");
+    let out = f.kiln(&["ls", "--json"]);
+    assert!(out.status.success());
+    let ls: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(ls["images"][0]["digest"], r["image"]["digest"]);
+    let out = f.kiln(&["inspect", "--json", r["image"]["path"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let i: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(i["digest_verified"], true);
+    assert_eq!(i["manifest"]["layers"][1]["name"], "apps/app");
+    let out = f.kiln(&["inspect", "--json", r["image"]["digest"].as_str().unwrap()]);
+    assert!(out.status.success());
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
