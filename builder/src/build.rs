@@ -102,8 +102,9 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                 (entry, true, tree)
             }
             None => {
-                let tree = build_layer(pl, &root, sde, store, progress)
-                    .with_context(|| format!("building layer {name} ({})", pl.def.file.display()))?;
+                let tree = build_layer(pl, &root, sde, store, progress).with_context(|| {
+                    format!("building layer {name} ({})", pl.def.file.display())
+                })?;
                 let packed = layer::pack(&tree)?;
                 let entry = KeyEntry {
                     key: key.clone(),
@@ -119,7 +120,8 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
             }
         };
         progress.finish(Some(if cached { "cached" } else { "built" }));
-        root.apply_layer(&tree).with_context(|| format!("applying layer {name}"))?;
+        root.apply_layer(&tree)
+            .with_context(|| format!("applying layer {name}"))?;
         lower = Some(entry.digest.clone());
         entries.push((entry, cached));
     }
@@ -132,10 +134,20 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
 }
 
 /// Build one layer's tree from its sources.
-fn build_layer(pl: &PlannedLayer, lower_root: &Tree, sde: i64, store: &Store, progress: &mut Progress) -> Result<Tree> {
+fn build_layer(
+    pl: &PlannedLayer,
+    lower_root: &Tree,
+    sde: i64,
+    store: &Store,
+    progress: &mut Progress,
+) -> Result<Tree> {
     let mut tree = match &pl.def.debian {
         Some(deb) => {
-            progress.step(format!("layer {}: unpacking {} Debian packages with mmdebstrap", pl.def.name, deb.packages.len()));
+            progress.step(format!(
+                "layer {}: unpacking {} Debian packages with mmdebstrap",
+                pl.def.name,
+                deb.packages.len()
+            ));
             let mut t = source::debian_tree(deb, sde, &store.tmp_dir())?;
             let st = source::strip(&mut t, &pl.def.strip)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, "stripped");
@@ -166,9 +178,16 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
         }
     }
     for (path, node) in lower.iter() {
-        if !path.is_empty() && upper.get(path).is_none() && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir)) {
+        if !path.is_empty()
+            && upper.get(path).is_none()
+            && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir))
+        {
             let dir = parent(path).unwrap_or("");
-            let wh = if dir.is_empty() { format!("{WHITEOUT_PREFIX}{}", file_name(path)) } else { format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path)) };
+            let wh = if dir.is_empty() {
+                format!("{WHITEOUT_PREFIX}{}", file_name(path))
+            } else {
+                format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path))
+            };
             let _ = node;
             needed.push(wh);
         }
@@ -223,7 +242,11 @@ fn resolve<'a>(root: &'a Tree, path: &str) -> Option<&'a Node> {
         let node = root.get(&cur)?;
         match &node.kind {
             NodeKind::Symlink(t) => {
-                let joined = if t.starts_with('/') { t.clone() } else { format!("{}/{t}", parent(&cur).unwrap_or("")) };
+                let joined = if t.starts_with('/') {
+                    t.clone()
+                } else {
+                    format!("{}/{t}", parent(&cur).unwrap_or(""))
+                };
                 cur = normalize_lexically(&joined)?;
             }
             NodeKind::File(_) | NodeKind::Hardlink(_) => return Some(node),
@@ -248,7 +271,12 @@ fn normalize_lexically(p: &str) -> Option<String> {
 }
 
 /// Build an image from a recipe.
-pub fn build(recipe_path: &Path, store: &Store, opts: &BuildOptions, progress: &mut Progress) -> Result<BuildReport> {
+pub fn build(
+    recipe_path: &Path,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &mut Progress,
+) -> Result<BuildReport> {
     progress.step(format!("reading {}", recipe_path.display()));
     let plan = Plan::new(recipe_path)?;
     progress.finish(None);
@@ -268,7 +296,9 @@ pub fn build(recipe_path: &Path, store: &Store, opts: &BuildOptions, progress: &
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         recipe: RecipeRef {
-            file: recipe_path.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            file: recipe_path
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
             digest: plan.recipe_digest.clone(),
         },
         source_date_epoch: plan.source_date_epoch,
@@ -284,12 +314,21 @@ pub fn build(recipe_path: &Path, store: &Store, opts: &BuildOptions, progress: &
                 size: e.size,
             })
             .collect(),
-        image: ImageFile { format: "tar".into(), file: image_name.clone(), digest: digest.clone(), size: image.len() as u64 },
+        image: ImageFile {
+            format: "tar".into(),
+            file: image_name.clone(),
+            digest: digest.clone(),
+            size: image.len() as u64,
+        },
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;
     let manifest_name = format!("{base}.manifest.json");
-    let files: BTreeMap<String, &[u8]> = [(image_name.clone(), image.as_slice()), (manifest_name.clone(), manifest_json.as_slice())].into();
+    let files: BTreeMap<String, &[u8]> = [
+        (image_name.clone(), image.as_slice()),
+        (manifest_name.clone(), manifest_json.as_slice()),
+    ]
+    .into();
     write_output(&opts.out_dir, &files)?;
     store.record_image(&digest, &manifest_json)?;
     progress.finish(Some(&digest));
@@ -322,14 +361,23 @@ pub fn build(recipe_path: &Path, store: &Store, opts: &BuildOptions, progress: &
 /// Write files into `out_dir` with a `SHA256SUMS` covering them: each file is
 /// written complete in a temporary directory beside them, then renamed.
 pub fn write_output(out_dir: &Path, files: &BTreeMap<String, &[u8]>) -> Result<()> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating output directory {}", out_dir.display()))?;
-    let tmp = tempfile::Builder::new().prefix(".kiln-tmp-").tempdir_in(out_dir)
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating output directory {}", out_dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempdir_in(out_dir)
         .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))?;
     let mut sums = String::new();
     for (name, data) in files {
-        sums.push_str(&format!("{}  {name}\n", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))));
+        sums.push_str(&format!(
+            "{}  {name}\n",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+        ));
     }
-    let all = files.iter().map(|(n, d)| (n.clone(), *d)).chain(std::iter::once(("SHA256SUMS".to_string(), sums.as_bytes())));
+    let all = files
+        .iter()
+        .map(|(n, d)| (n.clone(), *d))
+        .chain(std::iter::once(("SHA256SUMS".to_string(), sums.as_bytes())));
     for (name, data) in all {
         write_atomic(tmp.path(), &out_dir.join(&name), data)?;
     }

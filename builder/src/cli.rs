@@ -68,15 +68,32 @@ pub fn run(cli: Cli) -> Result<()> {
     let store = cli.store();
     match &cli.command {
         Command::Build { recipe, output } => {
-            let mut progress = if cli.json { Progress::hidden() } else { Progress::new(cli.quiet) };
-            let report = build::build(recipe, &store, &BuildOptions { out_dir: output.clone() }, &mut progress)?;
+            let mut progress = if cli.json {
+                Progress::hidden()
+            } else {
+                Progress::new(cli.quiet)
+            };
+            let report = build::build(
+                recipe,
+                &store,
+                &BuildOptions {
+                    out_dir: output.clone(),
+                },
+                &mut progress,
+            )?;
             drop(progress);
             if cli.json {
                 print_json(&report)?;
             } else if !cli.quiet {
                 println!("{} {}", report.image.name, report.image.version);
                 for l in &report.layers {
-                    println!("  {:<8} {:<24} {} {}", l.kind, l.name, &l.digest[..19], if l.cached { "cached" } else { "built" });
+                    println!(
+                        "  {:<8} {:<24} {} {}",
+                        l.kind,
+                        l.name,
+                        &l.digest[..19],
+                        if l.cached { "cached" } else { "built" }
+                    );
                 }
                 println!("image  {}", report.image.path.display());
                 println!("digest {}", report.image.digest);
@@ -91,17 +108,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("store {}", store.root().display());
                 println!("LAYERS");
                 for l in &listing.layers {
-                    println!("  {:<8} {:<24} {} {:>10}", l.kind, l.name, &l.digest[..19], human(l.size));
+                    println!(
+                        "  {:<8} {:<24} {} {:>10}",
+                        l.kind,
+                        l.name,
+                        &l.digest[..19],
+                        human(l.size)
+                    );
                 }
                 println!("IMAGES");
                 for i in &listing.images {
-                    println!("  {:<16} {:<10} {} {:>10}", i.name, i.version, &i.digest[..19], human(i.size));
+                    println!(
+                        "  {:<16} {:<10} {} {:>10}",
+                        i.name,
+                        i.version,
+                        &i.digest[..19],
+                        human(i.size)
+                    );
                 }
                 println!("total {}", human(listing.total_bytes));
             }
         }
         Command::Inspect { target } => {
-            let info = inspect::inspect(&store, target).with_context(|| format!("inspecting {target}"))?;
+            let info =
+                inspect::inspect(&store, target).with_context(|| format!("inspecting {target}"))?;
             if cli.json {
                 print_json(&info)?;
             } else {

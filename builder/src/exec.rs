@@ -101,7 +101,8 @@ impl Cmd {
         std::iter::once(&self.program)
             .chain(self.args.iter())
             .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c))
+                {
                     format!("'{}'", a.replace('\'', r"'\''"))
                 } else {
                     a.clone()
@@ -171,7 +172,9 @@ pub fn have_program(program: &str) -> bool {
 /// The last [`STDERR_TAIL`] bytes of a program's stderr, as text.
 pub fn stderr_tail(stderr: &[u8]) -> String {
     let start = stderr.len().saturating_sub(STDERR_TAIL);
-    String::from_utf8_lossy(&stderr[start..]).trim_end().to_string()
+    String::from_utf8_lossy(&stderr[start..])
+        .trim_end()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -193,11 +196,17 @@ mod tests {
             .run()
             .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("boom") && msg.contains("exit status: 3"), "{msg}");
+        assert!(
+            msg.contains("boom") && msg.contains("exit status: 3"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn display_quotes() {
-        assert_eq!(Cmd::new("echo").args(["a b", "c"]).display(), "echo 'a b' c");
+        assert_eq!(
+            Cmd::new("echo").args(["a b", "c"]).display(),
+            "echo 'a b' c"
+        );
     }
 }

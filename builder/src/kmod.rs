@@ -78,13 +78,18 @@ pub fn elf_section<'a>(elf: &'a [u8], want: &str) -> Result<Option<&'a [u8]>, &'
         Some((name, off, size))
     };
     let (_, stroff, strsize) = section(shstrndx).ok_or("bad section string table")?;
-    let strtab = elf.get(stroff..stroff.checked_add(strsize).ok_or("overflow")?).ok_or("truncated string table")?;
+    let strtab = elf
+        .get(stroff..stroff.checked_add(strsize).ok_or("overflow")?)
+        .ok_or("truncated string table")?;
     for i in 0..shnum {
         let (name, off, size) = section(i).ok_or("truncated section headers")?;
         let name = strtab.get(name as usize..).ok_or("bad section name")?;
         let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
         if &name[..end] == want.as_bytes() {
-            return elf.get(off..off.checked_add(size).ok_or("overflow")?).map(Some).ok_or("truncated section");
+            return elf
+                .get(off..off.checked_add(size).ok_or("overflow")?)
+                .map(Some)
+                .ok_or("truncated section");
         }
     }
     Ok(None)
@@ -101,8 +106,13 @@ pub struct ModInfo {
 
 /// Parse a module's `.modinfo`.
 pub fn modinfo(path: &str, ko: &[u8]) -> Result<ModInfo, KmodError> {
-    let bad = |why| KmodError::BadElf { path: path.to_string(), why };
-    let sec = elf_section(ko, ".modinfo").map_err(bad)?.ok_or_else(|| bad("no .modinfo section"))?;
+    let bad = |why| KmodError::BadElf {
+        path: path.to_string(),
+        why,
+    };
+    let sec = elf_section(ko, ".modinfo")
+        .map_err(bad)?
+        .ok_or_else(|| bad("no .modinfo section"))?;
     let mut name = None;
     let mut depends = Vec::new();
     for field in sec.split(|b| *b == 0) {
@@ -127,7 +137,9 @@ fn module_stem(path: &str) -> &str {
 /// Whether a path is a kernel module file.
 pub fn is_module_path(path: &str) -> bool {
     (path.starts_with("lib/modules/") || path.starts_with("usr/lib/modules/"))
-        && [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|s| path.ends_with(s))
+        && [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+            .iter()
+            .any(|s| path.ends_with(s))
 }
 
 /// The modules of the one kernel in a tree.
@@ -161,7 +173,9 @@ impl ModuleIndex {
     pub fn new(tree: &Tree) -> Result<ModuleIndex, KmodError> {
         let kernels = kernel_versions(tree);
         let [(kver, base)] = kernels.as_slice() else {
-            return Err(KmodError::KernelCount(kernels.into_iter().map(|k| k.0).collect()));
+            return Err(KmodError::KernelCount(
+                kernels.into_iter().map(|k| k.0).collect(),
+            ));
         };
         let prefix = format!("{base}/");
         let mut modules = BTreeMap::new();
@@ -192,7 +206,13 @@ impl ModuleIndex {
         Ok(order)
     }
 
-    fn visit<'a>(&'a self, name: &str, needed_by: &str, done: &mut BTreeSet<String>, order: &mut Vec<&'a ModInfo>) -> Result<(), KmodError> {
+    fn visit<'a>(
+        &'a self,
+        name: &str,
+        needed_by: &str,
+        done: &mut BTreeSet<String>,
+        order: &mut Vec<&'a ModInfo>,
+    ) -> Result<(), KmodError> {
         if !done.insert(name.to_string()) {
             return Ok(());
         }
@@ -219,14 +239,27 @@ impl ModuleIndex {
     pub fn modules_dep(&self, mods: &[&ModInfo]) -> Result<String, KmodError> {
         let rel = |name: &str| -> String {
             self.path_of(name)
-                .map(|p| p.strip_prefix(&format!("{}/", self.base)).unwrap_or(p).to_string())
+                .map(|p| {
+                    p.strip_prefix(&format!("{}/", self.base))
+                        .unwrap_or(p)
+                        .to_string()
+                })
                 .unwrap_or_default()
         };
         let mut lines = Vec::new();
         for m in mods {
             let deps = self.closure(std::slice::from_ref(&m.name))?;
-            let dep_paths: Vec<String> = deps.iter().rev().filter(|d| d.name != m.name).map(|d| rel(&d.name)).collect();
-            lines.push(format!("{}: {}", rel(&m.name), dep_paths.join(" ")).trim_end().to_string());
+            let dep_paths: Vec<String> = deps
+                .iter()
+                .rev()
+                .filter(|d| d.name != m.name)
+                .map(|d| rel(&d.name))
+                .collect();
+            lines.push(
+                format!("{}: {}", rel(&m.name), dep_paths.join(" "))
+                    .trim_end()
+                    .to_string(),
+            );
         }
         lines.sort();
         Ok(lines.join("\n") + "\n")
@@ -264,7 +297,12 @@ pub(crate) mod tests {
             h[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
             h
         };
-        let headers = [vec![0u8; 0x40], sh(1, info_off, modinfo.len()), sh(10, str_off, shstrtab.len())].concat();
+        let headers = [
+            vec![0u8; 0x40],
+            sh(1, info_off, modinfo.len()),
+            sh(10, str_off, shstrtab.len()),
+        ]
+        .concat();
         elf.extend_from_slice(&headers);
         elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
         elf[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
@@ -280,7 +318,10 @@ pub(crate) mod tests {
             let info = format!("license=GPL\0depends={deps}\0name={name}\0vermagic=6.1.0\0");
             t.insert_with_parents(
                 &format!("lib/modules/6.1.0-test/kernel/{path}"),
-                Node { kind: NodeKind::File(Arc::new(fake_ko(&info))), meta: Meta::root(0o644, 0) },
+                Node {
+                    kind: NodeKind::File(Arc::new(fake_ko(&info))),
+                    meta: Meta::root(0o644, 0),
+                },
                 &dm,
             )
             .unwrap();
@@ -293,23 +334,52 @@ pub(crate) mod tests {
         let t = module_tree(&[
             ("virtio/virtio.ko", "virtio", "virtio_ring"),
             ("virtio/virtio_ring.ko", "virtio_ring", ""),
-            ("virtio/virtio_pci.ko", "virtio_pci", "virtio_ring,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio"),
-            ("virtio/virtio_pci_modern_dev.ko", "virtio_pci_modern_dev", ""),
-            ("virtio/virtio_pci_legacy_dev.ko", "virtio_pci_legacy_dev", ""),
+            (
+                "virtio/virtio_pci.ko",
+                "virtio_pci",
+                "virtio_ring,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio",
+            ),
+            (
+                "virtio/virtio_pci_modern_dev.ko",
+                "virtio_pci_modern_dev",
+                "",
+            ),
+            (
+                "virtio/virtio_pci_legacy_dev.ko",
+                "virtio_pci_legacy_dev",
+                "",
+            ),
             ("md/dm-verity.ko", "dm_verity", "dm-bufio,dm-mod"),
             ("md/dm-bufio.ko", "dm_bufio", ""),
             ("md/dm-mod.ko", "dm_mod", ""),
         ]);
         let idx = ModuleIndex::new(&t).unwrap();
         assert_eq!(idx.kver, "6.1.0-test");
-        let order: Vec<_> = idx.closure(&["virtio_pci".into(), "dm-verity".into()]).unwrap().iter().map(|m| m.name.clone()).collect();
+        let order: Vec<_> = idx
+            .closure(&["virtio_pci".into(), "dm-verity".into()])
+            .unwrap()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
         assert_eq!(
             order,
-            ["virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio", "virtio_pci", "dm_bufio", "dm_mod", "dm_verity"]
+            [
+                "virtio_ring",
+                "virtio_pci_modern_dev",
+                "virtio_pci_legacy_dev",
+                "virtio",
+                "virtio_pci",
+                "dm_bufio",
+                "dm_mod",
+                "dm_verity"
+            ]
         );
         let mods = idx.closure(&["dm_verity".into()]).unwrap();
         let dep = idx.modules_dep(&mods).unwrap();
-        assert!(dep.contains("kernel/md/dm-verity.ko: kernel/md/dm-mod.ko kernel/md/dm-bufio.ko\n"), "{dep}");
+        assert!(
+            dep.contains("kernel/md/dm-verity.ko: kernel/md/dm-mod.ko kernel/md/dm-bufio.ko\n"),
+            "{dep}"
+        );
         assert!(dep.contains("kernel/md/dm-mod.ko:\n"), "{dep}");
     }
 
@@ -319,13 +389,20 @@ pub(crate) mod tests {
         let idx = ModuleIndex::new(&t).unwrap();
         assert_eq!(
             idx.closure(&["a".into()]).unwrap_err(),
-            KmodError::Missing { name: "b".into(), kver: "6.1.0-test".into(), needed_by: "a".into() }
+            KmodError::Missing {
+                name: "b".into(),
+                kver: "6.1.0-test".into(),
+                needed_by: "a".into()
+            }
         );
     }
 
     #[test]
     fn rejects_non_elf() {
-        assert!(matches!(modinfo("x.ko", b"not an elf"), Err(KmodError::BadElf { .. })));
+        assert!(matches!(
+            modinfo("x.ko", b"not an elf"),
+            Err(KmodError::BadElf { .. })
+        ));
     }
 
     /// The real thing, when the host has the Debian cloud kernel's modules
@@ -333,7 +410,9 @@ pub(crate) mod tests {
     /// by the gABI), but checked against `modinfo` output when present.
     #[test]
     fn host_module_matches_modinfo_tool() {
-        let Ok(entries) = std::fs::read_dir("/lib/modules") else { return };
+        let Ok(entries) = std::fs::read_dir("/lib/modules") else {
+            return;
+        };
         for kdir in entries.flatten() {
             let p = kdir.path().join("kernel/drivers/md/dm-verity.ko");
             if let Ok(bytes) = std::fs::read(&p) {

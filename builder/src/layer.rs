@@ -52,12 +52,20 @@ fn link_primaries(tree: &Tree) -> BTreeMap<String, String> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, node) in tree.iter() {
         if let NodeKind::Hardlink(target) = &node.kind {
-            groups.entry(target.clone()).or_default().push(path.to_string());
+            groups
+                .entry(target.clone())
+                .or_default()
+                .push(path.to_string());
         }
     }
     let mut primary = BTreeMap::new();
     for (target, links) in groups {
-        let first = links.iter().chain(std::iter::once(&target)).min().cloned().unwrap_or_default();
+        let first = links
+            .iter()
+            .chain(std::iter::once(&target))
+            .min()
+            .cloned()
+            .unwrap_or_default();
         for p in links.into_iter().chain(std::iter::once(target)) {
             primary.insert(p, first.clone());
         }
@@ -68,7 +76,9 @@ fn link_primaries(tree: &Tree) -> BTreeMap<String, String> {
 /// Write a tree as a deterministic tar.
 pub fn write_tar(tree: &Tree) -> Result<Vec<u8>> {
     let primaries = link_primaries(tree);
-    let mut b = tar::Builder::new(Vec::with_capacity(tree.content_bytes() as usize + tree.len() * 1024));
+    let mut b = tar::Builder::new(Vec::with_capacity(
+        tree.content_bytes() as usize + tree.len() * 1024,
+    ));
     b.mode(tar::HeaderMode::Complete);
     for (path, node) in tree.iter() {
         // The data of a hard-link group travels with its first path; that
@@ -76,14 +86,19 @@ pub fn write_tar(tree: &Tree) -> Result<Vec<u8>> {
         let (kind, meta) = match (primaries.get(path), &node.kind) {
             (Some(first), _) if first != path => (NodeKind::Hardlink(first.clone()), &node.meta),
             (Some(_), NodeKind::Hardlink(target)) => {
-                let file = tree.get(target).with_context(|| format!("{path}: hard link to missing {target}"))?;
+                let file = tree
+                    .get(target)
+                    .with_context(|| format!("{path}: hard link to missing {target}"))?;
                 (file.kind.clone(), &file.meta)
             }
             _ => (node.kind.clone(), &node.meta),
         };
         if !meta.xattrs.is_empty() {
-            let records: Vec<(String, &[u8])> =
-                meta.xattrs.iter().map(|(k, v)| (format!("{PAX_XATTR}{k}"), v.as_slice())).collect();
+            let records: Vec<(String, &[u8])> = meta
+                .xattrs
+                .iter()
+                .map(|(k, v)| (format!("{PAX_XATTR}{k}"), v.as_slice()))
+                .collect();
             b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
         }
         let mut h = tar::Header::new_gnu();
@@ -91,12 +106,20 @@ pub fn write_tar(tree: &Tree) -> Result<Vec<u8>> {
         h.set_uid(meta.uid.into());
         h.set_gid(meta.gid.into());
         h.set_mtime(meta.mtime.max(0) as u64);
-        let name = if path.is_empty() { "./".to_string() } else { path.to_string() };
+        let name = if path.is_empty() {
+            "./".to_string()
+        } else {
+            path.to_string()
+        };
         match &kind {
             NodeKind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
-                b.append_data(&mut h, format!("{}/", name.trim_end_matches('/')), std::io::empty())?;
+                b.append_data(
+                    &mut h,
+                    format!("{}/", name.trim_end_matches('/')),
+                    std::io::empty(),
+                )?;
             }
             NodeKind::File(data) => {
                 h.set_entry_type(tar::EntryType::Regular);
@@ -160,8 +183,12 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
     let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("reading tar")? {
         let mut e = entry.context("reading tar entry")?;
-        let raw_path = String::from_utf8(e.path_bytes().into_owned())
-            .map_err(|p| anyhow::anyhow!("tar entry name is not UTF-8: {:?}", String::from_utf8_lossy(p.as_bytes())))?;
+        let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
+            anyhow::anyhow!(
+                "tar entry name is not UTF-8: {:?}",
+                String::from_utf8_lossy(p.as_bytes())
+            )
+        })?;
         let path = normalize(&raw_path)?;
         let mut xattrs = BTreeMap::new();
         if let Some(exts) = e.pax_extensions()? {
@@ -182,11 +209,14 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
         };
         let link_target = || -> Result<String> {
             let l = e.link_name_bytes().context("link without a target")?;
-            Ok(String::from_utf8(l.into_owned()).map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))?)
+            Ok(String::from_utf8(l.into_owned())
+                .map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))?)
         };
         let kind = match h.entry_type() {
             tar::EntryType::Directory => NodeKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous => NodeKind::File(Arc::new(Vec::new())),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                NodeKind::File(Arc::new(Vec::new()))
+            }
             tar::EntryType::Symlink => NodeKind::Symlink(link_target()?),
             tar::EntryType::Link => NodeKind::Hardlink(normalize(&link_target()?)?),
             tar::EntryType::Char => NodeKind::CharDev {
@@ -203,7 +233,8 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
         let kind = match kind {
             NodeKind::File(_) => {
                 let mut data = Vec::with_capacity(e.size() as usize);
-                e.read_to_end(&mut data).with_context(|| format!("reading {path} from tar"))?;
+                e.read_to_end(&mut data)
+                    .with_context(|| format!("reading {path} from tar"))?;
                 NodeKind::File(Arc::new(data))
             }
             k => k,
@@ -238,15 +269,42 @@ mod tests {
             kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
             meta: Meta::root(mode, 1_700_000_000),
         };
-        t.insert_with_parents("usr/bin/hello", f("#!/bin/sh\necho hi\n", 0o755), &d).unwrap();
-        t.insert_with_parents("etc/motd", f("welcome\n", 0o644), &d).unwrap();
-        t.insert("usr/bin/hi", Node { kind: NodeKind::Symlink("hello".into()), meta: Meta::root(0o777, 1_700_000_000) }).unwrap();
-        t.insert("usr/bin/aaa", Node { kind: NodeKind::Hardlink("usr/bin/hello".into()), meta: Meta::root(0o755, 1_700_000_000) }).unwrap();
+        t.insert_with_parents("usr/bin/hello", f("#!/bin/sh\necho hi\n", 0o755), &d)
+            .unwrap();
+        t.insert_with_parents("etc/motd", f("welcome\n", 0o644), &d)
+            .unwrap();
+        t.insert(
+            "usr/bin/hi",
+            Node {
+                kind: NodeKind::Symlink("hello".into()),
+                meta: Meta::root(0o777, 1_700_000_000),
+            },
+        )
+        .unwrap();
+        t.insert(
+            "usr/bin/aaa",
+            Node {
+                kind: NodeKind::Hardlink("usr/bin/hello".into()),
+                meta: Meta::root(0o755, 1_700_000_000),
+            },
+        )
+        .unwrap();
         let mut caps = f("\x7fELF", 0o755);
-        caps.meta.xattrs.insert("security.capability".into(), vec![1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        caps.meta.xattrs.insert(
+            "security.capability".into(),
+            vec![1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         caps.meta.uid = 100_000;
         t.insert("usr/bin/ping", caps).unwrap();
-        t.insert_with_parents("dev/console", Node { kind: NodeKind::CharDev { major: 5, minor: 1 }, meta: Meta::root(0o600, 1_700_000_000) }, &d).unwrap();
+        t.insert_with_parents(
+            "dev/console",
+            Node {
+                kind: NodeKind::CharDev { major: 5, minor: 1 },
+                meta: Meta::root(0o600, 1_700_000_000),
+            },
+            &d,
+        )
+        .unwrap();
         let long = format!("usr/share/{}/file", "x".repeat(120));
         t.insert_with_parents(&long, f("long", 0o644), &d).unwrap();
         t
@@ -258,8 +316,13 @@ mod tests {
         let packed = pack(&t).unwrap();
         let back = unpack(&packed.blob).unwrap();
         // The hard link group's data moved to its first path, usr/bin/aaa.
-        assert!(matches!(&back.get("usr/bin/aaa").unwrap().kind, NodeKind::File(d) if d.as_slice() == b"#!/bin/sh\necho hi\n"));
-        assert_eq!(back.get("usr/bin/hello").unwrap().kind, NodeKind::Hardlink("usr/bin/aaa".into()));
+        assert!(
+            matches!(&back.get("usr/bin/aaa").unwrap().kind, NodeKind::File(d) if d.as_slice() == b"#!/bin/sh\necho hi\n")
+        );
+        assert_eq!(
+            back.get("usr/bin/hello").unwrap().kind,
+            NodeKind::Hardlink("usr/bin/aaa".into())
+        );
         assert_eq!(back.get("usr/bin/ping"), t.get("usr/bin/ping"));
         assert_eq!(back.get("dev/console"), t.get("dev/console"));
         assert_eq!(back.get("usr/bin/hi"), t.get("usr/bin/hi"));
@@ -281,13 +344,27 @@ mod tests {
             .arg(&f)
             .output()
             .expect("GNU tar must be installed (Debian package tar)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let list = String::from_utf8_lossy(&out.stdout);
-        assert!(list.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.contains(" 100000/0 ") && l.ends_with("usr/bin/ping")), "{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with("-rwxr-xr-x")
+                && l.contains(" 100000/0 ")
+                && l.ends_with("usr/bin/ping")),
+            "{list}"
+        );
         assert!(list.contains("x: 20 security.capability"), "{list}");
         assert!(list.contains("usr/bin/hello link to usr/bin/aaa"), "{list}");
         assert!(list.contains("usr/bin/hi -> hello"), "{list}");
-        assert!(list.lines().any(|l| l.starts_with("crw-------") && l.contains("5,1") && l.ends_with("dev/console")), "{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with("crw-------")
+                && l.contains("5,1")
+                && l.ends_with("dev/console")),
+            "{list}"
+        );
         assert!(list.contains("2023-11-14"), "{list}");
     }
 }

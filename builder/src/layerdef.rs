@@ -219,7 +219,9 @@ fn parse_mode(s: &str) -> Option<u32> {
 }
 
 fn simple_word(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-:".contains(c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-:".contains(c))
 }
 
 impl LayerDef {
@@ -250,41 +252,84 @@ impl LayerDef {
             None => None,
             Some(d) => {
                 if kind == LayerKind::App {
-                    return Err(src.error(d.suite.span(), "debian", "an app layer holds files, not Debian packages: use a \"packages\" layer"));
+                    return Err(src.error(
+                        d.suite.span(),
+                        "debian",
+                        "an app layer holds files, not Debian packages: use a \"packages\" layer",
+                    ));
                 }
                 if !simple_word(d.suite.get_ref()) {
                     return Err(src.error(d.suite.span(), "debian.suite", "not a suite name"));
                 }
                 if d.packages.get_ref().is_empty() {
-                    return Err(src.error(d.packages.span(), "debian.packages", "list at least one package"));
+                    return Err(src.error(
+                        d.packages.span(),
+                        "debian.packages",
+                        "list at least one package",
+                    ));
                 }
                 let mut packages = Vec::new();
                 for (i, p) in d.packages.get_ref().iter().enumerate() {
                     if !simple_word(p.get_ref()) || p.get_ref().starts_with('-') {
-                        return Err(src.error(p.span(), &format!("debian.packages[{i}]"), format!("{:?} is not a Debian package name", p.get_ref())));
+                        return Err(src.error(
+                            p.span(),
+                            &format!("debian.packages[{i}]"),
+                            format!("{:?} is not a Debian package name", p.get_ref()),
+                        ));
                     }
                     packages.push(p.get_ref().clone());
                 }
                 let variant = match &d.variant {
                     None => "extract".to_string(),
                     Some(v) => {
-                        const VARIANTS: &[&str] = &["extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard"];
+                        const VARIANTS: &[&str] = &[
+                            "extract",
+                            "custom",
+                            "essential",
+                            "apt",
+                            "required",
+                            "minbase",
+                            "buildd",
+                            "important",
+                            "debootstrap",
+                            "standard",
+                        ];
                         if !VARIANTS.contains(&v.get_ref().as_str()) {
-                            return Err(src.error(v.span(), "debian.variant", format!("unknown mmdebstrap variant {:?}: one of {}", v.get_ref(), VARIANTS.join(", "))));
+                            return Err(src.error(
+                                v.span(),
+                                "debian.variant",
+                                format!(
+                                    "unknown mmdebstrap variant {:?}: one of {}",
+                                    v.get_ref(),
+                                    VARIANTS.join(", ")
+                                ),
+                            ));
                         }
                         v.get_ref().clone()
                     }
                 };
                 let mirror = match &d.mirror {
-                    Some(m) if !(m.get_ref().starts_with("http://") || m.get_ref().starts_with("https://") || m.get_ref().starts_with("file:/")) => {
-                        return Err(src.error(m.span(), "debian.mirror", "must be an http://, https:// or file:/ URL"))
+                    Some(m)
+                        if !(m.get_ref().starts_with("http://")
+                            || m.get_ref().starts_with("https://")
+                            || m.get_ref().starts_with("file:/")) =>
+                    {
+                        return Err(src.error(
+                            m.span(),
+                            "debian.mirror",
+                            "must be an http://, https:// or file:/ URL",
+                        ))
                     }
                     m => m.as_ref().map(|m| m.get_ref().clone()),
                 };
                 let mut components = Vec::new();
                 for (i, c) in d.components.iter().flatten().enumerate() {
                     if !simple_word(c.get_ref()) {
-                        return Err(src.error(c.span(), &format!("debian.components[{i}]"), "not a component name"));
+                        return Err(src.error(
+                            c.span(),
+                            &format!("debian.components[{i}]"),
+                            "not a component name",
+                        ));
                     }
                     components.push(c.get_ref().clone());
                 }
@@ -294,7 +339,11 @@ impl LayerDef {
                 let architecture = match &d.architecture {
                     None => "amd64".to_string(),
                     Some(a) if a.get_ref() != "amd64" => {
-                        return Err(src.error(a.span(), "debian.architecture", "only amd64 images are supported"))
+                        return Err(src.error(
+                            a.span(),
+                            "debian.architecture",
+                            "only amd64 images are supported",
+                        ))
                     }
                     Some(a) => a.get_ref().clone(),
                 };
@@ -311,9 +360,14 @@ impl LayerDef {
 
         let raw_strip = raw.strip.unwrap_or_default();
         let mut strip = StripRules::default();
-        for (list, out, field) in [(&raw_strip.delete, &mut strip.delete, "strip.delete"), (&raw_strip.keep, &mut strip.keep, "strip.keep")] {
+        for (list, out, field) in [
+            (&raw_strip.delete, &mut strip.delete, "strip.delete"),
+            (&raw_strip.keep, &mut strip.keep, "strip.keep"),
+        ] {
             for (i, g) in list.iter().enumerate() {
-                glob(g.get_ref()).map_err(|e| src.error(g.span(), &format!("{field}[{i}]"), format!("bad glob: {e}")))?;
+                glob(g.get_ref()).map_err(|e| {
+                    src.error(g.span(), &format!("{field}[{i}]"), format!("bad glob: {e}"))
+                })?;
                 out.push(g.get_ref().trim_start_matches('/').to_string());
             }
         }
@@ -321,7 +375,11 @@ impl LayerDef {
             let mut v = Vec::new();
             for (i, m) in mods.iter().enumerate() {
                 if m.get_ref().is_empty() || m.get_ref().contains(['/', ' ']) {
-                    return Err(src.error(m.span(), &format!("strip.keep_modules[{i}]"), "must be a module name like \"virtio_net\""));
+                    return Err(src.error(
+                        m.span(),
+                        &format!("strip.keep_modules[{i}]"),
+                        "must be a module name like \"virtio_net\"",
+                    ));
                 }
                 v.push(m.get_ref().replace('-', "_"));
             }
@@ -332,7 +390,8 @@ impl LayerDef {
                 file: src.display.clone(),
                 line: None,
                 field: Some("strip".into()),
-                message: "strip rules apply to Debian packages; this layer has no [debian] section".into(),
+                message: "strip rules apply to Debian packages; this layer has no [debian] section"
+                    .into(),
             });
         }
 
@@ -341,7 +400,11 @@ impl LayerDef {
             Some(f) => {
                 let p = dir.join(f.dir.get_ref());
                 if !p.is_dir() {
-                    return Err(src.error(f.dir.span(), "files.dir", format!("directory {} does not exist", p.display())));
+                    return Err(src.error(
+                        f.dir.span(),
+                        "files.dir",
+                        format!("directory {} does not exist", p.display()),
+                    ));
                 }
                 Some(p)
             }
@@ -351,24 +414,48 @@ impl LayerDef {
                 file: src.display.clone(),
                 line: None,
                 field: None,
-                message: "the layer has no content: give a [debian] section, a [files] section, or both".into(),
+                message:
+                    "the layer has no content: give a [debian] section, a [files] section, or both"
+                        .into(),
             });
         }
 
         let mut overrides = Vec::new();
         for (i, o) in raw.overrides.iter().enumerate() {
             if files.is_none() {
-                return Err(src.error(o.path.span(), &format!("override[{i}]"), "overrides apply to [files]; this layer has none"));
+                return Err(src.error(
+                    o.path.span(),
+                    &format!("override[{i}]"),
+                    "overrides apply to [files]; this layer has none",
+                ));
             }
-            glob(o.path.get_ref()).map_err(|e| src.error(o.path.span(), &format!("override[{i}].path"), format!("bad glob: {e}")))?;
+            glob(o.path.get_ref()).map_err(|e| {
+                src.error(
+                    o.path.span(),
+                    &format!("override[{i}].path"),
+                    format!("bad glob: {e}"),
+                )
+            })?;
             let mode = match &o.mode {
                 None => None,
-                Some(m) => Some(parse_mode(m.get_ref()).filter(|m| *m <= 0o7777).ok_or_else(|| {
-                    src.error(m.span(), &format!("override[{i}].mode"), format!("{:?} is not an octal mode like \"0755\"", m.get_ref()))
-                })?),
+                Some(m) => Some(
+                    parse_mode(m.get_ref())
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| {
+                            src.error(
+                                m.span(),
+                                &format!("override[{i}].mode"),
+                                format!("{:?} is not an octal mode like \"0755\"", m.get_ref()),
+                            )
+                        })?,
+                ),
             };
             if mode.is_none() && o.uid.is_none() && o.gid.is_none() {
-                return Err(src.error(o.path.span(), &format!("override[{i}]"), "sets nothing: give mode, uid or gid"));
+                return Err(src.error(
+                    o.path.span(),
+                    &format!("override[{i}]"),
+                    "sets nothing: give mode, uid or gid",
+                ));
             }
             overrides.push(Override {
                 path: o.path.get_ref().trim_start_matches('/').to_string(),
@@ -383,23 +470,45 @@ impl LayerDef {
         for (i, s) in raw.service.iter().enumerate() {
             let field = format!("service[{i}]");
             if !simple_word(s.name.get_ref()) || s.name.get_ref().contains(':') {
-                return Err(src.error(s.name.span(), &format!("{field}.name"), "must be a simple name like \"hello\""));
+                return Err(src.error(
+                    s.name.span(),
+                    &format!("{field}.name"),
+                    "must be a simple name like \"hello\"",
+                ));
             }
             if services.iter().any(|x| x.name == *s.name.get_ref()) {
-                return Err(src.error(s.name.span(), &format!("{field}.name"), "service declared twice"));
+                return Err(src.error(
+                    s.name.span(),
+                    &format!("{field}.name"),
+                    "service declared twice",
+                ));
             }
             match s.command.get_ref().first() {
                 Some(c) if c.starts_with('/') => {}
-                _ => return Err(src.error(s.command.span(), &format!("{field}.command"), "must be a non-empty argv whose first element is an absolute path")),
+                _ => {
+                    return Err(src.error(
+                        s.command.span(),
+                        &format!("{field}.command"),
+                        "must be a non-empty argv whose first element is an absolute path",
+                    ))
+                }
             }
             if s.command.get_ref().iter().any(|a| a.contains(['\n', '\0'])) {
-                return Err(src.error(s.command.span(), &format!("{field}.command"), "arguments must not contain newlines or NUL"));
+                return Err(src.error(
+                    s.command.span(),
+                    &format!("{field}.command"),
+                    "arguments must not contain newlines or NUL",
+                ));
             }
             let restart = match s.restart.as_ref().map(|r| r.get_ref().as_str()) {
                 None | Some("always") => Restart::Always,
                 Some("no") => Restart::No,
                 Some(other) => {
-                    return Err(src.error(s.restart.as_ref().map_or(0..0, |r| r.span()), &format!("{field}.restart"), format!("{other:?}: expected \"always\" or \"no\"")))
+                    return Err(src.error(
+                        s.restart.as_ref().map_or(0..0, |r| r.span()),
+                        &format!("{field}.restart"),
+                        format!("{other:?}: expected \"always\" or \"no\""),
+                    ))
                 }
             };
             services.push(Service {
@@ -446,14 +555,24 @@ mod tests {
 
     #[test]
     fn modes() {
-        for (s, want) in [("0755", Some(0o755)), ("644", Some(0o644)), ("0o4755", Some(0o4755)), ("9", None), ("", None), ("12345", None)] {
+        for (s, want) in [
+            ("0755", Some(0o755)),
+            ("644", Some(0o644)),
+            ("0o4755", Some(0o4755)),
+            ("9", None),
+            ("", None),
+            ("12345", None),
+        ] {
             assert_eq!(parse_mode(s), want, "{s}");
         }
     }
 
     #[test]
     fn names() {
-        assert_eq!(layer_name(Path::new("recipes/../layers/base/busybox")), "base/busybox");
+        assert_eq!(
+            layer_name(Path::new("recipes/../layers/base/busybox")),
+            "base/busybox"
+        );
         assert_eq!(layer_name(Path::new("/tmp/x/mylayer")), "mylayer");
     }
 

@@ -6,7 +6,11 @@ fn main() {
     let cli = match kiln::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { kiln::error::EXIT_BAD_INPUT } else { kiln::error::EXIT_OK };
+            let code = if e.use_stderr() {
+                kiln::error::EXIT_BAD_INPUT
+            } else {
+                kiln::error::EXIT_OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -19,7 +23,10 @@ fn main() {
         _ => "trace",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+                .unwrap_or_else(|_| level.into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -106,29 +106,62 @@ impl Plan {
         let recipe = Recipe::load(recipe_path)?;
         let recipe_bytes = std::fs::read(recipe_path)
             .map_err(|e| InputError::file(recipe_path.display().to_string(), e.to_string()))?;
-        let (sde, epoch_source) = match (recipe.source_date_epoch, std::env::var("SOURCE_DATE_EPOCH")) {
-            (Some(e), _) => (e, EpochSource::Recipe),
-            (None, Ok(v)) if !v.is_empty() => {
-                let e: i64 = v.trim().parse().ok().filter(|e| *e >= 0).ok_or_else(|| InputError {
-                    file: "environment".into(),
-                    line: None,
-                    field: Some("SOURCE_DATE_EPOCH".into()),
-                    message: format!("{v:?} is not a non-negative integer"),
-                })?;
-                (e, EpochSource::Environment)
-            }
-            _ => (DEFAULT_SOURCE_DATE_EPOCH, EpochSource::Default),
-        };
+        let (sde, epoch_source) =
+            match (recipe.source_date_epoch, std::env::var("SOURCE_DATE_EPOCH")) {
+                (Some(e), _) => (e, EpochSource::Recipe),
+                (None, Ok(v)) if !v.is_empty() => {
+                    let e: i64 =
+                        v.trim()
+                            .parse()
+                            .ok()
+                            .filter(|e| *e >= 0)
+                            .ok_or_else(|| InputError {
+                                file: "environment".into(),
+                                line: None,
+                                field: Some("SOURCE_DATE_EPOCH".into()),
+                                message: format!("{v:?} is not a non-negative integer"),
+                            })?;
+                    (e, EpochSource::Environment)
+                }
+                _ => (DEFAULT_SOURCE_DATE_EPOCH, EpochSource::Default),
+            };
 
         let mut layers: Vec<PlannedLayer> = Vec::new();
         for (i, r) in recipe.layers.iter().enumerate() {
             let def = LayerDef::load(&r.dir)?;
             match (i, def.kind) {
                 (0, LayerKind::Base) => {}
-                (0, k) => return Err(order_error(&recipe, r, format!("the first layer must be a base layer; {:?} is a {} layer", r.written, k.as_str()))),
-                (_, LayerKind::Base) => return Err(order_error(&recipe, r, format!("{:?} is a base layer; only the first layer can be", r.written))),
+                (0, k) => {
+                    return Err(order_error(
+                        &recipe,
+                        r,
+                        format!(
+                            "the first layer must be a base layer; {:?} is a {} layer",
+                            r.written,
+                            k.as_str()
+                        ),
+                    ))
+                }
+                (_, LayerKind::Base) => {
+                    return Err(order_error(
+                        &recipe,
+                        r,
+                        format!(
+                            "{:?} is a base layer; only the first layer can be",
+                            r.written
+                        ),
+                    ))
+                }
                 (_, k) if k < layers[i - 1].def.kind => {
-                    return Err(order_error(&recipe, r, format!("a {} layer cannot come after a {} layer (order: base, packages, app)", k.as_str(), layers[i - 1].def.kind.as_str())))
+                    return Err(order_error(
+                        &recipe,
+                        r,
+                        format!(
+                            "a {} layer cannot come after a {} layer (order: base, packages, app)",
+                            k.as_str(),
+                            layers[i - 1].def.kind.as_str()
+                        ),
+                    ))
                 }
                 _ => {}
             }
@@ -141,7 +174,11 @@ impl Plan {
                 .map(|t| write_tar(t).map(|tar| sha256_digest(&tar)))
                 .transpose()
                 .map_err(|e| InputError::file(def.file.display().to_string(), format!("{e:#}")))?;
-            layers.push(PlannedLayer { def, files, files_digest });
+            layers.push(PlannedLayer {
+                def,
+                files,
+                files_digest,
+            });
         }
         Ok(Plan {
             recipe,

@@ -25,7 +25,10 @@ impl Progress {
 
     /// A progress reporter that never prints.
     pub fn hidden() -> Self {
-        Progress { enabled: false, current: None }
+        Progress {
+            enabled: false,
+            current: None,
+        }
     }
 
     /// Start a step; the previous one is finished first.
@@ -49,7 +52,10 @@ impl Progress {
         if let Some((pb, start)) = self.current.take() {
             let msg = pb.message();
             let secs = start.elapsed().as_secs_f64();
-            pb.set_style(ProgressStyle::with_template("✓ {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            pb.set_style(
+                ProgressStyle::with_template("✓ {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             match result {
                 Some(r) => pb.finish_with_message(format!("{msg}: {r} ({secs:.1}s)")),
                 None => pb.finish_with_message(format!("{msg} ({secs:.1}s)")),

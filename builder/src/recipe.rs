@@ -265,7 +265,12 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 128
 }
 
-fn positive(src: &SourceFile, v: &Option<Spanned<u64>>, field: &str, default: u64) -> Result<u64, InputError> {
+fn positive(
+    src: &SourceFile,
+    v: &Option<Spanned<u64>>,
+    field: &str,
+    default: u64,
+) -> Result<u64, InputError> {
     match v {
         None => Ok(default),
         Some(s) if *s.get_ref() == 0 => Err(src.error(s.span(), field, "must be greater than 0")),
@@ -277,7 +282,13 @@ fn regex(src: &SourceFile, s: &Spanned<String>, field: &str) -> Result<Regex, In
     if s.get_ref().is_empty() {
         return Err(src.error(s.span(), field, "pattern must not be empty"));
     }
-    Regex::new(s.get_ref()).map_err(|e| src.error(s.span(), field, format!("not a valid regular expression: {e}")))
+    Regex::new(s.get_ref()).map_err(|e| {
+        src.error(
+            s.span(),
+            field,
+            format!("not a valid regular expression: {e}"),
+        )
+    })
 }
 
 impl Recipe {
@@ -303,7 +314,11 @@ impl Recipe {
             }
         }
         if img.layers.get_ref().is_empty() {
-            return Err(src.error(img.layers.span(), "image.layers", "a recipe needs at least one layer"));
+            return Err(src.error(
+                img.layers.span(),
+                "image.layers",
+                "a recipe needs at least one layer",
+            ));
         }
         let mut layers = Vec::new();
         for (i, l) in img.layers.get_ref().iter().enumerate() {
@@ -316,11 +331,19 @@ impl Recipe {
                 return Err(src.error(
                     l.span(),
                     &field,
-                    format!("layer {:?} not found: {} does not exist", l.get_ref(), ldir.join("layer.toml").display()),
+                    format!(
+                        "layer {:?} not found: {} does not exist",
+                        l.get_ref(),
+                        ldir.join("layer.toml").display()
+                    ),
                 ));
             }
             if layers.iter().any(|x: &LayerRef| x.written == *l.get_ref()) {
-                return Err(src.error(l.span(), &field, format!("layer {:?} is listed twice", l.get_ref())));
+                return Err(src.error(
+                    l.span(),
+                    &field,
+                    format!("layer {:?} is listed twice", l.get_ref()),
+                ));
             }
             layers.push(LayerRef {
                 dir: ldir,
@@ -337,7 +360,11 @@ impl Recipe {
         let d = &raw.disk;
         if let Some(m) = &d.root_margin_percent {
             if *m.get_ref() > 1000 {
-                return Err(src.error(m.span(), "disk.root_margin_percent", "must be at most 1000"));
+                return Err(src.error(
+                    m.span(),
+                    "disk.root_margin_percent",
+                    "must be at most 1000",
+                ));
             }
         }
         let format = match &d.format {
@@ -346,7 +373,11 @@ impl Recipe {
                 "raw" => DiskFormat::Raw,
                 "qcow2" => DiskFormat::Qcow2,
                 other => {
-                    return Err(src.error(f.span(), "disk.format", format!("unknown format {other:?}: expected \"raw\" or \"qcow2\"")))
+                    return Err(src.error(
+                        f.span(),
+                        "disk.format",
+                        format!("unknown format {other:?}: expected \"raw\" or \"qcow2\""),
+                    ))
                 }
             },
         };
@@ -355,7 +386,11 @@ impl Recipe {
             root_extra_mib: d.root_extra_mib.as_ref().map_or(0, |m| *m.get_ref()),
             esp_size_mib: match &d.esp_size_mib {
                 Some(s) if *s.get_ref() < 1 || *s.get_ref() > 4096 => {
-                    return Err(src.error(s.span(), "disk.esp_size_mib", "must be between 1 and 4096"))
+                    return Err(src.error(
+                        s.span(),
+                        "disk.esp_size_mib",
+                        "must be between 1 and 4096",
+                    ))
                 }
                 s => s.as_ref().map(|s| *s.get_ref()),
             },
@@ -363,27 +398,50 @@ impl Recipe {
         };
 
         let b = &raw.boot;
-        let cmdline = b.cmdline.as_ref().map_or_else(|| "console=ttyS0".to_string(), |c| c.get_ref().clone());
+        let cmdline = b
+            .cmdline
+            .as_ref()
+            .map_or_else(|| "console=ttyS0".to_string(), |c| c.get_ref().clone());
         for word in cmdline.split_whitespace() {
-            if ["roothash=", "kiln.", "root=", "init="].iter().any(|p| word.starts_with(p)) {
+            if ["roothash=", "kiln.", "root=", "init="]
+                .iter()
+                .any(|p| word.starts_with(p))
+            {
                 let span = b.cmdline.as_ref().map_or(0..0, |c| c.span());
-                return Err(src.error(span, "boot.cmdline", format!("{word:?} is set by kiln itself; remove it")));
+                return Err(src.error(
+                    span,
+                    "boot.cmdline",
+                    format!("{word:?} is set by kiln itself; remove it"),
+                ));
             }
         }
         let init = match &b.init {
             None => "/sbin/init".to_string(),
-            Some(i) if !i.get_ref().starts_with('/') || i.get_ref().contains(char::is_whitespace) => {
-                return Err(src.error(i.span(), "boot.init", "must be an absolute path without spaces"))
+            Some(i)
+                if !i.get_ref().starts_with('/') || i.get_ref().contains(char::is_whitespace) =>
+            {
+                return Err(src.error(
+                    i.span(),
+                    "boot.init",
+                    "must be an absolute path without spaces",
+                ))
             }
             Some(i) => i.get_ref().clone(),
         };
         let initrd_modules = match &b.initrd_modules {
-            None => DEFAULT_INITRD_MODULES.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_INITRD_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             Some(v) => {
                 let mut out = Vec::new();
                 for (i, m) in v.iter().enumerate() {
                     if m.get_ref().is_empty() || m.get_ref().contains(['/', ' ']) {
-                        return Err(src.error(m.span(), &format!("boot.initrd_modules[{i}]"), "must be a module name like \"virtio_blk\""));
+                        return Err(src.error(
+                            m.span(),
+                            &format!("boot.initrd_modules[{i}]"),
+                            "must be a module name like \"virtio_blk\"",
+                        ));
                     }
                     out.push(m.get_ref().replace('-', "_"));
                 }
@@ -417,7 +475,11 @@ impl Recipe {
         let mut tcp = Vec::new();
         for (i, c) in t.tcp.iter().enumerate() {
             if *c.port.get_ref() == 0 {
-                return Err(src.error(c.port.span(), &format!("test.tcp[{i}].port"), "port must be 1-65535"));
+                return Err(src.error(
+                    c.port.span(),
+                    &format!("test.tcp[{i}].port"),
+                    "port must be 1-65535",
+                ));
             }
             tcp.push(TcpCheck {
                 port: *c.port.get_ref(),
@@ -427,19 +489,31 @@ impl Recipe {
         let mut http = Vec::new();
         for (i, h) in t.http.iter().enumerate() {
             if *h.port.get_ref() == 0 {
-                return Err(src.error(h.port.span(), &format!("test.http[{i}].port"), "port must be 1-65535"));
+                return Err(src.error(
+                    h.port.span(),
+                    &format!("test.http[{i}].port"),
+                    "port must be 1-65535",
+                ));
             }
             let path = match &h.path {
                 None => "/".to_string(),
                 Some(p) if !p.get_ref().starts_with('/') => {
-                    return Err(src.error(p.span(), &format!("test.http[{i}].path"), "must start with /"))
+                    return Err(src.error(
+                        p.span(),
+                        &format!("test.http[{i}].path"),
+                        "must start with /",
+                    ))
                 }
                 Some(p) => p.get_ref().clone(),
             };
             let status = match &h.status {
                 None => 200,
                 Some(s) if !(100..=599).contains(s.get_ref()) => {
-                    return Err(src.error(s.span(), &format!("test.http[{i}].status"), "must be an HTTP status code (100-599)"))
+                    return Err(src.error(
+                        s.span(),
+                        &format!("test.http[{i}].status"),
+                        "must be an HTTP status code (100-599)",
+                    ))
                 }
                 Some(s) => *s.get_ref(),
             };
@@ -499,7 +573,15 @@ mod tests {
 
     #[test]
     fn valid_names() {
-        for (s, ok) in [("hello", true), ("1.0", true), ("a_b-c+d", true), ("", false), ("-x", false), ("a b", false), ("a/b", false)] {
+        for (s, ok) in [
+            ("hello", true),
+            ("1.0", true),
+            ("a_b-c+d", true),
+            ("", false),
+            ("-x", false),
+            ("a b", false),
+            ("a/b", false),
+        ] {
             assert_eq!(valid_name(s), ok, "{s:?}");
         }
     }

@@ -27,9 +27,8 @@ impl SourceFile {
     /// Read a file; a missing file, an empty file or non-UTF-8 text is an [`InputError`].
     pub fn read(path: &Path) -> Result<Self, InputError> {
         let display = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
-            InputError::file(&display, format!("cannot read file: {e}"))
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| InputError::file(&display, format!("cannot read file: {e}")))?;
         Self::from_bytes(path, bytes)
     }
 
@@ -38,7 +37,11 @@ impl SourceFile {
         let display = path.display().to_string();
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..valid].iter().filter(|b| **b == b'\n').count() + 1;
+            let line = e.as_bytes()[..valid]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
             InputError {
                 file: display.clone(),
                 line: Some(line),
@@ -85,7 +88,11 @@ impl SourceFile {
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
     }
 
     /// The dotted key path of the line holding `offset`: the last `[table]`

@@ -72,11 +72,15 @@ fn hex_of(digest: &str) -> Result<&str> {
 pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
         .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
-    tmp.write_all(data).with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.write_all(data)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
     // Published files are world-readable whatever the umask (tempfile makes them 0600).
-    tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error).with_context(|| format!("renaming into {}", dest.display()))?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", dest.display()))?;
     if let Some(dir) = dest.parent() {
         File::open(dir).and_then(|d| d.sync_all()).ok();
     }
@@ -98,7 +102,12 @@ impl Store {
     pub fn init(&self) -> Result<()> {
         for d in ["blobs/sha256", "keys", "images", "tmp"] {
             let p = self.root.join(d);
-            fs::create_dir_all(&p).map_err(|e| EnvError::new(format!("cannot create store directory {}: {e}", p.display())))?;
+            fs::create_dir_all(&p).map_err(|e| {
+                EnvError::new(format!(
+                    "cannot create store directory {}: {e}",
+                    p.display()
+                ))
+            })?;
         }
         Ok(())
     }
@@ -147,14 +156,20 @@ impl Store {
         let actual = sha256_digest(&data);
         if actual != digest {
             bail!(crate::error::CheckFailed {
-                message: format!("store blob {} is corrupt: its content hashes to {actual}", path.display())
+                message: format!(
+                    "store blob {} is corrupt: its content hashes to {actual}",
+                    path.display()
+                )
             });
         }
         Ok(data)
     }
 
     fn key_path(&self, key: &str) -> Result<PathBuf> {
-        Ok(self.root.join("keys").join(format!("{}.json", hex_of(key)?)))
+        Ok(self
+            .root
+            .join("keys")
+            .join(format!("{}.json", hex_of(key)?)))
     }
 
     /// Look a layer key up in the index. An entry whose blob is gone counts as absent.
@@ -165,7 +180,8 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let entry: KeyEntry = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let entry: KeyEntry =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         Ok(self.has_blob(&entry.digest).then_some(entry))
     }
 
@@ -182,12 +198,17 @@ impl Store {
     pub fn key_entries(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
         let dir = self.root.join("keys");
-        let Ok(rd) = fs::read_dir(&dir) else { return Ok(out) };
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Ok(out);
+        };
         for e in rd {
             let p = e?.path();
             if p.extension().is_some_and(|x| x == "json") {
                 let text = fs::read_to_string(&p)?;
-                out.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?);
+                out.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", p.display()))?,
+                );
             }
         }
         out.sort_by(|a: &KeyEntry, b| (&a.name, &a.key).cmp(&(&b.name, &b.key)));
@@ -196,7 +217,10 @@ impl Store {
 
     /// Record an image manifest under its image digest.
     pub fn record_image(&self, digest: &str, manifest: &[u8]) -> Result<()> {
-        let path = self.root.join("images").join(format!("{}.json", hex_of(digest)?));
+        let path = self
+            .root
+            .join("images")
+            .join(format!("{}.json", hex_of(digest)?));
         if !path.exists() {
             write_atomic(&self.tmp_dir(), &path, manifest)?;
         }
@@ -206,10 +230,16 @@ impl Store {
     /// All image manifests in the store, by digest.
     pub fn images(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.root.join("images")) else { return Ok(out) };
+        let Ok(rd) = fs::read_dir(self.root.join("images")) else {
+            return Ok(out);
+        };
         for e in rd {
             let p = e?.path();
-            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()).filter(|_| p.extension().is_some_and(|x| x == "json")) {
+            if let Some(stem) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|_| p.extension().is_some_and(|x| x == "json"))
+            {
                 out.push((format!("sha256:{stem}"), fs::read(&p)?));
             }
         }
@@ -219,7 +249,10 @@ impl Store {
 
     /// The manifest of an image digest, if recorded.
     pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.root.join("images").join(format!("{}.json", hex_of(digest)?));
+        let path = self
+            .root
+            .join("images")
+            .join(format!("{}.json", hex_of(digest)?));
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -238,7 +271,10 @@ mod tests {
         let s = Store::new(dir.path().join("store"));
         s.init().unwrap();
         let d = s.put_blob(b"hello").unwrap();
-        assert_eq!(d, "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(s.get_blob(&d).unwrap(), b"hello");
         // Corrupt it behind the store's back: reading must notice.
         let p = s.blob_path(&d).unwrap();
@@ -256,7 +292,15 @@ mod tests {
         s.init().unwrap();
         let d = s.put_blob(b"layer").unwrap();
         let key = format!("sha256:{}", "ab".repeat(32));
-        let e = KeyEntry { key: key.clone(), digest: d.clone(), diff_id: d.clone(), name: "x".into(), kind: "app".into(), size: 5, tar_size: 5 };
+        let e = KeyEntry {
+            key: key.clone(),
+            digest: d.clone(),
+            diff_id: d.clone(),
+            name: "x".into(),
+            kind: "app".into(),
+            size: 5,
+            tar_size: 5,
+        };
         assert_eq!(s.lookup_key(&key).unwrap(), None);
         s.record_key(&e).unwrap();
         assert_eq!(s.lookup_key(&key).unwrap(), Some(e));

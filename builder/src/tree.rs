@@ -386,7 +386,11 @@ impl Tree {
                     Some(Node {
                         kind: NodeKind::File(_),
                         ..
-                    }) if !old_targets.contains_key(t) || self.entries.get(t) == old_targets.get(t) => None,
+                    }) if !old_targets.contains_key(t)
+                        || self.entries.get(t) == old_targets.get(t) =>
+                    {
+                        None
+                    }
                     _ => Some((k.clone(), t.clone())),
                 },
                 _ => None,
@@ -435,7 +439,13 @@ impl Tree {
                 }
             }
             if let NodeKind::Hardlink(t) = &node.kind {
-                if !matches!(self.entries.get(t), Some(Node { kind: NodeKind::File(_), .. })) {
+                if !matches!(
+                    self.entries.get(t),
+                    Some(Node {
+                        kind: NodeKind::File(_),
+                        ..
+                    })
+                ) {
                     return Err(TreeError::BadHardlink {
                         path: path.clone(),
                         target: t.clone(),

@@ -29,10 +29,20 @@ impl Fixture {
         let root = dir.path();
         // What the fake mmdebstrap "unpacks".
         write(&root.join("debroot/bin/busybox"), "#!fake busybox\n");
-        write(&root.join("debroot/usr/share/doc/busybox/copyright"), "GPL\n");
+        write(
+            &root.join("debroot/usr/share/doc/busybox/copyright"),
+            "GPL\n",
+        );
         write(&root.join("debroot/etc/motd"), "debian\n");
         let status = Command::new("tar")
-            .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@1800000000", "-C"])
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@1800000000",
+                "-C",
+            ])
             .arg(root.join("debroot"))
             .args(["-cf"])
             .arg(root.join("deb.tar"))
@@ -41,8 +51,19 @@ impl Fixture {
             .expect("GNU tar (Debian package tar)");
         assert!(status.success());
         fs::create_dir_all(root.join("bin")).unwrap();
-        write(&root.join("bin/mmdebstrap"), &format!("#!/bin/sh\necho called >> {}\ncat {}\n", root.join("mmdebstrap.calls").display(), root.join("deb.tar").display()));
-        fs::set_permissions(root.join("bin/mmdebstrap"), fs::Permissions::from_mode(0o755)).unwrap();
+        write(
+            &root.join("bin/mmdebstrap"),
+            &format!(
+                "#!/bin/sh\necho called >> {}\ncat {}\n",
+                root.join("mmdebstrap.calls").display(),
+                root.join("deb.tar").display()
+            ),
+        );
+        fs::set_permissions(
+            root.join("bin/mmdebstrap"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
 
         write(
             &root.join("layers/base/mini/layer.toml"),
@@ -81,8 +102,14 @@ name = "app"
 command = ["/bin/busybox", "httpd", "-f"]
 "#,
         );
-        write(&root.join("layers/apps/app/files/srv/app/index.html"), "v1\n");
-        write(&root.join("layers/apps/app/files/srv/app/secret"), "s3cret\n");
+        write(
+            &root.join("layers/apps/app/files/srv/app/index.html"),
+            "v1\n",
+        );
+        write(
+            &root.join("layers/apps/app/files/srv/app/secret"),
+            "s3cret\n",
+        );
         write(
             &root.join("recipes/app.toml"),
             r#"[image]
@@ -108,11 +135,17 @@ source_date_epoch = 1700000000
     }
 
     fn mmdebstrap_calls(&self) -> usize {
-        fs::read_to_string(self.root().join("mmdebstrap.calls")).map(|s| s.lines().count()).unwrap_or(0)
+        fs::read_to_string(self.root().join("mmdebstrap.calls"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 
     fn kiln(&self, args: &[&str]) -> Output {
-        let path = format!("{}:{}", self.root().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            self.root().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         Command::new(KILN)
             .args(args)
             .arg("--store")
@@ -124,14 +157,29 @@ source_date_epoch = 1700000000
     }
 
     fn build_json(&self, recipe: &str) -> Value {
-        let out = self.kiln(&["build", &self.root().join(recipe).display().to_string(), "-o", &self.out().display().to_string(), "--json"]);
-        assert!(out.status.success(), "kiln build failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.kiln(&[
+            "build",
+            &self.root().join(recipe).display().to_string(),
+            "-o",
+            &self.out().display().to_string(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "kiln build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
 fn cached(report: &Value) -> Vec<bool> {
-    report["layers"].as_array().unwrap().iter().map(|l| l["cached"].as_bool().unwrap()).collect()
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["cached"].as_bool().unwrap())
+        .collect()
 }
 
 #[test]
@@ -142,17 +190,41 @@ fn second_build_is_cached_and_identical() {
     assert_eq!(f.mmdebstrap_calls(), 1);
     let second = f.build_json("recipes/app.toml");
     assert_eq!(cached(&second), [true, true]);
-    assert_eq!(f.mmdebstrap_calls(), 1, "a cached layer must not call mmdebstrap");
+    assert_eq!(
+        f.mmdebstrap_calls(),
+        1,
+        "a cached layer must not call mmdebstrap"
+    );
     assert_eq!(first["image"]["digest"], second["image"]["digest"]);
 
     // The output checks out with sha256sum, and the image holds what the layers say.
-    let sums = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(f.out()).output().unwrap();
-    assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
-    let list = Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(f.out().join("app-1.0.tar")).output().unwrap();
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(f.out())
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+    let list = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(f.out().join("app-1.0.tar"))
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("bin/busybox"), "{list}");
-    assert!(!list.contains("usr/share/doc/busybox/copyright"), "strip rules apply: {list}");
-    assert!(list.lines().any(|l| l.starts_with("-rw------- 33/33") && l.ends_with("srv/app/secret")), "{list}");
+    assert!(
+        !list.contains("usr/share/doc/busybox/copyright"),
+        "strip rules apply: {list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rw------- 33/33") && l.ends_with("srv/app/secret")),
+        "{list}"
+    );
     assert!(list.contains("etc/kiln/services/app/run"), "{list}");
     // Package times are clamped to SOURCE_DATE_EPOCH.
     assert!(!list.contains("2027-"), "{list}");
@@ -162,7 +234,10 @@ fn second_build_is_cached_and_identical() {
 fn editing_the_app_rebuilds_only_the_app() {
     let f = Fixture::new();
     let first = f.build_json("recipes/app.toml");
-    write(&f.root().join("layers/apps/app/files/srv/app/index.html"), "v2\n");
+    write(
+        &f.root().join("layers/apps/app/files/srv/app/index.html"),
+        "v2\n",
+    );
     let second = f.build_json("recipes/app.toml");
     assert_eq!(cached(&second), [true, false]);
     assert_eq!(first["layers"][0]["digest"], second["layers"][0]["digest"]);
@@ -179,8 +254,14 @@ fn golden_layer_key_and_digest() {
     let f = Fixture::new();
     let r = f.build_json("recipes/app.toml");
     let app = &r["layers"][1];
-    assert_eq!(app["key"], "sha256:dbf79d5da8ad7473a1e778a417c0f258cee32469d60ff0f5515ed8c10320486c");
-    assert_eq!(app["digest"], "sha256:3e4510e4413d47786719afd7652021a654c15e311d2dd33d89c3d81ab835dcb3");
+    assert_eq!(
+        app["key"],
+        "sha256:dbf79d5da8ad7473a1e778a417c0f258cee32469d60ff0f5515ed8c10320486c"
+    );
+    assert_eq!(
+        app["digest"],
+        "sha256:3e4510e4413d47786719afd7652021a654c15e311d2dd33d89c3d81ab835dcb3"
+    );
 }
 
 /// The same sources with other mtimes, another umask, and files created in
@@ -199,7 +280,11 @@ fn host_noise_does_not_change_digests() {
     write(&files.join("index.html"), "v1\n");
     for f in ["secret", "index.html"] {
         fs::set_permissions(files.join(f), fs::Permissions::from_mode(0o600)).unwrap();
-        let ok = Command::new("touch").args(["-d", "2001-02-03 04:05:06"]).arg(files.join(f)).status().unwrap();
+        let ok = Command::new("touch")
+            .args(["-d", "2001-02-03 04:05:06"])
+            .arg(files.join(f))
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
     let out = Command::new("sh")
@@ -210,10 +295,21 @@ fn host_noise_does_not_change_digests() {
             b.out().display(),
             b.store().display()
         ))
-        .env("PATH", format!("{}:{}", b.root().join("bin").display(), std::env::var("PATH").unwrap()))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                b.root().join("bin").display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rb: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ra["layers"], rb["layers"]);
     assert_eq!(ra["image"]["digest"], rb["image"]["digest"]);
@@ -280,26 +376,55 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
         let f = Fixture::new();
         fs::write(f.root().join(file), content).unwrap();
         fs::create_dir_all(f.out()).unwrap();
-        let out = f.kiln(&["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string()]);
+        let out = f.kiln(&[
+            "build",
+            &f.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &f.out().display().to_string(),
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{file} {:?}: {stderr}", String::from_utf8_lossy(content));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{file} {:?}: {stderr}",
+            String::from_utf8_lossy(content)
+        );
         for w in *want {
             assert!(stderr.contains(w), "{file}: expected {w:?} in: {stderr}");
         }
         let store_entries = walk_files(&f.store());
-        assert!(store_entries.is_empty() || store_entries.iter().all(|p| p.ends_with("lock")), "store written: {store_entries:?}");
-        assert_eq!(walk_files(&f.out()), Vec::<PathBuf>::new(), "output written for {file}");
+        assert!(
+            store_entries.is_empty() || store_entries.iter().all(|p| p.ends_with("lock")),
+            "store written: {store_entries:?}"
+        );
+        assert_eq!(
+            walk_files(&f.out()),
+            Vec::<PathBuf>::new(),
+            "output written for {file}"
+        );
     }
 }
 
 #[test]
 fn escaping_symlink_is_refused() {
     let f = Fixture::new();
-    std::os::unix::fs::symlink("../../../../etc/passwd", f.root().join("layers/apps/app/files/srv/app/passwd")).unwrap();
-    let out = f.kiln(&["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string()]);
+    std::os::unix::fs::symlink(
+        "../../../../etc/passwd",
+        f.root().join("layers/apps/app/files/srv/app/passwd"),
+    )
+    .unwrap();
+    let out = f.kiln(&[
+        "build",
+        &f.root().join("recipes/app.toml").display().to_string(),
+        "-o",
+        &f.out().display().to_string(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("srv/app/passwd") && stderr.contains("outside"), "{stderr}");
+    assert!(
+        stderr.contains("srv/app/passwd") && stderr.contains("outside"),
+        "{stderr}"
+    );
     assert!(!f.store().exists());
 }
 
@@ -308,14 +433,23 @@ fn missing_mmdebstrap_is_an_environment_error() {
     let f = Fixture::new();
     fs::remove_file(f.root().join("bin/mmdebstrap")).unwrap();
     let out = Command::new(KILN)
-        .args(["build", &f.root().join("recipes/app.toml").display().to_string(), "-o", &f.out().display().to_string(), "--store"])
+        .args([
+            "build",
+            &f.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &f.out().display().to_string(),
+            "--store",
+        ])
         .arg(f.store())
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("mmdebstrap") && stderr.contains("install"), "{stderr}");
+    assert!(
+        stderr.contains("mmdebstrap") && stderr.contains("install"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -328,7 +462,11 @@ fn ls_and_inspect_report_the_build() {
     assert_eq!(ls["layers"].as_array().unwrap().len(), 2);
     assert_eq!(ls["images"][0]["digest"], r["image"]["digest"]);
     let out = f.kiln(&["inspect", "--json", r["image"]["path"].as_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let i: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(i["digest_verified"], true);
     assert_eq!(i["manifest"]["layers"][1]["name"], "apps/app");
