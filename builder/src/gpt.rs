@@ -3,8 +3,8 @@
 //! Lays the partitions out back to back, each starting and ending on a 1 MiB
 //! boundary, and writes a protective MBR, the primary GPT header and
 //! 128-entry partition array at LBA 1–33, and the backup array and header at
-//! the end of the disk (UEFI specification 2.10, chapter 5 "GUID Partition Table (GPT)
-//! Disk Layout"). Partition types come from the UAPI Discoverable Partitions
+//! the end of the disk (UEFI specification 2.10, chapter 5, "GUID Partition
+//! Table (GPT) Disk Layout"). Partition types come from the UAPI Discoverable Partitions
 //! Specification, so systemd and kiln's initramfs find root and its verity
 //! hash by type alone.
 //!
