@@ -311,12 +311,7 @@ fn run(args: &[String]) -> Result<Infallible, String> {
         )
     })?;
     log(&format!("mounted {node} read-only on {SYSROOT}"));
-    if !switch::is_executable_in(std::path::Path::new(SYSROOT), &cfg.init) {
-        return Err(format!(
-            "{} is not an executable file in the root filesystem",
-            cfg.init
-        ));
-    }
+    switch::check_executable_in(std::path::Path::new(SYSROOT), &cfg.init)?;
     switch::switch_root(SYSROOT, &cfg.init, args, log)
 }
 

@@ -20,8 +20,8 @@ pub const API_MOUNTS: [&str; 3] = ["/dev", "/proc", "/sys"];
 
 /// Resolve `path` as if `root` were `/`: symlinks (absolute ones relative to
 /// `root`) are followed and `..` never climbs above `root`. Returns the
-/// host path of what it names, if that exists.
-pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+/// host path of what it names, or why it cannot be reached.
+pub fn resolve_in_root(root: &Path, path: &str) -> std::io::Result<PathBuf> {
     let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
     let mut cur: Vec<String> = Vec::new();
     let mut links = 0;
@@ -36,13 +36,13 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
         }
         cur.push(c);
         let host: PathBuf = root.join(cur.join("/"));
-        let meta = std::fs::symlink_metadata(&host).ok()?;
+        let meta = std::fs::symlink_metadata(&host)?;
         if meta.file_type().is_symlink() {
             links += 1;
             if links > MAX_SYMLINKS {
-                return None;
+                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
             }
-            let target = std::fs::read_link(&host).ok()?;
+            let target = std::fs::read_link(&host)?;
             cur.pop();
             if target.has_root() {
                 cur.clear();
@@ -58,14 +58,28 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
             todo.extend(parts.into_iter().rev());
         }
     }
-    Some(root.join(cur.join("/")))
+    Ok(root.join(cur.join("/")))
 }
 
-/// Whether `path` inside `root` is an executable regular file.
-pub fn is_executable_in(root: &Path, path: &str) -> bool {
-    resolve_in_root(root, path)
-        .and_then(|p| std::fs::metadata(p).ok())
-        .is_some_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+/// Check that `path` inside `root` is an executable regular file; the error
+/// says why not.
+pub fn check_executable_in(root: &Path, path: &str) -> Result<(), String> {
+    let meta = resolve_in_root(root, path)
+        .and_then(std::fs::metadata)
+        .map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EIO) {
+                " (an I/O error here means dm-verity found data that does not match the root hash)"
+            } else {
+                ""
+            };
+            format!("{path} in the root filesystem: {e}{hint}")
+        })?;
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return Err(format!(
+            "{path} in the root filesystem is not an executable file"
+        ));
+    }
+    Ok(())
 }
 
 /// Remove everything below `dir` that lives on device `dev`, without
@@ -195,7 +209,7 @@ mod tests {
             ("/bin/dangling", false),
             ("/lib/systemd", false), // a directory
         ] {
-            assert_eq!(is_executable_in(r, path), want, "{path}");
+            assert_eq!(check_executable_in(r, path).is_ok(), want, "{path}");
         }
         assert_eq!(
             resolve_in_root(r, "/sbin/init").unwrap(),
