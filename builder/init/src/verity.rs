@@ -235,10 +235,7 @@ mod tests {
             .output()
         {
             Ok(o) => o,
-            Err(_) => {
-                eprintln!("WARNING: veritysetup (package cryptsetup-bin) missing; skipping");
-                return;
-            }
+            Err(_) => panic!("veritysetup is missing: install the Debian package cryptsetup-bin"),
         };
         assert!(
             out.status.success(),
