@@ -37,7 +37,7 @@ mod tests;
 mod xattr;
 
 use crate::tree::Tree;
-use inode::{InodeRecord, Extent};
+use inode::{Extent, InodeRecord};
 use layout::{crc32c_raw, Geometry, GroupStats, SuperInfo, BLOCK_SIZE};
 use plan::{Body, PlannedInode};
 
@@ -180,7 +180,8 @@ pub fn build(tree: &Tree, opts: &Ext4Options) -> Result<Ext4Image, Ext4Error> {
     for (pi, place) in inodes.iter().zip(&alloc.placements) {
         write_inode(&mut img, &geo, pi, place, fs_seed);
     }
-    let (stats, free_blocks, free_inodes) = write_bitmaps(&mut img, &geo, &inodes, alloc.end, fs_seed);
+    let (stats, free_blocks, free_inodes) =
+        write_bitmaps(&mut img, &geo, &inodes, alloc.end, fs_seed);
     let gdt = layout::group_descriptors(&geo, &stats, fs_seed);
     let info = SuperInfo {
         geo: &geo,
@@ -210,7 +211,13 @@ pub fn build(tree: &Tree, opts: &Ext4Options) -> Result<Ext4Image, Ext4Error> {
 }
 
 /// Write one inode's data, extent tree, xattr block and inode record.
-fn write_inode(img: &mut [u8], geo: &Geometry, pi: &PlannedInode<'_>, place: &alloc::Placement, fs_seed: u32) {
+fn write_inode(
+    img: &mut [u8],
+    geo: &Geometry,
+    pi: &PlannedInode<'_>,
+    place: &alloc::Placement,
+    fs_seed: u32,
+) {
     let seed = inode::inode_seed(fs_seed, pi.ino);
     let i_block = match &pi.body {
         Body::Blocks { data, .. } => {

@@ -117,10 +117,14 @@ pub(super) fn allocate(geo: &Geometry, inodes: &[PlannedInode<'_>]) -> Option<Al
 
 /// Choose the geometry and allocate: the fewest groups that hold the
 /// content, then the fewest blocks that leave the requested free space.
-pub(super) fn size(inodes: &[PlannedInode<'_>], opts: &Ext4Options) -> Result<(Geometry, Allocation), Ext4Error> {
+pub(super) fn size(
+    inodes: &[PlannedInode<'_>],
+    opts: &Ext4Options,
+) -> Result<(Geometry, Allocation), Ext4Error> {
     let margin = u64::from(opts.margin_percent);
     let used_inodes = u64::from(inodes.last().map_or(0, |i| i.ino));
-    let spare_inodes = (used_inodes * margin / 100 + opts.extra_bytes / BYTES_PER_SPARE_INODE).max(MIN_SPARE_INODES);
+    let spare_inodes = (used_inodes * margin / 100 + opts.extra_bytes / BYTES_PER_SPARE_INODE)
+        .max(MIN_SPARE_INODES);
     let want_inodes = used_inodes + spare_inodes;
     let extra_blocks = opts.extra_bytes.div_ceil(BLOCK_SIZE);
     let lower_bound: u64 = inodes

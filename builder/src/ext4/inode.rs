@@ -55,7 +55,11 @@ pub(super) fn device_i_block(major: u32, minor: u32) -> [u8; I_BLOCK_LEN] {
     if major < 256 && minor < 256 {
         put32(&mut b, 0, (major << 8) | minor);
     } else {
-        put32(&mut b, 4, (minor & 0xFF) | (major << 8) | ((minor & !0xFF) << 12));
+        put32(
+            &mut b,
+            4,
+            (minor & 0xFF) | (major << 8) | ((minor & !0xFF) << 12),
+        );
     }
     b
 }
@@ -239,12 +243,17 @@ mod tests {
 
     #[test]
     fn device_encoding_table() {
-        let word = |b: &[u8; I_BLOCK_LEN], i: usize| u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
+        let word = |b: &[u8; I_BLOCK_LEN], i: usize| {
+            u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap())
+        };
         let null = device_i_block(1, 3);
         assert_eq!((word(&null, 0), word(&null, 1)), (0x0103, 0));
         let big = device_i_block(259, 70000);
         assert_eq!(word(&big, 0), 0);
-        assert_eq!(word(&big, 1), (70000 & 0xFF) | (259 << 8) | ((70000 & !0xFF) << 12));
+        assert_eq!(
+            word(&big, 1),
+            (70000 & 0xFF) | (259 << 8) | ((70000 & !0xFF) << 12)
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Geometry {
         }
         [3u32, 5, 7].iter().any(|&base| {
             let mut n = g;
-            while n % base == 0 {
+            while n.is_multiple_of(base) {
                 n /= base;
             }
             n == 1
@@ -173,7 +173,7 @@ pub(super) fn prefix_bitmap(used: usize, valid: usize) -> Vec<u8> {
 
 fn set_bits(b: &mut [u8], from: usize, to: usize) {
     let mut i = from;
-    while i < to && i % 8 != 0 {
+    while i < to && !i.is_multiple_of(8) {
         b[i / 8] |= 1 << (i % 8);
         i += 1;
     }

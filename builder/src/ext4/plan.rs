@@ -115,7 +115,11 @@ fn file_type(kind: &NodeKind) -> u8 {
 
 /// The inodes of `tree`, in inode-number order, with a lost+found added
 /// (times `lf_time`) if the tree has none.
-pub(super) fn plan<'a>(tree: &'a Tree, fs_seed: u32, lf_time: i64) -> Result<Vec<PlannedInode<'a>>, Ext4Error> {
+pub(super) fn plan<'a>(
+    tree: &'a Tree,
+    fs_seed: u32,
+    lf_time: i64,
+) -> Result<Vec<PlannedInode<'a>>, Ext4Error> {
     match tree.get("") {
         Some(n) if n.kind == NodeKind::Dir => {}
         _ => return Err(Ext4Error::RootNotDir),
@@ -128,7 +132,17 @@ pub(super) fn plan<'a>(tree: &'a Tree, fs_seed: u32, lf_time: i64) -> Result<Vec
     let proto = |path, node| Proto {
         path,
         node,
-        links: if matches!(node, Some(Node { kind: NodeKind::Dir, .. }) | None) { 2 } else { 1 },
+        links: if matches!(
+            node,
+            Some(Node {
+                kind: NodeKind::Dir,
+                ..
+            }) | None
+        ) {
+            2
+        } else {
+            1
+        },
         parent: ROOT_INO,
         entries: Vec::new(),
     };
@@ -161,26 +175,48 @@ pub(super) fn plan<'a>(tree: &'a Tree, fs_seed: u32, lf_time: i64) -> Result<Vec
         }
         let name = tree::file_name(path);
         if name.len() > dir::NAME_MAX || name.contains('\0') {
-            return Err(Ext4Error::BadName { path: display(path) });
+            return Err(Ext4Error::BadName {
+                path: display(path),
+            });
         }
         let parent_path = tree::parent(path).unwrap_or("");
         let parent = match inos.get(parent_path) {
-            Some(&p) if protos[index_of(p)].node.is_some_and(|n| n.kind == NodeKind::Dir) => p,
-            _ => return Err(Ext4Error::ParentNotDir { path: display(path) }),
+            Some(&p)
+                if protos[index_of(p)]
+                    .node
+                    .is_some_and(|n| n.kind == NodeKind::Dir) =>
+            {
+                p
+            }
+            _ => {
+                return Err(Ext4Error::ParentNotDir {
+                    path: display(path),
+                })
+            }
         };
         let ino = match &node.kind {
             NodeKind::Hardlink(target) => {
                 let t = inos
                     .get(target.as_str())
                     .copied()
-                    .filter(|&t| matches!(protos[index_of(t)].node, Some(Node { kind: NodeKind::File(_), .. })))
+                    .filter(|&t| {
+                        matches!(
+                            protos[index_of(t)].node,
+                            Some(Node {
+                                kind: NodeKind::File(_),
+                                ..
+                            })
+                        )
+                    })
                     .ok_or_else(|| Ext4Error::BadHardlink {
                         path: display(path),
                         target: target.clone(),
                     })?;
                 protos[index_of(t)].links += 1;
                 if protos[index_of(t)].links > LINK_MAX {
-                    return Err(Ext4Error::TooManyLinks { path: display(target) });
+                    return Err(Ext4Error::TooManyLinks {
+                        path: display(target),
+                    });
                 }
                 t
             }
@@ -198,7 +234,9 @@ pub(super) fn plan<'a>(tree: &'a Tree, fs_seed: u32, lf_time: i64) -> Result<Vec
     }
     if add_lost_found {
         let root = &mut protos[0];
-        let at = root.entries.partition_point(|e| e.name < LOST_FOUND.as_bytes());
+        let at = root
+            .entries
+            .partition_point(|e| e.name < LOST_FOUND.as_bytes());
         root.entries.insert(
             at,
             DirEntry {
@@ -217,10 +255,21 @@ pub(super) fn plan<'a>(tree: &'a Tree, fs_seed: u32, lf_time: i64) -> Result<Vec
         .collect()
 }
 
-fn encode<'a>(ino: u32, p: Proto<'a>, fs_seed: u32, lf_time: i64) -> Result<PlannedInode<'a>, Ext4Error> {
+fn encode<'a>(
+    ino: u32,
+    p: Proto<'a>,
+    fs_seed: u32,
+    lf_time: i64,
+) -> Result<PlannedInode<'a>, Ext4Error> {
     let shown = || display(p.path);
     let (mode, uid, gid, time, xattrs) = match p.node {
-        Some(n) => (n.st_mode(), n.meta.uid, n.meta.gid, n.meta.mtime, &n.meta.xattrs),
+        Some(n) => (
+            n.st_mode(),
+            n.meta.uid,
+            n.meta.gid,
+            n.meta.mtime,
+            &n.meta.xattrs,
+        ),
         None => (0o040000 | LOST_FOUND_MODE, 0, 0, lf_time, &NO_XATTRS),
     };
     let kind = p.node.map_or(&NodeKind::Dir, |n| &n.kind);
@@ -232,7 +281,13 @@ fn encode<'a>(ino: u32, p: Proto<'a>, fs_seed: u32, lf_time: i64) -> Result<Plan
                 lblk: 0,
                 len: (len / BLOCK_SIZE) as u32,
             }];
-            (Body::Blocks { data: Cow::Owned(data), runs }, len)
+            (
+                Body::Blocks {
+                    data: Cow::Owned(data),
+                    runs,
+                },
+                len,
+            )
         }
         NodeKind::File(content) => {
             if content.len() as u64 > u64::from(u32::MAX) * BLOCK_SIZE {
@@ -259,7 +314,13 @@ fn encode<'a>(ino: u32, p: Proto<'a>, fs_seed: u32, lf_time: i64) -> Result<Plan
                 (Body::Inline(b), t.len() as u64)
             } else {
                 let runs = vec![Run { lblk: 0, len: 1 }];
-                (Body::Blocks { data: Cow::Borrowed(t), runs }, t.len() as u64)
+                (
+                    Body::Blocks {
+                        data: Cow::Borrowed(t),
+                        runs,
+                    },
+                    t.len() as u64,
+                )
             }
         }
         NodeKind::CharDev { major, minor } | NodeKind::BlockDev { major, minor } => {
@@ -267,9 +328,18 @@ fn encode<'a>(ino: u32, p: Proto<'a>, fs_seed: u32, lf_time: i64) -> Result<Plan
         }
         NodeKind::Fifo => (Body::Inline([0; I_BLOCK_LEN]), 0),
         // Hard links never get an inode of their own (skipped when numbering).
-        NodeKind::Hardlink(_) => return Err(Ext4Error::BadHardlink { path: shown(), target: String::new() }),
+        NodeKind::Hardlink(_) => {
+            return Err(Ext4Error::BadHardlink {
+                path: shown(),
+                target: String::new(),
+            })
+        }
     };
-    let links = if p.links > LINK_MAX { 1 } else { p.links as u16 };
+    let links = if p.links > LINK_MAX {
+        1
+    } else {
+        p.links as u16
+    };
     Ok(PlannedInode {
         ino,
         mode: mode as u16,
@@ -311,7 +381,10 @@ mod tests {
         d[4096] = 1; // block 1
         d[3 * 4096 + 5] = 1; // block 3
         d[4 * 4096] = 1; // block 4
-        assert_eq!(data_runs(&d), [Run { lblk: 1, len: 1 }, Run { lblk: 3, len: 2 }]);
+        assert_eq!(
+            data_runs(&d),
+            [Run { lblk: 1, len: 1 }, Run { lblk: 3, len: 2 }]
+        );
         assert!(data_runs(&[0u8; 100]).is_empty());
         assert_eq!(data_runs(b"x"), [Run { lblk: 0, len: 1 }]);
     }

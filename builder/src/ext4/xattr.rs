@@ -104,7 +104,8 @@ fn acl_to_disk(path: &str, name: &str, v: &[u8]) -> Result<Vec<u8>, Ext4Error> {
         path: path.to_string(),
         name: name.to_string(),
     };
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 || v[..4] != ACL_XATTR_VERSION.to_le_bytes() {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) || v[..4] != ACL_XATTR_VERSION.to_le_bytes()
+    {
         return Err(bad());
     }
     let mut out = EXT4_ACL_VERSION.to_le_bytes().to_vec();
@@ -225,7 +226,10 @@ mod tests {
     use super::*;
 
     fn map(items: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
     }
 
     #[test]
@@ -253,7 +257,11 @@ mod tests {
 
     #[test]
     fn big_values_spill_to_block_and_too_big_fails() {
-        let x = layout("f", &map(&[("user.a", &[1u8; 8]), ("user.big", &[2u8; 200])])).unwrap();
+        let x = layout(
+            "f",
+            &map(&[("user.a", &[1u8; 8]), ("user.big", &[2u8; 200])]),
+        )
+        .unwrap();
         assert!(x.ibody.is_some() && x.block.is_some());
         assert!(layout("f", &map(&[("user.huge", &[0u8; 5000])])).is_err());
     }
@@ -261,7 +269,13 @@ mod tests {
     #[test]
     fn acl_is_converted_to_disk_form() {
         let mut v = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
             v.extend_from_slice(&tag.to_le_bytes());
             v.extend_from_slice(&perm.to_le_bytes());
             v.extend_from_slice(&id.to_le_bytes());
