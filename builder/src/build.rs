@@ -4,7 +4,6 @@
 //! The output directory only ever receives complete files: everything is
 //! written into a temporary directory beside it and renamed into place.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -285,20 +284,38 @@ pub fn build(
     let _lock = store.lock()?;
     let layers = build_layers(&plan, store, progress)?;
 
-    progress.step("writing the composed root");
-    let image = layer::write_tar(&layers.root)?;
-    let digest = sha256_digest(&image);
+    progress.step("assembling the disk image");
+    let init_path = crate::initramfs::find_init()?;
+    let init = std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
     let recipe = &plan.recipe;
     let base = format!("{}-{}", recipe.name, recipe.version);
-    let image_name = format!("{base}.tar");
+    let image_name = format!("{base}.raw");
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempdir_in(&opts.out_dir)
+        .with_context(|| format!("creating a temporary directory in {}", opts.out_dir.display()))?;
+    let raw_tmp = tmp.path().join(&image_name);
+    let layer_digests: Vec<String> = layers.entries.iter().map(|(e, _)| e.digest.clone()).collect();
+    let disk = crate::disk::assemble(recipe, &layers.root, &layer_digests, plan.source_date_epoch, &init, &raw_tmp)?;
+    let digest = crate::disk::file_digest(&raw_tmp)?;
+    let size = std::fs::metadata(&raw_tmp)?.len();
+    progress.finish(Some(&digest));
+    let mut extra_files = vec![(image_name.clone(), raw_tmp.clone(), digest.clone())];
+    if recipe.disk.format == crate::recipe::DiskFormat::Qcow2 {
+        progress.step("converting to qcow2");
+        let q = tmp.path().join(format!("{base}.qcow2"));
+        crate::exec::Cmd::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw_tmp).arg(&q).run()?;
+        let qd = crate::disk::file_digest(&q)?;
+        extra_files.push((format!("{base}.qcow2"), q, qd));
+        progress.finish(None);
+    }
     let manifest = Manifest {
         schema: SCHEMA.into(),
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         recipe: RecipeRef {
-            file: recipe_path
-                .file_name()
-                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            file: recipe_path.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
             digest: plan.recipe_digest.clone(),
         },
         source_date_epoch: plan.source_date_epoch,
@@ -314,24 +331,25 @@ pub fn build(
                 size: e.size,
             })
             .collect(),
-        image: ImageFile {
-            format: "tar".into(),
-            file: image_name.clone(),
-            digest: digest.clone(),
-            size: image.len() as u64,
-        },
+        image: ImageFile { format: "raw".into(), file: image_name.clone(), digest: digest.clone(), size },
+        disk: Some(disk),
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;
     let manifest_name = format!("{base}.manifest.json");
-    let files: BTreeMap<String, &[u8]> = [
-        (image_name.clone(), image.as_slice()),
-        (manifest_name.clone(), manifest_json.as_slice()),
-    ]
-    .into();
-    write_output(&opts.out_dir, &files)?;
+    write_atomic(tmp.path(), &tmp.path().join(&manifest_name), &manifest_json)?;
+    extra_files.push((manifest_name.clone(), tmp.path().join(&manifest_name), sha256_digest(&manifest_json)));
+    let mut sums = String::new();
+    for (name, _, d) in &extra_files {
+        sums.push_str(&format!("{}  {name}\n", d.trim_start_matches("sha256:")));
+    }
+    write_atomic(tmp.path(), &tmp.path().join("SHA256SUMS"), sums.as_bytes())?;
+    extra_files.push(("SHA256SUMS".into(), tmp.path().join("SHA256SUMS"), String::new()));
+    // Complete files only: rename each into place.
+    for (name, path, _) in &extra_files {
+        std::fs::rename(path, opts.out_dir.join(name)).with_context(|| format!("moving {name} into {}", opts.out_dir.display()))?;
+    }
     store.record_image(&digest, &manifest_json)?;
-    progress.finish(Some(&digest));
 
     Ok(BuildReport {
         image: ImageReport {
@@ -339,7 +357,7 @@ pub fn build(
             version: recipe.version.clone(),
             digest,
             path: opts.out_dir.join(&image_name),
-            size: image.len() as u64,
+            size,
         },
         layers: layers
             .entries
@@ -356,30 +374,4 @@ pub fn build(
         manifest: opts.out_dir.join(manifest_name),
         source_date_epoch: plan.source_date_epoch,
     })
-}
-
-/// Write files into `out_dir` with a `SHA256SUMS` covering them: each file is
-/// written complete in a temporary directory beside them, then renamed.
-pub fn write_output(out_dir: &Path, files: &BTreeMap<String, &[u8]>) -> Result<()> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("creating output directory {}", out_dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-tmp-")
-        .tempdir_in(out_dir)
-        .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))?;
-    let mut sums = String::new();
-    for (name, data) in files {
-        sums.push_str(&format!(
-            "{}  {name}\n",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
-        ));
-    }
-    let all = files
-        .iter()
-        .map(|(n, d)| (n.clone(), *d))
-        .chain(std::iter::once(("SHA256SUMS".to_string(), sums.as_bytes())));
-    for (name, data) in all {
-        write_atomic(tmp.path(), &out_dir.join(&name), data)?;
-    }
-    Ok(())
 }

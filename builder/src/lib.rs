@@ -10,6 +10,7 @@
 pub mod build;
 pub mod cli;
 pub mod cpio;
+pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod ext4;

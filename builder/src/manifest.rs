@@ -23,6 +23,9 @@ pub struct Manifest {
     pub layers: Vec<ManifestLayer>,
     /// The image file.
     pub image: ImageFile,
+    /// The disk: kernel, command line, root hash, partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<crate::disk::DiskInfo>,
     /// What built it.
     pub builder: BuilderInfo,
 }
@@ -56,7 +59,7 @@ pub struct ManifestLayer {
 /// The image file itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ImageFile {
-    /// `tar` (the composed root) until disk images exist, then `raw`.
+    /// `raw`: a GPT disk image.
     pub format: String,
     /// File name, relative to the manifest.
     pub file: String,

@@ -58,7 +58,6 @@ struct RawImage {
 struct RawDisk {
     root_margin_percent: Option<Spanned<u32>>,
     root_extra_mib: Option<Spanned<u64>>,
-    esp_size_mib: Option<Spanned<u64>>,
     format: Option<Spanned<String>>,
 }
 
@@ -169,8 +168,6 @@ pub struct DiskSettings {
     pub root_margin_percent: u32,
     /// Extra free space in the root filesystem, MiB (default 0).
     pub root_extra_mib: u64,
-    /// ESP size in MiB; `None` sizes it to the UKI.
-    pub esp_size_mib: Option<u64>,
     /// Output format (default raw).
     pub format: DiskFormat,
 }
@@ -384,16 +381,6 @@ impl Recipe {
         let disk = DiskSettings {
             root_margin_percent: d.root_margin_percent.as_ref().map_or(10, |m| *m.get_ref()),
             root_extra_mib: d.root_extra_mib.as_ref().map_or(0, |m| *m.get_ref()),
-            esp_size_mib: match &d.esp_size_mib {
-                Some(s) if *s.get_ref() < 1 || *s.get_ref() > 4096 => {
-                    return Err(src.error(
-                        s.span(),
-                        "disk.esp_size_mib",
-                        "must be between 1 and 4096",
-                    ))
-                }
-                s => s.as_ref().map(|s| *s.get_ref()),
-            },
             format,
         };
 

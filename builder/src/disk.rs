@@ -1,0 +1,299 @@
+//! Disk assembly: composed root → ext4 root filesystem → dm-verity hash tree →
+//! initramfs → UKI → FAT ESP → GPT disk, all offline, in memory and without
+//! privileges (DESIGN.md "Read-only image", "Disk layout", "Boot chain").
+//!
+//! Every identifier is derived from content so that the same inputs give the
+//! same bytes: the ext4 UUID and hash seed from the layer digests, the verity
+//! salt from the filesystem bytes, the verity data/hash partition UUIDs from
+//! the root hash (UAPI Discoverable Partitions Specification), and the disk
+//! and ESP GUIDs from a seed over the root hash and the UKI, as
+//! systemd-repart derives them.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ext4::{self, Ext4Options};
+use crate::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
+use crate::initramfs;
+use crate::kmod::ModuleIndex;
+use crate::layer::sha256_digest;
+use crate::recipe::Recipe;
+use crate::tree::{NodeKind, Tree};
+use crate::{fat, uki, verity};
+
+/// Where systemd-boot-efi puts the UKI stub; the base layer must carry it.
+pub const STUB_PATH: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// The UKI's place on the ESP: the removable-media default boot path (UEFI 2.10, 3.5.1.1).
+pub const UKI_ESP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+/// GPT partition labels.
+pub const ESP_LABEL: &str = "esp";
+/// Root partition label.
+pub const ROOT_LABEL: &str = "root-x86-64";
+/// Root verity partition label.
+pub const VERITY_LABEL: &str = "root-x86-64-verity";
+
+/// The disk part of an image manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiskInfo {
+    /// Kernel release (`uname -r`).
+    pub kernel_version: String,
+    /// The full kernel command line in the UKI.
+    pub cmdline: String,
+    /// dm-verity root hash (hex).
+    pub root_hash: String,
+    /// Modules the initramfs loads, in order.
+    pub initrd_modules: Vec<String>,
+    /// `sha256:` of the UKI.
+    pub uki_digest: String,
+    /// `sha256:` of the kiln-init binary in the initramfs.
+    pub init_digest: String,
+    /// The partitions.
+    pub partitions: Vec<PartitionInfo>,
+    /// Disk GUID.
+    pub disk_guid: String,
+}
+
+/// One partition of the disk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionInfo {
+    /// 1-based number.
+    pub index: u32,
+    /// GPT label.
+    pub name: String,
+    /// Type GUID.
+    pub type_guid: String,
+    /// Partition GUID.
+    pub uuid: String,
+    /// Byte offset on the disk.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// `sha256:` of the partition's bytes.
+    pub sha256: String,
+}
+
+fn sha(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
+    let mut p = path.to_string();
+    for _ in 0..8 {
+        match &root.get(&p)?.kind {
+            NodeKind::File(d) => return Some(d.as_slice()),
+            NodeKind::Hardlink(t) => p = t.clone(),
+            NodeKind::Symlink(t) => {
+                let base = crate::tree::parent(&p).unwrap_or("");
+                p = if t.starts_with('/') { t.trim_start_matches('/').to_string() } else { format!("{base}/{t}") };
+                p = crate::tree::normalize(&p.split('/').fold(Vec::<&str>::new(), |mut v, c| {
+                    match c {
+                        ".." => {
+                            v.pop();
+                        }
+                        "" | "." => {}
+                        c => v.push(c),
+                    }
+                    v
+                }).join("/")).ok()?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Split the composed root into what boots (kernel, stub) and what goes on
+/// the root filesystem (everything else).
+fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
+    let kernel_path = format!("boot/vmlinuz-{kver}");
+    let kernel = file_bytes(root, &kernel_path)
+        .with_context(|| format!("the composed root has no kernel /{kernel_path} for the modules in /lib/modules/{kver}"))?
+        .to_vec();
+    let stub = file_bytes(root, STUB_PATH)
+        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
+        .to_vec();
+    let mut rest = root.clone();
+    rest.retain(|p, _| {
+        !(p.starts_with("boot/vmlinuz-")
+            || p.starts_with("boot/initrd.img-")
+            || p.starts_with("boot/System.map-")
+            || p.starts_with("boot/config-")
+            || p.starts_with("usr/lib/systemd/boot/efi/"))
+    });
+    Ok((kernel, stub, rest))
+}
+
+/// Assemble the disk image of a composed root into `out` (a new file), and
+/// return the manifest's disk section.
+pub fn assemble(recipe: &Recipe, root: &Tree, layer_digests: &[String], sde: i64, init: &[u8], out: &Path) -> Result<DiskInfo> {
+    let idx = ModuleIndex::new(root).context("finding the kernel in the composed root")?;
+    let kver = idx.kver.clone();
+    let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver)?;
+
+    // Root filesystem, identified by what it is made of.
+    let ident = sha(&[b"kiln ext4", layer_digests.join(",").as_bytes(), &sde.to_le_bytes()]);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&ident[..16]);
+    let mut hash_seed = [0u8; 16];
+    hash_seed.copy_from_slice(&ident[16..]);
+    let fs = ext4::build(
+        &rootfs_tree,
+        &Ext4Options {
+            uuid,
+            hash_seed,
+            label: "root".into(),
+            timestamp: sde,
+            margin_percent: recipe.disk.root_margin_percent,
+            extra_bytes: recipe.disk.root_extra_mib << 20,
+        },
+    )
+    .context("writing the ext4 root filesystem")?;
+
+    // dm-verity over it.
+    let fs_digest = sha(&[&fs.bytes]);
+    let salt = sha(&[b"kiln verity salt", &fs_digest]);
+    let mut vuuid = [0u8; 16];
+    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &fs_digest])[..16]);
+    let vh = verity::build(&fs.bytes, &salt, vuuid).context("building the dm-verity hash tree")?;
+    let root_hash = hex::encode(vh.root_hash);
+
+    // Initramfs and UKI.
+    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde)?;
+    let cmdline = format!("{} roothash={root_hash} kiln.init={}", recipe.boot.cmdline, recipe.boot.init);
+    let osrel = file_bytes(root, "etc/os-release").or_else(|| file_bytes(root, "usr/lib/os-release")).unwrap_or(b"ID=kiln\n");
+    let uki = uki::build(&stub, &uki::UkiParts { osrel, cmdline: &cmdline, uname: Some(&kver), linux: &kernel, initrd: &initrd.bytes })
+        .context("building the UKI")?;
+    let uki_digest = sha(&[&uki]);
+
+    // ESP and disk.
+    let seed = sha(&[b"kiln disk seed", &vh.root_hash, &uki_digest]);
+    let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
+    let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde).context("writing the ESP")?;
+    let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
+    let parts = [
+        PartitionSpec { type_guid: gpt::ESP_TYPE, part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0), name: ESP_LABEL, data: &esp, attributes: 0 },
+        PartitionSpec { type_guid: gpt::ROOT_X86_64_TYPE, part_guid: root_uuid, name: ROOT_LABEL, data: &fs.bytes, attributes: ATTR_READ_ONLY },
+        PartitionSpec { type_guid: gpt::ROOT_X86_64_VERITY_TYPE, part_guid: verity_uuid, name: VERITY_LABEL, data: &vh.hash_image, attributes: ATTR_READ_ONLY },
+    ];
+    let disk_guid = gpt::derive_disk_uuid(&seed);
+    let mut file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let layout = gpt::write_disk(&mut file, disk_guid, &parts).with_context(|| format!("writing the disk {}", out.display()))?;
+    file.sync_all()?;
+
+    let partitions = layout
+        .partitions
+        .iter()
+        .zip(&parts)
+        .map(|(l, p)| {
+            let mut padded = p.data.to_vec();
+            padded.resize(l.size as usize, 0);
+            PartitionInfo {
+                index: l.index,
+                name: l.name.clone(),
+                type_guid: l.type_guid.to_string(),
+                uuid: l.part_guid.to_string(),
+                offset: l.offset,
+                size: l.size,
+                sha256: sha256_digest(&padded),
+            }
+        })
+        .collect();
+    let init_digest = sha256_digest(init);
+    Ok(DiskInfo {
+        kernel_version: kver,
+        cmdline,
+        root_hash,
+        initrd_modules: initrd.modules,
+        uki_digest: format!("sha256:{}", hex::encode(uki_digest)),
+        init_digest,
+        partitions,
+        disk_guid: disk_guid.to_string(),
+    })
+}
+
+/// sha256 of a file, streamed.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// What `kiln inspect` reads from a disk image file, with no store.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskReport {
+    /// Partitions from the GPT.
+    pub partitions: Vec<PartitionInfo>,
+    /// Kernel command line from the UKI.
+    pub cmdline: Option<String>,
+    /// Root hash from the command line.
+    pub root_hash: Option<String>,
+    /// Kernel release from the UKI's `.uname`.
+    pub kernel_version: Option<String>,
+    /// os-release from the UKI's `.osrel`.
+    pub os_release: Option<String>,
+}
+
+/// Read a disk image: GPT, then the UKI on the ESP.
+pub fn read_disk(path: &Path) -> Result<DiskReport> {
+    let disk = ::gpt::GptConfig::new().writable(false).open(path).with_context(|| format!("{}: not a GPT disk image", path.display()))?;
+    let bs = 512u64;
+    let mut partitions = Vec::new();
+    let mut esp = None;
+    let mut file = std::fs::File::open(path)?;
+    for (i, p) in disk.partitions() {
+        let offset = p.first_lba * bs;
+        let size = (p.last_lba + 1 - p.first_lba) * bs;
+        let mut data = vec![0u8; size as usize];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+        file.read_exact(&mut data).with_context(|| format!("reading partition {i}"))?;
+        let type_guid = p.part_type_guid.guid.to_string().to_lowercase();
+        if type_guid == gpt::ESP_TYPE.to_string() {
+            esp = Some(data.clone());
+        }
+        partitions.push(PartitionInfo {
+            index: *i,
+            name: p.name.clone(),
+            type_guid,
+            uuid: p.part_guid.to_string(),
+            offset,
+            size,
+            sha256: sha256_digest(&data),
+        });
+    }
+    let mut report = DiskReport { partitions, cmdline: None, root_hash: None, kernel_version: None, os_release: None };
+    let Some(esp) = esp else { return Ok(report) };
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp), fatfs::FsOptions::new()).context("reading the ESP")?;
+    let mut uki = Vec::new();
+    match fs.root_dir().open_file(UKI_ESP_PATH) {
+        Ok(mut f) => {
+            f.read_to_end(&mut uki)?;
+        }
+        Err(_) => bail!("{}: the ESP has no {UKI_ESP_PATH}", path.display()),
+    }
+    let text = |name| uki::read_section(&uki, name).map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_string());
+    report.cmdline = text(".cmdline");
+    report.kernel_version = text(".uname");
+    report.os_release = text(".osrel");
+    report.root_hash = report
+        .cmdline
+        .as_deref()
+        .and_then(|c| c.split_whitespace().find_map(|w| w.strip_prefix("roothash=")).map(str::to_string));
+    Ok(report)
+}
