@@ -22,6 +22,8 @@
 //!   files (multi-level trees when needed) with all-zero blocks left as
 //!   holes, fast and slow symlinks, devices, fifos, hard links, xattrs in
 //!   the inode or spilled into one xattr block, and a `lost+found`.
+//! - A hard link shares its target's inode, so the target's metadata wins;
+//!   `i_links_count` counts every name.
 //! - Inode numbers follow path order (root 2, then 11, 12, …) and blocks are
 //!   allocated in one sequential pass (see `alloc`), so the image depends
 //!   only on the tree and the [`Ext4Options`]: every time in it comes from

@@ -704,3 +704,38 @@ fn existing_lost_found_is_kept() {
     img.fsck();
     check(&img, "/lost+found", "directory", "0755", (5, 5), 2, 4096);
 }
+
+/// Not a pass/fail test: prints how long a 100 MB, 10k-file tree takes.
+/// Run with `cargo test --release -p kiln --lib ext4_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, run by hand in release mode"]
+fn ext4_throughput() {
+    let mut t = Tree::new(T0);
+    for i in 0..10_000usize {
+        // Sizes from 100 bytes to ~20 KB, 100 MB in all.
+        let len = 100 + (i * 7919) % 19_800;
+        let mut data = vec![(i % 251) as u8 + 1; len];
+        data[0] = 0;
+        file(
+            &mut t,
+            &format!("usr/share/d{:03}/file-{i:05}", i % 300),
+            data,
+            meta(0o644, 0, 0),
+        );
+    }
+    let mut m = meta(0o644, 0, 0);
+    m.xattrs.insert("user.x".into(), vec![1; 40]);
+    file(&mut t, "big", vec![3u8; 3 << 20], m);
+    let bytes = t.content_bytes();
+    let start = std::time::Instant::now();
+    let built = build(&t, &opts()).unwrap();
+    let took = start.elapsed();
+    println!(
+        "ext4: {} files, {:.1} MB content -> {:.1} MB image in {:?}",
+        t.len(),
+        bytes as f64 / 1e6,
+        built.bytes.len() as f64 / 1e6,
+        took
+    );
+    Img::new(&built).fsck();
+}
