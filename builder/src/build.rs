@@ -286,18 +286,36 @@ pub fn build(
 
     progress.step("assembling the disk image");
     let init_path = crate::initramfs::find_init()?;
-    let init = std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
+    let init =
+        std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
     let recipe = &plan.recipe;
     let base = format!("{}-{}", recipe.name, recipe.version);
     let image_name = format!("{base}.raw");
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".kiln-tmp-")
         .tempdir_in(&opts.out_dir)
-        .with_context(|| format!("creating a temporary directory in {}", opts.out_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "creating a temporary directory in {}",
+                opts.out_dir.display()
+            )
+        })?;
     let raw_tmp = tmp.path().join(&image_name);
-    let layer_digests: Vec<String> = layers.entries.iter().map(|(e, _)| e.digest.clone()).collect();
-    let disk = crate::disk::assemble(recipe, &layers.root, &layer_digests, plan.source_date_epoch, &init, &raw_tmp)?;
+    let layer_digests: Vec<String> = layers
+        .entries
+        .iter()
+        .map(|(e, _)| e.digest.clone())
+        .collect();
+    let disk = crate::disk::assemble(
+        recipe,
+        &layers.root,
+        &layer_digests,
+        plan.source_date_epoch,
+        &init,
+        &raw_tmp,
+    )?;
     let digest = crate::disk::file_digest(&raw_tmp)?;
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
@@ -305,7 +323,11 @@ pub fn build(
     if recipe.disk.format == crate::recipe::DiskFormat::Qcow2 {
         progress.step("converting to qcow2");
         let q = tmp.path().join(format!("{base}.qcow2"));
-        crate::exec::Cmd::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw_tmp).arg(&q).run()?;
+        crate::exec::Cmd::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw_tmp)
+            .arg(&q)
+            .run()?;
         let qd = crate::disk::file_digest(&q)?;
         extra_files.push((format!("{base}.qcow2"), q, qd));
         progress.finish(None);
@@ -315,7 +337,9 @@ pub fn build(
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         recipe: RecipeRef {
-            file: recipe_path.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            file: recipe_path
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
             digest: plan.recipe_digest.clone(),
         },
         source_date_epoch: plan.source_date_epoch,
@@ -331,23 +355,37 @@ pub fn build(
                 size: e.size,
             })
             .collect(),
-        image: ImageFile { format: "raw".into(), file: image_name.clone(), digest: digest.clone(), size },
+        image: ImageFile {
+            format: "raw".into(),
+            file: image_name.clone(),
+            digest: digest.clone(),
+            size,
+        },
         disk: Some(disk),
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;
     let manifest_name = format!("{base}.manifest.json");
     write_atomic(tmp.path(), &tmp.path().join(&manifest_name), &manifest_json)?;
-    extra_files.push((manifest_name.clone(), tmp.path().join(&manifest_name), sha256_digest(&manifest_json)));
+    extra_files.push((
+        manifest_name.clone(),
+        tmp.path().join(&manifest_name),
+        sha256_digest(&manifest_json),
+    ));
     let mut sums = String::new();
     for (name, _, d) in &extra_files {
         sums.push_str(&format!("{}  {name}\n", d.trim_start_matches("sha256:")));
     }
     write_atomic(tmp.path(), &tmp.path().join("SHA256SUMS"), sums.as_bytes())?;
-    extra_files.push(("SHA256SUMS".into(), tmp.path().join("SHA256SUMS"), String::new()));
+    extra_files.push((
+        "SHA256SUMS".into(),
+        tmp.path().join("SHA256SUMS"),
+        String::new(),
+    ));
     // Complete files only: rename each into place.
     for (name, path, _) in &extra_files {
-        std::fs::rename(path, opts.out_dir.join(name)).with_context(|| format!("moving {name} into {}", opts.out_dir.display()))?;
+        std::fs::rename(path, opts.out_dir.join(name))
+            .with_context(|| format!("moving {name} into {}", opts.out_dir.display()))?;
     }
     store.record_image(&digest, &manifest_json)?;
 

@@ -393,7 +393,10 @@ mod tests {
             .status()
             .is_ok();
         // CI installs every tool: a missing one fails the test, never skips it.
-        assert!(found, "`{tool}` is not installed: install its Debian package (scripts/setup-host.sh)");
+        assert!(
+            found,
+            "`{tool}` is not installed: install its Debian package (scripts/setup-host.sh)"
+        );
         found
     }
 

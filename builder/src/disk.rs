@@ -93,17 +93,26 @@ fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
             NodeKind::Hardlink(t) => p = t.clone(),
             NodeKind::Symlink(t) => {
                 let base = crate::tree::parent(&p).unwrap_or("");
-                p = if t.starts_with('/') { t.trim_start_matches('/').to_string() } else { format!("{base}/{t}") };
-                p = crate::tree::normalize(&p.split('/').fold(Vec::<&str>::new(), |mut v, c| {
-                    match c {
-                        ".." => {
-                            v.pop();
-                        }
-                        "" | "." => {}
-                        c => v.push(c),
-                    }
-                    v
-                }).join("/")).ok()?;
+                p = if t.starts_with('/') {
+                    t.trim_start_matches('/').to_string()
+                } else {
+                    format!("{base}/{t}")
+                };
+                p = crate::tree::normalize(
+                    &p.split('/')
+                        .fold(Vec::<&str>::new(), |mut v, c| {
+                            match c {
+                                ".." => {
+                                    v.pop();
+                                }
+                                "" | "." => {}
+                                c => v.push(c),
+                            }
+                            v
+                        })
+                        .join("/"),
+                )
+                .ok()?;
             }
             _ => return None,
         }
@@ -134,13 +143,24 @@ fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)>
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
 /// return the manifest's disk section.
-pub fn assemble(recipe: &Recipe, root: &Tree, layer_digests: &[String], sde: i64, init: &[u8], out: &Path) -> Result<DiskInfo> {
+pub fn assemble(
+    recipe: &Recipe,
+    root: &Tree,
+    layer_digests: &[String],
+    sde: i64,
+    init: &[u8],
+    out: &Path,
+) -> Result<DiskInfo> {
     let idx = ModuleIndex::new(root).context("finding the kernel in the composed root")?;
     let kver = idx.kver.clone();
     let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver)?;
 
     // Root filesystem, identified by what it is made of.
-    let ident = sha(&[b"kiln ext4", layer_digests.join(",").as_bytes(), &sde.to_le_bytes()]);
+    let ident = sha(&[
+        b"kiln ext4",
+        layer_digests.join(",").as_bytes(),
+        &sde.to_le_bytes(),
+    ]);
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&ident[..16]);
     let mut hash_seed = [0u8; 16];
@@ -168,25 +188,60 @@ pub fn assemble(recipe: &Recipe, root: &Tree, layer_digests: &[String], sde: i64
 
     // Initramfs and UKI.
     let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde)?;
-    let cmdline = format!("{} roothash={root_hash} kiln.init={}", recipe.boot.cmdline, recipe.boot.init);
-    let osrel = file_bytes(root, "etc/os-release").or_else(|| file_bytes(root, "usr/lib/os-release")).unwrap_or(b"ID=kiln\n");
-    let uki = uki::build(&stub, &uki::UkiParts { osrel, cmdline: &cmdline, uname: Some(&kver), linux: &kernel, initrd: &initrd.bytes })
-        .context("building the UKI")?;
+    let cmdline = format!(
+        "{} roothash={root_hash} kiln.init={}",
+        recipe.boot.cmdline, recipe.boot.init
+    );
+    let osrel = file_bytes(root, "etc/os-release")
+        .or_else(|| file_bytes(root, "usr/lib/os-release"))
+        .unwrap_or(b"ID=kiln\n");
+    let uki = uki::build(
+        &stub,
+        &uki::UkiParts {
+            osrel,
+            cmdline: &cmdline,
+            uname: Some(&kver),
+            linux: &kernel,
+            initrd: &initrd.bytes,
+        },
+    )
+    .context("building the UKI")?;
     let uki_digest = sha(&[&uki]);
 
     // ESP and disk.
     let seed = sha(&[b"kiln disk seed", &vh.root_hash, &uki_digest]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
-    let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde).context("writing the ESP")?;
+    let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde)
+        .context("writing the ESP")?;
     let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
     let parts = [
-        PartitionSpec { type_guid: gpt::ESP_TYPE, part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0), name: ESP_LABEL, data: &esp, attributes: 0 },
-        PartitionSpec { type_guid: gpt::ROOT_X86_64_TYPE, part_guid: root_uuid, name: ROOT_LABEL, data: &fs.bytes, attributes: ATTR_READ_ONLY },
-        PartitionSpec { type_guid: gpt::ROOT_X86_64_VERITY_TYPE, part_guid: verity_uuid, name: VERITY_LABEL, data: &vh.hash_image, attributes: ATTR_READ_ONLY },
+        PartitionSpec {
+            type_guid: gpt::ESP_TYPE,
+            part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0),
+            name: ESP_LABEL,
+            data: &esp,
+            attributes: 0,
+        },
+        PartitionSpec {
+            type_guid: gpt::ROOT_X86_64_TYPE,
+            part_guid: root_uuid,
+            name: ROOT_LABEL,
+            data: &fs.bytes,
+            attributes: ATTR_READ_ONLY,
+        },
+        PartitionSpec {
+            type_guid: gpt::ROOT_X86_64_VERITY_TYPE,
+            part_guid: verity_uuid,
+            name: VERITY_LABEL,
+            data: &vh.hash_image,
+            attributes: ATTR_READ_ONLY,
+        },
     ];
     let disk_guid = gpt::derive_disk_uuid(&seed);
-    let mut file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let layout = gpt::write_disk(&mut file, disk_guid, &parts).with_context(|| format!("writing the disk {}", out.display()))?;
+    let mut file =
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let layout = gpt::write_disk(&mut file, disk_guid, &parts)
+        .with_context(|| format!("writing the disk {}", out.display()))?;
     file.sync_all()?;
 
     let partitions = layout
@@ -252,7 +307,10 @@ pub struct DiskReport {
 
 /// Read a disk image: GPT, then the UKI on the ESP.
 pub fn read_disk(path: &Path) -> Result<DiskReport> {
-    let disk = ::gpt::GptConfig::new().writable(false).open(path).with_context(|| format!("{}: not a GPT disk image", path.display()))?;
+    let disk = ::gpt::GptConfig::new()
+        .writable(false)
+        .open(path)
+        .with_context(|| format!("{}: not a GPT disk image", path.display()))?;
     let bs = 512u64;
     let mut partitions = Vec::new();
     let mut esp = None;
@@ -262,7 +320,8 @@ pub fn read_disk(path: &Path) -> Result<DiskReport> {
         let size = (p.last_lba + 1 - p.first_lba) * bs;
         let mut data = vec![0u8; size as usize];
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
-        file.read_exact(&mut data).with_context(|| format!("reading partition {i}"))?;
+        file.read_exact(&mut data)
+            .with_context(|| format!("reading partition {i}"))?;
         let type_guid = p.part_type_guid.guid.to_string().to_lowercase();
         if type_guid == gpt::ESP_TYPE.to_string() {
             esp = Some(data.clone());
@@ -277,9 +336,16 @@ pub fn read_disk(path: &Path) -> Result<DiskReport> {
             sha256: sha256_digest(&data),
         });
     }
-    let mut report = DiskReport { partitions, cmdline: None, root_hash: None, kernel_version: None, os_release: None };
+    let mut report = DiskReport {
+        partitions,
+        cmdline: None,
+        root_hash: None,
+        kernel_version: None,
+        os_release: None,
+    };
     let Some(esp) = esp else { return Ok(report) };
-    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp), fatfs::FsOptions::new()).context("reading the ESP")?;
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp), fatfs::FsOptions::new())
+        .context("reading the ESP")?;
     let mut uki = Vec::new();
     match fs.root_dir().open_file(UKI_ESP_PATH) {
         Ok(mut f) => {
@@ -287,13 +353,20 @@ pub fn read_disk(path: &Path) -> Result<DiskReport> {
         }
         Err(_) => bail!("{}: the ESP has no {UKI_ESP_PATH}", path.display()),
     }
-    let text = |name| uki::read_section(&uki, name).map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_string());
+    let text = |name| {
+        uki::read_section(&uki, name).map(|b| {
+            String::from_utf8_lossy(b)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+    };
     report.cmdline = text(".cmdline");
     report.kernel_version = text(".uname");
     report.os_release = text(".osrel");
-    report.root_hash = report
-        .cmdline
-        .as_deref()
-        .and_then(|c| c.split_whitespace().find_map(|w| w.strip_prefix("roothash=")).map(str::to_string));
+    report.root_hash = report.cmdline.as_deref().and_then(|c| {
+        c.split_whitespace()
+            .find_map(|w| w.strip_prefix("roothash="))
+            .map(str::to_string)
+    });
     Ok(report)
 }
