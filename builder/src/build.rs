@@ -16,6 +16,7 @@ use crate::layerdef::LayerKind;
 use crate::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
 use crate::plan::{Plan, PlannedLayer};
 use crate::progress::Progress;
+use crate::recipe::DiskFormat;
 use crate::source;
 use crate::store::{write_atomic, KeyEntry, Store};
 use crate::tree::{file_name, parent, Meta, Node, NodeKind, Tree, WHITEOUT_PREFIX};
@@ -284,13 +285,8 @@ pub fn build(
     let _lock = store.lock()?;
     let layers = build_layers(&plan, store, progress)?;
 
-    progress.step("assembling the disk image");
-    let init_path = crate::initramfs::find_init()?;
-    let init =
-        std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
     let recipe = &plan.recipe;
     let base = format!("{}-{}", recipe.name, recipe.version);
-    let image_name = format!("{base}.raw");
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
     let tmp = tempfile::Builder::new()
@@ -302,25 +298,42 @@ pub fn build(
                 opts.out_dir.display()
             )
         })?;
+    let (image_name, disk) = if recipe.disk.format == DiskFormat::Tar {
+        progress.step("writing the composed root as a tar");
+        let name = format!("{base}.tar");
+        write_atomic(
+            tmp.path(),
+            &tmp.path().join(&name),
+            &layer::write_tar(&layers.root)?,
+        )?;
+        (name, None)
+    } else {
+        progress.step("assembling the disk image");
+        let init_path = crate::initramfs::find_init()?;
+        let init = std::fs::read(&init_path)
+            .with_context(|| format!("reading {}", init_path.display()))?;
+        let name = format!("{base}.raw");
+        let layer_digests: Vec<String> = layers
+            .entries
+            .iter()
+            .map(|(e, _)| e.digest.clone())
+            .collect();
+        let disk = crate::disk::assemble(
+            recipe,
+            &layers.root,
+            &layer_digests,
+            plan.source_date_epoch,
+            &init,
+            &tmp.path().join(&name),
+        )?;
+        (name, Some(disk))
+    };
     let raw_tmp = tmp.path().join(&image_name);
-    let layer_digests: Vec<String> = layers
-        .entries
-        .iter()
-        .map(|(e, _)| e.digest.clone())
-        .collect();
-    let disk = crate::disk::assemble(
-        recipe,
-        &layers.root,
-        &layer_digests,
-        plan.source_date_epoch,
-        &init,
-        &raw_tmp,
-    )?;
     let digest = crate::disk::file_digest(&raw_tmp)?;
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
     let mut extra_files = vec![(image_name.clone(), raw_tmp.clone(), digest.clone())];
-    if recipe.disk.format == crate::recipe::DiskFormat::Qcow2 {
+    if recipe.disk.format == DiskFormat::Qcow2 {
         progress.step("converting to qcow2");
         let q = tmp.path().join(format!("{base}.qcow2"));
         crate::exec::Cmd::new("qemu-img")
@@ -356,12 +369,12 @@ pub fn build(
             })
             .collect(),
         image: ImageFile {
-            format: "raw".into(),
+            format: if disk.is_some() { "raw" } else { "tar" }.into(),
             file: image_name.clone(),
             digest: digest.clone(),
             size,
         },
-        disk: Some(disk),
+        disk,
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;

@@ -45,6 +45,17 @@ pub enum Command {
     },
     /// List the layers and images in the store, with sizes.
     Ls,
+    /// Boot an image in QEMU with the serial console on this terminal (the image is never written).
+    Boot {
+        /// The disk image (`NAME-VERSION.raw`).
+        image: PathBuf,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Forward a free host port to this guest TCP port (repeatable).
+        #[arg(short = 'p', long = "port")]
+        ports: Vec<u16>,
+    },
     /// Show what an image (a file, its manifest, or a store digest) is made of.
     Inspect {
         /// An image file, a manifest file, or a `sha256:` digest from the store.
@@ -128,6 +139,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 println!("total {}", human(listing.total_bytes));
             }
+        }
+        Command::Boot {
+            image,
+            memory,
+            ports,
+        } => {
+            crate::qemu::boot_interactive(image, *memory, ports)?;
         }
         Command::Inspect { target } => {
             let info =

@@ -90,10 +90,14 @@ pub fn list(store: &Store) -> Result<Listing> {
 pub struct Inspection {
     /// Where the manifest was found.
     pub manifest_path: Option<String>,
-    /// The manifest.
-    pub manifest: Manifest,
-    /// Whether the image file's sha256 matches the manifest (when the file was given).
+    /// The manifest, when one was found.
+    pub manifest: Option<Manifest>,
+    /// sha256 of the image file (when a file was given).
+    pub digest: Option<String>,
+    /// Whether the image file's sha256 matches the manifest (when both are there).
     pub digest_verified: Option<bool>,
+    /// What the disk image itself says: partitions, command line, root hash, kernel, os-release.
+    pub disk: Option<crate::disk::DiskReport>,
 }
 
 /// Inspect an image file, a manifest file, or a digest in the store.
@@ -110,8 +114,10 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         };
         return Ok(Inspection {
             manifest_path: None,
-            manifest: serde_json::from_slice(&bytes)?,
+            manifest: Some(serde_json::from_slice(&bytes)?),
+            digest: Some(target.to_string()),
             digest_verified: None,
+            disk: None,
         });
     }
     let path = Path::new(target);
@@ -131,57 +137,102 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
             Some(path),
         )
     };
-    let bytes = std::fs::read(&manifest_path).map_err(|e| {
-        InputError::file(
+    let manifest = match std::fs::read(&manifest_path) {
+        Ok(bytes) => Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
+            InputError::file(
+                manifest_path.display().to_string(),
+                format!("not a kiln manifest: {e}"),
+            )
+        })?),
+        Err(_) if image_path.is_some() => None,
+        Err(e) => bail!(InputError::file(
             manifest_path.display().to_string(),
-            format!("cannot read the image's manifest: {e}"),
-        )
-    })?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        InputError::file(
-            manifest_path.display().to_string(),
-            format!("not a kiln manifest: {e}"),
-        )
-    })?;
-    let digest_verified = match image_path {
-        Some(p) => Some(crate::layer::sha256_digest(&std::fs::read(p)?) == manifest.image.digest),
-        None => None,
+            format!("cannot read: {e}")
+        )),
+    };
+    let is_tar = manifest.as_ref().is_some_and(|m| m.image.format == "tar");
+    let (digest, disk) = match image_path {
+        Some(p) if is_tar => (Some(crate::disk::file_digest(p)?), None),
+        Some(p) => (
+            Some(crate::disk::file_digest(p)?),
+            Some(
+                crate::disk::read_disk(p)
+                    .map_err(|e| InputError::file(target, format!("{e:#}")))?,
+            ),
+        ),
+        None => (None, None),
+    };
+    let digest_verified = match (&digest, &manifest) {
+        (Some(d), Some(m)) => Some(*d == m.image.digest),
+        _ => None,
     };
     Ok(Inspection {
-        manifest_path: Some(manifest_path.display().to_string()),
+        manifest_path: manifest
+            .as_ref()
+            .map(|_| manifest_path.display().to_string()),
         manifest,
+        digest,
         digest_verified,
+        disk,
     })
 }
 
 /// Print an inspection for people.
 pub fn print_human(i: &Inspection) {
-    let m = &i.manifest;
-    println!("{} {}", m.name, m.version);
-    println!("digest  {}", m.image.digest);
-    match i.digest_verified {
-        Some(true) => println!("file    {} (sha256 verified)", m.image.file),
-        Some(false) => println!(
-            "file    {} (sha256 DOES NOT MATCH the manifest)",
-            m.image.file
-        ),
-        None => println!("file    {}", m.image.file),
+    use crate::cli::human;
+    if let Some(m) = &i.manifest {
+        println!("{} {}", m.name, m.version);
     }
-    println!(
-        "format  {}, {}",
-        m.image.format,
-        crate::cli::human(m.image.size)
-    );
-    println!("recipe  {} {}", m.recipe.file, m.recipe.digest);
-    println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch);
-    println!("layers:");
-    for l in &m.layers {
-        println!(
-            "  {:<8} {:<24} {} {}",
-            l.kind,
-            l.name,
-            l.digest,
-            crate::cli::human(l.size)
-        );
+    if let Some(d) = &i.digest {
+        let check = match i.digest_verified {
+            Some(true) => " (matches the manifest)",
+            Some(false) => " (DOES NOT MATCH the manifest)",
+            None => "",
+        };
+        println!("digest   {d}{check}");
+    }
+    if let Some(disk) = &i.disk {
+        println!("partitions:");
+        for p in &disk.partitions {
+            println!(
+                "  {} {:<20} {} {:>10} at {:>10}  {}",
+                p.index,
+                p.name,
+                p.type_guid,
+                human(p.size),
+                p.offset,
+                p.uuid
+            );
+        }
+        if let Some(k) = &disk.kernel_version {
+            println!("kernel   {k}");
+        }
+        if let Some(c) = &disk.cmdline {
+            println!("cmdline  {c}");
+        }
+        if let Some(r) = &disk.root_hash {
+            println!("roothash {r}");
+        }
+        if let Some(os) = &disk.os_release {
+            if let Some(pretty) = os.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")) {
+                println!("os       {}", pretty.trim_matches('"'));
+            }
+        }
+    }
+    if let Some(m) = &i.manifest {
+        println!("recipe   {} {}", m.recipe.file, m.recipe.digest);
+        println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch);
+        println!("layers:");
+        for l in &m.layers {
+            println!(
+                "  {:<8} {:<24} {} {}",
+                l.kind,
+                l.name,
+                l.digest,
+                human(l.size)
+            );
+        }
+    } else {
+        println!("(no manifest beside the image: layer list unavailable)");
     }
 }

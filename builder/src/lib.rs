@@ -24,6 +24,7 @@ pub mod layerdef;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod qemu;
 pub mod recipe;
 pub mod source;
 pub mod source_file;

@@ -159,6 +159,8 @@ pub enum DiskFormat {
     Raw,
     /// A qcow2 image converted with `qemu-img` (beside the raw one).
     Qcow2,
+    /// No disk: the composed root filesystem as a deterministic tar.
+    Tar,
 }
 
 /// `[disk]`.
@@ -369,11 +371,12 @@ impl Recipe {
             Some(f) => match f.get_ref().as_str() {
                 "raw" => DiskFormat::Raw,
                 "qcow2" => DiskFormat::Qcow2,
+                "tar" => DiskFormat::Tar,
                 other => {
                     return Err(src.error(
                         f.span(),
                         "disk.format",
-                        format!("unknown format {other:?}: expected \"raw\" or \"qcow2\""),
+                        format!("unknown format {other:?}: expected \"raw\", \"qcow2\" or \"tar\""),
                     ))
                 }
             },

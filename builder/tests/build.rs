@@ -117,6 +117,9 @@ name = "app"
 version = "1.0"
 layers = ["../layers/base/mini", "../layers/apps/app"]
 source_date_epoch = 1700000000
+
+[disk]
+format = "tar"   # no kernel in this fixture: the composed root as a tar
 "#,
         );
         Fixture { dir }
