@@ -81,3 +81,118 @@ pub fn scratch_repo() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A QEMU guest booted from a disk image for a test: OVMF, the image behind
+/// a qcow2 overlay (never written), serial console to a log file, optional
+/// port forwards. Killed when dropped.
+pub struct Guest {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    /// The serial console log.
+    pub console: PathBuf,
+}
+
+impl Guest {
+    /// Boot `image` under TCG with `forwards` (host port, guest port).
+    pub fn boot(image: &Path, forwards: &[(u16, u16)]) -> Guest {
+        require_tool("qemu-system-x86_64", "qemu-system-x86");
+        require_tool("qemu-img", "qemu-utils");
+        assert!(
+            Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file(),
+            "OVMF missing: install the Debian package ovmf"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let vars = dir.path().join("vars.fd");
+        std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+        let overlay = dir.path().join("overlay.qcow2");
+        let image = std::fs::canonicalize(image).unwrap();
+        let ok = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&image)
+            .arg(&overlay)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let console = dir.path().join("console.log");
+        let fwd: String = forwards
+            .iter()
+            .map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"))
+            .collect();
+        let child = Command::new("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-m",
+                "256",
+                "-smp",
+                "2",
+                "-nodefaults",
+                "-no-reboot",
+                "-display",
+                "none",
+            ])
+            .arg("-drive")
+            .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .arg("-drive")
+            .arg(format!("if=virtio,format=qcow2,file={}", overlay.display()))
+            .arg("-netdev")
+            .arg(format!("user,id=n0{fwd}"))
+            .args([
+                "-device",
+                "virtio-net-pci,netdev=n0",
+                "-monitor",
+                "none",
+                "-serial",
+            ])
+            .arg(format!("file:{}", console.display()))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("starting qemu-system-x86_64");
+        Guest {
+            child,
+            _dir: dir,
+            console,
+        }
+    }
+
+    /// The console so far.
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned()
+    }
+
+    /// Wait until the console contains `needle`, the guest exits, or `secs`
+    /// pass. Returns whether the needle appeared.
+    pub fn wait_for(&mut self, needle: &str, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if self.console_text().contains(needle) {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.console_text().contains(needle);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
