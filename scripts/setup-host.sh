@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # building layers
   mmdebstrap tar zstd ca-certificates uidmap arch-test
+  # kiln-init is linked statically against glibc
+  libc6-dev util-linux
   # booting and checking images
   qemu-system-x86 qemu-utils ovmf systemd-boot-efi
   e2fsprogs dosfstools mtools cryptsetup-bin fdisk gdisk binutils cpio busybox-static

@@ -9,5 +9,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --locked -p kiln
 KILN_BIN=$(bash scripts/build-kiln.sh)
-export KILN_BIN
+KILN_INIT=$(bash builder/init/build-static.sh)
+export KILN_BIN KILN_INIT
+cargo test --locked -p kiln-init
 cargo test --locked -p kiln-qemu-tests -- --test-threads=1

@@ -285,11 +285,11 @@ pub(crate) mod tests {
         elf.extend_from_slice(modinfo.as_bytes());
         let str_off = elf.len();
         elf.extend_from_slice(shstrtab);
-        while elf.len() % 8 != 0 {
+        while !elf.len().is_multiple_of(8) {
             elf.push(0);
         }
         let shoff = elf.len();
-        let mut sh = |name: u32, off: usize, size: usize| {
+        let sh = |name: u32, off: usize, size: usize| {
             let mut h = vec![0u8; 0x40];
             h[0..4].copy_from_slice(&name.to_le_bytes());
             h[4..8].copy_from_slice(&1u32.to_le_bytes());

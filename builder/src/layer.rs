@@ -209,8 +209,8 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
         };
         let link_target = || -> Result<String> {
             let l = e.link_name_bytes().context("link without a target")?;
-            Ok(String::from_utf8(l.into_owned())
-                .map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))?)
+            String::from_utf8(l.into_owned())
+                .map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))
         };
         let kind = match h.entry_type() {
             tar::EntryType::Directory => NodeKind::Dir,
