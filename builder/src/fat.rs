@@ -560,22 +560,9 @@ fn normalize(img: &mut [u8], label: &[u8; 11], stamp: DosTime) -> Result<(), Fat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use std::process::Command;
 
-    /// Finds an outside tool or fails loudly naming the Debian package.
-    fn tool(name: &str, package: &str) -> PathBuf {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let dirs = std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-        for dir in dirs {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-        panic!("`{name}` not found: install the Debian package `{package}`");
-    }
+    use crate::testutil::tool;
 
     /// 2023-11-14T22:13:21Z (an odd second).
     const TS: i64 = 1_700_000_001;

@@ -32,3 +32,6 @@ pub mod store;
 pub mod tree;
 pub mod uki;
 pub mod verity;
+
+#[cfg(test)]
+mod testutil;

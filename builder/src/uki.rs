@@ -406,22 +406,10 @@ pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::Command;
 
-    /// Finds an outside tool or fails loudly naming the Debian package.
-    fn tool(name: &str, package: &str) -> PathBuf {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let dirs = std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-        for dir in dirs {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-        panic!("`{name}` not found: install the Debian package `{package}`");
-    }
+    use crate::testutil::tool;
 
     const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 

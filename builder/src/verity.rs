@@ -262,22 +262,9 @@ impl VerityHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use std::process::Command;
 
-    /// Finds an outside tool or fails loudly naming the Debian package.
-    fn tool(name: &str, package: &str) -> PathBuf {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let dirs = std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-        for dir in dirs {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-        panic!("`{name}` not found: install the Debian package `{package}`");
-    }
+    use crate::testutil::tool;
 
     const SALT: [u8; 32] = [
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,

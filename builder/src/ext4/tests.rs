@@ -43,12 +43,7 @@ fn file(t: &mut Tree, path: &str, data: Vec<u8>, m: Meta) {
 
 /// An e2fsprogs tool; fails loudly when it is missing rather than skipping.
 fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} not found: install the Debian package e2fsprogs (apt-get install e2fsprogs)"))
+    crate::testutil::tool(name, "e2fsprogs")
 }
 
 fn run(name: &str, args: &[&str]) -> (i32, String, String) {
