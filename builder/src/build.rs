@@ -221,7 +221,7 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
     for pl in &plan.layers {
         for s in &pl.def.services {
             let prog = &s.command[0];
-            if resolve(root, prog).is_none() {
+            if !matches!(root.resolve(prog), Some((_, n)) if matches!(n.kind, NodeKind::File(_))) {
                 return Err(InputError {
                     file: pl.def.file.display().to_string(),
                     line: Some(s.line),
@@ -233,41 +233,6 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Follow symlinks inside the tree (not the host) to a regular file.
-fn resolve<'a>(root: &'a Tree, path: &str) -> Option<&'a Node> {
-    let mut cur = crate::tree::normalize(path).ok()?;
-    for _ in 0..40 {
-        let node = root.get(&cur)?;
-        match &node.kind {
-            NodeKind::Symlink(t) => {
-                let joined = if t.starts_with('/') {
-                    t.clone()
-                } else {
-                    format!("{}/{t}", parent(&cur).unwrap_or(""))
-                };
-                cur = normalize_lexically(&joined)?;
-            }
-            NodeKind::File(_) | NodeKind::Hardlink(_) => return Some(node),
-            _ => return None,
-        }
-    }
-    None
-}
-
-fn normalize_lexically(p: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// Build an image from a recipe.

@@ -86,38 +86,10 @@ fn sha(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
-    let mut p = path.to_string();
-    for _ in 0..8 {
-        match &root.get(&p)?.kind {
-            NodeKind::File(d) => return Some(d.as_slice()),
-            NodeKind::Hardlink(t) => p = t.clone(),
-            NodeKind::Symlink(t) => {
-                let base = crate::tree::parent(&p).unwrap_or("");
-                p = if t.starts_with('/') {
-                    t.trim_start_matches('/').to_string()
-                } else {
-                    format!("{base}/{t}")
-                };
-                p = crate::tree::normalize(
-                    &p.split('/')
-                        .fold(Vec::<&str>::new(), |mut v, c| {
-                            match c {
-                                ".." => {
-                                    v.pop();
-                                }
-                                "" | "." => {}
-                                c => v.push(c),
-                            }
-                            v
-                        })
-                        .join("/"),
-                )
-                .ok()?;
-            }
-            _ => return None,
-        }
+    match &root.resolve(path)?.1.kind {
+        NodeKind::File(d) => Some(d.as_slice()),
+        _ => None,
     }
-    None
 }
 
 /// Split the composed root into what boots (kernel, stub) and what goes on

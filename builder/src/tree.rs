@@ -148,6 +148,21 @@ pub fn normalize(path: &str) -> Result<String, TreeError> {
     Ok(parts.join("/"))
 }
 
+/// Resolve `.` and `..` lexically (`..` at the top stays at the top, as at `/`).
+pub fn normalize_lexically(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
 /// The parent of a normalised path (`""` for top-level entries). `None` for the root.
 pub fn parent(path: &str) -> Option<&str> {
     if path.is_empty() {
@@ -208,6 +223,26 @@ impl Tree {
     /// The node at a normalised path.
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.entries.get(path)
+    }
+
+    /// Follow symlinks (inside the tree, never on the host; absolute targets
+    /// from the tree's root) and hard links from `path` to the node they end
+    /// at, with its path. `None` for a dangling link or a loop.
+    pub fn resolve(&self, path: &str) -> Option<(String, &Node)> {
+        let mut cur = normalize_lexically(path);
+        // The kernel's limit on nested symlinks (MAXSYMLINKS).
+        for _ in 0..40 {
+            let node = self.entries.get(&cur)?;
+            match &node.kind {
+                NodeKind::Symlink(t) if t.starts_with('/') => cur = normalize_lexically(t),
+                NodeKind::Symlink(t) => {
+                    cur = normalize_lexically(&format!("{}/{t}", parent(&cur).unwrap_or("")))
+                }
+                NodeKind::Hardlink(t) => cur = t.clone(),
+                _ => return Some((cur, node)),
+            }
+        }
+        None
     }
 
     /// Mutable access to the node at a normalised path.
@@ -497,6 +532,32 @@ mod tests {
         ] {
             assert_eq!(normalize(input).ok().as_deref(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn resolve_follows_links_inside_the_tree() {
+        let mut t = Tree::new(0);
+        t.insert("bin", dir()).unwrap();
+        t.insert("bin/busybox", file("bb")).unwrap();
+        let link = |target: &str| Node {
+            kind: NodeKind::Symlink(target.into()),
+            meta: Meta::root(0o777, 0),
+        };
+        t.insert("bin/sh", link("busybox")).unwrap();
+        t.insert("sbin", dir()).unwrap();
+        t.insert("sbin/init", link("../bin/sh")).unwrap();
+        t.insert("sbin/abs", link("/bin/busybox")).unwrap();
+        t.insert("sbin/up", link("../../../bin/busybox")).unwrap();
+        t.insert("loop", link("loop")).unwrap();
+        for p in ["sbin/init", "sbin/abs", "sbin/up", "bin/sh"] {
+            assert_eq!(
+                t.resolve(p).map(|(p, _)| p),
+                Some("bin/busybox".to_string()),
+                "{p}"
+            );
+        }
+        assert!(t.resolve("loop").is_none());
+        assert!(t.resolve("nothing").is_none());
     }
 
     #[test]
