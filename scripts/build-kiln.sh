@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q -p kiln >&2
-echo "$PWD/target/release/kiln"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/release/kiln"
