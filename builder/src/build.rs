@@ -177,7 +177,7 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
             needed.push(path.to_string());
         }
     }
-    for (path, node) in lower.iter() {
+    for (path, _) in lower.iter() {
         if !path.is_empty()
             && upper.get(path).is_none()
             && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir))
@@ -188,7 +188,6 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
             } else {
                 format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path))
             };
-            let _ = node;
             needed.push(wh);
         }
     }
@@ -390,4 +389,51 @@ pub fn build(
         manifest: opts.out_dir.join(manifest_name),
         source_date_epoch: plan.source_date_epoch,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &str) -> Node {
+        Node {
+            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
+            meta: Meta::root(0o644, 0),
+        }
+    }
+
+    /// Applying the diff of two trees to the lower one gives the upper one.
+    #[test]
+    fn diff_then_apply_gives_upper() {
+        let d = Meta::root(0o755, 0);
+        let mut lower = Tree::new(0);
+        for (p, c) in [
+            ("etc/a", "a"),
+            ("etc/b", "b"),
+            ("var/lib/x/y", "y"),
+            ("usr/bin/tool", "t"),
+        ] {
+            lower.insert_with_parents(p, file(c), &d).unwrap();
+        }
+        let mut upper = lower.clone();
+        upper.insert("etc/a", file("changed")).unwrap();
+        upper.remove("etc/b");
+        upper.remove("var/lib/x");
+        upper
+            .insert_with_parents("usr/share/new", file("n"), &d)
+            .unwrap();
+        let layer = diff(&lower, &upper);
+        let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
+        assert!(
+            paths.contains(&"etc/.wh.b") && paths.contains(&"var/lib/.wh.x"),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.contains(&"usr/bin/tool") && !paths.contains(&"var/lib/x/.wh.y"),
+            "{paths:?}"
+        );
+        let mut applied = lower.clone();
+        applied.apply_layer(&layer).unwrap();
+        assert_eq!(applied, upper);
+    }
 }
