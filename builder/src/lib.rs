@@ -31,6 +31,7 @@ pub mod source_file;
 pub mod store;
 pub mod tree;
 pub mod uki;
+pub mod verdict;
 pub mod verity;
 
 #[cfg(test)]
