@@ -339,6 +339,7 @@ pub fn build(
             size,
         },
         disk,
+        test: Some(recipe.test.to_spec()),
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;

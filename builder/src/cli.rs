@@ -45,6 +45,17 @@ pub enum Command {
     },
     /// List the layers and images in the store, with sizes.
     Ls,
+    /// Boot an image (or build a recipe, then boot it) in QEMU and judge it by the recipe's [test] checks.
+    Test {
+        /// A disk image (`NAME-VERSION.raw`, its manifest beside it) or a recipe (`.toml`).
+        target: PathBuf,
+        /// Write a JUnit XML report here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Output directory when TARGET is a recipe.
+        #[arg(short, long, default_value = "out")]
+        output: PathBuf,
+    },
     /// Boot an image in QEMU with the serial console on this terminal (the image is never written).
     Boot {
         /// The disk image (`NAME-VERSION.raw`).
@@ -138,6 +149,45 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!("total {}", human(listing.total_bytes));
+            }
+        }
+        Command::Test {
+            target,
+            junit,
+            output,
+        } => {
+            let image = if target.extension().is_some_and(|e| e == "toml") {
+                let mut progress = if cli.json {
+                    Progress::hidden()
+                } else {
+                    Progress::new(cli.quiet)
+                };
+                let report = build::build(
+                    target,
+                    &store,
+                    &BuildOptions {
+                        out_dir: output.clone(),
+                    },
+                    &mut progress,
+                )?;
+                report.image.path
+            } else {
+                target.clone()
+            };
+            let v = crate::boottest::test_image(&store, &image, junit.clone())?;
+            if cli.json {
+                print_json(&v)?;
+            } else if !cli.quiet {
+                crate::boottest::print_human(&v);
+            }
+            if !v.passed {
+                anyhow::bail!(crate::error::CheckFailed {
+                    message: format!(
+                        "{} failed its boot test: {}",
+                        v.image,
+                        v.failed_check.as_deref().unwrap_or("?")
+                    )
+                });
             }
         }
         Command::Boot {

@@ -98,6 +98,8 @@ pub struct Inspection {
     pub digest_verified: Option<bool>,
     /// What the disk image itself says: partitions, command line, root hash, kernel, os-release.
     pub disk: Option<crate::disk::DiskReport>,
+    /// Boot-test verdicts recorded in the store for this digest, oldest first.
+    pub verdicts: Vec<crate::verdict::Verdict>,
 }
 
 /// Inspect an image file, a manifest file, or a digest in the store.
@@ -118,6 +120,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
             digest: Some(target.to_string()),
             digest_verified: None,
             disk: None,
+            verdicts: crate::verdict::list(store, target)?,
         });
     }
     let path = Path::new(target);
@@ -234,5 +237,21 @@ pub fn print_human(i: &Inspection) {
         }
     } else {
         println!("(no manifest beside the image: layer list unavailable)");
+    }
+    if i.verdicts.is_empty() {
+        println!("verdicts: none (not boot-tested with this store)");
+    } else {
+        println!("verdicts:");
+        for v in &i.verdicts {
+            let outcome = if v.passed {
+                "PASS".to_string()
+            } else {
+                format!("FAIL ({})", v.failed_check.as_deref().unwrap_or("?"))
+            };
+            println!(
+                "  {}  {outcome}  {:.1}s on {}",
+                v.started_at, v.duration_secs, v.accel
+            );
+        }
     }
 }

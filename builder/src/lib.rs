@@ -7,6 +7,7 @@
 //! [`cpio`], [`initramfs`], [`uki`]) → disk ([`gpt`]) → manifest ([`manifest`]).
 //! [`build`] drives that pipeline; [`cli`] is the command-line front end.
 
+pub mod boottest;
 pub mod build;
 pub mod cli;
 pub mod cpio;

@@ -26,6 +26,9 @@ pub struct Manifest {
     /// The disk: kernel, command line, root hash, partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<crate::disk::DiskInfo>,
+    /// The recipe's boot-test settings, so `kiln test IMAGE` needs no recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<crate::recipe::TestSpec>,
     /// What built it.
     pub builder: BuilderInfo,
 }

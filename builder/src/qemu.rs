@@ -41,13 +41,22 @@ impl Accel {
     }
 }
 
-/// Whether KVM runs a guest here. `/dev/kvm` can exist and still hang guests,
-/// so this boots a 64 KiB firmware whose reset vector writes to QEMU's
-/// isa-debug-exit port: under a working KVM QEMU exits at once with code
-/// (0x42 << 1) | 1; anything else within two seconds means TCG.
+/// How long the KVM probe waits for the firmware's first serial output.
+const KVM_PROBE_SECS: u64 = 3;
+
+/// Whether KVM runs a guest here. `/dev/kvm` can exist while guests fail
+/// under it (seen here: an emulation failure inside OVMF's first
+/// instructions, after which the guest hangs). So the probe boots the very
+/// firmware tests use, with no disk, under KVM: if it writes to the serial
+/// port within a few seconds KVM works; a KVM internal error, an early exit
+/// or silence means TCG. The answer is cached per host boot (keyed by
+/// `/proc/sys/kernel/random/boot_id`) in the temporary directory.
+/// `KILN_ACCEL=tcg|kvm` overrides the probe.
 pub fn probe_kvm(tmp: &Path) -> Accel {
-    if std::env::var("KILN_ACCEL").as_deref() == Ok("tcg") {
-        return Accel::Tcg;
+    match std::env::var("KILN_ACCEL").as_deref() {
+        Ok("tcg") => return Accel::Tcg,
+        Ok("kvm") => return Accel::Kvm,
+        _ => {}
     }
     if std::fs::OpenOptions::new()
         .read(true)
@@ -57,50 +66,74 @@ pub fn probe_kvm(tmp: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    let rom = tmp.join("kvm-probe.rom");
-    let mut bytes = vec![0xf4u8; 64 * 1024]; // hlt
-                                             // At the reset vector (last 16 bytes): mov al, 0x42; out 0xf4, al; hlt.
-    let n = bytes.len();
-    bytes[n - 16..n - 11].copy_from_slice(&[0xb0, 0x42, 0xe6, 0xf4, 0xf4]);
-    if std::fs::write(&rom, &bytes).is_err() {
-        return Accel::Tcg;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let cache = std::env::temp_dir().join(format!("kiln-kvm-probe-{}", boot_id.trim()));
+    match std::fs::read_to_string(&cache).as_deref() {
+        Ok("kvm") if !boot_id.is_empty() => return Accel::Kvm,
+        Ok("tcg") if !boot_id.is_empty() => return Accel::Tcg,
+        _ => {}
     }
+    let accel = run_kvm_probe(tmp);
+    if !boot_id.is_empty() {
+        let _ = std::fs::write(&cache, accel.as_str());
+    }
+    accel
+}
+
+fn run_kvm_probe(tmp: &Path) -> Accel {
+    let vars = tmp.join("probe-vars.fd");
+    let serial = tmp.join("probe-serial.log");
+    let errlog = tmp.join("probe-stderr.log");
+    let (Ok(_), Ok(err)) = (
+        std::fs::copy(OVMF_VARS, &vars),
+        std::fs::File::create(&errlog),
+    ) else {
+        return Accel::Tcg;
+    };
     let child = Command::new(QEMU)
         .args([
+            "-machine",
+            "q35",
             "-accel",
             "kvm",
-            "-machine",
-            "pc",
             "-m",
-            "16",
+            "64",
             "-nodefaults",
             "-display",
             "none",
             "-no-reboot",
         ])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-bios"])
-        .arg(&rom)
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(err)
         .spawn();
     let Ok(mut child) = child else {
         return Accel::Tcg;
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(KVM_PROBE_SECS);
+    let mut accel = Accel::Tcg;
     while std::time::Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return if status.code() == Some((0x42 << 1) | 1) {
-                Accel::Kvm
-            } else {
-                Accel::Tcg
-            };
+        if std::fs::metadata(&serial).is_ok_and(|m| m.len() > 0) {
+            accel = Accel::Kvm;
+            break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let failed = std::fs::read_to_string(&errlog)
+            .is_ok_and(|e| e.contains("KVM internal error") || e.contains("emulation failure"));
+        if failed || matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     let _ = child.wait();
-    Accel::Tcg
+    tracing::info!(accel = accel.as_str(), "KVM probe");
+    accel
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for QEMU to take).

@@ -217,6 +217,71 @@ impl PartialEq for TestSettings {
     }
 }
 
+/// `[test]` in a serialisable form, carried in the image manifest so that
+/// `kiln test IMAGE` needs no recipe.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct TestSpec {
+    /// Overall timeout, seconds.
+    pub timeout: u64,
+    /// Guest memory, MiB.
+    pub memory_mib: u32,
+    /// (pattern, timeout) pairs that must appear in order.
+    pub console: Vec<(String, u64)>,
+    /// Patterns that must never appear (defaults already included).
+    pub forbid: Vec<String>,
+    /// TCP probes.
+    pub tcp: Vec<TcpCheck>,
+    /// HTTP probes.
+    pub http: Vec<HttpCheck>,
+    /// Shutdown timeout, `None` when the check is disabled.
+    pub shutdown_timeout: Option<u64>,
+}
+
+impl TestSettings {
+    /// The serialisable form.
+    pub fn to_spec(&self) -> TestSpec {
+        TestSpec {
+            timeout: self.timeout,
+            memory_mib: self.memory_mib,
+            console: self
+                .console
+                .iter()
+                .map(|c| (c.pattern.as_str().to_string(), c.timeout))
+                .collect(),
+            forbid: self.forbid.iter().map(|r| r.as_str().to_string()).collect(),
+            tcp: self.tcp.clone(),
+            http: self.http.clone(),
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    /// Back from the serialisable form (patterns recompiled).
+    pub fn from_spec(spec: &TestSpec) -> Result<TestSettings, regex::Error> {
+        Ok(TestSettings {
+            timeout: spec.timeout,
+            memory_mib: spec.memory_mib,
+            console: spec
+                .console
+                .iter()
+                .map(|(p, t)| {
+                    Ok(ConsoleCheck {
+                        pattern: Regex::new(p)?,
+                        timeout: *t,
+                    })
+                })
+                .collect::<Result<_, regex::Error>>()?,
+            forbid: spec
+                .forbid
+                .iter()
+                .map(|p| Regex::new(p))
+                .collect::<Result<_, _>>()?,
+            tcp: spec.tcp.clone(),
+            http: spec.http.clone(),
+            shutdown_timeout: spec.shutdown_timeout,
+        })
+    }
+}
+
 /// A console pattern that must appear.
 #[derive(Debug, Clone)]
 pub struct ConsoleCheck {
@@ -233,7 +298,7 @@ impl PartialEq for ConsoleCheck {
 }
 
 /// A TCP probe: the guest port must accept a connection through the forward.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct TcpCheck {
     /// Guest port.
     pub port: u16,
@@ -242,7 +307,7 @@ pub struct TcpCheck {
 }
 
 /// An HTTP probe through a port forward.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct HttpCheck {
     /// Guest port.
     pub port: u16,
