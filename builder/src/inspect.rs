@@ -169,6 +169,10 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         (Some(d), Some(m)) => Some(*d == m.image.digest),
         _ => None,
     };
+    let verdicts = match &digest {
+        Some(d) => crate::verdict::list(store, d)?,
+        None => Vec::new(),
+    };
     Ok(Inspection {
         manifest_path: manifest
             .as_ref()
@@ -177,6 +181,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         digest,
         digest_verified,
         disk,
+        verdicts,
     })
 }
 
