@@ -1,0 +1,309 @@
+//! `kiln test` end to end: hello passes (JUnit, verdict, image untouched,
+//! nothing left behind), and each negative case fails for the right reason:
+//! an app that never comes up, a tampered root (verity), a hung guest
+//! (timeout), and SIGTERM to kiln mid-boot.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kiln_qemu_tests::{kiln_bin, kiln_json, repo_root, require_tool, scratch_repo};
+use serde_json::Value;
+
+struct Shared {
+    dir: PathBuf,
+    image: PathBuf,
+}
+
+/// hello built once (its store then serves the negative recipes' cached base).
+fn shared() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        require_tool("mmdebstrap", "mmdebstrap");
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = dir.join("out");
+        let r = kiln_json(
+            &[
+                "build",
+                repo_root().join("recipes/hello.toml").to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &dir.join("store"),
+            &[],
+        );
+        Shared {
+            image: PathBuf::from(r["image"]["path"].as_str().unwrap()),
+            dir,
+        }
+    })
+}
+
+fn store() -> PathBuf {
+    shared().dir.join("store")
+}
+
+/// Run `kiln test ... --json` with its own TMPDIR; returns (exit code, verdict JSON, stderr, tmpdir).
+fn kiln_test(target: &Path, extra: &[&str]) -> (Option<i32>, Value, String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(kiln_bin())
+        .arg("test")
+        .arg(target)
+        .args(extra)
+        .args(["--json", "--store"])
+        .arg(store())
+        .env("TMPDIR", tmp.path())
+        .env("KILN_ACCEL", "tcg")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), v, stderr, tmp)
+}
+
+/// No QEMU started by kiln (their scratch directories are named kiln-qemu-*)
+/// is still running, and kiln left nothing in its TMPDIR.
+fn assert_nothing_left(tmp: &Path) {
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let leftover: Vec<&str> = ps
+        .lines()
+        .filter(|l| l.contains("qemu-system") && l.contains(&tmp.display().to_string()))
+        .collect();
+    assert!(leftover.is_empty(), "QEMU still running: {leftover:?}");
+    let left: Vec<_> = fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn hello_passes_with_junit_and_an_untouched_image() {
+    let image = &shared().image;
+    let before = sha256(image);
+    let junit = shared().dir.join("junit.xml");
+    let (code, v, stderr, tmp) = kiln_test(image, &["--junit", junit.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "kiln test failed: {stderr}\n{v:#}");
+    assert_eq!(v["passed"], true);
+    assert_eq!(sha256(image), before, "the image changed during the test");
+    assert_eq!(v["image_digest"], format!("sha256:{before}"));
+    let checks = v["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in [
+        "console[0] hello: listening on :8080",
+        "tcp[0] :8080",
+        "http[0] GET :8080/",
+        "shutdown",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let xml = fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), checks.len(), "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
+    for phase in ["firmware", "kernel", "init", "ready"] {
+        assert!(
+            v["phases"][phase].as_f64().is_some(),
+            "phase {phase} missing: {v}"
+        );
+    }
+    // The verdict is in the store and inspect shows it.
+    let i = kiln_json(&["inspect", image.to_str().unwrap()], &store(), &[]);
+    assert!(
+        i["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["passed"] == true),
+        "{i}"
+    );
+    assert_nothing_left(tmp.path());
+}
+
+#[test]
+fn tampered_root_fails_on_verity() {
+    require_tool("debugfs", "e2fsprogs");
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("hello-1.0.raw");
+    let ok = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&shared().image)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let manifest = shared().image.with_file_name("hello-1.0.manifest.json");
+    fs::copy(&manifest, dir.path().join("hello-1.0.manifest.json")).unwrap();
+    // One data block of /bin/busybox (the init), found with debugfs on the root partition.
+    let m: Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    let root = m["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "root-x86-64")
+        .unwrap();
+    let (offset, size) = (
+        root["offset"].as_u64().unwrap(),
+        root["size"].as_u64().unwrap(),
+    );
+    let part = dir.path().join("root.img");
+    let ok = Command::new("dd")
+        .arg(format!("if={}", image.display()))
+        .arg(format!("of={}", part.display()))
+        .args([
+            "bs=1M",
+            &format!("skip={}", offset >> 20),
+            &format!("count={}", size >> 20),
+            "status=none",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new("debugfs")
+        .args(["-R", "blocks /bin/busybox"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    let block: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(10)
+        .and_then(|w| w.parse().ok())
+        .expect("blocks of /bin/busybox");
+    let mut f = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    f.seek(SeekFrom::Start(offset + block * 4096)).unwrap();
+    f.write_all(&[0xa5; 4096]).unwrap();
+    drop(f);
+
+    let (code, v, stderr, tmp) = kiln_test(&image, &[]);
+    assert_eq!(code, Some(1), "{stderr}\n{v:#}");
+    let failed = v["failed_check"].as_str().unwrap();
+    assert!(
+        failed.starts_with("forbid"),
+        "failed for the wrong reason: {failed}\n{v:#}"
+    );
+    let detail = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == failed)
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("verity") || detail.contains("kiln-init: FATAL"),
+        "{detail}"
+    );
+    assert_nothing_left(tmp.path());
+}
+
+/// A recipe from a scratch copy of the repo, edited by `edit`.
+fn scratch_recipe(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+    let repo = scratch_repo();
+    edit(repo.path());
+    let recipe = repo.path().join("recipes/hello.toml");
+    (repo, recipe)
+}
+
+#[test]
+fn app_that_never_comes_up_fails_its_console_check() {
+    let (repo, recipe) = scratch_recipe(|r| {
+        fs::write(
+            r.join("layers/apps/hello/files/usr/lib/hello/start"),
+            "#!/bin/sh\n# Never serves.\nexec /bin/busybox sleep 100000\n",
+        )
+        .unwrap();
+        let text = fs::read_to_string(r.join("recipes/hello.toml"))
+            .unwrap()
+            .replace("timeout = 90", "timeout = 20");
+        fs::write(r.join("recipes/hello.toml"), text).unwrap();
+    });
+    let out = repo.path().join("out");
+    let (code, v, stderr, tmp) = kiln_test(&recipe, &["-o", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}\n{v:#}");
+    assert_eq!(
+        v["failed_check"], "console[0] hello: listening on :8080",
+        "{v:#}"
+    );
+    assert_nothing_left(tmp.path());
+}
+
+#[test]
+fn hung_guest_times_out_and_qemu_is_killed() {
+    let (repo, recipe) = scratch_recipe(|r| {
+        fs::write(
+            r.join("layers/apps/hello/files/usr/lib/hello/hang"),
+            "#!/bin/sh\n# An init that never gets anywhere.\nwhile :; do :; done\n",
+        )
+        .unwrap();
+        let toml = fs::read_to_string(r.join("layers/apps/hello/layer.toml")).unwrap()
+            + "\n[[override]]\npath = \"usr/lib/hello/hang\"\nmode = \"0755\"\n";
+        fs::write(r.join("layers/apps/hello/layer.toml"), toml).unwrap();
+        let text = fs::read_to_string(r.join("recipes/hello.toml"))
+            .unwrap()
+            .replace(
+                "cmdline = \"console=ttyS0 quiet\"",
+                "cmdline = \"console=ttyS0 quiet\"\ninit = \"/usr/lib/hello/hang\"",
+            )
+            .replace("timeout = 120", "timeout = 25")
+            .replace("timeout = 90", "timeout = 300");
+        fs::write(r.join("recipes/hello.toml"), text).unwrap();
+    });
+    let out = repo.path().join("out");
+    let (code, v, stderr, tmp) = kiln_test(&recipe, &["-o", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}\n{v:#}");
+    assert_eq!(v["failed_check"], "timeout", "{v:#}");
+    assert!(v["duration_secs"].as_f64().unwrap() < 60.0, "{v}");
+    assert_nothing_left(tmp.path());
+}
+
+#[test]
+fn sigterm_stops_qemu_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(kiln_bin())
+        .arg("test")
+        .arg(&shared().image)
+        .args(["--quiet", "--store"])
+        .arg(store())
+        .env("TMPDIR", tmp.path())
+        .env("KILN_ACCEL", "tcg")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let QEMU get going.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        if String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .any(|l| l.contains("qemu-system") && l.contains(&tmp.path().display().to_string()))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "kiln test should fail when interrupted");
+    assert_nothing_left(tmp.path());
+}
