@@ -12,6 +12,7 @@
 #     kiln's layer packer vs `tar --sort=name -c | zstd -3` and kiln's ext4
 #     writer vs `mkfs.ext4 -d` (same size), on hello's composed root and on
 #     a ~150-250 MiB tree copied from the host's /usr;
+#     The boot test: kiln test of hello, start to verdict, and its phases.
 #  4. the physical floor: `cp` of the finished image (median of 5).
 # Scratch space is one temporary directory, removed on exit. Takes about
 # 1-3 minutes once the binaries are built (the cold build runs mmdebstrap,
@@ -91,6 +92,18 @@ verdict=$([ "$alloc" -le "$target" ] && echo "meets" || echo "OVER")
 row "hello: image size" "$(mib "$size")" - - "$(basename "$image")"
 row "hello: image allocated (target 24 MiB)" "$(mib "$alloc")" "$(mib "$target")" \
   "$(awk -v a="$alloc" -v t="$target" 'BEGIN { printf "%.2f", a / t }')" "$verdict the target; du says $(mib "$du_alloc")"
+
+# The boot test: time from `kiln test` start to verdict, and its boot phases
+# (seconds since QEMU started). Target under TCG on 2 cores: verdict within 15 s.
+echo "bench: kiln test of hello" >&2
+t0=$(now)
+"$kiln" test "$image" --store "$store" --json >"$tmp/test.json" || die "kiln test of hello failed: $(cat "$tmp/test.json")"
+test_wall=$(secs "$t0" "$(now)")
+verdict_secs=$(json "$tmp/test.json" 'round(r["duration_secs"], 2)')
+row "hello: kiln test, start to verdict" "$test_wall" "15" \
+  "$(awk -v a="$test_wall" 'BEGIN { printf "%.2f", a / 15 }')" "target 15 s under TCG; $(json "$tmp/test.json" 'r["accel"]'), verdict says ${verdict_secs} s"
+row "hello: boot phases (s since QEMU start)" - - - \
+  "$(json "$tmp/test.json" '", ".join("%s %.1f" % (k, r["phases"][k]) for k in ("firmware", "kernel", "init", "ready") if r["phases"][k] is not None)')"
 
 # 3. The encoders, on hello's composed root...
 echo "bench: hello's composed root as a tar" >&2
