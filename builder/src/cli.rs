@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::build::{self, BuildOptions};
 use crate::inspect;
 use crate::progress::Progress;
+use crate::sign;
 use crate::store::{self, Store};
 
 /// kiln bakes minimal, bootable, read-only OS disk images from layered recipes.
@@ -60,6 +61,37 @@ pub enum Command {
     Inspect {
         /// An image file, a manifest file, or a `sha256:` digest from the store.
         target: String,
+    },
+    /// Write a minisign-format key pair: the secret key at PATH, the public key at PATH.pub.
+    Keygen {
+        /// Where the secret key goes (the public key goes to PATH.pub).
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        /// Store the secret key without a password (for CI keys kept in a secret store).
+        #[arg(long)]
+        unencrypted: bool,
+    },
+    /// Sign a file (minisign, prehashed); the trusted comment names its image.
+    Sign {
+        /// The file to sign.
+        file: PathBuf,
+        /// The secret key (password from $KILN_KEY_PASSWORD or a prompt).
+        #[arg(short, long)]
+        key: PathBuf,
+        /// Where the signature goes (default FILE.minisig).
+        #[arg(short = 'x', long)]
+        signature: Option<PathBuf>,
+    },
+    /// Verify a file's minisign signature (exit 1 when it does not verify).
+    Verify {
+        /// The signed file.
+        file: PathBuf,
+        /// The signature (default FILE.minisig).
+        #[arg(short = 'x', long)]
+        signature: Option<PathBuf>,
+        /// The public key (`PATH.pub` from keygen, or minisign's).
+        #[arg(short, long)]
+        pubkey: PathBuf,
     },
 }
 
@@ -154,6 +186,48 @@ pub fn run(cli: Cli) -> Result<()> {
                 print_json(&info)?;
             } else {
                 inspect::print_human(&info);
+            }
+        }
+        Command::Keygen {
+            output,
+            unencrypted,
+        } => {
+            let r = sign::keygen(output, !unencrypted)?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!("secret key {}", r.secret_key.display());
+                println!("public key {}", r.public_key.display());
+                println!("key id     {}", r.key_id);
+            }
+        }
+        Command::Sign {
+            file,
+            key,
+            signature,
+        } => {
+            let r = sign::sign(&store, file, key, signature.as_deref())?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!("signature {}", r.signature.display());
+                println!("key id    {}", r.key_id);
+                println!("trusted   {}", r.trusted_comment.replace('\t', " "));
+            }
+        }
+        Command::Verify {
+            file,
+            signature,
+            pubkey,
+        } => {
+            let pk = sign::load_public_key(pubkey)?;
+            let sig = signature.clone().unwrap_or_else(|| sign::sig_path(file));
+            let v = sign::verify_file(file, &sig, &pk)?;
+            if cli.json {
+                print_json(&v)?;
+            } else if !cli.quiet {
+                println!("{}: signature OK, key id {}", file.display(), v.key_id);
+                println!("trusted {}", v.trusted_comment.replace('\t', " "));
             }
         }
     }
