@@ -25,6 +25,7 @@ pub mod kmod;
 pub mod layer;
 pub mod layerdef;
 pub mod manifest;
+pub mod oci;
 pub mod plan;
 pub mod progress;
 pub mod provenance;

@@ -219,6 +219,11 @@ impl SigningKey {
         })
     }
 
+    /// The public half.
+    pub fn public(&self) -> &PublicKey {
+        &self.pk
+    }
+
     /// Sign a file (streamed, prehashed) with a trusted comment; returns the
     /// `.minisig` text.
     pub fn sign_file(&self, file: &Path, trusted: &TrustedComment) -> Result<String> {
