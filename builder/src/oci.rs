@@ -888,10 +888,9 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
     let raw_sig = stage(&sigs[&raw_sig_name])?;
     let man = stage(&config)?;
     let man_sig = stage(&sigs[&man_sig_name])?;
-    let v = sign::verify_file(raw.path(), raw_sig.path(), &pk)
-        .with_context(|| format!("verifying {} from {source}", m.image.file))?;
-    sign::verify_file(man.path(), man_sig.path(), &pk)
-        .with_context(|| format!("verifying {man_name} from {source}"))?;
+    let named = |n: &str| format!("{n} from {source}");
+    let v = sign::verify_named(raw.path(), &named(&m.image.file), raw_sig.path(), &pk)?;
+    sign::verify_named(man.path(), &named(&man_name), man_sig.path(), &pk)?;
     if v.fields.digest.as_deref() != Some(m.image.digest.as_str()) {
         bail!(CheckFailed {
             message: format!(

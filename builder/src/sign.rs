@@ -373,8 +373,13 @@ pub fn sig_path(file: &Path) -> PathBuf {
 /// prehashed signatures are accepted, as minisign ≥ 0.11 does. A bad or
 /// unreadable signature is [`CheckFailed`] naming the file.
 pub fn verify_file(file: &Path, signature: &Path, pk: &PublicKey) -> Result<Verified> {
+    verify_named(file, &file.display().to_string(), signature, pk)
+}
+
+/// [`verify_file`] with the name errors give the file (for a staged copy).
+pub fn verify_named(file: &Path, name: &str, signature: &Path, pk: &PublicKey) -> Result<Verified> {
     let fail = |m: String| CheckFailed {
-        message: format!("{}: {m}", file.display()),
+        message: format!("{name}: {m}"),
     };
     let text = std::fs::read_to_string(signature).map_err(|e| {
         fail(format!(
