@@ -423,7 +423,7 @@ fn print_channel(r: &release::ChannelReport) {
             (_, Some(d)) => format!("replaces {}", &d[..d.len().min(19)]),
             _ => String::new(),
         };
-        println!(
+        let line = format!(
             "{mark} {:>3} {:<8} {:<10} {} {} {} {how}",
             e.seq,
             format!("{:?}", e.action).to_lowercase(),
@@ -432,6 +432,7 @@ fn print_channel(r: &release::ChannelReport) {
             e.time,
             e.key_id
         );
+        println!("{}", line.trim_end());
     }
 }
 

@@ -943,7 +943,10 @@ mod tests {
         );
         assert_eq!(r.base_url(), "http://127.0.0.1:5000");
         let r = Reference::parse("oci://ghcr.io/acme/hello").unwrap();
-        assert_eq!((r.tag, r.base_url().as_str()), (None, "https://ghcr.io"));
+        assert_eq!(
+            (r.tag.as_deref(), r.base_url().as_str()),
+            (None, "https://ghcr.io")
+        );
         assert_eq!(
             Reference::parse("oci://localhost/x").unwrap().base_url(),
             "http://localhost"
@@ -973,7 +976,8 @@ mod tests {
 
     #[test]
     fn auth_challenges() {
-        let cases: &[(&str, Option<(&str, &[(&str, &str)])>)] = &[
+        type Want = Option<(&'static str, &'static [(&'static str, &'static str)])>;
+        let cases: &[(&str, Want)] = &[
             (
                 r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
                 Some((

@@ -185,7 +185,12 @@ impl Releases {
         let mut stack: Vec<&Entry> = Vec::new();
         for e in history {
             match e.action {
-                Action::Publish | Action::Promote => stack.push(e),
+                // Re-publishing the current release (say, to push it to a
+                // registry) does not give rollback a second copy to land on.
+                Action::Publish | Action::Promote => match stack.last_mut() {
+                    Some(top) if top.digest == e.digest => *top = e,
+                    _ => stack.push(e),
+                },
                 Action::Rollback => {
                     stack.pop();
                     // The entry itself is what is now current.
@@ -714,11 +719,12 @@ mod tests {
         entry(&rel, "stable", 'a');
         entry(&rel, "stable", 'b');
         entry(&rel, "stable", 'c');
+        entry(&rel, "stable", 'c');
         assert_eq!(cur(&rel, "stable"), "c");
         let r = rollback(&rel, "stable").unwrap();
         assert_eq!(
             (r.seq, r.action, r.version.as_str()),
-            (4, Action::Rollback, "b")
+            (5, Action::Rollback, "b")
         );
         assert_eq!(
             r.replaces.as_deref(),
@@ -733,7 +739,7 @@ mod tests {
         assert_eq!(cur(&rel, "stable"), "d");
         rollback(&rel, "stable").unwrap();
         assert_eq!(cur(&rel, "stable"), "a");
-        assert_eq!(rel.history("stable").unwrap().len(), 7);
+        assert_eq!(rel.history("stable").unwrap().len(), 8);
     }
 
     #[test]

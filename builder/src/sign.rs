@@ -538,8 +538,7 @@ mod tests {
     }
 
     fn run(mut c: Command) -> std::process::Output {
-        let out = c.output().expect("running minisign");
-        out
+        c.output().expect("running minisign")
     }
 
     fn data_file(dir: &Path) -> PathBuf {
