@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::build::{self, BuildOptions};
 use crate::inspect;
 use crate::progress::Progress;
+use crate::release::{self, Releases};
+use crate::sign;
 use crate::store::{self, Store};
 
 /// kiln bakes minimal, bootable, read-only OS disk images from layered recipes.
@@ -71,6 +73,94 @@ pub enum Command {
     Inspect {
         /// An image file, a manifest file, or a `sha256:` digest from the store.
         target: String,
+    },
+    /// Write a minisign-format key pair: the secret key at PATH, the public key at PATH.pub.
+    Keygen {
+        /// Where the secret key goes (the public key goes to PATH.pub).
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        /// Store the secret key without a password (for CI keys kept in a secret store).
+        #[arg(long)]
+        unencrypted: bool,
+    },
+    /// Sign a file (minisign, prehashed); the trusted comment names its image.
+    Sign {
+        /// The file to sign.
+        file: PathBuf,
+        /// The secret key (password from $KILN_KEY_PASSWORD or a prompt).
+        #[arg(short, long)]
+        key: PathBuf,
+        /// Where the signature goes (default FILE.minisig).
+        #[arg(short = 'x', long)]
+        signature: Option<PathBuf>,
+    },
+    /// Verify a file's minisign signature (exit 1 when it does not verify).
+    Verify {
+        /// The signed file.
+        file: PathBuf,
+        /// The signature (default FILE.minisig).
+        #[arg(short = 'x', long)]
+        signature: Option<PathBuf>,
+        /// The public key (`PATH.pub` from keygen, or minisign's).
+        #[arg(short, long)]
+        pubkey: PathBuf,
+    },
+    /// Publish a tested image: sign its files into the release store and append it to a channel.
+    Publish {
+        /// The image file (`NAME-VERSION.raw`, its manifest beside it or in the store).
+        image: PathBuf,
+        /// The channel (e.g. canary, stable).
+        #[arg(short, long)]
+        channel: String,
+        /// The secret key.
+        #[arg(short, long)]
+        key: PathBuf,
+        /// A release store directory (default STORE/releases) and/or `oci://HOST[:PORT]/REPO` (repeatable).
+        #[arg(long = "to")]
+        to: Vec<String>,
+    },
+    /// A channel's release history and current release (every channel without --channel).
+    Releases {
+        /// The channel.
+        #[arg(short, long)]
+        channel: Option<String>,
+        /// The release store (default STORE/releases).
+        #[arg(long, value_name = "DIR")]
+        releases: Option<PathBuf>,
+    },
+    /// Make a release of one channel current on another.
+    Promote {
+        /// The image digest (`sha256:…`, or a unique prefix).
+        digest: String,
+        /// The channel it was released on.
+        #[arg(long)]
+        from: String,
+        /// The channel it becomes current on.
+        #[arg(long)]
+        to: String,
+        /// The release store (default STORE/releases).
+        #[arg(long, value_name = "DIR")]
+        releases: Option<PathBuf>,
+    },
+    /// Make a channel's previous release current again (recorded as a new history entry).
+    Rollback {
+        /// The channel.
+        #[arg(short, long)]
+        channel: String,
+        /// The release store (default STORE/releases).
+        #[arg(long, value_name = "DIR")]
+        releases: Option<PathBuf>,
+    },
+    /// Fetch an image from an OCI registry, verifying its digests and signature before writing it.
+    Pull {
+        /// `oci://HOST[:PORT]/REPO:TAG`.
+        source: String,
+        /// Output directory.
+        #[arg(short, long, default_value = "out")]
+        output: PathBuf,
+        /// The public key its signature must verify with.
+        #[arg(short, long)]
+        pubkey: PathBuf,
     },
 }
 
@@ -206,8 +296,194 @@ pub fn run(cli: Cli) -> Result<()> {
                 inspect::print_human(&info);
             }
         }
+        Command::Keygen {
+            output,
+            unencrypted,
+        } => {
+            let r = sign::keygen(output, !unencrypted)?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!("secret key {}", r.secret_key.display());
+                println!("public key {}", r.public_key.display());
+                println!("key id     {}", r.key_id);
+            }
+        }
+        Command::Sign {
+            file,
+            key,
+            signature,
+        } => {
+            let r = sign::sign(&store, file, key, signature.as_deref())?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!("signature {}", r.signature.display());
+                println!("key id    {}", r.key_id);
+                println!("trusted   {}", r.trusted_comment.replace('\t', " "));
+            }
+        }
+        Command::Verify {
+            file,
+            signature,
+            pubkey,
+        } => {
+            let pk = sign::load_public_key(pubkey)?;
+            let sig = signature.clone().unwrap_or_else(|| sign::sig_path(file));
+            let v = sign::verify_file(file, &sig, &pk)?;
+            if cli.json {
+                print_json(&v)?;
+            } else if !cli.quiet {
+                println!("{}: signature OK, key id {}", file.display(), v.key_id);
+                println!("trusted {}", v.trusted_comment.replace('\t', " "));
+            }
+        }
+        Command::Publish {
+            image,
+            channel,
+            key,
+            to,
+        } => {
+            let (oci, dirs): (Vec<_>, Vec<_>) =
+                to.iter().cloned().partition(|t| t.starts_with("oci://"));
+            if dirs.len() > 1 {
+                return Err(crate::error::InputError::file(
+                    "(command line)",
+                    "at most one --to DIR",
+                )
+                .into());
+            }
+            let releases = dirs
+                .first()
+                .map_or_else(|| Releases::of_store(&store), Releases::new);
+            let opts = release::PublishOptions {
+                image: image.clone(),
+                channel: channel.clone(),
+                key: key.clone(),
+                releases,
+                oci,
+            };
+            let r = release::publish(&store, &opts)?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!("{} {} {}", r.name, r.version, r.digest);
+                println!("verdict  {}", r.verdict);
+                for f in &r.files {
+                    let state = if f.existed {
+                        "already published"
+                    } else {
+                        "signed"
+                    };
+                    println!("  {} ({state})", f.path.display());
+                }
+                match &r.entry {
+                    Some(e) => println!(
+                        "channel  {} #{} now current (key {})",
+                        e.channel, e.seq, e.key_id
+                    ),
+                    None => println!("channel  {channel}: already current"),
+                }
+                for o in &r.oci {
+                    println!("pushed   {}", o.reference);
+                }
+            }
+        }
+        Command::Releases { channel, releases } => {
+            let rel = releases
+                .as_ref()
+                .map_or_else(|| Releases::of_store(&store), Releases::new);
+            let reports = release::releases(&rel, channel.as_deref())?;
+            if cli.json {
+                match (channel, reports.first()) {
+                    (Some(_), Some(r)) => print_json(r)?,
+                    _ => print_json(&reports)?,
+                }
+            } else {
+                for r in &reports {
+                    print_channel(r);
+                }
+            }
+        }
+        Command::Promote {
+            digest,
+            from,
+            to,
+            releases,
+        } => {
+            let rel = releases
+                .as_ref()
+                .map_or_else(|| Releases::of_store(&store), Releases::new);
+            let e = release::promote(&rel, digest, from, to)?;
+            let report = release::releases(&rel, Some(to))?.remove(0);
+            if cli.json {
+                print_json(&report)?;
+            } else if !cli.quiet {
+                if e.is_none() {
+                    println!("{digest} is already current on {to}");
+                }
+                print_channel(&report);
+            }
+        }
+        Command::Rollback { channel, releases } => {
+            let rel = releases
+                .as_ref()
+                .map_or_else(|| Releases::of_store(&store), Releases::new);
+            release::rollback(&rel, channel)?;
+            let report = release::releases(&rel, Some(channel))?.remove(0);
+            if cli.json {
+                print_json(&report)?;
+            } else if !cli.quiet {
+                print_channel(&report);
+            }
+        }
+        Command::Pull {
+            source,
+            output,
+            pubkey,
+        } => {
+            let r = crate::oci::pull(source, output, pubkey)?;
+            if cli.json {
+                print_json(&r)?;
+            } else if !cli.quiet {
+                println!(
+                    "{} {} {} (signature OK, key {})",
+                    r.name, r.version, r.digest, r.key_id
+                );
+                for f in &r.files {
+                    println!("  {}", f.display());
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// A channel's history for a person: newest last, the current one marked.
+fn print_channel(r: &release::ChannelReport) {
+    println!("channel {}", r.channel);
+    for e in &r.history {
+        let mark = if r.current.as_ref().is_some_and(|c| c.seq == e.seq) {
+            "*"
+        } else {
+            " "
+        };
+        let how = match (&e.from, &e.replaces) {
+            (Some(f), _) => format!("from {f}"),
+            (_, Some(d)) => format!("replaces {}", &d[..d.len().min(19)]),
+            _ => String::new(),
+        };
+        let line = format!(
+            "{mark} {:>3} {:<8} {:<10} {} {} {} {how}",
+            e.seq,
+            format!("{:?}", e.action).to_lowercase(),
+            e.version,
+            &e.digest[..e.digest.len().min(19)],
+            e.time,
+            e.key_id
+        );
+        println!("{}", line.trim_end());
+    }
 }
 
 /// Bytes in IEC units.

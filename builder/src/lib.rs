@@ -6,6 +6,9 @@
 //! composed root [`tree`] → filesystem images ([`ext4`], [`verity`], [`fat`],
 //! [`cpio`], [`initramfs`], [`uki`]) → disk ([`gpt`]) → manifest ([`manifest`]).
 //! [`build`] drives that pipeline; [`cli`] is the command-line front end.
+//! Publication: [`sign`] (minisign keys and signatures), [`provenance`]
+//! (in-toto/SLSA), [`release`] (release store, channels, publish) and [`oci`]
+//! (push to and pull from OCI registries).
 
 pub mod boottest;
 pub mod build;
@@ -23,10 +26,14 @@ pub mod kmod;
 pub mod layer;
 pub mod layerdef;
 pub mod manifest;
+pub mod oci;
 pub mod plan;
 pub mod progress;
+pub mod provenance;
 pub mod qemu;
 pub mod recipe;
+pub mod release;
+pub mod sign;
 pub mod source;
 pub mod source_file;
 pub mod store;
