@@ -140,7 +140,9 @@ fn publish_refuses_untested_then_signs_for_stock_minisign() {
     );
     assert!(!store.join("releases/channels").exists());
 
-    record_passing_verdict(&store, &digest, "hello 1.0");
+    // A real boot test (QEMU, TCG) records the passing verdict.
+    let out = kiln(&["test", image.to_str().unwrap()], &store, &[]);
+    ok(&out, "kiln test");
     let mut args = publish.to_vec();
     args.push("--json");
     let out = kiln(&args, &store, &[]);
