@@ -130,15 +130,17 @@ pub fn build(root: &Tree, wanted: &[String], init: &[u8], sde: i64) -> Result<In
         let Some(NodeKind::File(data)) = root.get(path).map(|n| &n.kind) else {
             bail!("{path} is not a regular file")
         };
+        // kiln-init reads /lib/modules/<kver>/: the root may keep its modules
+        // in usr/lib/modules (merged /usr), the initramfs always in lib/modules.
+        let rel = path.strip_prefix(&format!("{}/", idx.base)).unwrap_or(path);
         t.insert_with_parents(
-            path,
+            &format!("lib/modules/{}/{rel}", idx.kver),
             Node {
                 kind: NodeKind::File(data.clone()),
                 meta: Meta::root(0o644, sde),
             },
             &d,
         )?;
-        let rel = path.strip_prefix(&format!("{}/", idx.base)).unwrap_or(path);
         list.push_str(rel);
         list.push('\n');
         names.push(m.name.clone());

@@ -314,22 +314,6 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
     crate::layer::read_tar(out.stdout.as_slice(), sde).context("reading mmdebstrap's tarball")
 }
 
-/// Module index files that go stale when modules are removed; kiln writes a
-/// fresh `modules.dep` instead and drops the rest (binary indexes included,
-/// since modprobe would prefer them).
-const STALE_MODULE_INDEXES: &[&str] = &[
-    "modules.dep",
-    "modules.dep.bin",
-    "modules.alias",
-    "modules.alias.bin",
-    "modules.symbols",
-    "modules.symbols.bin",
-    "modules.softdep",
-    "modules.devname",
-    "modules.builtin.bin",
-    "modules.builtin.alias.bin",
-];
-
 /// What stripping did, for the progress report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StripStats {
@@ -382,21 +366,28 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
         for p in doomed {
             tree.remove(&p);
         }
-        for f in STALE_MODULE_INDEXES {
-            tree.remove(&format!("{}/{f}", idx.base));
-        }
         prune_empty_dirs(tree, &format!("{}/kernel", idx.base));
-        let kept_idx = ModuleIndex::new(tree)?;
-        let all: Vec<String> = kept_idx.modules.keys().cloned().collect();
-        let dep = kept_idx.modules_dep(&kept_idx.closure(&all)?)?;
-        let mtime = tree.get(&idx.base).map_or(0, |n| n.meta.mtime);
-        tree.insert(
-            &format!("{}/modules.dep", idx.base),
-            Node {
-                kind: NodeKind::File(Arc::new(dep.into_bytes())),
-                meta: Meta::root(0o644, mtime),
-            },
-        )?;
+        if tree.get(&format!("{}/modules.dep.bin", idx.base)).is_some() {
+            // depmod ran in the packages' maintainer scripts: its indexes
+            // (which libkmod, hence udev and systemd, require in binary form)
+            // stay. They cover a superset of the kept modules; lookups of
+            // removed ones fail as "not found", kept ones resolve unchanged
+            // since their dependencies were kept with them.
+        } else {
+            // Unpacked only (variant extract): no indexes at all. Write the
+            // text modules.dep that busybox modprobe reads.
+            let kept_idx = ModuleIndex::new(tree)?;
+            let all: Vec<String> = kept_idx.modules.keys().cloned().collect();
+            let dep = kept_idx.modules_dep(&kept_idx.closure(&all)?)?;
+            let mtime = tree.get(&idx.base).map_or(0, |n| n.meta.mtime);
+            tree.insert(
+                &format!("{}/modules.dep", idx.base),
+                Node {
+                    kind: NodeKind::File(Arc::new(dep.into_bytes())),
+                    meta: Meta::root(0o644, mtime),
+                },
+            )?;
+        }
     }
     Ok(stats)
 }
