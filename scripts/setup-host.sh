@@ -15,7 +15,7 @@ PACKAGES=(
   # publishing
   minisign skopeo docker-registry
   # reproducibility checks and benchmarks
-  faketime python3 curl
+  faketime python3 python3-venv curl
 )
 
 sudo=""
@@ -32,6 +32,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup-host: installing ${missing[*]}"
   $sudo apt-get update -qq || echo "setup-host: apt-get update reported errors (unreachable extra sources?); continuing" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The SPDX project's own validator, for the SBOM tests: spdx-tools from PyPI
+# in a virtual environment (Debian's python refuses system-wide pip installs).
+KILN_TOOLS=${KILN_TOOLS:-/opt/kiln-tools}
+if [ ! -x "$KILN_TOOLS/bin/pyspdxtools" ]; then
+  echo "setup-host: installing spdx-tools into $KILN_TOOLS"
+  $sudo python3 -m venv "$KILN_TOOLS"
+  $sudo "$KILN_TOOLS/bin/pip" install -q spdx-tools
 fi
 
 if ! command -v cargo >/dev/null; then

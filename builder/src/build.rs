@@ -102,9 +102,10 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                 (entry, true, tree)
             }
             None => {
-                let tree = build_layer(pl, &root, sde, store, progress).with_context(|| {
-                    format!("building layer {name} ({})", pl.def.file.display())
-                })?;
+                let (tree, packages) =
+                    build_layer(pl, &root, sde, store, progress).with_context(|| {
+                        format!("building layer {name} ({})", pl.def.file.display())
+                    })?;
                 let packed = layer::pack(&tree)?;
                 let entry = KeyEntry {
                     key: key.clone(),
@@ -114,6 +115,7 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                     kind: pl.def.kind.as_str().into(),
                     size: packed.blob.len() as u64,
                     tar_size: packed.tar_size,
+                    packages,
                 };
                 pending.push((packed.blob, entry.clone()));
                 (entry, false, tree)
@@ -140,20 +142,20 @@ fn build_layer(
     sde: i64,
     store: &Store,
     progress: &mut Progress,
-) -> Result<Tree> {
-    let mut tree = match &pl.def.debian {
+) -> Result<(Tree, Vec<source::DebPackage>)> {
+    let (mut tree, packages) = match &pl.def.debian {
         Some(deb) => {
             progress.step(format!(
                 "layer {}: unpacking {} Debian packages with mmdebstrap",
                 pl.def.name,
                 deb.packages.len()
             ));
-            let mut t = source::debian_tree(deb, sde, &store.tmp_dir())?;
+            let (mut t, debs) = source::debian_tree(deb, sde, &store.tmp_dir())?;
             let st = source::strip(&mut t, &pl.def.strip)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, "stripped");
-            t
+            (t, debs)
         }
-        None => Tree::new(sde),
+        None => (Tree::new(sde), Vec::new()),
     };
     if let Some(files) = &pl.files {
         tree.apply_layer(files)?;
@@ -164,7 +166,7 @@ fn build_layer(
         full.apply_layer(&tree)?;
         tree = diff(lower_root, &full);
     }
-    Ok(tree)
+    Ok((tree, packages))
 }
 
 /// The layer that turns `lower` into `upper`: entries that are new or
@@ -330,6 +332,7 @@ pub fn build(
                 digest: e.digest.clone(),
                 diff_id: e.diff_id.clone(),
                 size: e.size,
+                packages: e.packages.clone(),
             })
             .collect(),
         image: ImageFile {
@@ -343,6 +346,14 @@ pub fn build(
         builder: BuilderInfo::current(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;
+    let sbom_name = format!("{base}.spdx.json");
+    let sbom = serde_json::to_vec_pretty(&crate::sbom::document(&manifest))?;
+    write_atomic(tmp.path(), &tmp.path().join(&sbom_name), &sbom)?;
+    extra_files.push((
+        sbom_name,
+        tmp.path().join(format!("{base}.spdx.json")),
+        sha256_digest(&sbom),
+    ));
     let manifest_name = format!("{base}.manifest.json");
     write_atomic(tmp.path(), &tmp.path().join(&manifest_name), &manifest_json)?;
     extra_files.push((

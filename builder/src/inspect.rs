@@ -230,6 +230,14 @@ pub fn print_human(i: &Inspection) {
     if let Some(m) = &i.manifest {
         println!("recipe   {} {}", m.recipe.file, m.recipe.digest);
         println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch);
+        let packages: Vec<&crate::source::DebPackage> =
+            m.layers.iter().flat_map(|l| &l.packages).collect();
+        if !packages.is_empty() {
+            println!("packages ({}):", packages.len());
+            for p in packages {
+                println!("  {:<32} {:<28} {}", p.name, p.version, p.architecture);
+            }
+        }
         println!("layers:");
         for l in &m.layers {
             println!(

@@ -33,6 +33,7 @@ pub mod provenance;
 pub mod qemu;
 pub mod recipe;
 pub mod release;
+pub mod sbom;
 pub mod sign;
 pub mod source;
 pub mod source_file;

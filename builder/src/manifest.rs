@@ -57,6 +57,9 @@ pub struct ManifestLayer {
     pub diff_id: String,
     /// Blob size.
     pub size: u64,
+    /// Debian packages that went into the layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<crate::source::DebPackage>,
 }
 
 /// The image file itself.

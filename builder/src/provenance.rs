@@ -127,6 +127,7 @@ mod tests {
                 digest: h("3"),
                 diff_id: h("4"),
                 size: 10,
+                packages: vec![],
             }],
             image: ImageFile {
                 format: "raw".into(),

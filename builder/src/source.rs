@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::error::{EnvError, InputError};
 use crate::exec::Cmd;
@@ -271,8 +271,136 @@ pub fn host_sources(suite: &str, components: &[String]) -> Option<String> {
     (!lines.is_empty()).then(|| lines.into_iter().collect::<Vec<_>>().join("\n") + "\n")
 }
 
-/// Unpack Debian packages with mmdebstrap into a tree (times clamped to `sde`).
-pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
+/// Where apt keeps downloaded packages, in the tree mmdebstrap produces.
+const APT_ARCHIVES: &str = "var/cache/apt/archives";
+
+/// A Debian package that went into a layer: what the SBOM and `kiln inspect` list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct DebPackage {
+    /// Package name.
+    pub name: String,
+    /// Version, epoch included (`1:2.3-4`).
+    pub version: String,
+    /// Debian architecture (`amd64`, `all`).
+    pub architecture: String,
+    /// `sha256:` of the .deb file.
+    pub sha256: String,
+    /// Where apt fetched it from (mirror + the index's `Filename:`).
+    #[serde(default)]
+    pub download: Option<String>,
+}
+
+/// `busybox-static_1%3a1.35.0-4+b3_amd64.deb` → (name, version, architecture);
+/// apt writes the epoch's colon as `%3a` in file names.
+pub fn parse_deb_filename(file: &str) -> Option<(String, String, String)> {
+    let stem = file.strip_suffix(".deb")?;
+    let mut parts = stem.splitn(3, '_');
+    let (name, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    if name.is_empty() || version.is_empty() || arch.is_empty() {
+        return None;
+    }
+    Some((
+        name.to_string(),
+        version.replace("%3a", ":").replace("%3A", ":"),
+        arch.to_string(),
+    ))
+}
+
+/// Where apt keeps its package indexes, in the tree mmdebstrap produces.
+const APT_LISTS: &str = "var/lib/apt/lists";
+
+/// Fill in each package's download location from apt's `Packages` indexes
+/// (deb822 stanzas: `Package`, `Version`, `Architecture`, `Filename`,
+/// `SHA256`), check its .deb against the index's SHA256, and take the
+/// indexes out of the tree (mmdebstrap would have removed them).
+fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
+    let lists: Vec<(String, String)> = tree
+        .children(APT_LISTS)
+        .filter(|(name, _, n)| matches!(n.kind, NodeKind::File(_)) && *name != "lock")
+        .map(|(name, path, _)| (name.to_string(), path.to_string()))
+        .collect();
+    for (name, path) in lists {
+        if let (Some(NodeKind::File(data)), Some((base, _))) =
+            (tree.get(&path).map(|n| &n.kind), name.split_once("_dists_"))
+        {
+            if name.ends_with("_Packages") {
+                let mirror = format!("http://{}/", base.replace('_', "/"));
+                let text = String::from_utf8_lossy(data);
+                for stanza in text.split("\n\n") {
+                    let field = |k: &str| {
+                        stanza.lines().find_map(|l| {
+                            l.strip_prefix(k)
+                                .and_then(|v| v.strip_prefix(':'))
+                                .map(|v| v.trim().to_string())
+                        })
+                    };
+                    let (Some(pkg), Some(ver), Some(arch), Some(file)) = (
+                        field("Package"),
+                        field("Version"),
+                        field("Architecture"),
+                        field("Filename"),
+                    ) else {
+                        continue;
+                    };
+                    for d in debs
+                        .iter_mut()
+                        .filter(|d| d.name == pkg && d.version == ver && d.architecture == arch)
+                    {
+                        if let Some(want) = field("SHA256") {
+                            if d.sha256 != format!("sha256:{want}") {
+                                bail!(crate::error::CheckFailed {
+                                    message: format!("{pkg} {ver}: the downloaded .deb hashes to {}, the archive index says sha256:{want}", d.sha256)
+                                });
+                            }
+                        }
+                        d.download = Some(format!("{mirror}{file}"));
+                    }
+                }
+            }
+        }
+        tree.remove(&path);
+    }
+    let dirs: Vec<String> = tree
+        .children(APT_LISTS)
+        .filter(|(n, _, node)| node.kind == NodeKind::Dir && *n != "partial")
+        .map(|(_, p, _)| p.to_string())
+        .collect();
+    for d in dirs {
+        tree.remove(&d);
+    }
+    Ok(())
+}
+
+/// Take the downloaded .deb files out of a tree (they never ship) and list them.
+fn take_debs(tree: &mut Tree) -> Vec<DebPackage> {
+    let mut out = Vec::new();
+    let debs: Vec<(String, String)> = tree
+        .children(APT_ARCHIVES)
+        .filter(|(name, _, _)| name.ends_with(".deb"))
+        .map(|(name, path, _)| (name.to_string(), path.to_string()))
+        .collect();
+    for (name, path) in debs {
+        if let (Some((pkg, version, architecture)), Some(NodeKind::File(data))) =
+            (parse_deb_filename(&name), tree.get(&path).map(|n| &n.kind))
+        {
+            out.push(DebPackage {
+                name: pkg,
+                version,
+                architecture,
+                sha256: crate::layer::sha256_digest(data),
+                download: None,
+            });
+        }
+        tree.remove(&path);
+    }
+    out.sort();
+    out
+}
+
+/// Unpack Debian packages with mmdebstrap into a tree (times clamped to
+/// `sde`), with the list of packages it downloaded (all of them, the
+/// dependencies and the Essential set included).
+pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<(Tree, Vec<DebPackage>)> {
     let mut cmd = Cmd::new("mmdebstrap")
         .arg(format!("--variant={}", src.variant))
         .arg("--mode=auto")
@@ -281,6 +409,9 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
         .arg(format!("--architectures={}", src.architecture))
         .arg(format!("--components={}", src.components.join(",")))
         .arg(format!("--include={}", src.packages.join(",")))
+        // Keep the .debs and indexes in the tarball: kiln lists the packages
+        // with their checksums and locations (SBOM), then drops both.
+        .arg("--skip=cleanup/apt")
         .env("SOURCE_DATE_EPOCH", sde.to_string())
         .arg(&src.suite)
         .arg("-");
@@ -311,7 +442,11 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
             ))
         }
     })?;
-    crate::layer::read_tar(out.stdout.as_slice(), sde).context("reading mmdebstrap's tarball")
+    let mut tree = crate::layer::read_tar(out.stdout.as_slice(), sde)
+        .context("reading mmdebstrap's tarball")?;
+    let mut debs = take_debs(&mut tree);
+    locate_debs(&mut tree, &mut debs)?;
+    Ok((tree, debs))
 }
 
 /// What stripping did, for the progress report.
@@ -414,6 +549,24 @@ fn prune_empty_dirs(tree: &mut Tree, top: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deb_file_names() {
+        assert_eq!(
+            parse_deb_filename("busybox-static_1%3a1.35.0-4+b3_amd64.deb"),
+            Some((
+                "busybox-static".into(),
+                "1:1.35.0-4+b3".into(),
+                "amd64".into()
+            ))
+        );
+        assert_eq!(
+            parse_deb_filename("tzdata_2024a-0+deb12u1_all.deb").map(|p| p.2),
+            Some("all".into())
+        );
+        assert_eq!(parse_deb_filename("lock"), None);
+        assert_eq!(parse_deb_filename("x_1.deb"), None);
+    }
 
     #[test]
     fn symlink_escape_table() {

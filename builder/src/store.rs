@@ -45,6 +45,9 @@ pub struct KeyEntry {
     pub size: u64,
     /// Uncompressed tar size.
     pub tar_size: u64,
+    /// Debian packages that went into the layer.
+    #[serde(default)]
+    pub packages: Vec<crate::source::DebPackage>,
 }
 
 /// The default store location: `$KILN_STORE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
@@ -300,6 +303,7 @@ mod tests {
             kind: "app".into(),
             size: 5,
             tar_size: 5,
+            packages: vec![],
         };
         assert_eq!(s.lookup_key(&key).unwrap(), None);
         s.record_key(&e).unwrap();

@@ -259,7 +259,7 @@ fn golden_layer_key_and_digest() {
     let app = &r["layers"][1];
     assert_eq!(
         app["key"],
-        "sha256:dbf79d5da8ad7473a1e778a417c0f258cee32469d60ff0f5515ed8c10320486c"
+        "sha256:679273069732f13d7049ab999c300a83d0030b291b091709e032002451a9bd56"
     );
     assert_eq!(
         app["digest"],

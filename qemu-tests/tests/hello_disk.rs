@@ -351,3 +351,35 @@ fn nix_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// The SBOM beside the image validates with the SPDX project's own tool and
+/// lists busybox-static with its version, .deb sha256 and download location.
+#[test]
+fn sbom_validates_with_spdx_tools() {
+    let tools = std::env::var("KILN_TOOLS").unwrap_or_else(|_| "/opt/kiln-tools".into());
+    let validator = Path::new(&tools).join("bin/pyspdxtools");
+    assert!(
+        validator.is_file(),
+        "{} missing: run scripts/setup-host.sh (spdx-tools from PyPI)",
+        validator.display()
+    );
+    let sbom = image().with_file_name("hello-1.0.spdx.json");
+    let (ok, out) = run(Command::new(&validator).arg("-i").arg(&sbom));
+    assert!(ok && out.trim().is_empty(), "pyspdxtools: {out}");
+    let doc: Value = serde_json::from_slice(&fs::read(&sbom).unwrap()).unwrap();
+    let bb = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "busybox-static")
+        .expect("busybox-static in the SBOM");
+    assert!(bb["versionInfo"].as_str().unwrap().contains("1.35"), "{bb}");
+    assert!(
+        bb["downloadLocation"].as_str().unwrap().ends_with(".deb"),
+        "{bb}"
+    );
+    assert_eq!(bb["checksums"][0]["algorithm"], "SHA256");
+    // SHA256SUMS covers it.
+    let sums = fs::read_to_string(image().with_file_name("SHA256SUMS")).unwrap();
+    assert!(sums.contains("hello-1.0.spdx.json"), "{sums}");
+}
