@@ -45,6 +45,11 @@ pub enum Command {
         #[arg(short, long, default_value = "out")]
         output: PathBuf,
     },
+    /// Pin every Debian package of a recipe's layers: write NAME.lock beside the recipe.
+    Lock {
+        /// The recipe file.
+        recipe: PathBuf,
+    },
     /// List the layers and images in the store, with sizes.
     Ls,
     /// Boot an image (or build a recipe, then boot it) in QEMU and judge it by the recipe's [test] checks.
@@ -210,6 +215,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("image  {}", report.image.path.display());
                 println!("digest {}", report.image.digest);
                 println!("size   {}", human(report.image.size));
+            }
+        }
+        Command::Lock { recipe } => {
+            let mut progress = if cli.json {
+                Progress::hidden()
+            } else {
+                Progress::new(cli.quiet)
+            };
+            let (path, lock) = build::lock(recipe, &store, &mut progress)?;
+            drop(progress);
+            if cli.json {
+                print_json(&serde_json::json!({"lock": path, "layers": lock.layers}))?;
+            } else if !cli.quiet {
+                for l in &lock.layers {
+                    println!("  {:<24} {} packages", l.name, l.packages.len());
+                }
+                println!("wrote {}", path.display());
             }
         }
         Command::Ls => {

@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod kmod;
 pub mod layer;
 pub mod layerdef;
+pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod plan;

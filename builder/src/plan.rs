@@ -44,6 +44,8 @@ pub struct Plan {
     pub epoch_source: EpochSource,
     /// The layers, bottom first.
     pub layers: Vec<PlannedLayer>,
+    /// `sha256:` of the lock file beside the recipe, when there is one.
+    pub lock_digest: Option<String>,
 }
 
 /// A layer ready to build: its definition and its source files, read.
@@ -55,6 +57,8 @@ pub struct PlannedLayer {
     pub files: Option<Tree>,
     /// `sha256:` of that tree's deterministic tar.
     pub files_digest: Option<String>,
+    /// The packages the recipe's lock file pins for this layer.
+    pub locked: Option<Vec<crate::lock::LockedPackage>>,
 }
 
 /// Everything that can change a layer's output, serialised canonically
@@ -69,6 +73,7 @@ struct KeyInput<'a> {
     strip: &'a StripRules,
     files: Option<&'a str>,
     services: &'a [Service],
+    locked: Option<&'a [crate::lock::LockedPackage]>,
 }
 
 impl PlannedLayer {
@@ -84,6 +89,7 @@ impl PlannedLayer {
             strip: &self.def.strip,
             files: self.files_digest.as_deref(),
             services: &self.def.services,
+            locked: self.locked.as_deref(),
         };
         // Serialising plain structs of strings and numbers cannot fail.
         let json = serde_json::to_vec(&input).expect("key input serialises");
@@ -103,7 +109,23 @@ fn order_error(recipe: &Recipe, r: &LayerRef, msg: String) -> InputError {
 impl Plan {
     /// Read and check a recipe and everything it refers to.
     pub fn new(recipe_path: &Path) -> Result<Plan, InputError> {
+        Self::with_lock(recipe_path, true)
+    }
+
+    /// Like [`Plan::new`]; `use_lock = false` ignores the lock file (`kiln lock` re-resolves).
+    pub fn with_lock(recipe_path: &Path, use_lock: bool) -> Result<Plan, InputError> {
         let recipe = Recipe::load(recipe_path)?;
+        let lock = if use_lock {
+            crate::lock::LockFile::load_for(recipe_path)?
+        } else {
+            None
+        };
+        let lock_digest = match &lock {
+            Some(_) => std::fs::read(crate::lock::path_for(recipe_path))
+                .ok()
+                .map(|b| sha256_digest(&b)),
+            None => None,
+        };
         let recipe_bytes = std::fs::read(recipe_path)
             .map_err(|e| InputError::file(recipe_path.display().to_string(), e.to_string()))?;
         let (sde, epoch_source) =
@@ -174,10 +196,26 @@ impl Plan {
                 .map(|t| write_tar(t).map(|tar| sha256_digest(&tar)))
                 .transpose()
                 .map_err(|e| InputError::file(def.file.display().to_string(), format!("{e:#}")))?;
+            let locked = match (&lock, &def.debian) {
+                (Some(l), Some(_)) => {
+                    Some(l.layer(&def.name).map(<[_]>::to_vec).ok_or_else(|| {
+                        InputError::file(
+                            crate::lock::path_for(recipe_path).display().to_string(),
+                            format!(
+                                "no entry for layer {:?}: run `kiln lock {}` again",
+                                def.name,
+                                recipe_path.display()
+                            ),
+                        )
+                    })?)
+                }
+                _ => None,
+            };
             layers.push(PlannedLayer {
                 def,
                 files,
                 files_digest,
+                locked,
             });
         }
         Ok(Plan {
@@ -186,6 +224,7 @@ impl Plan {
             source_date_epoch: sde,
             epoch_source,
             layers,
+            lock_digest,
         })
     }
 }

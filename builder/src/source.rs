@@ -400,7 +400,21 @@ fn take_debs(tree: &mut Tree) -> Vec<DebPackage> {
 /// Unpack Debian packages with mmdebstrap into a tree (times clamped to
 /// `sde`), with the list of packages it downloaded (all of them, the
 /// dependencies and the Essential set included).
-pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<(Tree, Vec<DebPackage>)> {
+pub fn debian_tree(
+    src: &DebianSource,
+    locked: Option<&[crate::lock::LockedPackage]>,
+    sde: i64,
+    tmp: &Path,
+) -> Result<(Tree, Vec<DebPackage>)> {
+    // With a lock, every package of the layer (dependencies and the
+    // Essential set too) is asked for at its locked version.
+    let include: Vec<String> = match locked {
+        Some(l) => l
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect(),
+        None => src.packages.clone(),
+    };
     let mut cmd = Cmd::new("mmdebstrap")
         .arg(format!("--variant={}", src.variant))
         .arg("--mode=auto")
@@ -408,7 +422,7 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<(Tree, Ve
         .arg("--quiet")
         .arg(format!("--architectures={}", src.architecture))
         .arg(format!("--components={}", src.components.join(",")))
-        .arg(format!("--include={}", src.packages.join(",")))
+        .arg(format!("--include={}", include.join(",")))
         // Keep the .debs and indexes in the tarball: kiln lists the packages
         // with their checksums and locations (SBOM), then drops both.
         .arg("--skip=cleanup/apt")
@@ -432,7 +446,18 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<(Tree, Ve
         }
     }
     let out = cmd.run().map_err(|e| {
-        if crate::error::exit_code(&e) == crate::error::EXIT_ENVIRONMENT {
+        let text = format!("{e:#}");
+        if locked.is_some() && text.contains("was not found") {
+            let what = text
+                .lines()
+                .find(|l| l.contains("was not found"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            anyhow::Error::new(EnvError::new(format!(
+                "a locked package version cannot be had from the mirror: {what}"
+            )))
+        } else if crate::error::exit_code(&e) == crate::error::EXIT_ENVIRONMENT {
             e
         } else {
             anyhow::Error::new(EnvError::new(format!("{e:#}"))).context(format!(
