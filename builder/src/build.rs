@@ -408,6 +408,41 @@ pub fn build(
     })
 }
 
+/// `kiln lock`: build (or take from the store) the recipe's layers ignoring
+/// any existing lock, and write `NAME.lock` beside the recipe with every
+/// Debian package each layer installed.
+pub fn lock(
+    recipe_path: &Path,
+    store: &Store,
+    progress: &mut Progress,
+) -> Result<(PathBuf, crate::lock::LockFile)> {
+    let plan = Plan::with_lock(recipe_path, false)?;
+    store.init()?;
+    let _lock = store.lock()?;
+    let layers = build_layers(&plan, store, progress)?;
+    let lock = crate::lock::LockFile {
+        layers: layers
+            .entries
+            .iter()
+            .zip(&plan.layers)
+            .filter(|(_, pl)| pl.def.debian.is_some())
+            .map(|((e, _), pl)| crate::lock::LockedLayer {
+                name: pl.def.name.clone(),
+                packages: e.packages.iter().map(Into::into).collect(),
+            })
+            .collect(),
+    };
+    let path = crate::lock::path_for(recipe_path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic(
+        dir,
+        &path,
+        lock.render(&format!("{} {}", plan.recipe.name, plan.recipe.version))
+            .as_bytes(),
+    )?;
+    Ok((path, lock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,39 +488,4 @@ mod tests {
         applied.apply_layer(&layer).unwrap();
         assert_eq!(applied, upper);
     }
-}
-
-/// `kiln lock`: build (or take from the store) the recipe's layers ignoring
-/// any existing lock, and write `NAME.lock` beside the recipe with every
-/// Debian package each layer installed.
-pub fn lock(
-    recipe_path: &Path,
-    store: &Store,
-    progress: &mut Progress,
-) -> Result<(PathBuf, crate::lock::LockFile)> {
-    let plan = Plan::with_lock(recipe_path, false)?;
-    store.init()?;
-    let _lock = store.lock()?;
-    let layers = build_layers(&plan, store, progress)?;
-    let lock = crate::lock::LockFile {
-        layers: layers
-            .entries
-            .iter()
-            .zip(&plan.layers)
-            .filter(|(_, pl)| pl.def.debian.is_some())
-            .map(|((e, _), pl)| crate::lock::LockedLayer {
-                name: pl.def.name.clone(),
-                packages: e.packages.iter().map(Into::into).collect(),
-            })
-            .collect(),
-    };
-    let path = crate::lock::path_for(recipe_path);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    write_atomic(
-        dir,
-        &path,
-        lock.render(&format!("{} {}", plan.recipe.name, plan.recipe.version))
-            .as_bytes(),
-    )?;
-    Ok((path, lock))
 }

@@ -1,0 +1,87 @@
+//! Lock files with the real mirror: `kiln lock` pins hello's packages; a
+//! build from the lock gives the same image; with every layer cached the
+//! rebuild needs no network at all; a version the mirror does not have fails
+//! with exit 3 naming the package; a .deb whose sha256 differs from the lock
+//! fails with exit 1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use kiln_qemu_tests::{kiln, kiln_json, require_tool, scratch_repo};
+
+#[test]
+fn lock_pins_and_rebuilds_offline() {
+    require_tool("mmdebstrap", "mmdebstrap");
+    let repo = scratch_repo();
+    let store = repo.path().join("store");
+    let recipe = repo.path().join("recipes/hello.toml");
+    let out = repo.path().join("out");
+    let r = recipe.to_str().unwrap();
+    let o = out.to_str().unwrap();
+
+    let plain = kiln_json(&["build", r, "-o", o], &store, &[]);
+    kiln_json(&["lock", r], &store, &[]);
+    let lock_path = repo.path().join("recipes/hello.lock");
+    let lock = fs::read_to_string(&lock_path).unwrap();
+    assert!(lock.contains("name = \"busybox-static\""), "{lock}");
+
+    let locked = kiln_json(&["build", r, "-o", o], &store, &[]);
+    assert_eq!(
+        locked["image"]["digest"], plain["image"]["digest"],
+        "the locked build installs the same packages"
+    );
+
+    // Network cut: proxies at a closed port, and an mmdebstrap that fails.
+    let shim = repo.path().join("shim");
+    fs::create_dir_all(&shim).unwrap();
+    fs::write(
+        shim.join("mmdebstrap"),
+        "#!/bin/sh\necho 'mmdebstrap called offline' >&2\nexit 99\n",
+    )
+    .unwrap();
+    fs::set_permissions(shim.join("mmdebstrap"), fs::Permissions::from_mode(0o755)).unwrap();
+    let dead = "http://127.0.0.1:9".to_string();
+    let env = [
+        (
+            "PATH",
+            format!("{}:{}", shim.display(), std::env::var("PATH").unwrap()),
+        ),
+        ("http_proxy", dead.clone()),
+        ("https_proxy", dead.clone()),
+        ("HTTP_PROXY", dead.clone()),
+        ("HTTPS_PROXY", dead),
+    ];
+    let offline = kiln_json(&["build", r, "-o", o], &store, &env);
+    assert!(
+        offline["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["cached"] == true),
+        "{offline}"
+    );
+    assert_eq!(offline["image"]["digest"], locked["image"]["digest"]);
+
+    // A locked version the mirror does not have: exit 3, naming the package.
+    let bad = lock.replacen("version = \"1:1.35.0", "version = \"1:0.0.1-kiln-test", 1);
+    assert_ne!(bad, lock, "busybox-static's version not found in the lock");
+    fs::write(&lock_path, &bad).unwrap();
+    let res = kiln(&["build", r, "-o", o], &store, &[]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(3), "{err}");
+    assert!(err.contains("busybox-static"), "{err}");
+
+    // A .deb that does not hash to what the lock says: exit 1.
+    let i = lock.find("name = \"busybox-static\"").unwrap();
+    let j = i + lock[i..].find("sha256 = \"sha256:").unwrap() + "sha256 = \"sha256:".len();
+    let mut tampered = lock.clone();
+    tampered.replace_range(j..j + 64, &"0".repeat(64));
+    fs::write(&lock_path, &tampered).unwrap();
+    let res = kiln(&["build", r, "-o", o], &store, &[]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("busybox-static") && err.contains("the lock says"),
+        "{err}"
+    );
+}
