@@ -150,8 +150,13 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
-            let (mut t, debs) =
-                source::debian_tree(deb, pl.locked.as_deref(), sde, &store.tmp_dir())?;
+            let (mut t, debs) = source::debian_tree(
+                deb,
+                pl.locked.as_deref(),
+                sde,
+                &store.tmp_dir(),
+                &store.deb_cache(),
+            )?;
             if let Some(locked) = &pl.locked {
                 crate::lock::check(&pl.def.name, locked, &debs)
                     .map_err(|m| crate::error::CheckFailed { message: m })?;

@@ -372,7 +372,7 @@ fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
 }
 
 /// Take the downloaded .deb files out of a tree (they never ship) and list them.
-fn take_debs(tree: &mut Tree) -> Vec<DebPackage> {
+fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage>> {
     let mut out = Vec::new();
     let debs: Vec<(String, String)> = tree
         .children(APT_ARCHIVES)
@@ -383,18 +383,39 @@ fn take_debs(tree: &mut Tree) -> Vec<DebPackage> {
         if let (Some((pkg, version, architecture)), Some(NodeKind::File(data))) =
             (parse_deb_filename(&name), tree.get(&path).map(|n| &n.kind))
         {
+            let sha256 = crate::layer::sha256_digest(data);
+            cache_deb(cache, tmp, &name, &sha256, data)?;
             out.push(DebPackage {
                 name: pkg,
                 version,
                 architecture,
-                sha256: crate::layer::sha256_digest(data),
+                sha256,
                 download: None,
             });
         }
         tree.remove(&path);
     }
     out.sort();
-    out
+    Ok(out)
+}
+
+/// The download cache (`STORE/debs/`): each .deb once, as `<sha256 hex>.deb`,
+/// and `by-name/<apt file name>` pointing at it, which is how apt finds a
+/// package it already has in `/var/cache/apt/archives` (it checks the hash
+/// against the archive index before using it).
+fn cache_deb(cache: &Path, tmp: &Path, file_name: &str, sha256: &str, data: &[u8]) -> Result<()> {
+    let hex = sha256.trim_start_matches("sha256:");
+    let by_name = cache.join("by-name");
+    std::fs::create_dir_all(&by_name).with_context(|| format!("creating {}", by_name.display()))?;
+    let blob = cache.join(format!("{hex}.deb"));
+    if !blob.exists() {
+        crate::store::write_atomic(tmp, &blob, data)?;
+    }
+    let link = by_name.join(file_name);
+    if std::fs::symlink_metadata(&link).is_err() {
+        let _ = std::os::unix::fs::symlink(format!("../{hex}.deb"), &link);
+    }
+    Ok(())
 }
 
 /// Unpack Debian packages with mmdebstrap into a tree (times clamped to
@@ -405,6 +426,7 @@ pub fn debian_tree(
     locked: Option<&[crate::lock::LockedPackage]>,
     sde: i64,
     tmp: &Path,
+    deb_cache: &Path,
 ) -> Result<(Tree, Vec<DebPackage>)> {
     // With a lock, every package of the layer (dependencies and the
     // Essential set too) is asked for at its locked version.
@@ -423,6 +445,12 @@ pub fn debian_tree(
         .arg(format!("--architectures={}", src.architecture))
         .arg(format!("--components={}", src.components.join(",")))
         .arg(format!("--include={}", include.join(",")))
+        // Seed apt's archive cache from kiln's download cache: packages it
+        // already has (hash-checked by apt against the index) are not fetched.
+        .arg(format!(
+            "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && for f in '{}'/by-name/*.deb; do [ -e \"$f\" ] && cp -L \"$f\" \"$1/var/cache/apt/archives/\"; done; true",
+            deb_cache.display()
+        ))
         // Keep the .debs and indexes in the tarball: kiln lists the packages
         // with their checksums and locations (SBOM), then drops both.
         .arg("--skip=cleanup/apt")
@@ -469,7 +497,7 @@ pub fn debian_tree(
     })?;
     let mut tree = crate::layer::read_tar(out.stdout.as_slice(), sde)
         .context("reading mmdebstrap's tarball")?;
-    let mut debs = take_debs(&mut tree);
+    let mut debs = take_debs(&mut tree, deb_cache, tmp)?;
     locate_debs(&mut tree, &mut debs)?;
     Ok((tree, debs))
 }

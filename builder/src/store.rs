@@ -5,6 +5,8 @@
 //!   blobs/sha256/<hex>     layer blobs (zstd tar), named by their sha256
 //!   keys/<hex>.json        layer key -> digest index ([`KeyEntry`])
 //!   images/<hex>.json      image manifests by image digest
+//!   debs/<hex>.deb         download cache of Debian packages, by sha256
+//!   debs/by-name/<file>    apt's file name for each, a symlink
 //!   tmp/                   temporary files, renamed into place
 //!   lock                   flock(2) held while a build writes
 //! ```
@@ -130,6 +132,11 @@ impl Store {
     /// Temporary directory inside the store (same filesystem as the blobs).
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// The download cache of .deb files (see `source::debian_tree`).
+    pub fn deb_cache(&self) -> PathBuf {
+        self.root.join("debs")
     }
 
     /// Path of a blob by digest.
