@@ -259,7 +259,7 @@ fn golden_layer_key_and_digest() {
     let app = &r["layers"][1];
     assert_eq!(
         app["key"],
-        "sha256:679273069732f13d7049ab999c300a83d0030b291b091709e032002451a9bd56"
+        "sha256:c9b878def5474e79df0d151ed53eb339a713345c4b488eaacbdd152d25fd40b6"
     );
     assert_eq!(
         app["digest"],
