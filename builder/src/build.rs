@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::apt;
 use crate::error::InputError;
 use crate::layer::{self, sha256_digest};
 use crate::layerdef::LayerKind;
@@ -79,6 +80,10 @@ pub struct Layers {
     pub entries: Vec<(KeyEntry, bool)>,
     /// The composed root.
     pub root: Tree,
+    /// Per packages layer (by name, bottom first): the Debian packages it
+    /// installed, with their .deb files' sha256 from the download cache,
+    /// for lock files and SBOMs.
+    pub packages: Vec<(String, Vec<apt::InstalledPackage>)>,
 }
 
 /// Build (or take from the store) every layer of a plan and compose them.
@@ -90,6 +95,7 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
     let mut pending = Vec::new();
+    let mut packages = Vec::new();
     for pl in &plan.layers {
         let key = pl.key(lower.as_deref(), sde);
         let name = &pl.def.name;
@@ -120,8 +126,15 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
             }
         };
         progress.finish(Some(if cached { "cached" } else { "built" }));
+        let status_before =
+            (pl.def.kind == LayerKind::Packages && pl.def.debian.is_some()).then(|| apt::dpkg_status(&root));
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {name}"))?;
+        if let Some(before) = status_before {
+            let installed =
+                apt::installed_from_status(&before, &apt::dpkg_status(&root), &apt::debs_dir(store))?;
+            packages.push((name.clone(), installed));
+        }
         lower = Some(entry.digest.clone());
         entries.push((entry, cached));
     }
@@ -130,10 +143,20 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
         store.put_blob(&blob)?;
         store.record_key(&entry)?;
     }
-    Ok(Layers { entries, root })
+    Ok(Layers {
+        entries,
+        root,
+        packages,
+    })
 }
 
 /// Build one layer's tree from its sources.
+///
+/// A base or app layer is its unpacked (and stripped) Debian packages, its
+/// files and its services. A packages layer with `[debian]` is what apt
+/// changes when it installs the packages over `lower_root` in a chroot
+/// ([`apt::install`]), stripped, with its files and services on top; without
+/// `[debian]` it is the difference its files make.
 fn build_layer(
     pl: &PlannedLayer,
     lower_root: &Tree,
@@ -141,7 +164,20 @@ fn build_layer(
     store: &Store,
     progress: &mut Progress,
 ) -> Result<Tree> {
+    let packages_layer = pl.def.kind == LayerKind::Packages;
     let mut tree = match &pl.def.debian {
+        Some(deb) if packages_layer => {
+            progress.step(format!(
+                "layer {}: installing {} Debian packages with apt",
+                pl.def.name,
+                deb.packages.len()
+            ));
+            let built = apt::install(lower_root, deb, sde, store)?;
+            let mut t = built.tree;
+            let st = source::strip(&mut t, &pl.def.strip)?;
+            tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, "packages installed");
+            t
+        }
         Some(deb) => {
             progress.step(format!(
                 "layer {}: unpacking {} Debian packages with mmdebstrap",
@@ -159,7 +195,7 @@ fn build_layer(
         tree.apply_layer(files)?;
     }
     source::add_services(&pl.def, &mut tree, sde)?;
-    if pl.def.kind == LayerKind::Packages {
+    if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
         tree = diff(lower_root, &full);
