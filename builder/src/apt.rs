@@ -47,7 +47,8 @@ pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
 /// exit status 101 means "action forbidden", so no maintainer script starts a
 /// service in the chroot.
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
-const POLICY_RC_D_SCRIPT: &str = "#!/bin/sh\n# kiln: services are not started while packages are installed.\nexit 101\n";
+const POLICY_RC_D_SCRIPT: &str =
+    "#!/bin/sh\n# kiln: services are not started while packages are installed.\nexit 101\n";
 
 /// Device nodes bound from the host into the chroot's private `/dev`.
 const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -167,6 +168,12 @@ pub fn install(lower: &Tree, src: &DebianSource, sde: i64, store: &Store) -> Res
     for p in &touched {
         reset_path(&mut upper, lower, p);
     }
+    let reset: Vec<&str> = upper
+        .iter()
+        .filter(|(p, n)| is_volatile(p, n) && lower.get(p) != Some(*n))
+        .map(|(p, _)| p)
+        .collect();
+    tracing::debug!(paths = ?reset, "reset to the lower layer's state (volatile)");
     reset_volatile(&mut upper, lower);
     keep_symlink_modes(&mut upper, lower);
     let tree = crate::build::diff(lower, &upper);
@@ -218,8 +225,7 @@ fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
                     "/{cur} in the lower layers is not a directory; apt cannot run there"
                 ),
                 Err(_) => {
-                    std::fs::create_dir(&p)
-                        .with_context(|| format!("creating {}", p.display()))?;
+                    std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
                     touched.push(cur.clone());
                 }
             }
@@ -242,10 +248,7 @@ fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
     }
     std::fs::write(&policy, POLICY_RC_D_SCRIPT)
         .and_then(|()| {
-            std::fs::set_permissions(
-                &policy,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )
+            std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         })
         .with_context(|| format!("writing {}", policy.display()))?;
     touched.push(POLICY_RC_D.into());
@@ -379,7 +382,9 @@ impl Chroot {
         let host_resolv = std::fs::canonicalize("/etc/resolv.conf");
         match host_resolv {
             Ok(p) => self.bind(&p, "etc/resolv.conf")?,
-            Err(e) => tracing::warn!("no /etc/resolv.conf on the host ({e}); apt may not resolve its mirror"),
+            Err(e) => tracing::warn!(
+                "no /etc/resolv.conf on the host ({e}); apt may not resolve its mirror"
+            ),
         }
         Ok(())
     }
@@ -441,8 +446,9 @@ impl Chroot {
                 if e.downcast_ref::<EnvError>().is_some() {
                     e
                 } else {
-                    anyhow::Error::new(EnvError::new(format!("{e:#}")))
-                        .context(format!("{step} in the chroot failed (packages: {packages})"))
+                    anyhow::Error::new(EnvError::new(format!("{e:#}"))).context(format!(
+                        "{step} in the chroot failed (packages: {packages})"
+                    ))
                 }
             }
         };
@@ -631,19 +637,30 @@ pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
 /// The name apt gives a downloaded `.deb` in `/var/cache/apt/archives`:
 /// `NAME_VERSION_ARCH.deb` with the epoch colon escaped as `%3a`.
 pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String {
-    format!("{package}_{}_{architecture}.deb", version.replace(':', "%3a"))
+    format!(
+        "{package}_{}_{architecture}.deb",
+        version.replace(':', "%3a")
+    )
 }
 
 /// The packages a layer installed, from dpkg's status file before
 /// (`lower`) and after (`upper`, the lower root with the layer applied),
 /// each with its `.deb` in the download cache `debs` and that file's sha256.
 /// Works for cached layers too, as long as the cache holds the files.
-pub fn installed_packages(lower: &Tree, upper: &Tree, debs: &Path) -> Result<Vec<InstalledPackage>> {
+pub fn installed_packages(
+    lower: &Tree,
+    upper: &Tree,
+    debs: &Path,
+) -> Result<Vec<InstalledPackage>> {
     installed_from_status(&dpkg_status(lower), &dpkg_status(upper), debs)
 }
 
 /// [`installed_packages`] from the two status files' text.
-pub fn installed_from_status(before: &str, after: &str, debs: &Path) -> Result<Vec<InstalledPackage>> {
+pub fn installed_from_status(
+    before: &str,
+    after: &str,
+    debs: &Path,
+) -> Result<Vec<InstalledPackage>> {
     let mut out = Vec::new();
     for e in installed_between(before, after) {
         let deb = deb_file_name(&e.package, &e.version, &e.architecture);
@@ -692,7 +709,11 @@ mod tests {
             ("var/log", true, false),
             ("var/cache/apt/pkgcache.bin", false, true),
             ("var/cache/apt/archives/x.deb", false, true),
-            ("var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease", false, true),
+            (
+                "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
+                false,
+                true,
+            ),
             ("var/lib/apt/lists", true, false),
             ("var/lib/apt/extended_states", false, false),
             ("var/lib/dpkg/status", false, false),
@@ -718,12 +739,20 @@ mod tests {
     fn reset_volatile_restores_lower_state() {
         let d = Meta::root(0o755, 0);
         let mut lower = Tree::new(0);
-        lower.insert_with_parents("var/log/old.log", file("old"), &d).unwrap();
-        lower.insert_with_parents("var/lib/dpkg/status", file("a"), &d).unwrap();
+        lower
+            .insert_with_parents("var/log/old.log", file("old"), &d)
+            .unwrap();
+        lower
+            .insert_with_parents("var/lib/dpkg/status", file("a"), &d)
+            .unwrap();
         let mut upper = lower.clone();
         upper.remove("var/log/old.log");
-        upper.insert_with_parents("var/log/dpkg.log", file("new"), &d).unwrap();
-        upper.insert_with_parents("var/log/nginx", dir(), &d).unwrap();
+        upper
+            .insert_with_parents("var/log/dpkg.log", file("new"), &d)
+            .unwrap();
+        upper
+            .insert_with_parents("var/log/nginx", dir(), &d)
+            .unwrap();
         upper.insert("var/lib/dpkg/status", file("b")).unwrap();
         upper.insert("var/lib/dpkg/status-old", file("a")).unwrap();
         reset_volatile(&mut upper, &lower);
@@ -731,7 +760,15 @@ mod tests {
         let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
         assert_eq!(
             paths,
-            ["", "var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/status", "var/log", "var/log/nginx"]
+            [
+                "",
+                "var",
+                "var/lib",
+                "var/lib/dpkg",
+                "var/lib/dpkg/status",
+                "var/log",
+                "var/log/nginx"
+            ]
         );
     }
 
@@ -778,7 +815,8 @@ Version: 1:2.0-1
 
     #[test]
     fn installed_between_is_the_status_difference() {
-        let before = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
+        let before =
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
         let got: Vec<(String, String)> = installed_between(before, STATUS)
             .into_iter()
             .map(|e| (e.package, e.version))

@@ -126,13 +126,16 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
             }
         };
         progress.finish(Some(if cached { "cached" } else { "built" }));
-        let status_before =
-            (pl.def.kind == LayerKind::Packages && pl.def.debian.is_some()).then(|| apt::dpkg_status(&root));
+        let status_before = (pl.def.kind == LayerKind::Packages && pl.def.debian.is_some())
+            .then(|| apt::dpkg_status(&root));
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {name}"))?;
         if let Some(before) = status_before {
-            let installed =
-                apt::installed_from_status(&before, &apt::dpkg_status(&root), &apt::debs_dir(store))?;
+            let installed = apt::installed_from_status(
+                &before,
+                &apt::dpkg_status(&root),
+                &apt::debs_dir(store),
+            )?;
             packages.push((name.clone(), installed));
         }
         lower = Some(entry.digest.clone());

@@ -162,8 +162,8 @@ pub fn read_root(dir: &Path, clamp_mtime: i64) -> Result<Tree> {
 fn meta_of(path: &Path, md: &std::fs::Metadata, clamp_mtime: i64) -> Result<Meta> {
     let mut xattrs = BTreeMap::new();
     if !md.file_type().is_symlink() {
-        let names = xattr::list(path)
-            .with_context(|| format!("listing xattrs of {}", path.display()))?;
+        let names =
+            xattr::list(path).with_context(|| format!("listing xattrs of {}", path.display()))?;
         for name in names {
             let Some(name) = name.to_str().map(str::to_string) else {
                 bail!("{}: xattr name {name:?} is not UTF-8", path.display());
@@ -198,9 +198,10 @@ fn walk(
     let mut names: Vec<String> = Vec::new();
     for e in std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))? {
         let e = e.with_context(|| format!("reading {}", here.display()))?;
-        let name = e.file_name().into_string().map_err(|n| {
-            anyhow::anyhow!("{}: file name {n:?} is not UTF-8", here.display())
-        })?;
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow::anyhow!("{}: file name {n:?} is not UTF-8", here.display()))?;
         names.push(name);
     }
     names.sort();
@@ -224,16 +225,15 @@ fn walk(
                     .or_default()
                     .push(relp.clone());
             }
-            let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let data =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             NodeKind::File(Arc::new(data))
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&path)
                 .with_context(|| format!("reading link {}", path.display()))?;
-            NodeKind::Symlink(
-                t.into_os_string()
-                    .into_string()
-                    .map_err(|t| anyhow::anyhow!("{}: link target {t:?} is not UTF-8", path.display()))?,
-            )
+            NodeKind::Symlink(t.into_os_string().into_string().map_err(|t| {
+                anyhow::anyhow!("{}: link target {t:?} is not UTF-8", path.display())
+            })?)
         } else if ft.is_char_device() || ft.is_block_device() {
             let rdev = md.rdev();
             let (major, minor) = (stat::major(rdev) as u32, stat::minor(rdev) as u32);
@@ -245,10 +245,7 @@ fn walk(
         } else if ft.is_fifo() {
             NodeKind::Fifo
         } else {
-            bail!(
-                "{}: a socket cannot be stored in a layer",
-                path.display()
-            );
+            bail!("{}: a socket cannot be stored in a layer", path.display());
         };
         let is_dir = kind == NodeKind::Dir;
         tree.insert(
@@ -287,7 +284,12 @@ mod tests {
             xattrs: BTreeMap::new(),
         };
         let add = |t: &mut Tree, p: &str, kind, m| t.insert(p, Node { kind, meta: m }).unwrap();
-        add(&mut t, "dev", NodeKind::Dir, meta(0o755, 0, 0, 1_500_000_000));
+        add(
+            &mut t,
+            "dev",
+            NodeKind::Dir,
+            meta(0o755, 0, 0, 1_500_000_000),
+        );
         add(
             &mut t,
             "dev/null",
@@ -300,10 +302,30 @@ mod tests {
             NodeKind::BlockDev { major: 7, minor: 9 },
             meta(0o660, 0, 6, 1_500_000_002),
         );
-        add(&mut t, "dev/fifo", NodeKind::Fifo, meta(0o600, 5, 5, 1_500_000_003));
-        add(&mut t, "tmp", NodeKind::Dir, meta(0o1777, 0, 0, 1_500_000_004));
-        add(&mut t, "usr", NodeKind::Dir, meta(0o755, 0, 0, 1_500_000_005));
-        add(&mut t, "usr/bin", NodeKind::Dir, meta(0o755, 0, 0, 1_500_000_006));
+        add(
+            &mut t,
+            "dev/fifo",
+            NodeKind::Fifo,
+            meta(0o600, 5, 5, 1_500_000_003),
+        );
+        add(
+            &mut t,
+            "tmp",
+            NodeKind::Dir,
+            meta(0o1777, 0, 0, 1_500_000_004),
+        );
+        add(
+            &mut t,
+            "usr",
+            NodeKind::Dir,
+            meta(0o755, 0, 0, 1_500_000_005),
+        );
+        add(
+            &mut t,
+            "usr/bin",
+            NodeKind::Dir,
+            meta(0o755, 0, 0, 1_500_000_006),
+        );
         let mut ping = meta(0o755, 0, 0, 1_500_000_007);
         // VFS_CAP_REVISION_2: cap_net_raw (13) permitted and effective.
         let mut cap = vec![0u8; 20];
@@ -346,7 +368,12 @@ mod tests {
             NodeKind::Symlink("/nonexistent/target".into()),
             meta(0o777, 1000, 1000, 1_500_000_011),
         );
-        add(&mut t, "var", NodeKind::Dir, meta(0o700, 100, 101, 1_500_000_012));
+        add(
+            &mut t,
+            "var",
+            NodeKind::Dir,
+            meta(0o700, 100, 101, 1_500_000_012),
+        );
         add(
             &mut t,
             "var/late",
