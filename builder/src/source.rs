@@ -271,6 +271,11 @@ pub fn host_sources(suite: &str, components: &[String]) -> Option<String> {
     (!lines.is_empty()).then(|| lines.into_iter().collect::<Vec<_>>().join("\n") + "\n")
 }
 
+/// Name of the host-sources file kiln hands mmdebstrap; it lands in the
+/// root as `/etc/apt/sources.list.d/0000debian.list`, where package layers'
+/// apt finds it.
+pub const SOURCES_FILE_NAME: &str = "debian.list";
+
 /// Unpack Debian packages with mmdebstrap into a tree (times clamped to `sde`).
 pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
     let mut cmd = Cmd::new("mmdebstrap")
@@ -290,13 +295,17 @@ pub fn debian_tree(src: &DebianSource, sde: i64, tmp: &Path) -> Result<Tree> {
         Some(m) => cmd = cmd.arg(m),
         None => {
             if let Some(text) = host_sources(&src.suite, &src.components) {
-                let f = tempfile::Builder::new()
+                // mmdebstrap copies a sources file given by path into the
+                // root as /etc/apt/sources.list.d/0000NAME: a fixed name (in
+                // a fresh directory), so that the root does not change from
+                // one build to the next.
+                let d = tempfile::Builder::new()
                     .prefix("kiln-sources-")
-                    .suffix(".list")
-                    .tempfile_in(tmp)?;
-                std::fs::write(f.path(), text)?;
-                cmd = cmd.arg(f.path());
-                _sources = f;
+                    .tempdir_in(tmp)?;
+                let f = d.path().join(SOURCES_FILE_NAME);
+                std::fs::write(&f, text)?;
+                cmd = cmd.arg(&f);
+                _sources = d;
             }
         }
     }

@@ -152,6 +152,11 @@ fn nginx_package_layer_is_installed_and_reproducible() {
 
     let (second, _, _) = build("b");
     assert_eq!(
+        layer_digest(&first, "base/debian"),
+        layer_digest(&second, "base/debian"),
+        "the Debian base differs between two builds in fresh stores"
+    );
+    assert_eq!(
         layer_digest(&first, "pkgs/nginx"),
         layer_digest(&second, "pkgs/nginx"),
         "the packages layer differs between two builds in fresh stores"
