@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::apt;
 use crate::error::InputError;
 use crate::layer::{self, sha256_digest};
 use crate::layerdef::LayerKind;
@@ -136,6 +137,12 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
 }
 
 /// Build one layer's tree from its sources.
+///
+/// A base or app layer is its unpacked (and stripped) Debian packages, its
+/// files and its services. A packages layer with `[debian]` is what apt
+/// changes when it installs the packages over `lower_root` in a chroot
+/// ([`apt::install`]), stripped, with its files and services on top; without
+/// `[debian]` it is the difference its files make.
 fn build_layer(
     pl: &PlannedLayer,
     lower_root: &Tree,
@@ -143,7 +150,35 @@ fn build_layer(
     store: &Store,
     progress: &mut Progress,
 ) -> Result<(Tree, Vec<source::DebPackage>)> {
+    let packages_layer = pl.def.kind == LayerKind::Packages;
     let (mut tree, packages) = match &pl.def.debian {
+        Some(deb) if packages_layer => {
+            progress.step(format!(
+                "layer {}: installing {} Debian packages with apt",
+                pl.def.name,
+                deb.packages.len()
+            ));
+            let built = apt::install(lower_root, deb, sde, store)?;
+            let debs: Vec<source::DebPackage> = built
+                .installed
+                .iter()
+                .map(|p| source::DebPackage {
+                    name: p.package.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    sha256: p.sha256.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                    download: None,
+                })
+                .collect();
+            if let Some(locked) = &pl.locked {
+                crate::lock::check(&pl.def.name, locked, &debs)
+                    .map_err(|m| crate::error::CheckFailed { message: m })?;
+            }
+            let mut t = built.tree;
+            let st = source::strip(&mut t, &pl.def.strip)?;
+            tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, "packages installed");
+            (t, debs)
+        }
         Some(deb) => {
             progress.step(format!(
                 "layer {}: unpacking {} Debian packages with mmdebstrap",
@@ -171,7 +206,7 @@ fn build_layer(
         tree.apply_layer(files)?;
     }
     source::add_services(&pl.def, &mut tree, sde)?;
-    if pl.def.kind == LayerKind::Packages {
+    if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
         tree = diff(lower_root, &full);

@@ -33,6 +33,7 @@ pub fn package_for(program: &str) -> &'static str {
         "zstd" => "zstd",
         "tar" => "tar",
         "cpio" => "cpio",
+        "chroot" => "coreutils",
         _ => "(unknown package)",
     }
 }
@@ -43,6 +44,7 @@ pub struct Cmd {
     program: String,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    clear_env: bool,
     cwd: Option<std::path::PathBuf>,
 }
 
@@ -62,6 +64,7 @@ impl Cmd {
             program: program.to_string(),
             args: Vec::new(),
             envs: Vec::new(),
+            clear_env: false,
             cwd: None,
         }
     }
@@ -90,6 +93,13 @@ impl Cmd {
         self
     }
 
+    /// Start the child with an empty environment (then only [`Cmd::env`]'s
+    /// variables), so that nothing of the host's environment reaches it.
+    pub fn clear_env(mut self) -> Self {
+        self.clear_env = true;
+        self
+    }
+
     /// Run in this directory.
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.cwd = Some(dir.to_path_buf());
@@ -115,6 +125,9 @@ impl Cmd {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args).stdin(Stdio::null());
+        if self.clear_env {
+            c.env_clear();
+        }
         for (k, v) in &self.envs {
             c.env(k, v);
         }

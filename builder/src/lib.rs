@@ -2,7 +2,7 @@
 //!
 //! The data flows one way, and the modules follow it:
 //! recipe ([`recipe`], [`layerdef`]) → validated plan ([`plan`]) → layers built
-//! or taken from the content-addressed [`store`] ([`layer`], [`source`]) →
+//! or taken from the content-addressed [`store`] ([`layer`], [`source`], and [`apt`] for package layers) →
 //! composed root [`tree`] → filesystem images ([`ext4`], [`verity`], [`fat`],
 //! [`cpio`], [`initramfs`], [`uki`]) → disk ([`gpt`]) → manifest ([`manifest`]).
 //! [`build`] drives that pipeline; [`cli`] is the command-line front end.
@@ -10,6 +10,7 @@
 //! (in-toto/SLSA), [`release`] (release store, channels, publish) and [`oci`]
 //! (push to and pull from OCI registries).
 
+pub mod apt;
 pub mod boottest;
 pub mod build;
 pub mod cli;

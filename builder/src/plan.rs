@@ -74,7 +74,16 @@ struct KeyInput<'a> {
     files: Option<&'a str>,
     services: &'a [Service],
     locked: Option<&'a [crate::lock::LockedPackage]>,
+    /// How a packages layer with `[debian]` is built (absent for every
+    /// other layer, so that their keys stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    installer: Option<&'a str>,
 }
+
+/// The installer of packages layers: apt in a chroot over the lower root,
+/// maintainer scripts run ([`crate::apt`]). Replaced mmdebstrap's
+/// `--variant=extract`; changing it rebuilds every packages layer.
+pub const PACKAGES_INSTALLER: &str = "apt-chroot-1";
 
 impl PlannedLayer {
     /// The layer key: sha256 over the canonical definition, the digest of the
@@ -90,6 +99,8 @@ impl PlannedLayer {
             files: self.files_digest.as_deref(),
             services: &self.def.services,
             locked: self.locked.as_deref(),
+            installer: (self.def.kind == LayerKind::Packages && self.def.debian.is_some())
+                .then_some(PACKAGES_INSTALLER),
         };
         // Serialising plain structs of strings and numbers cannot fail.
         let json = serde_json::to_vec(&input).expect("key input serialises");

@@ -271,6 +271,11 @@ pub fn host_sources(suite: &str, components: &[String]) -> Option<String> {
     (!lines.is_empty()).then(|| lines.into_iter().collect::<Vec<_>>().join("\n") + "\n")
 }
 
+/// Name of the host-sources file kiln hands mmdebstrap; it lands in the
+/// root as `/etc/apt/sources.list.d/0000debian.list`, where package layers'
+/// apt finds it.
+pub const SOURCES_FILE_NAME: &str = "debian.list";
+
 /// Where apt keeps downloaded packages, in the tree mmdebstrap produces.
 const APT_ARCHIVES: &str = "var/cache/apt/archives";
 
@@ -384,7 +389,7 @@ fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage
             (parse_deb_filename(&name), tree.get(&path).map(|n| &n.kind))
         {
             let sha256 = crate::layer::sha256_digest(data);
-            cache_deb(cache, tmp, &name, &sha256, data)?;
+            cache_deb(cache, tmp, &name, data)?;
             out.push(DebPackage {
                 name: pkg,
                 version,
@@ -399,21 +404,17 @@ fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage
     Ok(out)
 }
 
-/// The download cache (`STORE/debs/`): each .deb once, as `<sha256 hex>.deb`,
-/// and `by-name/<apt file name>` pointing at it, which is how apt finds a
-/// package it already has in `/var/cache/apt/archives` (it checks the hash
-/// against the archive index before using it).
-fn cache_deb(cache: &Path, tmp: &Path, file_name: &str, sha256: &str, data: &[u8]) -> Result<()> {
-    let hex = sha256.trim_start_matches("sha256:");
-    let by_name = cache.join("by-name");
-    std::fs::create_dir_all(&by_name).with_context(|| format!("creating {}", by_name.display()))?;
-    let blob = cache.join(format!("{hex}.deb"));
-    if !blob.exists() {
-        crate::store::write_atomic(tmp, &blob, data)?;
-    }
-    let link = by_name.join(file_name);
-    if std::fs::symlink_metadata(&link).is_err() {
-        let _ = std::os::unix::fs::symlink(format!("../{hex}.deb"), &link);
+/// The download cache (`STORE/debs/`): each .deb under apt's own file name
+/// (`name_version_arch.deb`), the layout of `/var/cache/apt/archives`, so the
+/// same directory serves mmdebstrap (seeded into its archive) and package
+/// layers (bind-mounted as the chroot's archive). apt checks every cached
+/// file against the archive index's SHA256 before using it; the sha256 of
+/// each one a layer used is recorded in the layer, the lock and the SBOM.
+fn cache_deb(cache: &Path, tmp: &Path, file_name: &str, data: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let dest = cache.join(file_name);
+    if !dest.exists() {
+        crate::store::write_atomic(tmp, &dest, data)?;
     }
     Ok(())
 }
@@ -448,7 +449,7 @@ pub fn debian_tree(
         // Seed apt's archive cache from kiln's download cache: packages it
         // already has (hash-checked by apt against the index) are not fetched.
         .arg(format!(
-            "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && for f in '{}'/by-name/*.deb; do [ -e \"$f\" ] && cp -L \"$f\" \"$1/var/cache/apt/archives/\"; done; true",
+            "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && for f in '{}'/*.deb; do [ -e \"$f\" ] && cp \"$f\" \"$1/var/cache/apt/archives/\"; done; true",
             deb_cache.display()
         ))
         // Keep the .debs and indexes in the tarball: kiln lists the packages
@@ -463,13 +464,17 @@ pub fn debian_tree(
         Some(m) => cmd = cmd.arg(m),
         None => {
             if let Some(text) = host_sources(&src.suite, &src.components) {
-                let f = tempfile::Builder::new()
+                // mmdebstrap copies a sources file given by path into the
+                // root as /etc/apt/sources.list.d/0000NAME: a fixed name (in
+                // a fresh directory), so that the root does not change from
+                // one build to the next.
+                let d = tempfile::Builder::new()
                     .prefix("kiln-sources-")
-                    .suffix(".list")
-                    .tempfile_in(tmp)?;
-                std::fs::write(f.path(), text)?;
-                cmd = cmd.arg(f.path());
-                _sources = f;
+                    .tempdir_in(tmp)?;
+                let f = d.path().join(SOURCES_FILE_NAME);
+                std::fs::write(&f, text)?;
+                cmd = cmd.arg(&f);
+                _sources = d;
             }
         }
     }

@@ -5,8 +5,7 @@
 //!   blobs/sha256/<hex>     layer blobs (zstd tar), named by their sha256
 //!   keys/<hex>.json        layer key -> digest index ([`KeyEntry`])
 //!   images/<hex>.json      image manifests by image digest
-//!   debs/<hex>.deb         download cache of Debian packages, by sha256
-//!   debs/by-name/<file>    apt's file name for each, a symlink
+//!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
 //!   tmp/                   temporary files, renamed into place
 //!   lock                   flock(2) held while a build writes
 //! ```
