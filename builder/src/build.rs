@@ -204,6 +204,14 @@ fn build_layer(
     };
     if let Some(files) = &pl.files {
         tree.apply_layer(files)?;
+        // Whiteouts in the files (`.wh.NAME`) are meant for the layers
+        // below: applying them here consumed them, so they go into the
+        // layer itself too.
+        for (path, node) in files.iter() {
+            if file_name(path).starts_with(WHITEOUT_PREFIX) {
+                tree.insert_with_parents(path, node.clone(), &Meta::root(0o755, sde))?;
+            }
+        }
     }
     source::add_services(&pl.def, &mut tree, sde)?;
     if packages_layer && pl.def.debian.is_none() {

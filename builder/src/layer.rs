@@ -20,7 +20,7 @@ use crate::tree::{normalize, Meta, Node, NodeKind, Tree};
 
 /// Version of the layer format; part of every layer key, so that a change to
 /// how layers are built invalidates the cache.
-pub const LAYER_FORMAT_VERSION: u32 = 2;
+pub const LAYER_FORMAT_VERSION: u32 = 3;
 
 /// zstd level for layer blobs: level 3 is zstd's default speed/size balance.
 pub const ZSTD_LEVEL: i32 = 3;

@@ -110,6 +110,8 @@ command = ["/bin/busybox", "httpd", "-f"]
             &root.join("layers/apps/app/files/srv/app/secret"),
             "s3cret\n",
         );
+        // An OCI whiteout in the app's files: deletes the base's etc/motd.
+        write(&root.join("layers/apps/app/files/etc/.wh.motd"), "");
         write(
             &root.join("recipes/app.toml"),
             r#"[image]
@@ -229,6 +231,10 @@ fn second_build_is_cached_and_identical() {
         "{list}"
     );
     assert!(list.contains("etc/kiln/services/app/run"), "{list}");
+    assert!(
+        !list.contains("etc/motd") && !list.contains(".wh."),
+        "the app's whiteout hides the base's etc/motd: {list}"
+    );
     // Package times are clamped to SOURCE_DATE_EPOCH.
     assert!(!list.contains("2027-"), "{list}");
 }
@@ -259,11 +265,11 @@ fn golden_layer_key_and_digest() {
     let app = &r["layers"][1];
     assert_eq!(
         app["key"],
-        "sha256:c9b878def5474e79df0d151ed53eb339a713345c4b488eaacbdd152d25fd40b6"
+        "sha256:175d8ee206924c728f4d4ca5227832ed3870cadd7f4a375a714b2c7739a15c02"
     );
     assert_eq!(
         app["digest"],
-        "sha256:3e4510e4413d47786719afd7652021a654c15e311d2dd33d89c3d81ab835dcb3"
+        "sha256:8d2a36a8bef1beada8bb9aee1239d96aa8eedaaae85cc8dd1b1ba36073cba62c"
     );
 }
 
