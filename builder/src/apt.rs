@@ -103,7 +103,13 @@ pub struct PackagesLayer {
 /// Install `src.packages` with apt over `lower` (the composed layers below)
 /// and return the difference as a layer. Needs root (owners, device nodes,
 /// mount namespaces); without it, an [`EnvError`] says so.
-pub fn install(lower: &Tree, src: &DebianSource, sde: i64, store: &Store) -> Result<PackagesLayer> {
+pub fn install(
+    lower: &Tree,
+    src: &DebianSource,
+    locked: Option<&[crate::lock::LockedPackage]>,
+    sde: i64,
+    store: &Store,
+) -> Result<PackagesLayer> {
     if !nix::unistd::geteuid().is_root() {
         return Err(EnvError::new(
             "package layers install with apt in a chroot, which needs root: the lower root's \
@@ -139,7 +145,17 @@ pub fn install(lower: &Tree, src: &DebianSource, sde: i64, store: &Store) -> Res
     let t = Instant::now();
     rootdir::materialize(lower, &root)
         .with_context(|| format!("writing the lower root out to {}", root.display()))?;
-    let touched = prepare_mountpoints(&root)?;
+    let mut touched = prepare_mountpoints(&root)?;
+    if let Some(locked) = locked {
+        // Pin the locked versions while apt runs; reset with the rest.
+        let prefs = root.join(crate::lock::APT_PREFERENCES);
+        if let Some(dir) = prefs.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&prefs, crate::lock::apt_preferences(locked))
+            .with_context(|| format!("writing {}", prefs.display()))?;
+        touched.push(crate::lock::APT_PREFERENCES.into());
+    }
     timings.materialize = t.elapsed();
 
     let t = Instant::now();

@@ -158,7 +158,7 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
-            let built = apt::install(lower_root, deb, sde, store)?;
+            let built = apt::install(lower_root, deb, pl.locked.as_deref(), sde, store)?;
             let debs: Vec<source::DebPackage> = built
                 .installed
                 .iter()
@@ -171,8 +171,7 @@ fn build_layer(
                 })
                 .collect();
             if let Some(locked) = &pl.locked {
-                crate::lock::check(&pl.def.name, locked, &debs)
-                    .map_err(|m| crate::error::CheckFailed { message: m })?;
+                crate::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
             let mut t = built.tree;
             let st = source::strip(&mut t, &pl.def.strip)?;
@@ -193,8 +192,7 @@ fn build_layer(
                 &store.deb_cache(),
             )?;
             if let Some(locked) = &pl.locked {
-                crate::lock::check(&pl.def.name, locked, &debs)
-                    .map_err(|m| crate::error::CheckFailed { message: m })?;
+                crate::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
             let st = source::strip(&mut t, &pl.def.strip)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, "stripped");

@@ -109,30 +109,69 @@ impl LockFile {
     }
 }
 
+/// Where the pins go in a root while apt installs (removed afterwards).
+pub const APT_PREFERENCES: &str = "etc/apt/preferences.d/kiln-lock";
+
+/// apt_preferences(5) pinning every locked package to its version
+/// (priority 1001: installed even over a newer candidate). Resolution is
+/// otherwise unchanged, so a locked build installs what the unlocked build
+/// did, marked the same way.
+pub fn apt_preferences(locked: &[LockedPackage]) -> String {
+    let mut out = String::from("# kiln lock: exact versions (removed after the install)\n");
+    for p in locked {
+        out.push_str(&format!(
+            "\nPackage: {}:{}\nPin: version {}\nPin-Priority: 1001\n",
+            p.name, p.architecture, p.version
+        ));
+    }
+    out
+}
+
 /// Check what a layer installed against its lock: every locked package
-/// present with the same version and .deb sha256, nothing else.
-pub fn check(layer: &str, locked: &[LockedPackage], got: &[DebPackage]) -> Result<(), String> {
+/// present with the same version and .deb sha256, nothing else. A different
+/// version means the pinned one could not be had (an environment problem,
+/// exit 3); a different .deb for the same version is a bad artifact (exit 1).
+pub fn check_installed(
+    layer: &str,
+    locked: &[LockedPackage],
+    got: &[DebPackage],
+) -> anyhow::Result<()> {
+    check(layer, locked, got).map_err(|(m, version_missing)| {
+        if version_missing {
+            anyhow::Error::new(crate::error::EnvError::new(format!(
+                "a locked version cannot be had from the mirror: {m}"
+            )))
+        } else {
+            anyhow::Error::new(crate::error::CheckFailed { message: m })
+        }
+    })
+}
+
+fn check(layer: &str, locked: &[LockedPackage], got: &[DebPackage]) -> Result<(), (String, bool)> {
     let want: BTreeMap<&str, &LockedPackage> =
         locked.iter().map(|p| (p.name.as_str(), p)).collect();
     for g in got {
         match want.get(g.name.as_str()) {
             None => {
-                return Err(format!(
+                let m = format!(
                     "layer {layer}: {} {} is not in the lock file (run `kiln lock` again)",
                     g.name, g.version
-                ))
+                );
+                return Err((m, false));
             }
             Some(w) if w.version != g.version => {
-                return Err(format!(
+                let m = format!(
                     "layer {layer}: {} is {}, the lock says {}",
                     g.name, g.version, w.version
-                ))
+                );
+                return Err((m, true));
             }
             Some(w) if w.sha256 != g.sha256 => {
-                return Err(format!(
+                let m = format!(
                     "layer {layer}: {} {}: the .deb hashes to {}, the lock says {}",
                     g.name, g.version, g.sha256, w.sha256
-                ))
+                );
+                return Err((m, false));
             }
             Some(_) => {}
         }
@@ -176,14 +215,24 @@ mod tests {
     fn check_table() {
         let locked: Vec<LockedPackage> = vec![(&deb("bash", "5.2", "aa")).into()];
         assert!(check("l", &locked, &[deb("bash", "5.2", "aa")]).is_ok());
-        assert!(check("l", &locked, &[deb("bash", "5.3", "aa")])
-            .unwrap_err()
-            .contains("the lock says 5.2"));
-        assert!(check("l", &locked, &[deb("bash", "5.2", "cc")])
-            .unwrap_err()
-            .contains("hashes to sha256:cc"));
+        let e = check("l", &locked, &[deb("bash", "5.3", "aa")]).unwrap_err();
+        assert!(e.0.contains("the lock says 5.2") && e.1, "{e:?}");
+        let e = check("l", &locked, &[deb("bash", "5.2", "cc")]).unwrap_err();
+        assert!(e.0.contains("hashes to sha256:cc") && !e.1, "{e:?}");
         assert!(check("l", &locked, &[deb("zsh", "1", "aa")])
             .unwrap_err()
+            .0
             .contains("not in the lock file"));
+        use crate::error::{exit_code, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT};
+        assert_eq!(
+            exit_code(&check_installed("l", &locked, &[deb("bash", "5.3", "aa")]).unwrap_err()),
+            EXIT_ENVIRONMENT
+        );
+        assert_eq!(
+            exit_code(&check_installed("l", &locked, &[deb("bash", "5.2", "cc")]).unwrap_err()),
+            EXIT_CHECK_FAILED
+        );
+        assert!(apt_preferences(&locked)
+            .contains("Package: bash:amd64\nPin: version 5.2\nPin-Priority: 1001"));
     }
 }

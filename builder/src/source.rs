@@ -404,6 +404,15 @@ fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage
     Ok(out)
 }
 
+/// A file removed when dropped.
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The download cache (`STORE/debs/`): each .deb under apt's own file name
 /// (`name_version_arch.deb`), the layout of `/var/cache/apt/archives`, so the
 /// same directory serves mmdebstrap (seeded into its archive) and package
@@ -429,15 +438,6 @@ pub fn debian_tree(
     tmp: &Path,
     deb_cache: &Path,
 ) -> Result<(Tree, Vec<DebPackage>)> {
-    // With a lock, every package of the layer (dependencies and the
-    // Essential set too) is asked for at its locked version.
-    let include: Vec<String> = match locked {
-        Some(l) => l
-            .iter()
-            .map(|p| format!("{}={}", p.name, p.version))
-            .collect(),
-        None => src.packages.clone(),
-    };
     let mut cmd = Cmd::new("mmdebstrap")
         .arg(format!("--variant={}", src.variant))
         .arg("--mode=auto")
@@ -445,19 +445,55 @@ pub fn debian_tree(
         .arg("--quiet")
         .arg(format!("--architectures={}", src.architecture))
         .arg(format!("--components={}", src.components.join(",")))
-        .arg(format!("--include={}", include.join(",")))
-        // Seed apt's archive cache from kiln's download cache: packages it
-        // already has (hash-checked by apt against the index) are not fetched.
-        .arg(format!(
-            "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && for f in '{}'/*.deb; do [ -e \"$f\" ] && cp \"$f\" \"$1/var/cache/apt/archives/\"; done; true",
-            deb_cache.display()
-        ))
+        .arg(format!("--include={}", src.packages.join(",")))
         // Keep the .debs and indexes in the tarball: kiln lists the packages
         // with their checksums and locations (SBOM), then drops both.
         .arg("--skip=cleanup/apt")
         .env("SOURCE_DATE_EPOCH", sde.to_string())
         .arg(&src.suite)
         .arg("-");
+    let mut _prefs_file = None;
+    // With a lock, seed apt's archive cache with the locked packages that
+    // kiln's download cache holds: apt checks them against the index and
+    // does not fetch them again. (Only those: whatever is in the archive
+    // cache afterwards is what the layer is made of.)
+    if let Some(locked) = locked {
+        let seeded: Vec<String> = locked
+            .iter()
+            .map(|p| crate::apt::deb_file_name(&p.name, &p.version, &p.architecture))
+            .filter(|f| deb_cache.join(f).is_file())
+            .map(|f| {
+                format!(
+                    "'{}'",
+                    deb_cache
+                        .join(f)
+                        .display()
+                        .to_string()
+                        .replace('\'', r"'\''")
+                )
+            })
+            .collect();
+        // Pin every locked version (apt_preferences), only while installing.
+        let prefs = tmp.join(format!("kiln-lock-{}.pref", std::process::id()));
+        std::fs::write(&prefs, crate::lock::apt_preferences(locked))?;
+        _prefs_file = Some(TempPath(prefs.clone()));
+        cmd = cmd
+            .arg(format!(
+                "--setup-hook=mkdir -p \"$1/etc/apt/preferences.d\" && cp '{}' \"$1/{}\"",
+                prefs.display(),
+                crate::lock::APT_PREFERENCES
+            ))
+            .arg(format!(
+                "--customize-hook=rm -f \"$1/{}\"",
+                crate::lock::APT_PREFERENCES
+            ));
+        if !seeded.is_empty() {
+            cmd = cmd.arg(format!(
+                "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && cp {} \"$1/var/cache/apt/archives/\"",
+                seeded.join(" ")
+            ));
+        }
+    }
     // Keep the sources file alive until mmdebstrap is done.
     let _sources;
     match &src.mirror {
