@@ -33,6 +33,8 @@ pub struct LayerItem {
     pub digest: String,
     /// Blob size.
     pub size: u64,
+    /// Uncompressed size (the layer's tar).
+    pub tar_size: u64,
 }
 
 /// An image in the store.
@@ -59,6 +61,7 @@ pub fn list(store: &Store) -> Result<Listing> {
             key: e.key,
             digest: e.digest,
             size: e.size,
+            tar_size: e.tar_size,
         })
         .collect();
     let mut images = Vec::new();
