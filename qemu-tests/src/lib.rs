@@ -196,3 +196,35 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An environment in which the network is cut for kiln and what it runs:
+/// HTTP(S) proxies at a closed port, and stand-ins for `tools` (mmdebstrap,
+/// apt-get, …) on PATH that fail loudly if called. The stand-ins live in `dir`.
+pub fn offline_env(dir: &Path, tools: &[&str]) -> Vec<(&'static str, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in tools {
+        let p = dir.join(tool);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho '{tool} called offline' >&2\nexit 99\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dead = "http://127.0.0.1:9".to_string();
+    vec![
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        ),
+        ("http_proxy", dead.clone()),
+        ("https_proxy", dead.clone()),
+        ("HTTP_PROXY", dead.clone()),
+        ("HTTPS_PROXY", dead),
+    ]
+}

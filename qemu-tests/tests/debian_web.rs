@@ -4,11 +4,10 @@
 //! gives the same image, and a change to the site rebuilds only the app layer.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use kiln_qemu_tests::{kiln, kiln_json, require_tool, scratch_repo};
+use kiln_qemu_tests::{kiln, kiln_json, offline_env, require_tool, scratch_repo};
 
 #[test]
 fn debian_web_end_to_end() {
@@ -83,27 +82,7 @@ fn debian_web_end_to_end() {
     );
 
     // Network cut, every layer cached: no mmdebstrap, no apt, same digest.
-    let shim = repo.path().join("shim");
-    fs::create_dir_all(&shim).unwrap();
-    for tool in ["mmdebstrap", "apt-get"] {
-        fs::write(
-            shim.join(tool),
-            format!("#!/bin/sh\necho '{tool} called offline' >&2\nexit 99\n"),
-        )
-        .unwrap();
-        fs::set_permissions(shim.join(tool), fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let dead = "http://127.0.0.1:9".to_string();
-    let env = [
-        (
-            "PATH",
-            format!("{}:{}", shim.display(), std::env::var("PATH").unwrap()),
-        ),
-        ("http_proxy", dead.clone()),
-        ("https_proxy", dead.clone()),
-        ("HTTP_PROXY", dead.clone()),
-        ("HTTPS_PROXY", dead),
-    ];
+    let env = offline_env(&repo.path().join("shim"), &["mmdebstrap", "apt-get"]);
     let offline = kiln_json(&["build", r, "-o", o], &store, &env);
     assert!(
         offline["layers"]

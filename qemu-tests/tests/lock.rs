@@ -5,9 +5,8 @@
 //! fails with exit 1.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
-use kiln_qemu_tests::{kiln, kiln_json, require_tool, scratch_repo};
+use kiln_qemu_tests::{kiln, kiln_json, offline_env, require_tool, scratch_repo};
 
 #[test]
 fn lock_pins_and_rebuilds_offline() {
@@ -32,25 +31,7 @@ fn lock_pins_and_rebuilds_offline() {
     );
 
     // Network cut: proxies at a closed port, and an mmdebstrap that fails.
-    let shim = repo.path().join("shim");
-    fs::create_dir_all(&shim).unwrap();
-    fs::write(
-        shim.join("mmdebstrap"),
-        "#!/bin/sh\necho 'mmdebstrap called offline' >&2\nexit 99\n",
-    )
-    .unwrap();
-    fs::set_permissions(shim.join("mmdebstrap"), fs::Permissions::from_mode(0o755)).unwrap();
-    let dead = "http://127.0.0.1:9".to_string();
-    let env = [
-        (
-            "PATH",
-            format!("{}:{}", shim.display(), std::env::var("PATH").unwrap()),
-        ),
-        ("http_proxy", dead.clone()),
-        ("https_proxy", dead.clone()),
-        ("HTTP_PROXY", dead.clone()),
-        ("HTTPS_PROXY", dead),
-    ];
+    let env = offline_env(&repo.path().join("shim"), &["mmdebstrap"]);
     let offline = kiln_json(&["build", r, "-o", o], &store, &env);
     assert!(
         offline["layers"]
