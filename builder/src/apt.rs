@@ -56,11 +56,6 @@ const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"]
 /// The PATH the chroot's commands run with (the environment is cleared).
 const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The store's download cache of `.deb` files, shared by every layer and build.
-pub fn debs_dir(store: &Store) -> PathBuf {
-    store.deb_cache()
-}
-
 /// One package that a layer installed or changed, with the `.deb` it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstalledPackage {
@@ -70,7 +65,7 @@ pub struct InstalledPackage {
     pub version: String,
     /// Debian architecture (`amd64`, `all`).
     pub architecture: String,
-    /// File name of the `.deb` in the download cache ([`debs_dir`]).
+    /// File name of the `.deb` in the download cache ([`Store::deb_cache`]).
     pub deb: String,
     /// `sha256:` of that `.deb`; `None` when the cache no longer holds it.
     pub sha256: Option<String>,
@@ -126,7 +121,7 @@ pub fn install(
             );
         }
     }
-    let debs = debs_dir(store);
+    let debs = store.deb_cache();
     std::fs::create_dir_all(debs.join("partial"))
         .map_err(|e| EnvError::new(format!("cannot create {}: {e}", debs.display())))?;
     let tmp = store.tmp_dir();
@@ -701,20 +696,7 @@ pub fn installed_from_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    fn file(data: &str) -> Node {
-        Node {
-            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
-            meta: Meta::root(0o644, 0),
-        }
-    }
-    fn dir() -> Node {
-        Node {
-            kind: NodeKind::Dir,
-            meta: Meta::root(0o755, 0),
-        }
-    }
+    use crate::testutil::{dir, file};
 
     #[test]
     fn volatile_table() {

@@ -492,13 +492,7 @@ pub fn lock(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(data: &str) -> Node {
-        Node {
-            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
-            meta: Meta::root(0o644, 0),
-        }
-    }
+    use crate::testutil::file;
 
     /// Applying the diff of two trees to the lower one gives the upper one.
     #[test]

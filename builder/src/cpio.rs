@@ -293,6 +293,7 @@ fn zstd_frame(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::run_with_stdin;
     use crate::tree::{Meta, Node};
     use sha2::{Digest, Sha256};
     use std::path::Path;
@@ -398,26 +399,6 @@ mod tests {
             "`{tool}` is not installed: install its Debian package (scripts/setup-host.sh)"
         );
         found
-    }
-
-    fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
-        use std::io::Write;
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
-        (
-            out.status.success(),
-            out.stdout,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
     }
 
     #[test]

@@ -126,14 +126,7 @@ impl Releases {
     fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("creating the release store {}", self.root.display()))?;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join("lock"))
-            .with_context(|| format!("opening {}/lock", self.root.display()))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", self.root.display()))
+        crate::store::lock_dir(&self.root, "the release store")
     }
 
     /// Every channel with a history.

@@ -524,6 +524,7 @@ pub fn sign(store: &Store, file: &Path, key: &Path, output: Option<&Path>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::run_with_stdin;
     use std::process::{Command, Stdio};
 
     /// The stock minisign, or a loud failure naming the package.
@@ -718,58 +719,25 @@ mod tests {
         let rep = keygen(&key, true).unwrap();
         assert!(std::fs::read_to_string(&key).unwrap().contains("encrypted"));
         let file = data_file(dir.path());
-        let mut c = minisign();
-        c.arg("-S")
-            .arg("-s")
-            .arg(&key)
-            .arg("-m")
-            .arg(&file)
-            .stdin(Stdio::piped());
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct horse\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "minisign could not open kiln's encrypted key: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, _, err) = run_with_stdin(
+            minisign()
+                .arg("-S")
+                .arg("-s")
+                .arg(&key)
+                .arg("-m")
+                .arg(&file),
+            b"correct horse\n",
         );
+        assert!(ok, "minisign could not open kiln's encrypted key: {err}");
         let pk = load_public_key(&rep.public_key).unwrap();
         verify_file(&file, &sig_path(&file), &pk).unwrap();
 
         let (p, s) = (dir.path().join("m.pub"), dir.path().join("m.key"));
-        let mut c = minisign();
-        c.arg("-G")
-            .arg("-p")
-            .arg(&p)
-            .arg("-s")
-            .arg(&s)
-            .stdin(Stdio::piped());
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct horse\ncorrect horse\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, _, err) = run_with_stdin(
+            minisign().arg("-G").arg("-p").arg(&p).arg("-s").arg(&s),
+            b"correct horse\ncorrect horse\n",
         );
+        assert!(ok, "{err}");
         let k = SigningKey::load(&s).unwrap();
         assert_eq!(k.key_id, key_id(load_public_key(&p).unwrap().keynum()));
         std::env::set_var(PASSWORD_ENV, "wrong");

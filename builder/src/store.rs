@@ -91,6 +91,19 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive flock(2) on `DIR/lock` (created if needed), held until the
+/// returned file is dropped. `what` names the directory in errors.
+pub fn lock_dir(dir: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("opening {}/lock", dir.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {what} {}: {e}", dir.display()))
+}
+
 impl Store {
     /// A handle on a store directory; nothing is created yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -118,14 +131,7 @@ impl Store {
 
     /// Take the store's write lock (held until the returned file is dropped).
     pub fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join("lock"))
-            .with_context(|| format!("opening {}/lock", self.root.display()))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking the store {}: {e}", self.root.display()))
+        lock_dir(&self.root, "the store")
     }
 
     /// Temporary directory inside the store (same filesystem as the blobs).

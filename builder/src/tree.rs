@@ -506,19 +506,7 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(data: &str) -> Node {
-        Node {
-            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
-            meta: Meta::root(0o644, 0),
-        }
-    }
-    fn dir() -> Node {
-        Node {
-            kind: NodeKind::Dir,
-            meta: Meta::root(0o755, 0),
-        }
-    }
+    use crate::testutil::{dir, file};
 
     #[test]
     fn normalize_table() {
