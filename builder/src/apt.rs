@@ -34,6 +34,7 @@ use anyhow::{Context, Result};
 use nix::mount::MsFlags;
 use serde::Serialize;
 
+use crate::epoch::EpochRule;
 use crate::error::EnvError;
 use crate::exec::Cmd;
 use crate::layerdef::DebianSource;
@@ -93,6 +94,8 @@ pub struct PackagesLayer {
     pub installed: Vec<InstalledPackage>,
     /// Where the time went.
     pub timings: Timings,
+    /// The layer's SOURCE_DATE_EPOCH: every time in `tree` is clamped to it.
+    pub epoch: i64,
 }
 
 /// Install `src.packages` with apt over `lower` (the composed layers below)
@@ -102,7 +105,8 @@ pub fn install(
     lower: &Tree,
     src: &DebianSource,
     locked: Option<&[crate::lock::LockedPackage]>,
-    sde: i64,
+    rule: EpochRule,
+    lower_epoch: Option<i64>,
     store: &Store,
 ) -> Result<PackagesLayer> {
     if !nix::unistd::geteuid().is_root() {
@@ -158,7 +162,7 @@ pub fn install(
         root: root.clone(),
         debs: debs.clone(),
         src: src.clone(),
-        sde,
+        sde: rule.script_epoch(lower_epoch),
     };
     let result = std::thread::Builder::new()
         .name("kiln-apt".into())
@@ -171,9 +175,18 @@ pub fn install(
     timings.apt = t.elapsed();
 
     let t = Instant::now();
-    let mut upper = rootdir::read_root(&root, sde)
+    let mut upper = rootdir::read_root(&root, rule.read_clamp())
         .with_context(|| format!("reading back {}", root.display()))?;
     timings.read_back = t.elapsed();
+    let installed = installed_packages(lower, &upper, &debs)?;
+    let epoch = match rule.fixed {
+        Some(e) => e,
+        None => rule.layer_epoch(
+            lower_epoch,
+            crate::epoch::newest_deb_date(&debs, installed.iter().map(|p| p.deb.as_str()))?,
+        ),
+    };
+    upper.clamp_mtimes(epoch);
 
     let t = Instant::now();
     for p in &touched {
@@ -188,7 +201,6 @@ pub fn install(
     reset_volatile(&mut upper, lower);
     keep_symlink_modes(&mut upper, lower);
     let tree = crate::build::diff(lower, &upper);
-    let installed = installed_packages(lower, &upper, &debs)?;
     timings.diff = t.elapsed();
     drop(work);
     tracing::info!(
@@ -203,6 +215,7 @@ pub fn install(
     Ok(PackagesLayer {
         tree,
         installed,
+        epoch,
         timings,
     })
 }

@@ -1,8 +1,6 @@
 //! `kiln build`: plan → layers (from the store, or built and stored) →
-//! composed root → image file → manifest, written to the output directory.
-//!
-//! The output directory only ever receives complete files: everything is
-//! written into a temporary directory beside it and renamed into place.
+//! composed root → image file → manifest, written to the output directory
+//! ([`crate::output`], which also keeps the assembled-image cache).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,10 +9,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::apt;
+use crate::epoch::{self, EpochRule};
 use crate::error::InputError;
 use crate::layer::{self, sha256_digest};
 use crate::layerdef::LayerKind;
 use crate::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
+use crate::output::OutFile;
 use crate::plan::{Plan, PlannedLayer};
 use crate::progress::Progress;
 use crate::recipe::DiskFormat;
@@ -48,6 +48,8 @@ pub struct ImageReport {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// Whether it was copied from the store's image cache (nothing changed).
+    pub cached: bool,
 }
 
 /// One entry of `layers` in the report.
@@ -84,30 +86,31 @@ pub struct Layers {
 
 /// Build (or take from the store) every layer of a plan and compose them.
 pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Result<Layers> {
-    let sde = plan.source_date_epoch;
-    let mut root = Tree::new(sde);
+    let mut root = Tree::new(plan.epoch.provisional());
     let mut entries = Vec::new();
-    let mut lower: Option<String> = None;
+    let mut lower: Option<KeyEntry> = None;
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
     let mut pending = Vec::new();
     for pl in &plan.layers {
-        let key = pl.key(lower.as_deref(), sde);
+        let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
         let (entry, cached, tree) = match store.lookup_key(&key)? {
             Some(entry) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
-                let tree = layer::unpack(&store.get_blob(&entry.digest)?)
+                let (_, tree) = store
+                    .with_blob(&entry.digest, layer::unpack)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, true, tree)
             }
             None => {
-                let (tree, packages) =
-                    build_layer(pl, &root, sde, store, progress).with_context(|| {
+                let lower_epoch = lower.as_ref().and_then(|e| e.source_date_epoch);
+                let built = build_layer(pl, &root, plan.epoch, lower_epoch, store, progress)
+                    .with_context(|| {
                         format!("building layer {name} ({})", pl.def.file.display())
                     })?;
-                let packed = layer::pack(&tree)?;
+                let packed = layer::pack(&built.tree)?;
                 let entry = KeyEntry {
                     key: key.clone(),
                     digest: packed.digest.clone(),
@@ -116,16 +119,17 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                     kind: pl.def.kind.as_str().into(),
                     size: packed.blob.len() as u64,
                     tar_size: packed.tar_size,
-                    packages,
+                    packages: built.packages,
+                    source_date_epoch: Some(built.epoch),
                 };
                 pending.push((packed.blob, entry.clone()));
-                (entry, false, tree)
+                (entry, false, built.tree)
             }
         };
         progress.finish(Some(if cached { "cached" } else { "built" }));
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {name}"))?;
-        lower = Some(entry.digest.clone());
+        lower = Some(entry.clone());
         entries.push((entry, cached));
     }
     check_services(plan, &root)?;
@@ -136,29 +140,52 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
     Ok(Layers { entries, root })
 }
 
+/// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
+/// else the top layer's derived one.
+pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, bool)]) -> i64 {
+    plan.epoch
+        .layer_epoch(entries.last().and_then(|(e, _)| e.source_date_epoch), None)
+}
+
+/// One layer, built: its tree, the Debian packages in it and its epoch.
+struct BuiltLayer {
+    tree: Tree,
+    packages: Vec<source::DebPackage>,
+    epoch: i64,
+}
+
 /// Build one layer's tree from its sources.
 ///
 /// A base or app layer is its unpacked (and stripped) Debian packages, its
 /// files and its services. A packages layer with `[debian]` is what apt
 /// changes when it installs the packages over `lower_root` in a chroot
 /// ([`apt::install`]), stripped, with its files and services on top; without
-/// `[debian]` it is the difference its files make.
+/// `[debian]` it is the difference its files make. Every time in it is
+/// clamped to the layer's epoch ([`crate::epoch`]).
 fn build_layer(
     pl: &PlannedLayer,
     lower_root: &Tree,
-    sde: i64,
+    rule: EpochRule,
+    lower_epoch: Option<i64>,
     store: &Store,
     progress: &mut Progress,
-) -> Result<(Tree, Vec<source::DebPackage>)> {
+) -> Result<BuiltLayer> {
     let packages_layer = pl.def.kind == LayerKind::Packages;
-    let (mut tree, packages) = match &pl.def.debian {
+    let (mut tree, packages, epoch) = match &pl.def.debian {
         Some(deb) if packages_layer => {
             progress.step(format!(
                 "layer {}: installing {} Debian packages with apt",
                 pl.def.name,
                 deb.packages.len()
             ));
-            let built = apt::install(lower_root, deb, pl.locked.as_deref(), sde, store)?;
+            let built = apt::install(
+                lower_root,
+                deb,
+                pl.locked.as_deref(),
+                rule,
+                lower_epoch,
+                store,
+            )?;
             let debs: Vec<source::DebPackage> = built
                 .installed
                 .iter()
@@ -175,8 +202,8 @@ fn build_layer(
             }
             let mut t = built.tree;
             let st = source::strip(&mut t, &pl.def.strip)?;
-            tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, "packages installed");
-            (t, debs)
+            tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, epoch = built.epoch, "packages installed");
+            (t, debs, built.epoch)
         }
         Some(deb) => {
             progress.step(format!(
@@ -187,37 +214,59 @@ fn build_layer(
             let (mut t, debs) = source::debian_tree(
                 deb,
                 pl.locked.as_deref(),
-                sde,
+                rule.fixed,
                 &store.tmp_dir(),
                 &store.deb_cache(),
             )?;
             if let Some(locked) = &pl.locked {
                 crate::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
+            let newest = match rule.fixed {
+                Some(_) => None,
+                None => epoch::newest_deb_date(
+                    &store.deb_cache(),
+                    debs.iter()
+                        .map(|d| apt::deb_file_name(&d.name, &d.version, &d.architecture))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str),
+                )?,
+            };
+            let epoch = rule.layer_epoch(lower_epoch, newest);
+            t.clamp_mtimes(epoch);
             let st = source::strip(&mut t, &pl.def.strip)?;
-            tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, "stripped");
-            (t, debs)
+            tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, epoch, "stripped");
+            (t, debs, epoch)
         }
-        None => (Tree::new(sde), Vec::new()),
+        None => {
+            let epoch = rule.layer_epoch(lower_epoch, None);
+            (Tree::new(epoch), Vec::new(), epoch)
+        }
     };
     if let Some(files) = &pl.files {
-        tree.apply_layer(files)?;
+        let mut files = files.clone();
+        files.set_mtimes(epoch);
+        tree.apply_layer(&files)?;
         // Whiteouts in the files (`.wh.NAME`) are meant for the layers
         // below: applying them here consumed them, so they go into the
         // layer itself too.
         for (path, node) in files.iter() {
             if file_name(path).starts_with(WHITEOUT_PREFIX) {
-                tree.insert_with_parents(path, node.clone(), &Meta::root(0o755, sde))?;
+                tree.insert_with_parents(path, node.clone(), &Meta::root(0o755, epoch))?;
             }
         }
     }
-    source::add_services(&pl.def, &mut tree, sde)?;
+    source::add_services(&pl.def, &mut tree, epoch)?;
     if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
         tree = diff(lower_root, &full);
     }
-    Ok((tree, packages))
+    Ok(BuiltLayer {
+        tree,
+        packages,
+        epoch,
+    })
 }
 
 /// The layer that turns `lower` into `upper`: entries that are new or
@@ -287,6 +336,20 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
     Ok(())
 }
 
+/// The key-index entries of a plan's layers when every one of them is in the
+/// store (nothing is unpacked); `None` at the first that is not.
+fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, bool)>>> {
+    let mut entries: Vec<(KeyEntry, bool)> = Vec::new();
+    for pl in &plan.layers {
+        let lower = entries.last().map(|(e, _)| e.digest.as_str());
+        match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
+            Some(e) => entries.push((e, true)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(entries))
+}
+
 /// Build an image from a recipe.
 pub fn build(
     recipe_path: &Path,
@@ -297,82 +360,126 @@ pub fn build(
     progress.step(format!("reading {}", recipe_path.display()));
     let plan = Plan::new(recipe_path)?;
     progress.finish(None);
+    let recipe = &plan.recipe;
+    let init = match recipe.disk.format {
+        DiskFormat::Tar => None,
+        _ => Some(crate::initramfs::find_init()?),
+    };
+    let init_digest = init.as_ref().map(|(_, bytes)| sha256_digest(bytes));
+    let recipe_file = recipe_path
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let image_key = |entries: &[(KeyEntry, bool)]| {
+        crate::output::ImageKeyInput {
+            assembly: crate::output::ASSEMBLY_VERSION,
+            kiln: env!("CARGO_PKG_VERSION"),
+            recipe_file: &recipe_file,
+            recipe: &plan.recipe_digest,
+            layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
+            init: init_digest.as_deref(),
+            source_date_epoch: image_epoch(&plan, entries),
+            epoch_source: plan.epoch.source,
+        }
+        .key()
+    };
 
     store.init()?;
     let _lock = store.lock()?;
-    let layers = build_layers(&plan, store, progress)?;
-
-    let recipe = &plan.recipe;
+    let tmp = crate::output::temp_dir(&opts.out_dir)?;
     let base = format!("{}-{}", recipe.name, recipe.version);
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-tmp-")
-        .tempdir_in(&opts.out_dir)
-        .with_context(|| {
-            format!(
-                "creating a temporary directory in {}",
-                opts.out_dir.display()
-            )
-        })?;
-    let (image_name, disk) = if recipe.disk.format == DiskFormat::Tar {
+
+    // Nothing changed: every layer and the assembled image are in the store.
+    if let Some(entries) = cached_entries(&plan, store)? {
+        if let Some(hit) = crate::output::lookup(store, &image_key(&entries))? {
+            let m = hit.manifest;
+            let name = m.image.file.clone();
+            let out_path = opts.out_dir.join(&name);
+            if recipe.disk.format != DiskFormat::Qcow2
+                && crate::output::up_to_date(store, &out_path, &m.image.digest)
+            {
+                progress.step(format!("{} is up to date", out_path.display()));
+                progress.finish(None);
+                let files = vec![OutFile {
+                    name,
+                    path: None,
+                    digest: m.image.digest.clone(),
+                }];
+                let manifest = crate::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
+                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
+            }
+            progress.step("copying the cached image");
+            let path = tmp.path().join(&name);
+            let digest = crate::output::copy_hashing(&hit.file, &path)?;
+            if digest == m.image.digest {
+                progress.finish(Some(&digest));
+                let mut files = vec![OutFile {
+                    name: name.clone(),
+                    path: Some(path.clone()),
+                    digest: digest.clone(),
+                }];
+                if recipe.disk.format == DiskFormat::Qcow2 {
+                    files.push(qcow2(&path, tmp.path(), &base, progress)?);
+                }
+                let manifest = crate::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
+                crate::output::record_output(store, &out_path, &digest)?;
+                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
+            }
+            // The store's copy is damaged: forget it and assemble again.
+            tracing::warn!(file = %hit.file.display(), "cached image does not match its digest; reassembling");
+            std::fs::remove_file(&hit.file).ok();
+            std::fs::remove_file(&path).ok();
+        }
+    }
+
+    let layers = build_layers(&plan, store, progress)?;
+    let sde = image_epoch(&plan, &layers.entries);
+    let (image_name, disk, digest) = if recipe.disk.format == DiskFormat::Tar {
         progress.step("writing the composed root as a tar");
         let name = format!("{base}.tar");
-        write_atomic(
-            tmp.path(),
-            &tmp.path().join(&name),
-            &layer::write_tar(&layers.root)?,
-        )?;
-        (name, None)
+        let tar = layer::write_tar(&layers.root)?;
+        write_atomic(tmp.path(), &tmp.path().join(&name), &tar)?;
+        (name, None, sha256_digest(&tar))
     } else {
         progress.step("assembling the disk image");
-        let init_path = crate::initramfs::find_init()?;
-        let init = std::fs::read(&init_path)
-            .with_context(|| format!("reading {}", init_path.display()))?;
         let name = format!("{base}.raw");
         let layer_digests: Vec<String> = layers
             .entries
             .iter()
             .map(|(e, _)| e.digest.clone())
             .collect();
-        let disk = crate::disk::assemble(
+        let (_, init) = init.as_ref().context("kiln-init")?;
+        let (disk, digest) = crate::disk::assemble(
             recipe,
             &layers.root,
             &layer_digests,
-            plan.source_date_epoch,
-            &init,
+            sde,
+            init,
+            store,
             &tmp.path().join(&name),
         )?;
-        (name, Some(disk))
+        (name, Some(disk), digest)
     };
     let raw_tmp = tmp.path().join(&image_name);
-    let digest = crate::disk::file_digest(&raw_tmp)?;
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
-    let mut extra_files = vec![(image_name.clone(), raw_tmp.clone(), digest.clone())];
+    let mut files = vec![OutFile {
+        name: image_name.clone(),
+        path: Some(raw_tmp.clone()),
+        digest: digest.clone(),
+    }];
     if recipe.disk.format == DiskFormat::Qcow2 {
-        progress.step("converting to qcow2");
-        let q = tmp.path().join(format!("{base}.qcow2"));
-        crate::exec::Cmd::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw_tmp)
-            .arg(&q)
-            .run()?;
-        let qd = crate::disk::file_digest(&q)?;
-        extra_files.push((format!("{base}.qcow2"), q, qd));
-        progress.finish(None);
+        files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
     }
     let manifest = Manifest {
         schema: SCHEMA.into(),
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         recipe: RecipeRef {
-            file: recipe_path
-                .file_name()
-                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            file: recipe_file.clone(),
             digest: plan.recipe_digest.clone(),
         },
-        source_date_epoch: plan.source_date_epoch,
+        source_date_epoch: sde,
+        epoch_source: Some(plan.epoch.source),
         layers: layers
             .entries
             .iter()
@@ -396,49 +503,55 @@ pub fn build(
         test: Some(recipe.test.to_spec()),
         builder: BuilderInfo::current(),
     };
-    let manifest_json = serde_json::to_vec_pretty(&manifest)?;
-    let sbom_name = format!("{base}.spdx.json");
-    let sbom = serde_json::to_vec_pretty(&crate::sbom::document(&manifest))?;
-    write_atomic(tmp.path(), &tmp.path().join(&sbom_name), &sbom)?;
-    extra_files.push((
-        sbom_name,
-        tmp.path().join(format!("{base}.spdx.json")),
-        sha256_digest(&sbom),
-    ));
-    let manifest_name = format!("{base}.manifest.json");
-    write_atomic(tmp.path(), &tmp.path().join(&manifest_name), &manifest_json)?;
-    extra_files.push((
-        manifest_name.clone(),
-        tmp.path().join(&manifest_name),
-        sha256_digest(&manifest_json),
-    ));
-    let mut sums = String::new();
-    for (name, _, d) in &extra_files {
-        sums.push_str(&format!("{}  {name}\n", d.trim_start_matches("sha256:")));
-    }
-    write_atomic(tmp.path(), &tmp.path().join("SHA256SUMS"), sums.as_bytes())?;
-    extra_files.push((
-        "SHA256SUMS".into(),
-        tmp.path().join("SHA256SUMS"),
-        String::new(),
-    ));
-    // Complete files only: rename each into place.
-    for (name, path, _) in &extra_files {
-        std::fs::rename(path, opts.out_dir.join(name))
-            .with_context(|| format!("moving {name} into {}", opts.out_dir.display()))?;
-    }
-    store.record_image(&digest, &manifest_json)?;
+    store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
+    crate::output::remember(store, &image_key(&layers.entries), &manifest, &raw_tmp)?;
+    let manifest_path = crate::output::finish(tmp.path(), &opts.out_dir, &manifest, files)?;
+    crate::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
+    Ok(report(
+        &manifest,
+        &layers.entries,
+        &opts.out_dir,
+        manifest_path,
+        false,
+    ))
+}
 
-    Ok(BuildReport {
+/// Convert the raw image to qcow2 beside it.
+fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<OutFile> {
+    progress.step("converting to qcow2");
+    let name = format!("{base}.qcow2");
+    let q = tmp.join(&name);
+    crate::exec::Cmd::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(&q)
+        .run()?;
+    let digest = crate::disk::file_digest(&q)?;
+    progress.finish(None);
+    Ok(OutFile {
+        name,
+        path: Some(q),
+        digest,
+    })
+}
+
+fn report(
+    m: &Manifest,
+    entries: &[(KeyEntry, bool)],
+    out_dir: &Path,
+    manifest: PathBuf,
+    image_cached: bool,
+) -> BuildReport {
+    BuildReport {
         image: ImageReport {
-            name: recipe.name.clone(),
-            version: recipe.version.clone(),
-            digest,
-            path: opts.out_dir.join(&image_name),
-            size,
+            name: m.name.clone(),
+            version: m.version.clone(),
+            digest: m.image.digest.clone(),
+            path: out_dir.join(&m.image.file),
+            size: m.image.size,
+            cached: image_cached,
         },
-        layers: layers
-            .entries
+        layers: entries
             .iter()
             .map(|(e, cached)| LayerReport {
                 name: e.name.clone(),
@@ -449,9 +562,9 @@ pub fn build(
                 size: e.size,
             })
             .collect(),
-        manifest: opts.out_dir.join(manifest_name),
-        source_date_epoch: plan.source_date_epoch,
-    })
+        manifest,
+        source_date_epoch: m.source_date_epoch,
+    }
 }
 
 /// `kiln lock`: build (or take from the store) the recipe's layers ignoring

@@ -4,7 +4,7 @@
 //!
 //! Every identifier is derived from content so that the same inputs give the
 //! same bytes: the ext4 UUID and hash seed from the layer digests, the verity
-//! salt from the filesystem bytes, the verity data/hash partition UUIDs from
+//! salt and uuid from the same, the verity data/hash partition UUIDs from
 //! the root hash (UAPI Discoverable Partitions Specification), and the disk
 //! and ESP GUIDs from a seed over the root hash and the UKI, as
 //! systemd-repart derives them.
@@ -114,15 +114,21 @@ fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)>
 }
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
-/// return the manifest's disk section.
+/// return the manifest's disk section and the image's `sha256:`.
 pub fn assemble(
     recipe: &Recipe,
     root: &Tree,
     layer_digests: &[String],
     sde: i64,
     init: &[u8],
+    store: &crate::store::Store,
     out: &Path,
-) -> Result<DiskInfo> {
+) -> Result<(DiskInfo, String)> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        tracing::debug!(step = what, elapsed = ?clock.elapsed(), "disk assembly");
+        clock = std::time::Instant::now();
+    };
     let idx = ModuleIndex::new(root).context("finding the kernel in the composed root")?;
     let kver = idx.kver.clone();
     let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver)?;
@@ -150,16 +156,17 @@ pub fn assemble(
     )
     .context("writing the ext4 root filesystem")?;
 
+    lap("ext4");
     // dm-verity over it.
-    let fs_digest = sha(&[&fs.bytes]);
-    let salt = sha(&[b"kiln verity salt", &fs_digest]);
+    let salt = sha(&[b"kiln verity salt", &ident]);
     let mut vuuid = [0u8; 16];
-    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &fs_digest])[..16]);
+    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
     let vh = verity::build(&fs.bytes, &salt, vuuid).context("building the dm-verity hash tree")?;
     let root_hash = hex::encode(vh.root_hash);
 
+    lap("verity");
     // Initramfs and UKI.
-    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde)?;
+    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde, Some(store))?;
     let cmdline = format!(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init
@@ -180,6 +187,7 @@ pub fn assemble(
     .context("building the UKI")?;
     let uki_digest = sha(&[&uki]);
 
+    lap("uki");
     // ESP and disk.
     let seed = sha(&[b"kiln disk seed", &vh.root_hash, &uki_digest]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
@@ -214,28 +222,23 @@ pub fn assemble(
         std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let layout = gpt::write_disk(&mut file, disk_guid, &parts)
         .with_context(|| format!("writing the disk {}", out.display()))?;
-    file.sync_all()?;
 
+    lap("disk");
     let partitions = layout
         .partitions
         .iter()
-        .zip(&parts)
-        .map(|(l, p)| {
-            let mut padded = p.data.to_vec();
-            padded.resize(l.size as usize, 0);
-            PartitionInfo {
-                index: l.index,
-                name: l.name.clone(),
-                type_guid: l.type_guid.to_string(),
-                uuid: l.part_guid.to_string(),
-                offset: l.offset,
-                size: l.size,
-                sha256: sha256_digest(&padded),
-            }
+        .map(|l| PartitionInfo {
+            index: l.index,
+            name: l.name.clone(),
+            type_guid: l.type_guid.to_string(),
+            uuid: l.part_guid.to_string(),
+            offset: l.offset,
+            size: l.size,
+            sha256: l.sha256.clone(),
         })
         .collect();
     let init_digest = sha256_digest(init);
-    Ok(DiskInfo {
+    let info = DiskInfo {
         kernel_version: kver,
         cmdline,
         root_hash,
@@ -244,7 +247,8 @@ pub fn assemble(
         init_digest,
         partitions,
         disk_guid: disk_guid.to_string(),
-    })
+    };
+    Ok((info, layout.digest))
 }
 
 /// sha256 of a file, streamed.

@@ -44,6 +44,7 @@ pub struct Cmd {
     program: String,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    env_removes: Vec<String>,
     clear_env: bool,
     cwd: Option<std::path::PathBuf>,
 }
@@ -64,6 +65,7 @@ impl Cmd {
             program: program.to_string(),
             args: Vec::new(),
             envs: Vec::new(),
+            env_removes: Vec::new(),
             clear_env: false,
             cwd: None,
         }
@@ -90,6 +92,12 @@ impl Cmd {
     /// Set an environment variable for the child.
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.envs.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Keep a variable of kiln's environment from the child.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env_removes.push(key.to_string());
         self
     }
 
@@ -127,6 +135,9 @@ impl Cmd {
         c.args(&self.args).stdin(Stdio::null());
         if self.clear_env {
             c.env_clear();
+        }
+        for k in &self.env_removes {
+            c.env_remove(k);
         }
         for (k, v) in &self.envs {
             c.env(k, v);

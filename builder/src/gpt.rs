@@ -28,7 +28,9 @@
 //! are skipped, not written.
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+
+use crate::layer::{finish_digest, hash_zeros};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use uuid::Uuid;
@@ -151,6 +153,8 @@ pub struct PartitionLayout {
     pub offset: u64,
     /// Partition size in bytes.
     pub size: u64,
+    /// `sha256:` of the partition's bytes (its data, zero padded).
+    pub sha256: String,
 }
 
 /// The layout of a written disk image.
@@ -162,6 +166,8 @@ pub struct DiskLayout {
     pub disk_guid: Uuid,
     /// The partitions, in table order.
     pub partitions: Vec<PartitionLayout>,
+    /// `sha256:` of the whole image file ([`write_disk`] fills it in).
+    pub digest: String,
 }
 
 /// `HMAC-SHA256(key = seed, message)`, first 16 bytes shaped as a v4 UUID:
@@ -245,6 +251,7 @@ fn plan(disk_guid: Uuid, parts: &[PartitionSpec]) -> Result<DiskLayout, GptError
             name: p.name.to_owned(),
             offset,
             size,
+            sha256: String::new(),
         });
         offset += size;
     }
@@ -252,6 +259,7 @@ fn plan(disk_guid: Uuid, parts: &[PartitionSpec]) -> Result<DiskLayout, GptError
         size: offset + ALIGNMENT,
         disk_guid,
         partitions,
+        digest: String::new(),
     })
 }
 
@@ -306,22 +314,75 @@ pub fn write_disk(
     disk_guid: Uuid,
     parts: &[PartitionSpec],
 ) -> Result<DiskLayout, GptError> {
-    let layout = plan(disk_guid, parts)?;
+    let mut layout = plan(disk_guid, parts)?;
     let areas = table_bytes(&layout, parts)?;
     let io = |what: &str| {
         let what = what.to_owned();
         move |source| GptError::Io { what, source }
     };
 
-    out.set_len(0).map_err(io("the truncated file"))?;
-    write_sparse(out, 0, &areas.head).map_err(io("the primary GPT"))?;
-    for (l, p) in layout.partitions.iter().zip(parts) {
-        write_sparse(out, l.offset, p.data)
-            .map_err(io(&format!("partition {} ({:?})", l.index, l.name)))?;
+    // Hashing (the image; each partition) runs beside the writing.
+    let (written, image_digest, part_digests) = std::thread::scope(|s| {
+        let image = s.spawn(|| image_digest(&layout, &areas, parts));
+        let each = s.spawn(|| {
+            layout
+                .partitions
+                .iter()
+                .zip(parts)
+                .map(|(l, p)| {
+                    let mut h = Sha256::new();
+                    h.update(p.data);
+                    hash_zeros(&mut h, l.size - p.data.len() as u64);
+                    finish_digest(h)
+                })
+                .collect::<Vec<_>>()
+        });
+        let written = (|| {
+            out.set_len(0).map_err(io("the truncated file"))?;
+            write_sparse(out, 0, &areas.head).map_err(io("the primary GPT"))?;
+            for (l, p) in layout.partitions.iter().zip(parts) {
+                write_sparse(out, l.offset, p.data)
+                    .map_err(io(&format!("partition {} ({:?})", l.index, l.name)))?;
+            }
+            write_sparse(out, areas.tail_start, &areas.tail).map_err(io("the backup GPT"))?;
+            out.set_len(layout.size).map_err(io("the file length"))
+        })();
+        (written, image.join(), each.join())
+    });
+    written?;
+    let panicked = || GptError::Io {
+        what: "hashing".into(),
+        source: io::Error::other("a hashing thread panicked"),
+    };
+    layout.digest = image_digest.map_err(|_| panicked())?;
+    for (l, d) in layout
+        .partitions
+        .iter_mut()
+        .zip(part_digests.map_err(|_| panicked())?)
+    {
+        l.sha256 = d;
     }
-    write_sparse(out, areas.tail_start, &areas.tail).map_err(io("the backup GPT"))?;
-    out.set_len(layout.size).map_err(io("the file length"))?;
     Ok(layout)
+}
+
+/// sha256 of the image [`write_disk`] writes, from the same pieces.
+fn image_digest(layout: &DiskLayout, areas: &TableAreas, parts: &[PartitionSpec]) -> String {
+    let mut h = Sha256::new();
+    h.update(&areas.head);
+    let mut pos = areas.head.len() as u64;
+    for (l, p) in layout.partitions.iter().zip(parts) {
+        hash_zeros(&mut h, l.offset - pos);
+        h.update(p.data);
+        hash_zeros(&mut h, l.size - p.data.len() as u64);
+        pos = l.offset + l.size;
+    }
+    hash_zeros(&mut h, areas.tail_start - pos);
+    h.update(&areas.tail);
+    hash_zeros(
+        &mut h,
+        layout.size - areas.tail_start - areas.tail.len() as u64,
+    );
+    finish_digest(h)
 }
 
 /// Writes `data` at `offset`, skipping 4 KiB blocks that are all zero and

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use crate::cpio::{self, Compression};
 use crate::error::EnvError;
 use crate::kmod::ModuleIndex;
+use crate::store::Store;
 use crate::tree::{Meta, Node, NodeKind, Tree};
 
 /// Where the module list lives in the initramfs (read by kiln-init).
@@ -35,7 +36,7 @@ pub struct Initramfs {
 /// Find the kiln-init binary: `$KILN_INIT`, else beside the kiln executable
 /// (installed layout), else where `builder/init/build-static.sh` puts it in
 /// the cargo target directory. It must be statically linked.
-pub fn find_init() -> Result<PathBuf> {
+pub fn find_init() -> Result<(PathBuf, Vec<u8>)> {
     let mut candidates = Vec::new();
     if let Some(p) = std::env::var_os("KILN_INIT") {
         candidates.push(PathBuf::from(p));
@@ -51,7 +52,7 @@ pub fn find_init() -> Result<PathBuf> {
         if c.is_file() {
             let bytes = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
             check_static(c, &bytes)?;
-            return Ok(c.clone());
+            return Ok((c.clone(), bytes));
         }
     }
     bail!(EnvError::new(format!(
@@ -90,8 +91,16 @@ fn check_static(path: &Path, elf: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Build the initramfs for a composed root.
-pub fn build(root: &Tree, wanted: &[String], init: &[u8], sde: i64) -> Result<Initramfs> {
+/// Build the initramfs for a composed root. With a store, the compressed
+/// archive is memoised there by the archive's digest (zstd -19 is most of
+/// an app-only rebuild otherwise).
+pub fn build(
+    root: &Tree,
+    wanted: &[String],
+    init: &[u8],
+    sde: i64,
+    store: Option<&Store>,
+) -> Result<Initramfs> {
     let idx = ModuleIndex::new(root).context("finding the kernel modules in the composed root")?;
     let mods = idx
         .closure(wanted)
@@ -153,8 +162,12 @@ pub fn build(root: &Tree, wanted: &[String], init: &[u8], sde: i64) -> Result<In
         },
     )?;
     let archive = cpio::write_newc(&t)?;
+    let compress = || cpio::compress(&archive, Compression::Zstd);
     Ok(Initramfs {
-        bytes: cpio::compress(&archive, Compression::Zstd),
+        bytes: match store {
+            Some(s) => s.memo("initramfs-zstd", &archive, compress)?,
+            None => compress(),
+        },
         modules: names,
         kver: idx.kver,
     })
@@ -177,6 +190,7 @@ mod tests {
             &["virtio_blk".into()],
             b"\x7fELF-init",
             1_700_000_000,
+            None,
         )
         .unwrap();
         assert_eq!(i.modules, ["virtio_ring", "virtio", "virtio_blk"]);

@@ -46,6 +46,21 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// Feed `n` zero bytes to a hash (holes and padding, never allocated).
+pub fn hash_zeros(h: &mut Sha256, mut n: u64) {
+    static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// `sha256:<hex>` of a finished hash.
+pub fn finish_digest(h: Sha256) -> String {
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// For each hard-link group, the path that carries the data in the tar: the
 /// smallest path of the group, so it comes first in the archive.
 fn link_primaries(tree: &Tree) -> BTreeMap<String, String> {

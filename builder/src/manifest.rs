@@ -19,6 +19,9 @@ pub struct Manifest {
     pub recipe: RecipeRef,
     /// SOURCE_DATE_EPOCH of the build.
     pub source_date_epoch: i64,
+    /// Where it came from: the recipe, the environment, or derived from the packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_source: Option<crate::epoch::EpochSource>,
     /// The layers, bottom first.
     pub layers: Vec<ManifestLayer>,
     /// The image file.

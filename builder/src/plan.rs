@@ -7,29 +7,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::epoch::EpochRule;
 use crate::error::InputError;
 use crate::layer::{sha256_digest, write_tar, LAYER_FORMAT_VERSION};
 use crate::layerdef::{DebianSource, LayerDef, LayerKind, Service, StripRules};
 use crate::recipe::{LayerRef, Recipe};
 use crate::source;
 use crate::tree::Tree;
-
-/// SOURCE_DATE_EPOCH used when neither the recipe nor the environment sets
-/// one: 2023-11-14T22:13:20Z. A constant (never the clock) so that builds stay
-/// reproducible; recipes should set their own.
-pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_700_000_000;
-
-/// Where the build's SOURCE_DATE_EPOCH came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EpochSource {
-    /// `image.source_date_epoch` in the recipe.
-    Recipe,
-    /// The `SOURCE_DATE_EPOCH` environment variable.
-    Environment,
-    /// [`DEFAULT_SOURCE_DATE_EPOCH`].
-    Default,
-}
 
 /// A validated plan.
 #[derive(Debug)]
@@ -38,10 +22,8 @@ pub struct Plan {
     pub recipe: Recipe,
     /// `sha256:` of the recipe file's bytes.
     pub recipe_digest: String,
-    /// SOURCE_DATE_EPOCH for every time in the build.
-    pub source_date_epoch: i64,
-    /// Where it came from.
-    pub epoch_source: EpochSource,
+    /// How SOURCE_DATE_EPOCH is chosen: fixed, or derived layer by layer.
+    pub epoch: EpochRule,
     /// The layers, bottom first.
     pub layers: Vec<PlannedLayer>,
     /// `sha256:` of the lock file beside the recipe, when there is one.
@@ -53,7 +35,8 @@ pub struct Plan {
 pub struct PlannedLayer {
     /// The definition.
     pub def: LayerDef,
-    /// The `[files]` directory as a tree (metadata normalised, overrides applied).
+    /// The `[files]` directory as a tree (metadata normalised, overrides
+    /// applied; times [`EpochRule::provisional`] until the layer is built).
     pub files: Option<Tree>,
     /// `sha256:` of that tree's deterministic tar.
     pub files_digest: Option<String>,
@@ -68,7 +51,10 @@ struct KeyInput<'a> {
     format_version: u32,
     kind: LayerKind,
     lower: Option<&'a str>,
-    source_date_epoch: i64,
+    /// The fixed epoch; `None` when it is derived (from the layer below,
+    /// whose digest is here, and the packages, which the key's other
+    /// fields determine).
+    source_date_epoch: Option<i64>,
     debian: Option<&'a DebianSource>,
     strip: &'a StripRules,
     files: Option<&'a str>,
@@ -88,7 +74,7 @@ pub const PACKAGES_INSTALLER: &str = "apt-chroot-1";
 impl PlannedLayer {
     /// The layer key: sha256 over the canonical definition, the digest of the
     /// layer below, the digest of its source files and the format version.
-    pub fn key(&self, lower: Option<&str>, sde: i64) -> String {
+    pub fn key(&self, lower: Option<&str>, sde: Option<i64>) -> String {
         let input = KeyInput {
             format_version: LAYER_FORMAT_VERSION,
             kind: self.def.kind,
@@ -139,25 +125,11 @@ impl Plan {
         };
         let recipe_bytes = std::fs::read(recipe_path)
             .map_err(|e| InputError::file(recipe_path.display().to_string(), e.to_string()))?;
-        let (sde, epoch_source) =
-            match (recipe.source_date_epoch, std::env::var("SOURCE_DATE_EPOCH")) {
-                (Some(e), _) => (e, EpochSource::Recipe),
-                (None, Ok(v)) if !v.is_empty() => {
-                    let e: i64 =
-                        v.trim()
-                            .parse()
-                            .ok()
-                            .filter(|e| *e >= 0)
-                            .ok_or_else(|| InputError {
-                                file: "environment".into(),
-                                line: None,
-                                field: Some("SOURCE_DATE_EPOCH".into()),
-                                message: format!("{v:?} is not a non-negative integer"),
-                            })?;
-                    (e, EpochSource::Environment)
-                }
-                _ => (DEFAULT_SOURCE_DATE_EPOCH, EpochSource::Default),
-            };
+        let epoch = EpochRule::choose(
+            recipe.source_date_epoch,
+            std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+        )?;
+        let sde = epoch.provisional();
 
         let mut layers: Vec<PlannedLayer> = Vec::new();
         for (i, r) in recipe.layers.iter().enumerate() {
@@ -232,8 +204,7 @@ impl Plan {
         Ok(Plan {
             recipe,
             recipe_digest: sha256_digest(&recipe_bytes),
-            source_date_epoch: sde,
-            epoch_source,
+            epoch,
             layers,
             lock_digest,
         })

@@ -120,6 +120,7 @@ mod tests {
                 digest: h("1"),
             },
             source_date_epoch: 1700000000,
+            epoch_source: None,
             layers: vec![ManifestLayer {
                 name: "base/busybox".into(),
                 kind: "base".into(),

@@ -429,12 +429,12 @@ fn cache_deb(cache: &Path, tmp: &Path, file_name: &str, data: &[u8]) -> Result<(
 }
 
 /// Unpack Debian packages with mmdebstrap into a tree (times clamped to
-/// `sde`), with the list of packages it downloaded (all of them, the
+/// `sde` when it is given; else the caller clamps them), with the list of packages it downloaded (all of them, the
 /// dependencies and the Essential set included).
 pub fn debian_tree(
     src: &DebianSource,
     locked: Option<&[crate::lock::LockedPackage]>,
-    sde: i64,
+    sde: Option<i64>,
     tmp: &Path,
     deb_cache: &Path,
 ) -> Result<(Tree, Vec<DebPackage>)> {
@@ -449,9 +449,14 @@ pub fn debian_tree(
         // Keep the .debs and indexes in the tarball: kiln lists the packages
         // with their checksums and locations (SBOM), then drops both.
         .arg("--skip=cleanup/apt")
-        .env("SOURCE_DATE_EPOCH", sde.to_string())
         .arg(&src.suite)
         .arg("-");
+    // mmdebstrap clamps its tarball's times to SOURCE_DATE_EPOCH; without
+    // one it uses the clock, and kiln clamps to the derived epoch later.
+    cmd = match sde {
+        Some(e) => cmd.env("SOURCE_DATE_EPOCH", e.to_string()),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
     let mut _prefs_file = None;
     // With a lock, seed apt's archive cache with the locked packages that
     // kiln's download cache holds: apt checks them against the index and
@@ -536,7 +541,7 @@ pub fn debian_tree(
             ))
         }
     })?;
-    let mut tree = crate::layer::read_tar(out.stdout.as_slice(), sde)
+    let mut tree = crate::layer::read_tar(out.stdout.as_slice(), sde.unwrap_or(i64::MAX))
         .context("reading mmdebstrap's tarball")?;
     let mut debs = take_debs(&mut tree, deb_cache, tmp)?;
     locate_debs(&mut tree, &mut debs)?;

@@ -5,12 +5,20 @@
 //!   blobs/sha256/<hex>     layer blobs (zstd tar), named by their sha256
 //!   keys/<hex>.json        layer key -> digest index ([`KeyEntry`])
 //!   images/<hex>.json      image manifests by image digest
+//!   images/<hex>.raw       the image files themselves, the newest few per
+//!                          name (a cache: see `output.rs`)
+//!   builds/<hex>.json      image key -> image digest (`output.rs`)
+//!   outputs/<hex>          the stamp (inode, size, times) of an image file
+//!                          kiln wrote to an output directory (`output.rs`)
+//!   memo/<hex>             digest of a memoised computation's output blob
+//!                          (the initramfs's compression, `Store::memo`)
 //!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
 //!   tmp/                   temporary files, renamed into place
 //!   lock                   flock(2) held while a build writes
 //! ```
 //! The store is append-only: files are written under a temporary name in
-//! `tmp/`, fsynced, then renamed into place, and never modified afterwards.
+//! `tmp/`, fsynced, then renamed into place, and never modified afterwards
+//! (cached image files may be removed, never changed).
 //! Nothing is created in the store until a build has validated its inputs.
 
 use std::fs::{self, File};
@@ -49,6 +57,9 @@ pub struct KeyEntry {
     /// Debian packages that went into the layer.
     #[serde(default)]
     pub packages: Vec<crate::source::DebPackage>,
+    /// The layer's SOURCE_DATE_EPOCH (see `epoch.rs`).
+    #[serde(default)]
+    pub source_date_epoch: Option<i64>,
 }
 
 /// The default store location: `$KILN_STORE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
@@ -117,7 +128,7 @@ impl Store {
 
     /// Create the layout if needed. Called only once inputs are validated.
     pub fn init(&self) -> Result<()> {
-        for d in ["blobs/sha256", "keys", "images", "tmp"] {
+        for d in ["blobs/sha256", "keys", "images", "builds", "tmp"] {
             let p = self.root.join(d);
             fs::create_dir_all(&p).map_err(|e| {
                 EnvError::new(format!(
@@ -166,9 +177,24 @@ impl Store {
 
     /// Read a blob, checking that its content matches its name.
     pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        self.with_blob(digest, |_| Ok(())).map(|(data, ())| data)
+    }
+
+    /// Read a blob and run `f` on it while a second thread checks that its
+    /// content matches its name; `f`'s result counts only if it does.
+    pub fn with_blob<T: Send>(
+        &self,
+        digest: &str,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<(Vec<u8>, T)> {
         let path = self.blob_path(digest)?;
         let data = fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
-        let actual = sha256_digest(&data);
+        let (actual, out) = std::thread::scope(|s| {
+            let h = s.spawn(|| sha256_digest(&data));
+            let out = f(&data);
+            (h.join(), out)
+        });
+        let actual = actual.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
         if actual != digest {
             bail!(crate::error::CheckFailed {
                 message: format!(
@@ -177,7 +203,7 @@ impl Store {
                 )
             });
         }
-        Ok(data)
+        Ok((data, out?))
     }
 
     fn key_path(&self, key: &str) -> Result<PathBuf> {
@@ -262,6 +288,36 @@ impl Store {
         Ok(out)
     }
 
+    /// The output of a pure function of `input`, computed by `f` the first
+    /// time and kept as a blob under `memo/<sha256(kind, input)>` after that.
+    pub fn memo(&self, kind: &str, input: &[u8], f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(kind.as_bytes());
+        h.update([0u8]);
+        h.update(input);
+        let key = hex::encode(h.finalize());
+        let record = self.root.join("memo").join(&key);
+        if let Ok(digest) = fs::read_to_string(&record) {
+            if self.has_blob(digest.trim()) {
+                return self.get_blob(digest.trim());
+            }
+        }
+        let out = f();
+        let digest = self.put_blob(&out)?;
+        fs::create_dir_all(self.root.join("memo"))?;
+        write_atomic(&self.tmp_dir(), &record, digest.as_bytes())?;
+        Ok(out)
+    }
+
+    /// Where the store keeps an image's file (see `output.rs`).
+    pub fn image_file(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("images")
+            .join(format!("{}.raw", hex_of(digest)?)))
+    }
+
     /// The manifest of an image digest, if recorded.
     pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
         let path = self
@@ -316,6 +372,7 @@ mod tests {
             size: 5,
             tar_size: 5,
             packages: vec![],
+            source_date_epoch: Some(1_700_000_000),
         };
         assert_eq!(s.lookup_key(&key).unwrap(), None);
         s.record_key(&e).unwrap();

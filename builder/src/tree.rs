@@ -245,6 +245,21 @@ impl Tree {
         None
     }
 
+    /// Clamp every time to `epoch`: later times become `epoch`.
+    pub fn clamp_mtimes(&mut self, epoch: i64) {
+        for n in self.entries.values_mut() {
+            n.meta.mtime = n.meta.mtime.min(epoch);
+        }
+    }
+
+    /// Set every time to `epoch` (trees read from a repository directory,
+    /// whose own times never count).
+    pub fn set_mtimes(&mut self, epoch: i64) {
+        for n in self.entries.values_mut() {
+            n.meta.mtime = epoch;
+        }
+    }
+
     /// Mutable access to the node at a normalised path.
     pub fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
         self.entries.get_mut(path)
