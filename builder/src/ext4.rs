@@ -34,6 +34,9 @@ mod dir;
 mod inode;
 mod layout;
 mod plan;
+pub mod read;
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 mod tests;
 mod xattr;
@@ -42,6 +45,7 @@ use crate::tree::Tree;
 use inode::{Extent, InodeRecord};
 use layout::{crc32c_raw, Geometry, GroupStats, SuperInfo, BLOCK_SIZE};
 use plan::{Body, PlannedInode};
+pub use read::{read, ReadError};
 
 /// Longest volume label (`s_volume_name`).
 const LABEL_MAX: usize = 16;
