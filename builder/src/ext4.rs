@@ -166,6 +166,25 @@ pub enum Ext4Error {
     TooLarge,
 }
 
+/// `tree` as the image [`build`] makes of it holds it: with the
+/// `lost+found` the writer adds when the tree has none (root-owned, 0700,
+/// at `timestamp`). Hard links aside (they share their target's inode and
+/// so its metadata), [`read`] of the image gives exactly this.
+pub fn as_built(tree: &Tree, timestamp: i64) -> Tree {
+    let mut out = tree.clone();
+    if out.get(plan::LOST_FOUND).is_none() {
+        // Cannot fail: the root is a directory (or `build` refuses the tree).
+        let _ = out.insert(
+            plan::LOST_FOUND,
+            crate::tree::Node {
+                kind: crate::tree::NodeKind::Dir,
+                meta: crate::tree::Meta::root(plan::LOST_FOUND_MODE, timestamp),
+            },
+        );
+    }
+    out
+}
+
 /// Build an ext4 image of `tree`. See the module documentation.
 pub fn build(tree: &Tree, opts: &Ext4Options) -> Result<Ext4Image, Ext4Error> {
     if opts.label.len() > LABEL_MAX {

@@ -4,24 +4,14 @@
 use super::read::{read, Fs, ReadError};
 use super::tests::{every_kind_tree, file, meta, opts, pattern, run, T0};
 use super::*;
-use crate::tree::{Meta, Node, NodeKind, Tree};
+use crate::tree::{Meta, NodeKind, Tree};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 /// What reading back the image of `t` must give: `t` with the lost+found
 /// the writer adds, and every hard link carrying its target's metadata
 /// (they share one inode).
 fn as_written(t: &Tree, timestamp: i64) -> Tree {
-    let mut want = t.clone();
-    if want.get(plan::LOST_FOUND).is_none() {
-        want.insert(
-            plan::LOST_FOUND,
-            Node {
-                kind: NodeKind::Dir,
-                meta: Meta::root(0o700, timestamp),
-            },
-        )
-        .unwrap();
-    }
+    let mut want = as_built(t, timestamp);
     let links: Vec<(String, Meta)> = t
         .iter()
         .filter_map(|(p, n)| match &n.kind {
