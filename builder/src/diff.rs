@@ -414,7 +414,7 @@ pub fn diff(a: &Image, b: &Image) -> ImageDiff {
 
 /// A value for a one-line report: a leading `sha256:` digest shortened to
 /// 12 hex digits, absent values as `-`.
-fn short(v: &Option<String>) -> String {
+pub(crate) fn short(v: &Option<String>) -> String {
     match v {
         None => "-".into(),
         Some(s) => match s.strip_prefix("sha256:") {

@@ -50,7 +50,7 @@ pub use read::{read, ReadError};
 /// Longest volume label (`s_volume_name`).
 const LABEL_MAX: usize = 16;
 /// Byte offset of the primary superblock.
-const SUPERBLOCK_OFFSET: usize = 1024;
+pub const SUPERBLOCK_OFFSET: usize = 1024;
 
 /// How to build the filesystem. Everything that varies between builds of the
 /// same tree is here, so the caller controls (and can reproduce) all of it.

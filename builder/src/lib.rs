@@ -21,6 +21,7 @@ pub mod error;
 pub mod exec;
 pub mod ext4;
 pub mod fat;
+pub mod firstdiff;
 pub mod gpt;
 pub mod imagefs;
 pub mod initramfs;

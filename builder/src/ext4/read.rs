@@ -107,6 +107,10 @@ pub struct Fs<'a> {
     pub inode_size: usize,
     /// `s_inodes_count`.
     pub inodes_count: u32,
+    /// Byte offset of the group descriptor table.
+    pub gdt_offset: usize,
+    /// Size of one group descriptor.
+    pub desc_size: usize,
     /// First block of each group's inode table.
     inode_tables: Vec<u64>,
 }
@@ -188,6 +192,8 @@ impl<'a> Fs<'a> {
             inodes_per_group,
             inode_size,
             inodes_count,
+            gdt_offset: gdt,
+            desc_size,
             inode_tables,
         })
     }
@@ -214,6 +220,25 @@ impl<'a> Fs<'a> {
             return Err(bad(format!("inode {ino} lies past the end of the image")));
         }
         Ok(at..end)
+    }
+
+    /// The inode whose on-disk record holds byte `offset` of the image.
+    pub fn inode_at(&self, offset: usize) -> Option<u32> {
+        let table_len = u64::from(self.inodes_per_group) * self.inode_size as u64;
+        self.inode_tables.iter().enumerate().find_map(|(g, &t)| {
+            let start = t * self.block_size;
+            let off = offset as u64;
+            (off >= start && off < start + table_len).then(|| {
+                g as u32 * self.inodes_per_group
+                    + ((off - start) / self.inode_size as u64) as u32
+                    + 1
+            })
+        })
+    }
+
+    /// Number of block groups.
+    pub fn groups(&self) -> usize {
+        self.inode_tables.len()
     }
 
     fn inode(&self, ino: u32) -> Result<Inode<'a>, ReadError> {
