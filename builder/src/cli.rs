@@ -79,6 +79,15 @@ pub enum Command {
         /// An image file, a manifest file, or a `sha256:` digest from the store.
         target: String,
     },
+    /// Compare two images: files added, removed and changed (kind, size, sha256, mode, owner,
+    /// xattrs, mtime), packages, kernel command line, root hash, kernel, os-release.
+    /// Exit 0 when they are the same in every compared respect, 1 when they differ.
+    Diff {
+        /// The first image: a disk image file (`.raw`), a tar image (`.tar`) or a `sha256:` digest from the store.
+        a: String,
+        /// The second image, likewise.
+        b: String,
+    },
     /// Write a minisign-format key pair: the secret key at PATH, the public key at PATH.pub.
     Keygen {
         /// Where the secret key goes (the public key goes to PATH.pub).
@@ -316,6 +325,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 print_json(&info)?;
             } else {
                 inspect::print_human(&info);
+            }
+        }
+        Command::Diff { a, b } => {
+            let ia = crate::imagefs::load(&store, a).with_context(|| format!("reading {a}"))?;
+            let ib = crate::imagefs::load(&store, b).with_context(|| format!("reading {b}"))?;
+            let d = crate::diff::diff(&ia, &ib);
+            if cli.json {
+                print_json(&d)?;
+            } else if !cli.quiet {
+                print!("{}", d.human());
+            }
+            if !d.identical {
+                anyhow::bail!(crate::error::CheckFailed {
+                    message: format!("{a} and {b} differ: {}", d.summary()),
+                });
             }
         }
         Command::Keygen {

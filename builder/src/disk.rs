@@ -102,6 +102,12 @@ fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)>
     let stub = file_bytes(root, STUB_PATH)
         .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
         .to_vec();
+    Ok((kernel, stub, root_filesystem_tree(root)))
+}
+
+/// The composed root without what moves into the UKI (kernels, initrds,
+/// their System.map and config, the EFI stubs): what the root partition holds.
+pub fn root_filesystem_tree(root: &Tree) -> Tree {
     let mut rest = root.clone();
     rest.retain(|p, _| {
         !(p.starts_with("boot/vmlinuz-")
@@ -110,7 +116,14 @@ fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)>
             || p.starts_with("boot/config-")
             || p.starts_with("usr/lib/systemd/boot/efi/"))
     });
-    Ok((kernel, stub, rest))
+    rest
+}
+
+/// The os-release a UKI built from `root` carries in `.osrel`.
+pub fn os_release(root: &Tree) -> &[u8] {
+    file_bytes(root, "etc/os-release")
+        .or_else(|| file_bytes(root, "usr/lib/os-release"))
+        .unwrap_or(b"ID=kiln\n")
 }
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
@@ -171,9 +184,7 @@ pub fn assemble(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init
     );
-    let osrel = file_bytes(root, "etc/os-release")
-        .or_else(|| file_bytes(root, "usr/lib/os-release"))
-        .unwrap_or(b"ID=kiln\n");
+    let osrel = os_release(root);
     let uki = uki::build(
         &stub,
         &uki::UkiParts {
@@ -243,7 +254,9 @@ pub fn assemble(
         cmdline,
         root_hash,
         initrd_modules: initrd.modules,
-        uki_digest: format!("sha256:{}", hex::encode(uki_digest)),
+        // The plain sha256 of the file on the ESP (`uki_digest` above is
+        // length-prefixed, a seed only).
+        uki_digest: sha256_digest(&uki),
         init_digest,
         partitions,
         disk_guid: disk_guid.to_string(),
@@ -281,15 +294,14 @@ pub struct DiskReport {
     pub os_release: Option<String>,
 }
 
-/// Read a disk image: GPT, then the UKI on the ESP.
-pub fn read_disk(path: &Path) -> Result<DiskReport> {
+/// The partitions of a GPT disk image file, each with its bytes.
+pub fn read_partitions(path: &Path) -> Result<Vec<(PartitionInfo, Vec<u8>)>> {
     let disk = ::gpt::GptConfig::new()
         .writable(false)
         .open(path)
         .with_context(|| format!("{}: not a GPT disk image", path.display()))?;
-    let bs = 512u64;
-    let mut partitions = Vec::new();
-    let mut esp = None;
+    let bs = gpt::SECTOR_SIZE;
+    let mut out = Vec::new();
     let mut file = std::fs::File::open(path)?;
     for (i, p) in disk.partitions() {
         let offset = p.first_lba * bs;
@@ -298,51 +310,97 @@ pub fn read_disk(path: &Path) -> Result<DiskReport> {
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
         file.read_exact(&mut data)
             .with_context(|| format!("reading partition {i}"))?;
-        let type_guid = p.part_type_guid.guid.to_string().to_lowercase();
-        if type_guid == gpt::ESP_TYPE.to_string() {
-            esp = Some(data.clone());
-        }
-        partitions.push(PartitionInfo {
+        let info = PartitionInfo {
             index: *i,
             name: p.name.clone(),
-            type_guid,
+            type_guid: p.part_type_guid.guid.to_string().to_lowercase(),
             uuid: p.part_guid.to_string(),
             offset,
             size,
             sha256: sha256_digest(&data),
-        });
+        };
+        out.push((info, data));
     }
+    Ok(out)
+}
+
+/// Every file on a FAT image (an ESP) by its path (`EFI/BOOT/BOOTX64.EFI`,
+/// names as stored), read-only.
+pub fn read_esp_files(esp: &[u8]) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    // fatfs wants a writable device; it gets a copy and writes nothing.
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp.to_vec()), fatfs::FsOptions::new())
+        .context("reading the ESP")?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![(String::new(), fs.root_dir())];
+    while let Some((prefix, dir)) = todo.pop() {
+        for e in dir.iter() {
+            let e = e.context("reading an ESP directory")?;
+            let name = e.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = format!("{prefix}{name}");
+            if e.is_dir() {
+                todo.push((format!("{path}/"), e.to_dir()));
+            } else {
+                let mut data = Vec::new();
+                e.to_file()
+                    .read_to_end(&mut data)
+                    .with_context(|| format!("reading {path} on the ESP"))?;
+                out.insert(path, data);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The UKI on an ESP image (`EFI/BOOT/BOOTX64.EFI`, FAT names
+/// matched without regard to case), `None` when it has none.
+pub fn read_uki(esp: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(read_esp_files(esp)?
+        .into_iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(UKI_ESP_PATH))
+        .map(|(_, d)| d))
+}
+
+/// A UKI text section (`.cmdline`, `.uname`, `.osrel`) without trailing NULs.
+pub fn uki_text(uki: &[u8], section: &str) -> Option<String> {
+    uki::read_section(uki, section).map(|b| {
+        String::from_utf8_lossy(b)
+            .trim_end_matches('\0')
+            .to_string()
+    })
+}
+
+/// The `roothash=` value of a kernel command line.
+pub fn cmdline_root_hash(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("roothash="))
+        .map(str::to_string)
+}
+
+/// Read a disk image: GPT, then the UKI on the ESP.
+pub fn read_disk(path: &Path) -> Result<DiskReport> {
+    let parts = read_partitions(path)?;
+    let esp = parts
+        .iter()
+        .find(|(p, _)| p.type_guid == gpt::ESP_TYPE.to_string())
+        .map(|(_, d)| d);
     let mut report = DiskReport {
-        partitions,
+        partitions: parts.iter().map(|(p, _)| p.clone()).collect(),
         cmdline: None,
         root_hash: None,
         kernel_version: None,
         os_release: None,
     };
     let Some(esp) = esp else { return Ok(report) };
-    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp), fatfs::FsOptions::new())
-        .context("reading the ESP")?;
-    let mut uki = Vec::new();
-    match fs.root_dir().open_file(UKI_ESP_PATH) {
-        Ok(mut f) => {
-            f.read_to_end(&mut uki)?;
-        }
-        Err(_) => bail!("{}: the ESP has no {UKI_ESP_PATH}", path.display()),
-    }
-    let text = |name| {
-        uki::read_section(&uki, name).map(|b| {
-            String::from_utf8_lossy(b)
-                .trim_end_matches('\0')
-                .to_string()
-        })
+    let Some(uki) = read_uki(esp)? else {
+        bail!("{}: the ESP has no {UKI_ESP_PATH}", path.display())
     };
-    report.cmdline = text(".cmdline");
-    report.kernel_version = text(".uname");
-    report.os_release = text(".osrel");
-    report.root_hash = report.cmdline.as_deref().and_then(|c| {
-        c.split_whitespace()
-            .find_map(|w| w.strip_prefix("roothash="))
-            .map(str::to_string)
-    });
+    report.cmdline = uki_text(&uki, ".cmdline");
+    report.kernel_version = uki_text(&uki, ".uname");
+    report.os_release = uki_text(&uki, ".osrel");
+    report.root_hash = report.cmdline.as_deref().and_then(cmdline_root_hash);
     Ok(report)
 }

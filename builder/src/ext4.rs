@@ -34,6 +34,9 @@ mod dir;
 mod inode;
 mod layout;
 mod plan;
+pub mod read;
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 mod tests;
 mod xattr;
@@ -42,11 +45,12 @@ use crate::tree::Tree;
 use inode::{Extent, InodeRecord};
 use layout::{crc32c_raw, Geometry, GroupStats, SuperInfo, BLOCK_SIZE};
 use plan::{Body, PlannedInode};
+pub use read::{read, ReadError};
 
 /// Longest volume label (`s_volume_name`).
 const LABEL_MAX: usize = 16;
 /// Byte offset of the primary superblock.
-const SUPERBLOCK_OFFSET: usize = 1024;
+pub const SUPERBLOCK_OFFSET: usize = 1024;
 
 /// How to build the filesystem. Everything that varies between builds of the
 /// same tree is here, so the caller controls (and can reproduce) all of it.
@@ -160,6 +164,25 @@ pub enum Ext4Error {
     /// More than 2^32 blocks would be needed.
     #[error("ext4: the content needs more than 16 TiB")]
     TooLarge,
+}
+
+/// `tree` as the image [`build`] makes of it holds it: with the
+/// `lost+found` the writer adds when the tree has none (root-owned, 0700,
+/// at `timestamp`). Hard links aside (they share their target's inode and
+/// so its metadata), [`read`] of the image gives exactly this.
+pub fn as_built(tree: &Tree, timestamp: i64) -> Tree {
+    let mut out = tree.clone();
+    if out.get(plan::LOST_FOUND).is_none() {
+        // Cannot fail: the root is a directory (or `build` refuses the tree).
+        let _ = out.insert(
+            plan::LOST_FOUND,
+            crate::tree::Node {
+                kind: crate::tree::NodeKind::Dir,
+                meta: crate::tree::Meta::root(plan::LOST_FOUND_MODE, timestamp),
+            },
+        );
+    }
+    out
 }
 
 /// Build an ext4 image of `tree`. See the module documentation.

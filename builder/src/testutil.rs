@@ -55,3 +55,69 @@ pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> (bool, V
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The kernel release of [`fake_disk`]'s root.
+pub const FAKE_KVER: &str = "6.1.0-kiln-test";
+
+/// A composed root that [`crate::disk::assemble`] accepts without a real
+/// kernel: an empty module directory, a fake kernel, the host's systemd EFI
+/// stub (package `systemd-boot-efi`), and `files` (path, content; parents
+/// created). Every time is `sde`.
+pub fn fake_root(files: &[(&str, &str)], sde: i64) -> crate::tree::Tree {
+    use crate::tree::{Meta, Node, NodeKind, Tree};
+    let stub_host = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+    let stub = std::fs::read(stub_host).unwrap_or_else(|e| {
+        panic!("{stub_host}: {e}: install the Debian package `systemd-boot-efi`")
+    });
+    let d = Meta::root(0o755, sde);
+    let mut t = Tree::new(sde);
+    let mut put = |path: &str, kind: NodeKind| {
+        t.insert_with_parents(
+            path,
+            Node {
+                kind,
+                meta: Meta::root(0o644, sde),
+            },
+            &d,
+        )
+        .unwrap();
+    };
+    put(&format!("lib/modules/{FAKE_KVER}"), NodeKind::Dir);
+    put(
+        &format!("boot/vmlinuz-{FAKE_KVER}"),
+        NodeKind::File(std::sync::Arc::new(b"not really a kernel".to_vec())),
+    );
+    put(
+        crate::disk::STUB_PATH,
+        NodeKind::File(std::sync::Arc::new(stub)),
+    );
+    for (path, content) in files {
+        put(
+            path,
+            NodeKind::File(std::sync::Arc::new(content.as_bytes().to_vec())),
+        );
+    }
+    t
+}
+
+/// Assemble `root` into a disk image at `out` with the hello recipe's disk
+/// and boot settings (no initramfs modules), as `kiln build` would.
+pub fn fake_disk(
+    root: &crate::tree::Tree,
+    sde: i64,
+    out: &std::path::Path,
+) -> crate::disk::DiskInfo {
+    let recipe_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/hello.toml");
+    let mut recipe = crate::recipe::Recipe::load(&recipe_path).unwrap();
+    recipe.boot.initrd_modules.clear();
+    crate::disk::assemble(
+        &recipe,
+        root,
+        &["sha256:fake-layer".to_string()],
+        sde,
+        b"#!/bin/sh\n# not really kiln-init\n",
+        out,
+    )
+    .unwrap()
+}

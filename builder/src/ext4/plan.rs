@@ -18,7 +18,7 @@ const LINK_MAX: u32 = 65000;
 /// Longest symlink target (one block, minus the terminating NUL user space expects).
 const SYMLINK_MAX: usize = BLOCK_SIZE as usize - 1;
 /// Permission bits of a created lost+found.
-const LOST_FOUND_MODE: u32 = 0o700;
+pub(super) const LOST_FOUND_MODE: u32 = 0o700;
 
 static NO_XATTRS: BTreeMap<String, Vec<u8>> = BTreeMap::new();
 static ZERO_BLOCK: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];

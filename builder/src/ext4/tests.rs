@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-const T0: i64 = 1_600_000_000;
+pub(super) const T0: i64 = 1_600_000_000;
 
-fn opts() -> Ext4Options {
+pub(super) fn opts() -> Ext4Options {
     Ext4Options {
         uuid: *b"kiln-ext4-test-u",
         hash_seed: *b"kiln-hash-seed-0",
@@ -22,7 +22,7 @@ fn opts() -> Ext4Options {
     }
 }
 
-fn meta(mode: u32, uid: u32, gid: u32) -> Meta {
+pub(super) fn meta(mode: u32, uid: u32, gid: u32) -> Meta {
     Meta {
         mode,
         uid,
@@ -37,16 +37,16 @@ fn add(t: &mut Tree, path: &str, kind: NodeKind, meta: Meta) {
         .unwrap_or_else(|e| panic!("{path}: {e}"));
 }
 
-fn file(t: &mut Tree, path: &str, data: Vec<u8>, m: Meta) {
+pub(super) fn file(t: &mut Tree, path: &str, data: Vec<u8>, m: Meta) {
     add(t, path, NodeKind::File(Arc::new(data)), m);
 }
 
 /// An e2fsprogs tool; fails loudly when it is missing rather than skipping.
-fn tool(name: &str) -> PathBuf {
+pub(super) fn tool(name: &str) -> PathBuf {
     crate::testutil::tool(name, "e2fsprogs")
 }
 
-fn run(name: &str, args: &[&str]) -> (i32, String, String) {
+pub(super) fn run(name: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(tool(name))
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -146,7 +146,7 @@ fn check(
     );
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
 
@@ -161,7 +161,7 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-fn every_kind_tree() -> Tree {
+pub(super) fn every_kind_tree() -> Tree {
     let mut t = Tree::new(T0);
     file(
         &mut t,

@@ -12,9 +12,10 @@ use super::layout::{crc32c_raw, put16, put32, BLOCK_SIZE};
 use super::Ext4Error;
 use std::collections::BTreeMap;
 
-const XATTR_MAGIC: u32 = 0xEA02_0000;
+/// `h_magic` of an xattr block and of the in-inode area.
+pub(super) const XATTR_MAGIC: u32 = 0xEA02_0000;
 /// Size of the xattr block header (`ext4_xattr_header`).
-const BLOCK_HEADER: usize = 32;
+pub(super) const BLOCK_HEADER: usize = 32;
 /// Offset of `h_checksum` in the block header.
 const BLOCK_CSUM_OFF: usize = 16;
 const BLOCK: usize = BLOCK_SIZE as usize;
@@ -23,7 +24,7 @@ const END: usize = 4;
 
 /// Name prefixes and their `e_name_index`, longest first (the full names
 /// of the ACL attributes are matched exactly).
-const NAME_INDEX: &[(&str, u8, bool)] = &[
+pub(super) const NAME_INDEX: &[(&str, u8, bool)] = &[
     ("system.posix_acl_access", 2, true),
     ("system.posix_acl_default", 3, true),
     ("system.richacl", 8, true),
@@ -33,10 +34,14 @@ const NAME_INDEX: &[(&str, u8, bool)] = &[
     ("user.", 1, false),
 ];
 
-const ACL_XATTR_VERSION: u32 = 2;
-const EXT4_ACL_VERSION: u32 = 1;
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP: u16 = 0x08;
+/// `posix_acl_xattr` header version (user space's form).
+pub(super) const ACL_XATTR_VERSION: u32 = 2;
+/// `ext4_acl` header version (the on-disk form).
+pub(super) const EXT4_ACL_VERSION: u32 = 1;
+/// ACL tags whose entries carry an id.
+pub(super) const ACL_USER: u16 = 0x02;
+/// See [`ACL_USER`].
+pub(super) const ACL_GROUP: u16 = 0x08;
 
 /// Where a node's xattrs went.
 #[derive(Debug, Default)]
