@@ -454,7 +454,7 @@ pub fn build(
             &layer_digests,
             sde,
             init,
-            store,
+            Some(store),
             &tmp.path().join(&name),
         )?;
         (name, Some(disk), digest)

@@ -599,6 +599,7 @@ mod tests {
                 digest: "sha256:0".into(),
             },
             source_date_epoch: SDE,
+            epoch_source: None,
             layers: vec![ManifestLayer {
                 name: "all".into(),
                 kind: "base".into(),

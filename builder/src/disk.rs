@@ -134,7 +134,7 @@ pub fn assemble(
     layer_digests: &[String],
     sde: i64,
     init: &[u8],
-    store: &crate::store::Store,
+    store: Option<&crate::store::Store>,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
     let mut clock = std::time::Instant::now();
@@ -179,7 +179,7 @@ pub fn assemble(
 
     lap("verity");
     // Initramfs and UKI.
-    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde, Some(store))?;
+    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde, store)?;
     let cmdline = format!(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init

@@ -117,7 +117,9 @@ pub fn fake_disk(
         &["sha256:fake-layer".to_string()],
         sde,
         b"#!/bin/sh\n# not really kiln-init\n",
+        None,
         out,
     )
     .unwrap()
+    .0
 }
