@@ -44,6 +44,11 @@ pub enum Command {
         /// Output directory.
         #[arg(short, long, default_value = "out")]
         output: PathBuf,
+        /// Build twice from nothing, in separate temporary stores, with
+        /// different umask, time zone and clock, and compare the outputs byte
+        /// for byte; exit 1 naming the first differing partition, file and field.
+        #[arg(long)]
+        check_reproducible: bool,
     },
     /// Pin every Debian package of a recipe's layers: write NAME.lock beside the recipe.
     Lock {
@@ -193,7 +198,45 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 pub fn run(cli: Cli) -> Result<()> {
     let store = cli.store();
     match &cli.command {
-        Command::Build { recipe, output } => {
+        Command::Build {
+            recipe,
+            output,
+            check_reproducible: true,
+        } => {
+            // Bad input fails here, before two builds start.
+            crate::plan::Plan::new(recipe)?;
+            let kiln = std::env::current_exe().context("finding the kiln executable")?;
+            let report = crate::reproducible::check(&kiln, recipe, output, cli.quiet || cli.json)?;
+            if cli.json {
+                print_json(&report)?;
+            } else if !cli.quiet {
+                for b in &report.builds {
+                    println!(
+                        "build  umask {} TZ {:<18} clock {:<6} {:>6.1} s  {}",
+                        b.conditions.umask,
+                        b.conditions.tz,
+                        b.conditions.faketime.as_deref().unwrap_or("real"),
+                        b.seconds,
+                        b.digest
+                    );
+                }
+                match &report.difference {
+                    None => {
+                        println!("reproducible: {} files identical", report.files.len());
+                        if let Some(p) = &report.image {
+                            println!("image  {}", p.display());
+                        }
+                    }
+                    Some(d) => println!("NOT reproducible: {d}"),
+                }
+            }
+            crate::reproducible::verdict(&report)?;
+        }
+        Command::Build {
+            recipe,
+            output,
+            check_reproducible: false,
+        } => {
             let mut progress = if cli.json {
                 Progress::hidden()
             } else {

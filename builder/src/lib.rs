@@ -40,6 +40,7 @@ pub mod provenance;
 pub mod qemu;
 pub mod recipe;
 pub mod release;
+pub mod reproducible;
 pub mod sbom;
 pub mod sign;
 pub mod source;

@@ -497,3 +497,82 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `--check-reproducible` builds twice from nothing (umask, time zone and
+/// clock differ) and finds the fixture reproducible, with the derived
+/// SOURCE_DATE_EPOCH as well as a fixed one; the outputs land in `-o`.
+#[test]
+fn check_reproducible_passes_and_writes_the_outputs() {
+    let f = Fixture::new();
+    let recipe = f.root().join("recipes/app.toml");
+    let text = fs::read_to_string(&recipe).unwrap();
+    fs::write(
+        f.root().join("recipes/derived.toml"),
+        text.replace("source_date_epoch = 1700000000\n", ""),
+    )
+    .unwrap();
+    for r in ["recipes/app.toml", "recipes/derived.toml"] {
+        let out = f.kiln(&[
+            "build",
+            "--check-reproducible",
+            &f.root().join(r).display().to_string(),
+            "-o",
+            &f.out().display().to_string(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{r}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rep["reproducible"], true, "{rep}");
+        let builds = rep["builds"].as_array().unwrap();
+        assert_eq!(builds.len(), 2);
+        assert_eq!(builds[0]["digest"], builds[1]["digest"]);
+        assert_ne!(
+            builds[0]["conditions"]["umask"],
+            builds[1]["conditions"]["umask"]
+        );
+        assert_ne!(builds[0]["conditions"]["tz"], builds[1]["conditions"]["tz"]);
+        assert!(builds[1]["conditions"]["faketime"].is_string());
+        let image = rep["image"].as_str().unwrap();
+        assert!(Path::new(image).is_file(), "{image}");
+    }
+    // Nothing of the two builds is left in the user's store.
+    assert!(!f.store().join("keys").exists());
+}
+
+/// An input made time-dependent on purpose (the package source writes the
+/// clock into a file) fails the check, and the report names that file.
+#[test]
+fn check_reproducible_names_a_time_dependent_file() {
+    let f = Fixture::new();
+    let script = format!(
+        "#!/bin/sh\nset -e\nd=$(mktemp -d)\ntar -xf {tar} -C \"$d\"\ndate +%s%N > \"$d/etc/build-stamp\"\ntar --sort=name --numeric-owner -C \"$d\" -cf - .\nrm -rf \"$d\"\n",
+        tar = f.root().join("deb.tar").display()
+    );
+    fs::write(f.root().join("bin/mmdebstrap"), script).unwrap();
+    let out = f.kiln(&[
+        "build",
+        "--check-reproducible",
+        &f.root().join("recipes/app.toml").display().to_string(),
+        "-o",
+        &f.out().display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("NOT reproducible: tar: /etc/build-stamp: content"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("/etc/build-stamp"), "{stderr}");
+    // A failed check writes nothing to the output directory.
+    assert!(!f.out().exists() || fs::read_dir(f.out()).unwrap().count() == 0);
+}
