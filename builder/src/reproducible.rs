@@ -243,7 +243,9 @@ fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<B
         cmd.env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME", offset)
             .env("FAKETIME_ONLY_CMDS", "kiln")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            // Only the clock: file times as the filesystem has them.
+            .env("NO_FAKE_STAT", "1");
     }
     let start = Instant::now();
     let out = cmd
