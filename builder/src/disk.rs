@@ -174,12 +174,19 @@ pub fn assemble(
     let salt = sha(&[b"kiln verity salt", &ident]);
     let mut vuuid = [0u8; 16];
     vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
-    let vh = verity::build(&fs.bytes, &salt, vuuid).context("building the dm-verity hash tree")?;
+    // The initramfs is built (or found in the store) beside it.
+    let (vh, initrd) = std::thread::scope(|s| {
+        let initrd =
+            s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, store));
+        let vh = verity::build(&fs.bytes, &salt, vuuid);
+        (vh, initrd.join())
+    });
+    let vh = vh.context("building the dm-verity hash tree")?;
+    let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
     let root_hash = hex::encode(vh.root_hash);
 
     lap("verity");
-    // Initramfs and UKI.
-    let initrd = initramfs::build(root, &recipe.boot.initrd_modules, init, sde, store)?;
+    // UKI.
     let cmdline = format!(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init
@@ -196,14 +203,26 @@ pub fn assemble(
         },
     )
     .context("building the UKI")?;
-    let uki_digest = sha(&[&uki]);
 
     lap("uki");
-    // ESP and disk.
-    let seed = sha(&[b"kiln disk seed", &vh.root_hash, &uki_digest]);
+    // ESP and disk. The seed covers everything the UKI is made of (the
+    // layers hold the kernel, stub and modules; the command line names the
+    // root hash), so the UKI is hashed beside the ESP's writing.
+    let seed = sha(&[
+        b"kiln disk seed",
+        &ident,
+        &vh.root_hash,
+        cmdline.as_bytes(),
+        &sha(&[&initrd.bytes]),
+    ]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
-    let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde)
-        .context("writing the ESP")?;
+    let (esp, uki_digest) = std::thread::scope(|s| {
+        let digest = s.spawn(|| sha256_digest(&uki));
+        let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde);
+        (esp, digest.join())
+    });
+    let esp = esp.context("writing the ESP")?;
+    let uki_digest = uki_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
     let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
     let parts = [
         PartitionSpec {
@@ -254,9 +273,8 @@ pub fn assemble(
         cmdline,
         root_hash,
         initrd_modules: initrd.modules,
-        // The plain sha256 of the file on the ESP (`uki_digest` above is
-        // length-prefixed, a seed only).
-        uki_digest: sha256_digest(&uki),
+        // The sha256 of the file on the ESP.
+        uki_digest,
         init_digest,
         partitions,
         disk_guid: disk_guid.to_string(),

@@ -232,7 +232,17 @@ pub fn print_human(i: &Inspection) {
     }
     if let Some(m) = &i.manifest {
         println!("recipe   {} {}", m.recipe.file, m.recipe.digest);
-        println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch);
+        match m.epoch_source {
+            Some(src) => println!(
+                "SOURCE_DATE_EPOCH {} ({})",
+                m.source_date_epoch,
+                serde_json::to_value(src)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+            None => println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch),
+        }
         let packages: Vec<&crate::source::DebPackage> =
             m.layers.iter().flat_map(|l| &l.packages).collect();
         if !packages.is_empty() {

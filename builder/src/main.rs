@@ -30,6 +30,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // kiln gives its own files explicit modes; the tools it runs (mmdebstrap,
+    // apt, dpkg and maintainer scripts) create files as the umask says, so
+    // they get Debian's usual 022 and the caller's umask never reaches an image.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Err(err) = kiln::cli::run(cli) {
         eprintln!("kiln: error: {err:#}");
         std::process::exit(kiln::error::exit_code(&err));

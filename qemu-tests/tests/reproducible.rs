@@ -94,9 +94,15 @@ fn hello_is_identical_under_faketime_umask_and_tz_and_diff_names_the_changed_pag
 
     // Change the app's page in B: only the app layer is rebuilt, and
     // `kiln diff` lists exactly that file.
-    let page = b.path().join("layers/apps/hello/files/srv/hello/index.html");
+    let page = b
+        .path()
+        .join("layers/apps/hello/files/srv/hello/index.html");
     let text = std::fs::read_to_string(&page).unwrap();
-    std::fs::write(&page, text.replace("hello from kiln", "hello from kiln, changed")).unwrap();
+    std::fs::write(
+        &page,
+        text.replace("hello from kiln", "hello from kiln, changed"),
+    )
+    .unwrap();
     let rc = build(
         &b.path().join("recipes/hello.toml"),
         &out_b,
