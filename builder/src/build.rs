@@ -504,8 +504,19 @@ pub fn build(
         builder: BuilderInfo::current(),
     };
     store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
-    crate::output::remember(store, &image_key(&layers.entries), &manifest, &raw_tmp)?;
-    let manifest_path = crate::output::finish(tmp.path(), &opts.out_dir, &manifest, files)?;
+    // The store's copy of the image is made beside the output files' writing.
+    // (From a second name: the first is renamed into the output directory.)
+    let key = image_key(&layers.entries);
+    let cache_src = tmp.path().join(format!(".cache-{image_name}"));
+    std::fs::hard_link(&raw_tmp, &cache_src)
+        .with_context(|| format!("linking {}", raw_tmp.display()))?;
+    let (remembered, manifest_path) = std::thread::scope(|s| {
+        let remembered = s.spawn(|| crate::output::remember(store, &key, &manifest, &cache_src));
+        let finished = crate::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
+        (remembered.join(), finished)
+    });
+    let manifest_path = manifest_path?;
+    remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
     crate::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
     Ok(report(
         &manifest,

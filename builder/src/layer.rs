@@ -247,8 +247,10 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
         };
         let kind = match kind {
             NodeKind::File(_) => {
-                let mut data = Vec::with_capacity(e.size() as usize);
-                e.read_to_end(&mut data)
+                // Exactly the entry's size: read_to_end would grow (copy) a
+                // full buffer just to find the end.
+                let mut data = vec![0u8; e.size() as usize];
+                e.read_exact(&mut data)
                     .with_context(|| format!("reading {path} from tar"))?;
                 NodeKind::File(Arc::new(data))
             }
@@ -269,7 +271,13 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
 
 /// Unpack a layer blob (zstd-compressed tar) into a tree.
 pub fn unpack(blob: &[u8]) -> Result<Tree> {
-    let tar = zstd::stream::decode_all(blob).context("layer blob is not valid zstd")?;
+    // kiln's blobs carry their size in the frame header: one allocation of
+    // the right size instead of a growing buffer.
+    let tar = match zstd::zstd_safe::get_frame_content_size(blob) {
+        Ok(Some(n)) if n < (1 << 40) => zstd::bulk::decompress(blob, n as usize),
+        _ => zstd::stream::decode_all(blob),
+    }
+    .context("layer blob is not valid zstd")?;
     read_tar(tar.as_slice(), i64::MAX)
 }
 

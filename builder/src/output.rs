@@ -341,15 +341,27 @@ pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> R
 /// Keep the newest [`KEEP_PER_NAME`] cached image files of `name` (`keep` among them).
 fn prune(store: &Store, name: &str, keep: &str) -> Result<()> {
     let mut mine = Vec::new();
-    for (digest, bytes) in store.images()? {
-        let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
+    let Ok(rd) = std::fs::read_dir(store.root().join("images")) else {
+        return Ok(());
+    };
+    for e in rd {
+        let file = e?.path();
+        let Some(hex) = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".raw"))
+        else {
             continue;
         };
-        let file = store.image_file(&digest)?;
-        if m.name != name || digest == keep {
+        let digest = format!("sha256:{hex}");
+        if digest == keep {
             continue;
         }
-        if let Ok(md) = std::fs::metadata(&file) {
+        let is_mine = store
+            .image(&digest)?
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .is_some_and(|m| m.name == name);
+        if let (true, Ok(md)) = (is_mine, std::fs::metadata(&file)) {
             mine.push((md.modified().ok(), file));
         }
     }
