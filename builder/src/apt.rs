@@ -199,6 +199,15 @@ pub fn install(
         .collect();
     tracing::debug!(paths = ?reset, "reset to the lower layer's state (volatile)");
     reset_volatile(&mut upper, lower);
+    // A directory that only held kiln's own files for a while (the lock's
+    // apt preferences, a mount point) keeps the lower layer's time: with a
+    // derived SOURCE_DATE_EPOCH newer than the lower one, the visit would
+    // otherwise show (a locked build would differ from an unlocked one).
+    for p in &touched {
+        if let Some(dir) = crate::tree::parent(p) {
+            restore_unchanged_dir_time(&mut upper, lower, dir);
+        }
+    }
     keep_symlink_modes(&mut upper, lower);
     let tree = crate::build::diff(lower, &upper);
     timings.diff = t.elapsed();
@@ -277,6 +286,22 @@ fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
         .with_context(|| format!("writing {}", policy.display()))?;
     touched.push(POLICY_RC_D.into());
     Ok(touched)
+}
+
+/// Give `dir` the lower layer's time when its entries are the same names as
+/// there.
+fn restore_unchanged_dir_time(upper: &mut Tree, lower: &Tree, dir: &str) {
+    let names =
+        |t: &Tree| -> Vec<String> { t.children(dir).map(|(n, _, _)| n.to_string()).collect() };
+    let Some(l) = lower.get(dir).filter(|n| n.kind == NodeKind::Dir) else {
+        return;
+    };
+    if names(upper) != names(lower) {
+        return;
+    }
+    if let Some(u) = upper.get_mut(dir).filter(|n| n.kind == NodeKind::Dir) {
+        u.meta.mtime = l.meta.mtime;
+    }
 }
 
 /// Put `path` back the way `lower` has it (or remove it when `lower` has none).
