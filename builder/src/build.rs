@@ -226,10 +226,7 @@ fn build_layer(
                 None => epoch::newest_deb_date(
                     &store.deb_cache(),
                     debs.iter()
-                        .map(|d| apt::deb_file_name(&d.name, &d.version, &d.architecture))
-                        .collect::<Vec<_>>()
-                        .iter()
-                        .map(String::as_str),
+                        .map(|d| apt::deb_file_name(&d.name, &d.version, &d.architecture)),
                 )?,
             };
             let epoch = rule.layer_epoch(lower_epoch, newest);
@@ -394,34 +391,41 @@ pub fn build(
             let m = hit.manifest;
             let name = m.image.file.clone();
             let out_path = opts.out_dir.join(&name);
-            if recipe.disk.format != DiskFormat::Qcow2
-                && crate::output::up_to_date(store, &out_path, &m.image.digest)
-            {
+            let path = tmp.path().join(&name);
+            // The output directory may still hold the very file kiln wrote.
+            let in_place = recipe.disk.format != DiskFormat::Qcow2
+                && crate::output::up_to_date(store, &out_path, &m.image.digest);
+            let files = if in_place {
                 progress.step(format!("{} is up to date", out_path.display()));
                 progress.finish(None);
-                let files = vec![OutFile {
+                Some(vec![OutFile {
                     name,
                     path: None,
                     digest: m.image.digest.clone(),
-                }];
-                let manifest = crate::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
-                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
-            }
-            progress.step("copying the cached image");
-            let path = tmp.path().join(&name);
-            let digest = crate::output::copy_hashing(&hit.file, &path)?;
-            if digest == m.image.digest {
+                }])
+            } else {
+                progress.step("copying the cached image");
+                let digest = crate::output::copy_hashing(&hit.file, &path)?;
                 progress.finish(Some(&digest));
-                let mut files = vec![OutFile {
-                    name: name.clone(),
-                    path: Some(path.clone()),
-                    digest: digest.clone(),
-                }];
-                if recipe.disk.format == DiskFormat::Qcow2 {
-                    files.push(qcow2(&path, tmp.path(), &base, progress)?);
+                if digest == m.image.digest {
+                    let mut files = vec![OutFile {
+                        name,
+                        path: Some(path.clone()),
+                        digest,
+                    }];
+                    if recipe.disk.format == DiskFormat::Qcow2 {
+                        files.push(qcow2(&path, tmp.path(), &base, progress)?);
+                    }
+                    Some(files)
+                } else {
+                    None
                 }
+            };
+            if let Some(files) = files {
                 let manifest = crate::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
-                crate::output::record_output(store, &out_path, &digest)?;
+                if !in_place {
+                    crate::output::record_output(store, &out_path, &m.image.digest)?;
+                }
                 return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
             }
             // The store's copy is damaged: forget it and assemble again.

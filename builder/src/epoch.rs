@@ -128,13 +128,13 @@ pub fn deb_date(path: &Path) -> Result<i64> {
 
 /// The newest build date among `.deb` files (by file name in `cache`);
 /// `None` when there are none.
-pub fn newest_deb_date<'a>(
+pub fn newest_deb_date(
     cache: &Path,
-    files: impl IntoIterator<Item = &'a str>,
+    files: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<Option<i64>> {
     let mut newest = None;
     for f in files {
-        let d = deb_date(&cache.join(f)).context(
+        let d = deb_date(&cache.join(f.as_ref())).context(
             "deriving SOURCE_DATE_EPOCH from the packages (set image.source_date_epoch to skip this)",
         )?;
         newest = Some(newest.map_or(d, |n: i64| n.max(d)));
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(derived.layer_epoch(None, None), FALLBACK_EPOCH);
         let fixed = EpochRule::choose(Some(42), None).unwrap();
         assert_eq!(fixed.layer_epoch(Some(1_700_000_123), newest), 42);
-        assert_eq!(newest_deb_date(dir.path(), []).unwrap(), None);
+        assert_eq!(newest_deb_date(dir.path(), [""; 0]).unwrap(), None);
         std::fs::write(
             dir.path().join("bad.deb"),
             b"not a deb at all, really, no ar magic here at all....................",

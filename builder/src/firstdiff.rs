@@ -98,7 +98,7 @@ fn first_byte(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 /// Whether two files have the same bytes (streamed).
-fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
     let open =
         |p: &Path| std::fs::File::open(p).with_context(|| format!("opening {}", p.display()));
     let (fa, fb) = (open(a)?, open(b)?);

@@ -160,7 +160,7 @@ pub fn check(kiln: &Path, recipe: &Path, out_dir: &Path, quiet: bool) -> Result<
             break;
         }
         let (a, b) = (a_out.join(f), b_out.join(f));
-        if same_bytes(&a, &b)? {
+        if firstdiff::same_bytes(&a, &b)? {
             continue;
         }
         difference = if f.ends_with(".json") {
@@ -292,27 +292,4 @@ fn output_files(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
-    use std::io::Read;
-    let (fa, fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
-    if fa.metadata()?.len() != fb.metadata()?.len() {
-        return Ok(false);
-    }
-    let (mut ra, mut rb) = (
-        std::io::BufReader::with_capacity(1 << 20, fa),
-        std::io::BufReader::with_capacity(1 << 20, fb),
-    );
-    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-    loop {
-        let n = ra.read(&mut ba)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        rb.read_exact(&mut bb[..n])?;
-        if ba[..n] != bb[..n] {
-            return Ok(false);
-        }
-    }
 }

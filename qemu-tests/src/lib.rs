@@ -52,6 +52,20 @@ pub fn kiln(args: &[&str], store: &Path, envs: &[(&str, String)]) -> Output {
     c.output().expect("running kiln")
 }
 
+/// The `cached` flag of each layer in a `kiln build --json` report, bottom first.
+pub fn layers_cached(report: &serde_json::Value) -> Vec<bool> {
+    report["layers"]
+        .as_array()
+        .expect("the report lists its layers")
+        .iter()
+        .map(|l| {
+            l["cached"]
+                .as_bool()
+                .expect("each layer says whether it was cached")
+        })
+        .collect()
+}
+
 /// Run kiln and parse its `--json` output, failing with its stderr.
 pub fn kiln_json(args: &[&str], store: &Path, envs: &[(&str, String)]) -> serde_json::Value {
     let mut all: Vec<&str> = args.to_vec();

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use kiln_qemu_tests::{kiln, kiln_json, offline_env, require_tool, scratch_repo};
+use kiln_qemu_tests::{kiln, kiln_json, layers_cached, offline_env, require_tool, scratch_repo};
 
 #[test]
 fn debian_web_end_to_end() {
@@ -84,14 +84,7 @@ fn debian_web_end_to_end() {
     // Network cut, every layer cached: no mmdebstrap, no apt, same digest.
     let env = offline_env(&repo.path().join("shim"), &["mmdebstrap", "apt-get"]);
     let offline = kiln_json(&["build", r, "-o", o], &store, &env);
-    assert!(
-        offline["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["cached"] == true),
-        "{offline}"
-    );
+    assert!(layers_cached(&offline).iter().all(|c| *c), "{offline}");
     assert_eq!(offline["image"]["digest"], digest.as_str());
 
     // Only the site changes: only the app layer is rebuilt.
@@ -101,12 +94,6 @@ fn debian_web_end_to_end() {
     )
     .unwrap();
     let app = kiln_json(&["build", r, "-o", o], &store, &env);
-    let cached: Vec<bool> = app["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["cached"].as_bool().unwrap())
-        .collect();
-    assert_eq!(cached, [true, true, false], "{app}");
+    assert_eq!(layers_cached(&app), [true, true, false], "{app}");
     assert_ne!(app["image"]["digest"], digest.as_str());
 }

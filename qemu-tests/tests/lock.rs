@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use kiln_qemu_tests::{kiln, kiln_json, offline_env, require_tool, scratch_repo};
+use kiln_qemu_tests::{kiln, kiln_json, layers_cached, offline_env, require_tool, scratch_repo};
 
 #[test]
 fn lock_pins_and_rebuilds_offline() {
@@ -33,14 +33,7 @@ fn lock_pins_and_rebuilds_offline() {
     // Network cut: proxies at a closed port, and an mmdebstrap that fails.
     let env = offline_env(&repo.path().join("shim"), &["mmdebstrap"]);
     let offline = kiln_json(&["build", r, "-o", o], &store, &env);
-    assert!(
-        offline["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["cached"] == true),
-        "{offline}"
-    );
+    assert!(layers_cached(&offline).iter().all(|c| *c), "{offline}");
     assert_eq!(offline["image"]["digest"], locked["image"]["digest"]);
 
     // A locked version the mirror does not have: exit 3, naming the package.

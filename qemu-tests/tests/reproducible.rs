@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use kiln_qemu_tests::{kiln, kiln_bin, kiln_json, repo_root, require_tool, scratch_repo};
+use kiln_qemu_tests::{
+    kiln, kiln_bin, kiln_json, layers_cached, repo_root, require_tool, scratch_repo,
+};
 
 fn build(recipe: &Path, out: &Path, store: &Path) -> serde_json::Value {
     kiln_json(
@@ -108,13 +110,7 @@ fn hello_is_identical_under_faketime_umask_and_tz_and_diff_names_the_changed_pag
         &out_b,
         &b.path().join("store"),
     );
-    let cached: Vec<bool> = rc["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["cached"].as_bool().unwrap())
-        .collect();
-    assert_eq!(cached, [true, false]);
+    assert_eq!(layers_cached(&rc), [true, false]);
     let d = kiln(
         &[
             "diff",
