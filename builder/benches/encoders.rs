@@ -1,13 +1,13 @@
-//! Encoder benchmarks: kiln's layer packer ([`kiln::layer::pack`]) against
+//! Encoder benchmarks: kiln's layer packer ([`kiln::fs::layer::pack`]) against
 //! `tar --sort=name -c | zstd -3`, and kiln's ext4 writer
-//! ([`kiln::ext4::build`]) against `mkfs.ext4 -d`, on the same tree.
+//! ([`kiln::fs::ext4::build`]) against `mkfs.ext4 -d`, on the same tree.
 //!
 //! `scripts/bench.sh` prepares the trees and calls this through
 //! `cargo bench -p kiln --bench encoders -- ARGS`:
 //!
 //! - `--dir DIR`: the tree extracted on disk (what the reference tools read);
-//! - `--tar FILE`: read kiln's tree from this tar (`kiln::layer::read_tar`);
-//!   without it the tree is read from `--dir` with `kiln::source::read_dir_tree`;
+//! - `--tar FILE`: read kiln's tree from this tar (`kiln::fs::layer::read_tar`);
+//!   without it the tree is read from `--dir` with `kiln::layers::source::read_dir_tree`;
 //! - `--label NAME`: names the rows; `--reps N` (default 5): timed runs per
 //!   side, after one untimed warm-up run; `--work DIR`: scratch space for the
 //!   ext4 images (default: a temporary directory).
@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kiln::ext4::{self, Ext4Options};
-use kiln::tree::Tree;
+use kiln::fs::ext4::{self, Ext4Options};
+use kiln::fs::tree::Tree;
 
 /// SOURCE_DATE_EPOCH for trees read from a directory and for the ext4 image
 /// (the hello recipe's value, so both trees get the same times).
@@ -145,10 +145,10 @@ fn main() -> Result<()> {
         Some(tar) => {
             let f =
                 std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-            kiln::layer::read_tar(std::io::BufReader::new(f), i64::MAX)
+            kiln::fs::layer::read_tar(std::io::BufReader::new(f), i64::MAX)
                 .with_context(|| format!("reading {}", tar.display()))?
         }
-        None => kiln::source::read_dir_tree(&args.dir, SDE)
+        None => kiln::layers::source::read_dir_tree(&args.dir, SDE)
             .with_context(|| format!("reading {}", args.dir.display()))?,
     };
     let read_time = t.elapsed();
@@ -160,8 +160,8 @@ fn main() -> Result<()> {
     );
 
     // (a) layer packing.
-    let packed = kiln::layer::pack(&tree)?;
-    let kiln_pack = median(args.reps, || kiln::layer::pack(&tree))?;
+    let packed = kiln::fs::layer::pack(&tree)?;
+    let kiln_pack = median(args.reps, || kiln::fs::layer::pack(&tree))?;
     let tar_zstd = |dir: &Path| {
         run(Command::new("sh")
             .args([

@@ -7,9 +7,9 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
-                kiln::error::EXIT_BAD_INPUT
+                kiln::util::error::EXIT_BAD_INPUT
             } else {
-                kiln::error::EXIT_OK
+                kiln::util::error::EXIT_OK
             };
             let _ = e.print();
             std::process::exit(code);
@@ -36,6 +36,6 @@ fn main() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Err(err) = kiln::cli::run(cli) {
         eprintln!("kiln: error: {err:#}");
-        std::process::exit(kiln::error::exit_code(&err));
+        std::process::exit(kiln::util::error::exit_code(&err));
     }
 }

@@ -18,18 +18,18 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
 }
 
 /// A root-owned regular file node (0644, time 0) holding `data`.
-pub fn file(data: &str) -> crate::tree::Node {
-    crate::tree::Node {
-        kind: crate::tree::NodeKind::File(std::sync::Arc::new(data.as_bytes().to_vec())),
-        meta: crate::tree::Meta::root(0o644, 0),
+pub fn file(data: &str) -> crate::fs::tree::Node {
+    crate::fs::tree::Node {
+        kind: crate::fs::tree::NodeKind::File(std::sync::Arc::new(data.as_bytes().to_vec())),
+        meta: crate::fs::tree::Meta::root(0o644, 0),
     }
 }
 
 /// A root-owned directory node (0755, time 0).
-pub fn dir() -> crate::tree::Node {
-    crate::tree::Node {
-        kind: crate::tree::NodeKind::Dir,
-        meta: crate::tree::Meta::root(0o755, 0),
+pub fn dir() -> crate::fs::tree::Node {
+    crate::fs::tree::Node {
+        kind: crate::fs::tree::NodeKind::Dir,
+        meta: crate::fs::tree::Meta::root(0o755, 0),
     }
 }
 
@@ -59,12 +59,12 @@ pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> (bool, V
 /// The kernel release of [`fake_disk`]'s root.
 pub const FAKE_KVER: &str = "6.1.0-kiln-test";
 
-/// A composed root that [`crate::disk::assemble`] accepts without a real
+/// A composed root that [`crate::image::disk::assemble`] accepts without a real
 /// kernel: an empty module directory, a fake kernel, the host's systemd EFI
 /// stub (package `systemd-boot-efi`), and `files` (path, content; parents
 /// created). Every time is `sde`.
-pub fn fake_root(files: &[(&str, &str)], sde: i64) -> crate::tree::Tree {
-    use crate::tree::{Meta, Node, NodeKind, Tree};
+pub fn fake_root(files: &[(&str, &str)], sde: i64) -> crate::fs::tree::Tree {
+    use crate::fs::tree::{Meta, Node, NodeKind, Tree};
     let stub_host = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
     let stub = std::fs::read(stub_host).unwrap_or_else(|e| {
         panic!("{stub_host}: {e}: install the Debian package `systemd-boot-efi`")
@@ -88,7 +88,7 @@ pub fn fake_root(files: &[(&str, &str)], sde: i64) -> crate::tree::Tree {
         NodeKind::File(std::sync::Arc::new(b"not really a kernel".to_vec())),
     );
     put(
-        crate::disk::STUB_PATH,
+        crate::image::disk::STUB_PATH,
         NodeKind::File(std::sync::Arc::new(stub)),
     );
     for (path, content) in files {
@@ -103,15 +103,15 @@ pub fn fake_root(files: &[(&str, &str)], sde: i64) -> crate::tree::Tree {
 /// Assemble `root` into a disk image at `out` with the hello recipe's disk
 /// and boot settings (no initramfs modules), as `kiln build` would.
 pub fn fake_disk(
-    root: &crate::tree::Tree,
+    root: &crate::fs::tree::Tree,
     sde: i64,
     out: &std::path::Path,
-) -> crate::disk::DiskInfo {
+) -> crate::image::disk::DiskInfo {
     let recipe_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/hello.toml");
-    let mut recipe = crate::recipe::Recipe::load(&recipe_path).unwrap();
+    let mut recipe = crate::input::recipe::Recipe::load(&recipe_path).unwrap();
     recipe.boot.initrd_modules.clear();
-    crate::disk::assemble(
+    crate::image::disk::assemble(
         &recipe,
         root,
         &["sha256:fake-layer".to_string()],

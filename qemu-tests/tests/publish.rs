@@ -6,7 +6,7 @@
 //! `kiln pull` fetches back from.
 //!
 //! These tests do not boot: the passing verdict is written through
-//! `kiln::verdict::record` as test set-up (qemu-tests/tests/hello_disk.rs and
+//! `kiln::store::verdict::record` as test set-up (qemu-tests/tests/hello_disk.rs and
 //! `kiln test` cover booting). Layers are built once into a cache store in
 //! CARGO_TARGET_TMPDIR; every test publishes from a fresh store of its own,
 //! so verdicts never leak between tests or runs.
@@ -61,7 +61,7 @@ fn build_hello(repo: &Path, version: &str, out: &Path) -> (PathBuf, String) {
 /// Test set-up: record a passing boot-test verdict for `digest` in `store`
 /// through the library, as `kiln test` would after a good boot.
 fn record_passing_verdict(store: &Path, digest: &str, label: &str) {
-    use kiln::verdict::{record, Phases, Verdict, SCHEMA};
+    use kiln::store::verdict::{record, Phases, Verdict, SCHEMA};
     let v = Verdict {
         schema: SCHEMA.into(),
         image_digest: digest.into(),

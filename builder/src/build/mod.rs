@@ -1,0 +1,663 @@
+//! `kiln build`: plan → layers (from the store, or built and stored) →
+//! composed root → image file → manifest, written to the output directory
+//! ([`crate::build::output`], which also keeps the assembled-image cache).
+
+pub mod output;
+pub mod reproducible;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::build::output::OutFile;
+use crate::fs::layer::{self, sha256_digest};
+use crate::fs::tree::{file_name, parent, Meta, Node, NodeKind, Tree, WHITEOUT_PREFIX};
+use crate::input::epoch::{self, EpochRule};
+use crate::input::layerdef::LayerKind;
+use crate::input::plan::{Plan, PlannedLayer};
+use crate::input::recipe::DiskFormat;
+use crate::layers::apt;
+use crate::layers::source;
+use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
+use crate::store::{write_atomic, KeyEntry, Store};
+use crate::util::error::InputError;
+use crate::util::progress::Progress;
+
+/// What `kiln build --json` prints (DESIGN.md's shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The image.
+    pub image: ImageReport,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerReport>,
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// SOURCE_DATE_EPOCH used.
+    pub source_date_epoch: i64,
+}
+
+/// `image` in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Image name.
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// `sha256:` of the image file.
+    pub digest: String,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it was copied from the store's image cache (nothing changed).
+    pub cached: bool,
+}
+
+/// One entry of `layers` in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// Layer kind.
+    pub kind: String,
+    /// Blob digest.
+    pub digest: String,
+    /// Layer key.
+    pub key: String,
+    /// Whether it came from the store without being rebuilt.
+    pub cached: bool,
+    /// Blob size.
+    pub size: u64,
+}
+
+/// Build options.
+#[derive(Debug)]
+pub struct BuildOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+}
+
+/// The layers of a plan, built or fetched, and the root they compose to.
+pub struct Layers {
+    /// Per layer: key-index entry and whether it was cached.
+    pub entries: Vec<(KeyEntry, bool)>,
+    /// The composed root.
+    pub root: Tree,
+}
+
+/// Build (or take from the store) every layer of a plan and compose them.
+pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Result<Layers> {
+    let mut root = Tree::new(plan.epoch.provisional());
+    let mut entries = Vec::new();
+    let mut lower: Option<KeyEntry> = None;
+    // New layers reach the store only once the whole composition checks out,
+    // so that bad input (a service whose program is missing) leaves nothing.
+    let mut pending = Vec::new();
+    for pl in &plan.layers {
+        let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
+        let name = &pl.def.name;
+        progress.step(format!("layer {name}"));
+        let (entry, cached, tree) = match store.lookup_key(&key)? {
+            Some(entry) => {
+                tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
+                let (_, tree) = store
+                    .with_blob(&entry.digest, layer::unpack)
+                    .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
+                (entry, true, tree)
+            }
+            None => {
+                let lower_epoch = lower.as_ref().and_then(|e| e.source_date_epoch);
+                let built = build_layer(pl, &root, plan.epoch, lower_epoch, store, progress)
+                    .with_context(|| {
+                        format!("building layer {name} ({})", pl.def.file.display())
+                    })?;
+                let packed = layer::pack(&built.tree)?;
+                let entry = KeyEntry {
+                    key: key.clone(),
+                    digest: packed.digest.clone(),
+                    diff_id: packed.diff_id,
+                    name: name.clone(),
+                    kind: pl.def.kind.as_str().into(),
+                    size: packed.blob.len() as u64,
+                    tar_size: packed.tar_size,
+                    packages: built.packages,
+                    source_date_epoch: Some(built.epoch),
+                };
+                pending.push((packed.blob, entry.clone()));
+                (entry, false, built.tree)
+            }
+        };
+        progress.finish(Some(if cached { "cached" } else { "built" }));
+        root.apply_layer(&tree)
+            .with_context(|| format!("applying layer {name}"))?;
+        lower = Some(entry.clone());
+        entries.push((entry, cached));
+    }
+    check_services(plan, &root)?;
+    for (blob, entry) in pending {
+        store.put_blob(&blob)?;
+        store.record_key(&entry)?;
+    }
+    Ok(Layers { entries, root })
+}
+
+/// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
+/// else the top layer's derived one.
+pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, bool)]) -> i64 {
+    plan.epoch
+        .layer_epoch(entries.last().and_then(|(e, _)| e.source_date_epoch), None)
+}
+
+/// One layer, built: its tree, the Debian packages in it and its epoch.
+struct BuiltLayer {
+    tree: Tree,
+    packages: Vec<source::DebPackage>,
+    epoch: i64,
+}
+
+/// Build one layer's tree from its sources.
+///
+/// A base or app layer is its unpacked (and stripped) Debian packages, its
+/// files and its services. A packages layer with `[debian]` is what apt
+/// changes when it installs the packages over `lower_root` in a chroot
+/// ([`apt::install`]), stripped, with its files and services on top; without
+/// `[debian]` it is the difference its files make. Every time in it is
+/// clamped to the layer's epoch ([`crate::input::epoch`]).
+fn build_layer(
+    pl: &PlannedLayer,
+    lower_root: &Tree,
+    rule: EpochRule,
+    lower_epoch: Option<i64>,
+    store: &Store,
+    progress: &mut Progress,
+) -> Result<BuiltLayer> {
+    let packages_layer = pl.def.kind == LayerKind::Packages;
+    let (mut tree, packages, epoch) = match &pl.def.debian {
+        Some(deb) if packages_layer => {
+            progress.step(format!(
+                "layer {}: installing {} Debian packages with apt",
+                pl.def.name,
+                deb.packages.len()
+            ));
+            let built = apt::install(
+                lower_root,
+                deb,
+                pl.locked.as_deref(),
+                rule,
+                lower_epoch,
+                store,
+            )?;
+            let debs: Vec<source::DebPackage> = built
+                .installed
+                .iter()
+                .map(|p| source::DebPackage {
+                    name: p.package.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    sha256: p.sha256.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                    download: None,
+                })
+                .collect();
+            if let Some(locked) = &pl.locked {
+                crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
+            }
+            let mut t = built.tree;
+            let st = source::strip(&mut t, &pl.def.strip)?;
+            tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, epoch = built.epoch, "packages installed");
+            (t, debs, built.epoch)
+        }
+        Some(deb) => {
+            progress.step(format!(
+                "layer {}: unpacking {} Debian packages with mmdebstrap",
+                pl.def.name,
+                deb.packages.len()
+            ));
+            let (mut t, debs) = source::debian_tree(
+                deb,
+                pl.locked.as_deref(),
+                rule.fixed,
+                &store.tmp_dir(),
+                &store.deb_cache(),
+            )?;
+            if let Some(locked) = &pl.locked {
+                crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
+            }
+            let newest = match rule.fixed {
+                Some(_) => None,
+                None => epoch::newest_deb_date(
+                    &store.deb_cache(),
+                    debs.iter()
+                        .map(|d| apt::deb_file_name(&d.name, &d.version, &d.architecture)),
+                )?,
+            };
+            let epoch = rule.layer_epoch(lower_epoch, newest);
+            t.clamp_mtimes(epoch);
+            let st = source::strip(&mut t, &pl.def.strip)?;
+            tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, epoch, "stripped");
+            (t, debs, epoch)
+        }
+        None => {
+            let epoch = rule.layer_epoch(lower_epoch, None);
+            (Tree::new(epoch), Vec::new(), epoch)
+        }
+    };
+    if let Some(files) = &pl.files {
+        let mut files = files.clone();
+        files.set_mtimes(epoch);
+        tree.apply_layer(&files)?;
+        // Whiteouts in the files (`.wh.NAME`) are meant for the layers
+        // below: applying them here consumed them, so they go into the
+        // layer itself too.
+        for (path, node) in files.iter() {
+            if file_name(path).starts_with(WHITEOUT_PREFIX) {
+                tree.insert_with_parents(path, node.clone(), &Meta::root(0o755, epoch))?;
+            }
+        }
+    }
+    source::add_services(&pl.def, &mut tree, epoch)?;
+    if packages_layer && pl.def.debian.is_none() {
+        let mut full = lower_root.clone();
+        full.apply_layer(&tree)?;
+        tree = diff(lower_root, &full);
+    }
+    Ok(BuiltLayer {
+        tree,
+        packages,
+        epoch,
+    })
+}
+
+/// The layer that turns `lower` into `upper`: entries that are new or
+/// changed, and `.wh.` whiteouts for entries that are gone.
+pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
+    let mut out = Tree::new(upper.get("").map_or(0, |n| n.meta.mtime));
+    let mut needed: Vec<String> = Vec::new();
+    for (path, node) in upper.iter() {
+        if !path.is_empty() && lower.get(path) != Some(node) {
+            needed.push(path.to_string());
+        }
+    }
+    for (path, _) in lower.iter() {
+        if !path.is_empty()
+            && upper.get(path).is_none()
+            && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir))
+        {
+            let dir = parent(path).unwrap_or("");
+            let wh = if dir.is_empty() {
+                format!("{WHITEOUT_PREFIX}{}", file_name(path))
+            } else {
+                format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path))
+            };
+            needed.push(wh);
+        }
+    }
+    for path in needed {
+        // Parent directories come along with their upper metadata.
+        let mut ancestors = Vec::new();
+        let mut p = parent(&path);
+        while let Some(a) = p.filter(|a| !a.is_empty()) {
+            ancestors.push(a.to_string());
+            p = parent(a);
+        }
+        for a in ancestors.iter().rev() {
+            if out.get(a).is_none() {
+                if let Some(n) = upper.get(a) {
+                    let _ = out.insert(a, n.clone());
+                }
+            }
+        }
+        let node = upper.get(&path).cloned().unwrap_or(Node {
+            kind: NodeKind::File(Arc::new(Vec::new())),
+            meta: Meta::root(0o644, out.get("").map_or(0, |n| n.meta.mtime)),
+        });
+        let _ = out.insert(&path, node);
+    }
+    out
+}
+
+/// Every declared service's program must exist in the composed image.
+fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
+    for pl in &plan.layers {
+        for s in &pl.def.services {
+            let prog = &s.command[0];
+            if !matches!(root.resolve(prog), Some((_, n)) if matches!(n.kind, NodeKind::File(_))) {
+                return Err(InputError {
+                    file: pl.def.file.display().to_string(),
+                    line: Some(s.line),
+                    field: Some("service.command".into()),
+                    message: format!("service {:?}: {prog} does not exist in the composed image (or is not a regular file)", s.name),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key-index entries of a plan's layers when every one of them is in the
+/// store (nothing is unpacked); `None` at the first that is not.
+fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, bool)>>> {
+    let mut entries: Vec<(KeyEntry, bool)> = Vec::new();
+    for pl in &plan.layers {
+        let lower = entries.last().map(|(e, _)| e.digest.as_str());
+        match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
+            Some(e) => entries.push((e, true)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(entries))
+}
+
+/// Build an image from a recipe.
+pub fn build(
+    recipe_path: &Path,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &mut Progress,
+) -> Result<BuildReport> {
+    progress.step(format!("reading {}", recipe_path.display()));
+    let plan = Plan::new(recipe_path)?;
+    progress.finish(None);
+    let recipe = &plan.recipe;
+    let init = match recipe.disk.format {
+        DiskFormat::Tar => None,
+        _ => Some(crate::image::initramfs::find_init()?),
+    };
+    let init_digest = init.as_ref().map(|(_, bytes)| sha256_digest(bytes));
+    let recipe_file = recipe_path
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let image_key = |entries: &[(KeyEntry, bool)]| {
+        crate::build::output::ImageKeyInput {
+            assembly: crate::build::output::ASSEMBLY_VERSION,
+            kiln: env!("CARGO_PKG_VERSION"),
+            recipe_file: &recipe_file,
+            recipe: &plan.recipe_digest,
+            layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
+            init: init_digest.as_deref(),
+            source_date_epoch: image_epoch(&plan, entries),
+            epoch_source: plan.epoch.source,
+        }
+        .key()
+    };
+
+    store.init()?;
+    let _lock = store.lock()?;
+    let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
+    let base = format!("{}-{}", recipe.name, recipe.version);
+
+    // Nothing changed: every layer and the assembled image are in the store.
+    if let Some(entries) = cached_entries(&plan, store)? {
+        if let Some(hit) = crate::build::output::lookup(store, &image_key(&entries))? {
+            let m = hit.manifest;
+            let name = m.image.file.clone();
+            let out_path = opts.out_dir.join(&name);
+            let path = tmp.path().join(&name);
+            // The output directory may still hold the very file kiln wrote.
+            let in_place = recipe.disk.format != DiskFormat::Qcow2
+                && crate::build::output::up_to_date(store, &out_path, &m.image.digest);
+            let files = if in_place {
+                progress.step(format!("{} is up to date", out_path.display()));
+                progress.finish(None);
+                Some(vec![OutFile {
+                    name,
+                    path: None,
+                    digest: m.image.digest.clone(),
+                }])
+            } else {
+                progress.step("copying the cached image");
+                let digest = crate::build::output::copy_hashing(&hit.file, &path)?;
+                progress.finish(Some(&digest));
+                if digest == m.image.digest {
+                    let mut files = vec![OutFile {
+                        name,
+                        path: Some(path.clone()),
+                        digest,
+                    }];
+                    if recipe.disk.format == DiskFormat::Qcow2 {
+                        files.push(qcow2(&path, tmp.path(), &base, progress)?);
+                    }
+                    Some(files)
+                } else {
+                    None
+                }
+            };
+            if let Some(files) = files {
+                let manifest = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
+                if !in_place {
+                    crate::build::output::record_output(store, &out_path, &m.image.digest)?;
+                }
+                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
+            }
+            // The store's copy is damaged: forget it and assemble again.
+            tracing::warn!(file = %hit.file.display(), "cached image does not match its digest; reassembling");
+            std::fs::remove_file(&hit.file).ok();
+            std::fs::remove_file(&path).ok();
+        }
+    }
+
+    let layers = build_layers(&plan, store, progress)?;
+    let sde = image_epoch(&plan, &layers.entries);
+    let (image_name, disk, digest) = if recipe.disk.format == DiskFormat::Tar {
+        progress.step("writing the composed root as a tar");
+        let name = format!("{base}.tar");
+        let tar = layer::write_tar(&layers.root)?;
+        write_atomic(tmp.path(), &tmp.path().join(&name), &tar)?;
+        (name, None, sha256_digest(&tar))
+    } else {
+        progress.step("assembling the disk image");
+        let name = format!("{base}.raw");
+        let layer_digests: Vec<String> = layers
+            .entries
+            .iter()
+            .map(|(e, _)| e.digest.clone())
+            .collect();
+        let (_, init) = init.as_ref().context("kiln-init")?;
+        let (disk, digest) = crate::image::disk::assemble(
+            recipe,
+            &layers.root,
+            &layer_digests,
+            sde,
+            init,
+            Some(store),
+            &tmp.path().join(&name),
+        )?;
+        (name, Some(disk), digest)
+    };
+    let raw_tmp = tmp.path().join(&image_name);
+    let size = std::fs::metadata(&raw_tmp)?.len();
+    progress.finish(Some(&digest));
+    let mut files = vec![OutFile {
+        name: image_name.clone(),
+        path: Some(raw_tmp.clone()),
+        digest: digest.clone(),
+    }];
+    if recipe.disk.format == DiskFormat::Qcow2 {
+        files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
+    }
+    let manifest = Manifest {
+        schema: SCHEMA.into(),
+        name: recipe.name.clone(),
+        version: recipe.version.clone(),
+        recipe: RecipeRef {
+            file: recipe_file.clone(),
+            digest: plan.recipe_digest.clone(),
+        },
+        source_date_epoch: sde,
+        epoch_source: Some(plan.epoch.source),
+        layers: layers
+            .entries
+            .iter()
+            .map(|(e, _)| ManifestLayer {
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                key: e.key.clone(),
+                digest: e.digest.clone(),
+                diff_id: e.diff_id.clone(),
+                size: e.size,
+                packages: e.packages.clone(),
+            })
+            .collect(),
+        image: ImageFile {
+            format: if disk.is_some() { "raw" } else { "tar" }.into(),
+            file: image_name.clone(),
+            digest: digest.clone(),
+            size,
+        },
+        disk,
+        test: Some(recipe.test.to_spec()),
+        builder: BuilderInfo::current(),
+    };
+    store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
+    // The store's copy of the image is made beside the output files' writing.
+    // (From a second name: the first is renamed into the output directory.)
+    let key = image_key(&layers.entries);
+    let cache_src = tmp.path().join(format!(".cache-{image_name}"));
+    std::fs::hard_link(&raw_tmp, &cache_src)
+        .with_context(|| format!("linking {}", raw_tmp.display()))?;
+    let (remembered, manifest_path) = std::thread::scope(|s| {
+        let remembered =
+            s.spawn(|| crate::build::output::remember(store, &key, &manifest, &cache_src));
+        let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
+        (remembered.join(), finished)
+    });
+    let manifest_path = manifest_path?;
+    remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
+    crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
+    Ok(report(
+        &manifest,
+        &layers.entries,
+        &opts.out_dir,
+        manifest_path,
+        false,
+    ))
+}
+
+/// Convert the raw image to qcow2 beside it.
+fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<OutFile> {
+    progress.step("converting to qcow2");
+    let name = format!("{base}.qcow2");
+    let q = tmp.join(&name);
+    crate::util::exec::Cmd::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(&q)
+        .run()?;
+    let digest = crate::image::disk::file_digest(&q)?;
+    progress.finish(None);
+    Ok(OutFile {
+        name,
+        path: Some(q),
+        digest,
+    })
+}
+
+fn report(
+    m: &Manifest,
+    entries: &[(KeyEntry, bool)],
+    out_dir: &Path,
+    manifest: PathBuf,
+    image_cached: bool,
+) -> BuildReport {
+    BuildReport {
+        image: ImageReport {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            digest: m.image.digest.clone(),
+            path: out_dir.join(&m.image.file),
+            size: m.image.size,
+            cached: image_cached,
+        },
+        layers: entries
+            .iter()
+            .map(|(e, cached)| LayerReport {
+                name: e.name.clone(),
+                kind: e.kind.clone(),
+                digest: e.digest.clone(),
+                key: e.key.clone(),
+                cached: *cached,
+                size: e.size,
+            })
+            .collect(),
+        manifest,
+        source_date_epoch: m.source_date_epoch,
+    }
+}
+
+/// `kiln lock`: build (or take from the store) the recipe's layers ignoring
+/// any existing lock, and write `NAME.lock` beside the recipe with every
+/// Debian package each layer installed.
+pub fn lock(
+    recipe_path: &Path,
+    store: &Store,
+    progress: &mut Progress,
+) -> Result<(PathBuf, crate::input::lock::LockFile)> {
+    let plan = Plan::with_lock(recipe_path, false)?;
+    store.init()?;
+    let _lock = store.lock()?;
+    let layers = build_layers(&plan, store, progress)?;
+    let lock = crate::input::lock::LockFile {
+        layers: layers
+            .entries
+            .iter()
+            .zip(&plan.layers)
+            .filter(|(_, pl)| pl.def.debian.is_some())
+            .map(|((e, _), pl)| crate::input::lock::LockedLayer {
+                name: pl.def.name.clone(),
+                packages: e.packages.iter().map(Into::into).collect(),
+            })
+            .collect(),
+    };
+    let path = crate::input::lock::path_for(recipe_path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic(
+        dir,
+        &path,
+        lock.render(&format!("{} {}", plan.recipe.name, plan.recipe.version))
+            .as_bytes(),
+    )?;
+    Ok((path, lock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::file;
+
+    /// Applying the diff of two trees to the lower one gives the upper one.
+    #[test]
+    fn diff_then_apply_gives_upper() {
+        let d = Meta::root(0o755, 0);
+        let mut lower = Tree::new(0);
+        for (p, c) in [
+            ("etc/a", "a"),
+            ("etc/b", "b"),
+            ("var/lib/x/y", "y"),
+            ("usr/bin/tool", "t"),
+        ] {
+            lower.insert_with_parents(p, file(c), &d).unwrap();
+        }
+        let mut upper = lower.clone();
+        upper.insert("etc/a", file("changed")).unwrap();
+        upper.remove("etc/b");
+        upper.remove("var/lib/x");
+        upper
+            .insert_with_parents("usr/share/new", file("n"), &d)
+            .unwrap();
+        let layer = diff(&lower, &upper);
+        let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
+        assert!(
+            paths.contains(&"etc/.wh.b") && paths.contains(&"var/lib/.wh.x"),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.contains(&"usr/bin/tool") && !paths.contains(&"var/lib/x/.wh.y"),
+            "{paths:?}"
+        );
+        let mut applied = lower.clone();
+        applied.apply_layer(&layer).unwrap();
+        assert_eq!(applied, upper);
+    }
+}

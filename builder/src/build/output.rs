@@ -1,0 +1,401 @@
+//! Image → output directory, and the assembled-image cache that makes a
+//! rebuild with nothing changed a copy.
+//!
+//! An image's *key* covers everything its bytes depend on besides the
+//! layers' contents: the layer digests, the recipe's bytes and file name,
+//! the kiln-init binary, SOURCE_DATE_EPOCH, kiln's version and the assembly
+//! format. `STORE/builds/<key>.json` names the image digest; the store keeps
+//! the manifest under that digest and, for the last [`KEEP_PER_NAME`]
+//! images of each name, the image file itself (`images/<hex>.raw`).
+//!
+//! The output directory only ever receives complete files: everything is
+//! written into a temporary directory beside them and renamed into place.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::fs::layer::{finish_digest, hash_zeros, sha256_digest};
+use crate::model::manifest::Manifest;
+use crate::store::{write_atomic, Store};
+
+/// Bumped whenever disk assembly changes its output for the same inputs.
+pub const ASSEMBLY_VERSION: u32 = 1;
+
+/// Cached image files kept per image name (older ones are removed; their
+/// manifests stay).
+pub const KEEP_PER_NAME: usize = 2;
+
+/// Everything an assembled image depends on besides its layers' contents.
+#[derive(Serialize)]
+pub struct ImageKeyInput<'a> {
+    /// [`ASSEMBLY_VERSION`].
+    pub assembly: u32,
+    /// kiln's version (recorded in the manifest).
+    pub kiln: &'a str,
+    /// The recipe file's name (recorded in the manifest).
+    pub recipe_file: &'a str,
+    /// `sha256:` of the recipe's bytes (disk, boot and test settings).
+    pub recipe: &'a str,
+    /// The layer digests, bottom first.
+    pub layers: Vec<&'a str>,
+    /// `sha256:` of kiln-init, for disk images.
+    pub init: Option<&'a str>,
+    /// SOURCE_DATE_EPOCH of the image.
+    pub source_date_epoch: i64,
+    /// Where it came from (recorded in the manifest).
+    pub epoch_source: crate::input::epoch::EpochSource,
+}
+
+impl ImageKeyInput<'_> {
+    /// The key: sha256 over the canonical JSON.
+    pub fn key(&self) -> String {
+        sha256_digest(&serde_json::to_vec(self).expect("key input serialises"))
+    }
+}
+
+/// A file bound for the output directory.
+pub struct OutFile {
+    /// Its name there.
+    pub name: String,
+    /// Where it is now (in the temporary directory); `None` when the output
+    /// directory already holds it ([`up_to_date`]).
+    pub path: Option<PathBuf>,
+    /// `sha256:`, for SHA256SUMS.
+    pub digest: String,
+}
+
+/// The temporary directory beside the output files.
+pub fn temp_dir(out_dir: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating output directory {}", out_dir.display()))?;
+    tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempdir_in(out_dir)
+        .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))
+}
+
+/// Write the manifest, the SBOM and SHA256SUMS beside `files` (the image
+/// files, already in `tmp`), then rename everything into `out_dir`.
+pub fn finish(
+    tmp: &Path,
+    out_dir: &Path,
+    manifest: &Manifest,
+    mut files: Vec<OutFile>,
+) -> Result<PathBuf> {
+    let base = format!("{}-{}", manifest.name, manifest.version);
+    // Small files already there with the same bytes are left alone.
+    let add = |files: &mut Vec<OutFile>, name: String, data: &[u8]| -> Result<()> {
+        let path = tmp.join(&name);
+        let same = std::fs::read(out_dir.join(&name)).is_ok_and(|old| old == data);
+        if !same {
+            write_atomic(tmp, &path, data)?;
+        }
+        files.push(OutFile {
+            name,
+            path: (!same).then_some(path),
+            digest: sha256_digest(data),
+        });
+        Ok(())
+    };
+    add(
+        &mut files,
+        format!("{base}.spdx.json"),
+        &serde_json::to_vec_pretty(&crate::model::sbom::document(manifest))?,
+    )?;
+    let manifest_name = format!("{base}.manifest.json");
+    add(
+        &mut files,
+        manifest_name.clone(),
+        &serde_json::to_vec_pretty(manifest)?,
+    )?;
+    let mut sums = String::new();
+    for f in &files {
+        sums.push_str(&format!(
+            "{}  {}\n",
+            f.digest.trim_start_matches("sha256:"),
+            f.name
+        ));
+    }
+    add(&mut files, "SHA256SUMS".into(), sums.as_bytes())?;
+    // Complete files only: rename each into place.
+    for f in &files {
+        if let Some(path) = &f.path {
+            std::fs::rename(path, out_dir.join(&f.name))
+                .with_context(|| format!("moving {} into {}", f.name, out_dir.display()))?;
+        }
+    }
+    Ok(out_dir.join(manifest_name))
+}
+
+/// What identifies a file's state without reading it, as git's index
+/// does: any write changes its ctime, which no user can set.
+#[derive(Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Stamp {
+    digest: String,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path, digest: &str) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(Stamp {
+            digest: digest.to_string(),
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
+    }
+}
+
+fn stamp_record(store: &Store, path: &Path) -> Result<PathBuf> {
+    let abs = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?
+        .join(path.file_name().unwrap_or_default());
+    let key = sha256_digest(abs.as_os_str().as_encoded_bytes());
+    Ok(store
+        .root()
+        .join("outputs")
+        .join(key.trim_start_matches("sha256:")))
+}
+
+/// Whether `path` still holds the image `digest` that kiln wrote there
+/// (its stamp is unchanged since [`record_output`]).
+pub fn up_to_date(store: &Store, path: &Path, digest: &str) -> bool {
+    let Ok(record) = stamp_record(store, path) else {
+        return false;
+    };
+    let Ok(text) = std::fs::read(record) else {
+        return false;
+    };
+    serde_json::from_slice::<Stamp>(&text).is_ok_and(|s| Some(s) == Stamp::of(path, digest))
+}
+
+/// Remember that `path` (in an output directory) holds the image `digest`.
+pub fn record_output(store: &Store, path: &Path, digest: &str) -> Result<()> {
+    let Some(stamp) = Stamp::of(path, digest) else {
+        return Ok(());
+    };
+    let record = stamp_record(store, path)?;
+    std::fs::create_dir_all(record.parent().unwrap_or(store.root()))?;
+    write_atomic(&store.tmp_dir(), &record, &serde_json::to_vec(&stamp)?)
+}
+
+/// The data extents of a file as (offset, length), from SEEK_DATA/SEEK_HOLE.
+fn data_extents(f: &File, len: u64) -> Vec<(u64, u64)> {
+    use nix::unistd::{lseek, Whence};
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        // ENXIO: no data after pos.
+        let data = lseek(f, pos as i64, Whence::SeekData).map_or(len, |o| o as u64);
+        if data >= len {
+            break;
+        }
+        let hole = lseek(f, data as i64, Whence::SeekHole).map_or(len, |o| (o as u64).min(len));
+        out.push((data, hole - data));
+        pos = hole;
+    }
+    out
+}
+
+/// sha256 of a file whose data lies in `extents` (zeros elsewhere).
+fn hash_extents(f: &File, len: u64, extents: &[(u64, u64)]) -> std::io::Result<String> {
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK];
+    let mut h = Sha256::new();
+    let mut pos = 0u64;
+    for &(off, n) in extents {
+        hash_zeros(&mut h, off - pos);
+        let mut at = off;
+        while at < off + n {
+            let k = ((off + n - at) as usize).min(CHUNK);
+            f.read_exact_at(&mut buf[..k], at)?;
+            h.update(&buf[..k]);
+            at += k as u64;
+        }
+        pos = off + n;
+    }
+    hash_zeros(&mut h, len - pos);
+    Ok(finish_digest(h))
+}
+
+/// Copy a (sparse) file, keeping its holes, and return the sha256 of its
+/// bytes. The kernel copies (copy_file_range) while a second thread hashes.
+pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String> {
+    copy(src, dst, true).map(|d| d.unwrap_or_default())
+}
+
+/// Copy a (sparse) file, keeping its holes.
+pub fn copy_sparse(src: &Path, dst: &Path) -> Result<()> {
+    copy(src, dst, false).map(drop)
+}
+
+fn copy(src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
+    let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let len = from.metadata()?.len();
+    let extents = data_extents(&from, len);
+    let to = File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
+    to.set_len(len)?;
+    std::thread::scope(|s| -> Result<Option<String>> {
+        let hasher = hash.then(|| s.spawn(|| hash_extents(&from, len, &extents)));
+        for &(off, n) in &extents {
+            let (mut i, mut o) = (off as i64, off as i64);
+            let mut left = n as usize;
+            while left > 0 {
+                let done =
+                    nix::fcntl::copy_file_range(&from, Some(&mut i), &to, Some(&mut o), left)
+                        .with_context(|| {
+                            format!("copying {} to {}", src.display(), dst.display())
+                        })?;
+                if done == 0 {
+                    anyhow::bail!("{} shrank while it was copied", src.display());
+                }
+                left -= done;
+            }
+        }
+        hasher
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("hashing thread panicked"))?
+                    .with_context(|| format!("reading {}", src.display()))
+            })
+            .transpose()
+    })
+}
+
+/// A cached image: its manifest and its file in the store.
+pub struct CachedImage {
+    /// The manifest recorded when it was built.
+    pub manifest: Manifest,
+    /// The image file in the store.
+    pub file: PathBuf,
+}
+
+fn build_record(store: &Store, key: &str) -> Result<PathBuf> {
+    Ok(store.root().join("builds").join(format!(
+        "{}.json",
+        key.strip_prefix("sha256:").unwrap_or(key)
+    )))
+}
+
+/// The cached image for an image key, if the store still holds its file.
+pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        image: String,
+    }
+    let Ok(text) = std::fs::read(build_record(store, key)?) else {
+        return Ok(None);
+    };
+    let Ok(rec) = serde_json::from_slice::<Record>(&text) else {
+        return Ok(None);
+    };
+    let Some(manifest) = store.image(&rec.image)? else {
+        return Ok(None);
+    };
+    let manifest: Manifest = match serde_json::from_slice(&manifest) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    let file = store.image_file(&rec.image)?;
+    let fits = std::fs::metadata(&file).is_ok_and(|m| m.len() == manifest.image.size);
+    Ok(fits.then_some(CachedImage { manifest, file }))
+}
+
+/// Remember an assembled image: its file (copied into the store) under its
+/// digest, and key → digest. Older cached files of the same name beyond
+/// [`KEEP_PER_NAME`] are removed.
+pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> Result<()> {
+    let digest = &manifest.image.digest;
+    let dest = store.image_file(digest)?;
+    if !dest.exists() {
+        // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
+        let tmp = store
+            .tmp_dir()
+            .join(format!(".image-{}", std::process::id()));
+        copy_sparse(file, &tmp)?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
+    }
+    let record = build_record(store, key)?;
+    std::fs::create_dir_all(record.parent().unwrap_or(store.root()))?;
+    write_atomic(
+        &store.tmp_dir(),
+        &record,
+        serde_json::to_string(&serde_json::json!({ "image": digest }))?.as_bytes(),
+    )?;
+    prune(store, &manifest.name, digest)
+}
+
+/// Keep the newest [`KEEP_PER_NAME`] cached image files of `name` (`keep` among them).
+fn prune(store: &Store, name: &str, keep: &str) -> Result<()> {
+    let mut mine = Vec::new();
+    let Ok(rd) = std::fs::read_dir(store.root().join("images")) else {
+        return Ok(());
+    };
+    for e in rd {
+        let file = e?.path();
+        let Some(hex) = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".raw"))
+        else {
+            continue;
+        };
+        let digest = format!("sha256:{hex}");
+        if digest == keep {
+            continue;
+        }
+        let is_mine = store
+            .image(&digest)?
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .is_some_and(|m| m.name == name);
+        if let (true, Ok(md)) = (is_mine, std::fs::metadata(&file)) {
+            mine.push((md.modified().ok(), file));
+        }
+    }
+    mine.sort();
+    let excess = (mine.len() + 1).saturating_sub(KEEP_PER_NAME);
+    for (_, file) in mine.into_iter().take(excess) {
+        std::fs::remove_file(&file).ok();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_keeps_holes_and_hashes_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse");
+        let f = File::create(&src).unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.write_all_at(b"start", 0).unwrap();
+        f.write_all_at(&[7u8; 70000], 3 << 20).unwrap();
+        f.write_all_at(b"end", (8 << 20) - 3).unwrap();
+        drop(f);
+        let dst = dir.path().join("copy");
+        let d = copy_hashing(&src, &dst).unwrap();
+        assert_eq!(d, crate::image::disk::file_digest(&src).unwrap());
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+        use std::os::unix::fs::MetadataExt;
+        let blocks = std::fs::metadata(&dst).unwrap().blocks() * 512;
+        assert!(
+            blocks < 2 << 20,
+            "the copy is not sparse: {blocks} bytes allocated"
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! Layer blobs: a [`Tree`] as a deterministic tar, compressed with zstd.
+//!
+//! The tar follows DESIGN.md "Layer": entries sorted by path (every directory
+//! before its contents; the root as `./`), GNU headers with numeric uid/gid and
+//! empty user/group names, mtimes as the tree has them (already clamped to
+//! SOURCE_DATE_EPOCH), no atime/ctime, extended attributes as PAX
+//! `SCHILY.xattr.*` records (the convention GNU tar and the OCI image spec's
+//! layer format use), hard links pointing at the first path of their group,
+//! OCI `.wh.` whiteouts as ordinary empty files. The same tree always gives the
+//! same bytes, whatever the host, umask or order in which files were found.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::fs::tree::{normalize, Meta, Node, NodeKind, Tree};
+
+/// Version of the layer format; part of every layer key, so that a change to
+/// how layers are built invalidates the cache.
+pub const LAYER_FORMAT_VERSION: u32 = 3;
+
+/// zstd level for layer blobs: level 3 is zstd's default speed/size balance.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// PAX record prefix for extended attributes (GNU tar / libarchive convention).
+const PAX_XATTR: &str = "SCHILY.xattr.";
+
+/// A packed layer: the compressed blob and its digests.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// The zstd-compressed tar.
+    pub blob: Vec<u8>,
+    /// `sha256:` of the blob: the layer's digest.
+    pub digest: String,
+    /// `sha256:` of the uncompressed tar (OCI's diff_id).
+    pub diff_id: String,
+    /// Uncompressed tar size.
+    pub tar_size: u64,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Feed `n` zero bytes to a hash (holes and padding, never allocated).
+pub fn hash_zeros(h: &mut Sha256, mut n: u64) {
+    static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// `sha256:<hex>` of a finished hash.
+pub fn finish_digest(h: Sha256) -> String {
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// For each hard-link group, the path that carries the data in the tar: the
+/// smallest path of the group, so it comes first in the archive.
+fn link_primaries(tree: &Tree) -> BTreeMap<String, String> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (path, node) in tree.iter() {
+        if let NodeKind::Hardlink(target) = &node.kind {
+            groups
+                .entry(target.clone())
+                .or_default()
+                .push(path.to_string());
+        }
+    }
+    let mut primary = BTreeMap::new();
+    for (target, links) in groups {
+        let first = links
+            .iter()
+            .chain(std::iter::once(&target))
+            .min()
+            .cloned()
+            .unwrap_or_default();
+        for p in links.into_iter().chain(std::iter::once(target)) {
+            primary.insert(p, first.clone());
+        }
+    }
+    primary
+}
+
+/// Write a tree as a deterministic tar.
+pub fn write_tar(tree: &Tree) -> Result<Vec<u8>> {
+    let primaries = link_primaries(tree);
+    let mut b = tar::Builder::new(Vec::with_capacity(
+        tree.content_bytes() as usize + tree.len() * 1024,
+    ));
+    b.mode(tar::HeaderMode::Complete);
+    for (path, node) in tree.iter() {
+        // The data of a hard-link group travels with its first path; that
+        // path takes the group's inode metadata from the real file.
+        let (kind, meta) = match (primaries.get(path), &node.kind) {
+            (Some(first), _) if first != path => (NodeKind::Hardlink(first.clone()), &node.meta),
+            (Some(_), NodeKind::Hardlink(target)) => {
+                let file = tree
+                    .get(target)
+                    .with_context(|| format!("{path}: hard link to missing {target}"))?;
+                (file.kind.clone(), &file.meta)
+            }
+            _ => (node.kind.clone(), &node.meta),
+        };
+        if !meta.xattrs.is_empty() {
+            let records: Vec<(String, &[u8])> = meta
+                .xattrs
+                .iter()
+                .map(|(k, v)| (format!("{PAX_XATTR}{k}"), v.as_slice()))
+                .collect();
+            b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(meta.mode & 0o7777);
+        h.set_uid(meta.uid.into());
+        h.set_gid(meta.gid.into());
+        h.set_mtime(meta.mtime.max(0) as u64);
+        let name = if path.is_empty() {
+            "./".to_string()
+        } else {
+            path.to_string()
+        };
+        match &kind {
+            NodeKind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(
+                    &mut h,
+                    format!("{}/", name.trim_end_matches('/')),
+                    std::io::empty(),
+                )?;
+            }
+            NodeKind::File(data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, &name, data.as_slice())?;
+            }
+            NodeKind::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, &name, target)?;
+            }
+            NodeKind::Hardlink(target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                b.append_link(&mut h, &name, target)?;
+            }
+            NodeKind::CharDev { major, minor } | NodeKind::BlockDev { major, minor } => {
+                h.set_entry_type(if matches!(kind, NodeKind::CharDev { .. }) {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                h.set_size(0);
+                h.set_device_major(*major)?;
+                h.set_device_minor(*minor)?;
+                b.append_data(&mut h, &name, std::io::empty())?;
+            }
+            NodeKind::Fifo => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_size(0);
+                b.append_data(&mut h, &name, std::io::empty())?;
+            }
+        }
+    }
+    Ok(b.into_inner()?)
+}
+
+/// Pack a tree into a compressed, content-addressed layer blob.
+/// Hashing of the tar runs beside the compression.
+pub fn pack(tree: &Tree) -> Result<Packed> {
+    let tar = write_tar(tree)?;
+    let (diff_id, blob) = std::thread::scope(|s| {
+        let h = s.spawn(|| sha256_digest(&tar));
+        let blob = zstd::bulk::compress(&tar, ZSTD_LEVEL);
+        (h.join(), blob)
+    });
+    let diff_id = diff_id.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
+    let blob = blob.context("zstd compression failed")?;
+    Ok(Packed {
+        digest: sha256_digest(&blob),
+        diff_id,
+        tar_size: tar.len() as u64,
+        blob,
+    })
+}
+
+/// Read a tar (ours, or one from mmdebstrap) into a tree. Times later than
+/// `clamp_mtime` are clamped to it; entries are inserted in archive order.
+pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
+    let mut tree = Tree::new(clamp_mtime);
+    let mut ar = tar::Archive::new(reader);
+    for entry in ar.entries().context("reading tar")? {
+        let mut e = entry.context("reading tar entry")?;
+        let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
+            anyhow::anyhow!(
+                "tar entry name is not UTF-8: {:?}",
+                String::from_utf8_lossy(p.as_bytes())
+            )
+        })?;
+        let path = normalize(&raw_path)?;
+        let mut xattrs = BTreeMap::new();
+        if let Some(exts) = e.pax_extensions()? {
+            for ext in exts {
+                let ext = ext?;
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix(PAX_XATTR)) {
+                    xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+        let h = e.header();
+        let meta = Meta {
+            mode: h.mode()? & 0o7777,
+            uid: u32::try_from(h.uid()?).with_context(|| format!("{path}: uid too large"))?,
+            gid: u32::try_from(h.gid()?).with_context(|| format!("{path}: gid too large"))?,
+            mtime: (h.mtime()? as i64).min(clamp_mtime),
+            xattrs,
+        };
+        let link_target = || -> Result<String> {
+            let l = e.link_name_bytes().context("link without a target")?;
+            String::from_utf8(l.into_owned())
+                .map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))
+        };
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => NodeKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                NodeKind::File(Arc::new(Vec::new()))
+            }
+            tar::EntryType::Symlink => NodeKind::Symlink(link_target()?),
+            tar::EntryType::Link => NodeKind::Hardlink(normalize(&link_target()?)?),
+            tar::EntryType::Char => NodeKind::CharDev {
+                major: h.device_major()?.unwrap_or(0),
+                minor: h.device_minor()?.unwrap_or(0),
+            },
+            tar::EntryType::Block => NodeKind::BlockDev {
+                major: h.device_major()?.unwrap_or(0),
+                minor: h.device_minor()?.unwrap_or(0),
+            },
+            tar::EntryType::Fifo => NodeKind::Fifo,
+            other => bail!("{path}: unsupported tar entry type {other:?}"),
+        };
+        let kind = match kind {
+            NodeKind::File(_) => {
+                // Exactly the entry's size: read_to_end would grow (copy) a
+                // full buffer just to find the end.
+                let mut data = vec![0u8; e.size() as usize];
+                e.read_exact(&mut data)
+                    .with_context(|| format!("reading {path} from tar"))?;
+                NodeKind::File(Arc::new(data))
+            }
+            k => k,
+        };
+        let node = Node { kind, meta };
+        if path.is_empty() {
+            tree.insert("", node)?;
+        } else {
+            let parent_meta = Meta::root(0o755, clamp_mtime);
+            tree.insert_with_parents(&path, node, &parent_meta)
+                .with_context(|| format!("tar entry {raw_path:?}"))?;
+        }
+    }
+    tree.validate()?;
+    Ok(tree)
+}
+
+/// Unpack a layer blob (zstd-compressed tar) into a tree.
+pub fn unpack(blob: &[u8]) -> Result<Tree> {
+    // kiln's blobs carry their size in the frame header: one allocation of
+    // the right size instead of a growing buffer.
+    let tar = match zstd::zstd_safe::get_frame_content_size(blob) {
+        Ok(Some(n)) if n < (1 << 40) => zstd::bulk::decompress(blob, n as usize),
+        _ => zstd::stream::decode_all(blob),
+    }
+    .context("layer blob is not valid zstd")?;
+    read_tar(tar.as_slice(), i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_tree() -> Tree {
+        let mut t = Tree::new(1_700_000_000);
+        let d = Meta::root(0o755, 1_700_000_000);
+        let f = |data: &str, mode| Node {
+            kind: NodeKind::File(Arc::new(data.as_bytes().to_vec())),
+            meta: Meta::root(mode, 1_700_000_000),
+        };
+        t.insert_with_parents("usr/bin/hello", f("#!/bin/sh\necho hi\n", 0o755), &d)
+            .unwrap();
+        t.insert_with_parents("etc/motd", f("welcome\n", 0o644), &d)
+            .unwrap();
+        t.insert(
+            "usr/bin/hi",
+            Node {
+                kind: NodeKind::Symlink("hello".into()),
+                meta: Meta::root(0o777, 1_700_000_000),
+            },
+        )
+        .unwrap();
+        t.insert(
+            "usr/bin/aaa",
+            Node {
+                kind: NodeKind::Hardlink("usr/bin/hello".into()),
+                meta: Meta::root(0o755, 1_700_000_000),
+            },
+        )
+        .unwrap();
+        let mut caps = f("\x7fELF", 0o755);
+        caps.meta.xattrs.insert(
+            "security.capability".into(),
+            vec![1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        caps.meta.uid = 100_000;
+        t.insert("usr/bin/ping", caps).unwrap();
+        t.insert_with_parents(
+            "dev/console",
+            Node {
+                kind: NodeKind::CharDev { major: 5, minor: 1 },
+                meta: Meta::root(0o600, 1_700_000_000),
+            },
+            &d,
+        )
+        .unwrap();
+        let long = format!("usr/share/{}/file", "x".repeat(120));
+        t.insert_with_parents(&long, f("long", 0o644), &d).unwrap();
+        t
+    }
+
+    #[test]
+    fn roundtrip_preserves_everything() {
+        let t = sample_tree();
+        let packed = pack(&t).unwrap();
+        let back = unpack(&packed.blob).unwrap();
+        // The hard link group's data moved to its first path, usr/bin/aaa.
+        assert!(
+            matches!(&back.get("usr/bin/aaa").unwrap().kind, NodeKind::File(d) if d.as_slice() == b"#!/bin/sh\necho hi\n")
+        );
+        assert_eq!(
+            back.get("usr/bin/hello").unwrap().kind,
+            NodeKind::Hardlink("usr/bin/aaa".into())
+        );
+        assert_eq!(back.get("usr/bin/ping"), t.get("usr/bin/ping"));
+        assert_eq!(back.get("dev/console"), t.get("dev/console"));
+        assert_eq!(back.get("usr/bin/hi"), t.get("usr/bin/hi"));
+        assert_eq!(back.len(), t.len());
+        // Packing what we read back gives the same bytes.
+        assert_eq!(pack(&back).unwrap().digest, packed.digest);
+    }
+
+    /// GNU tar, an outside reader, lists our archive with the right owners,
+    /// modes, link targets and xattrs.
+    #[test]
+    fn gnu_tar_reads_it() {
+        let tar = write_tar(&sample_tree()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.tar");
+        std::fs::write(&f, &tar).unwrap();
+        let out = std::process::Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-tvvf"])
+            .arg(&f)
+            .output()
+            .expect("GNU tar must be installed (Debian package tar)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            list.lines().any(|l| l.starts_with("-rwxr-xr-x")
+                && l.contains(" 100000/0 ")
+                && l.ends_with("usr/bin/ping")),
+            "{list}"
+        );
+        assert!(list.contains("x: 20 security.capability"), "{list}");
+        assert!(list.contains("usr/bin/hello link to usr/bin/aaa"), "{list}");
+        assert!(list.contains("usr/bin/hi -> hello"), "{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with("crw-------")
+                && l.contains("5,1")
+                && l.ends_with("dev/console")),
+            "{list}"
+        );
+        assert!(list.contains("2023-11-14"), "{list}");
+    }
+}

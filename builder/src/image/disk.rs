@@ -1,0 +1,424 @@
+//! Disk assembly: composed root → ext4 root filesystem → dm-verity hash tree →
+//! initramfs → UKI → FAT ESP → GPT disk, all offline, in memory and without
+//! privileges (DESIGN.md "Read-only image", "Disk layout", "Boot chain").
+//!
+//! Every identifier is derived from content so that the same inputs give the
+//! same bytes: the ext4 UUID and hash seed from the layer digests, the verity
+//! salt and uuid from the same, the verity data/hash partition UUIDs from
+//! the root hash (UAPI Discoverable Partitions Specification), and the disk
+//! and ESP GUIDs from a seed over the root hash and the UKI, as
+//! systemd-repart derives them.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fs::ext4::{self, Ext4Options};
+use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
+use crate::fs::kmod::ModuleIndex;
+use crate::fs::layer::sha256_digest;
+use crate::fs::tree::{NodeKind, Tree};
+use crate::fs::{fat, uki, verity};
+use crate::image::initramfs;
+use crate::input::recipe::Recipe;
+
+/// Where systemd-boot-efi puts the UKI stub; the base layer must carry it.
+pub const STUB_PATH: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// The UKI's place on the ESP: the removable-media default boot path (UEFI 2.10, 3.5.1.1).
+pub const UKI_ESP_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+/// GPT partition labels.
+pub const ESP_LABEL: &str = "esp";
+/// Root partition label.
+pub const ROOT_LABEL: &str = "root-x86-64";
+/// Root verity partition label.
+pub const VERITY_LABEL: &str = "root-x86-64-verity";
+
+/// The disk part of an image manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiskInfo {
+    /// Kernel release (`uname -r`).
+    pub kernel_version: String,
+    /// The full kernel command line in the UKI.
+    pub cmdline: String,
+    /// dm-verity root hash (hex).
+    pub root_hash: String,
+    /// Modules the initramfs loads, in order.
+    pub initrd_modules: Vec<String>,
+    /// `sha256:` of the UKI.
+    pub uki_digest: String,
+    /// `sha256:` of the kiln-init binary in the initramfs.
+    pub init_digest: String,
+    /// The partitions.
+    pub partitions: Vec<PartitionInfo>,
+    /// Disk GUID.
+    pub disk_guid: String,
+}
+
+/// One partition of the disk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionInfo {
+    /// 1-based number.
+    pub index: u32,
+    /// GPT label.
+    pub name: String,
+    /// Type GUID.
+    pub type_guid: String,
+    /// Partition GUID.
+    pub uuid: String,
+    /// Byte offset on the disk.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// `sha256:` of the partition's bytes.
+    pub sha256: String,
+}
+
+fn sha(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
+    match &root.resolve(path)?.1.kind {
+        NodeKind::File(d) => Some(d.as_slice()),
+        _ => None,
+    }
+}
+
+/// Split the composed root into what boots (kernel, stub) and what goes on
+/// the root filesystem (everything else).
+fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
+    let kernel_path = format!("boot/vmlinuz-{kver}");
+    let kernel = file_bytes(root, &kernel_path)
+        .with_context(|| format!("the composed root has no kernel /{kernel_path} for the modules in /lib/modules/{kver}"))?
+        .to_vec();
+    let stub = file_bytes(root, STUB_PATH)
+        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
+        .to_vec();
+    Ok((kernel, stub, root_filesystem_tree(root)))
+}
+
+/// The composed root without what moves into the UKI (kernels, initrds,
+/// their System.map and config, the EFI stubs): what the root partition holds.
+pub fn root_filesystem_tree(root: &Tree) -> Tree {
+    let mut rest = root.clone();
+    rest.retain(|p, _| {
+        !(p.starts_with("boot/vmlinuz-")
+            || p.starts_with("boot/initrd.img-")
+            || p.starts_with("boot/System.map-")
+            || p.starts_with("boot/config-")
+            || p.starts_with("usr/lib/systemd/boot/efi/"))
+    });
+    rest
+}
+
+/// The os-release a UKI built from `root` carries in `.osrel`.
+pub fn os_release(root: &Tree) -> &[u8] {
+    file_bytes(root, "etc/os-release")
+        .or_else(|| file_bytes(root, "usr/lib/os-release"))
+        .unwrap_or(b"ID=kiln\n")
+}
+
+/// Assemble the disk image of a composed root into `out` (a new file), and
+/// return the manifest's disk section and the image's `sha256:`.
+pub fn assemble(
+    recipe: &Recipe,
+    root: &Tree,
+    layer_digests: &[String],
+    sde: i64,
+    init: &[u8],
+    store: Option<&crate::store::Store>,
+    out: &Path,
+) -> Result<(DiskInfo, String)> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        tracing::debug!(step = what, elapsed = ?clock.elapsed(), "disk assembly");
+        clock = std::time::Instant::now();
+    };
+    let idx = ModuleIndex::new(root).context("finding the kernel in the composed root")?;
+    let kver = idx.kver.clone();
+    let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver)?;
+
+    // Root filesystem, identified by what it is made of.
+    let ident = sha(&[
+        b"kiln ext4",
+        layer_digests.join(",").as_bytes(),
+        &sde.to_le_bytes(),
+    ]);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&ident[..16]);
+    let mut hash_seed = [0u8; 16];
+    hash_seed.copy_from_slice(&ident[16..]);
+    let fs = ext4::build(
+        &rootfs_tree,
+        &Ext4Options {
+            uuid,
+            hash_seed,
+            label: "root".into(),
+            timestamp: sde,
+            margin_percent: recipe.disk.root_margin_percent,
+            extra_bytes: recipe.disk.root_extra_mib << 20,
+        },
+    )
+    .context("writing the ext4 root filesystem")?;
+
+    lap("ext4");
+    // dm-verity over it.
+    let salt = sha(&[b"kiln verity salt", &ident]);
+    let mut vuuid = [0u8; 16];
+    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
+    // The initramfs is built (or found in the store) beside it.
+    let (vh, initrd) = std::thread::scope(|s| {
+        let initrd =
+            s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, store));
+        let vh = verity::build(&fs.bytes, &salt, vuuid);
+        (vh, initrd.join())
+    });
+    let vh = vh.context("building the dm-verity hash tree")?;
+    let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
+    let root_hash = hex::encode(vh.root_hash);
+
+    lap("verity");
+    // UKI.
+    let cmdline = format!(
+        "{} roothash={root_hash} kiln.init={}",
+        recipe.boot.cmdline, recipe.boot.init
+    );
+    let osrel = os_release(root);
+    let uki = uki::build(
+        &stub,
+        &uki::UkiParts {
+            osrel,
+            cmdline: &cmdline,
+            uname: Some(&kver),
+            linux: &kernel,
+            initrd: &initrd.bytes,
+        },
+    )
+    .context("building the UKI")?;
+
+    lap("uki");
+    // ESP and disk. The seed covers everything the UKI is made of (the
+    // layers hold the kernel, stub and modules; the command line names the
+    // root hash), so the UKI is hashed beside the ESP's writing.
+    let seed = sha(&[
+        b"kiln disk seed",
+        &ident,
+        &vh.root_hash,
+        cmdline.as_bytes(),
+        &sha(&[&initrd.bytes]),
+    ]);
+    let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
+    let (esp, uki_digest) = std::thread::scope(|s| {
+        let digest = s.spawn(|| sha256_digest(&uki));
+        let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde);
+        (esp, digest.join())
+    });
+    let esp = esp.context("writing the ESP")?;
+    let uki_digest = uki_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+    let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
+    let parts = [
+        PartitionSpec {
+            type_guid: gpt::ESP_TYPE,
+            part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0),
+            name: ESP_LABEL,
+            data: &esp,
+            attributes: 0,
+        },
+        PartitionSpec {
+            type_guid: gpt::ROOT_X86_64_TYPE,
+            part_guid: root_uuid,
+            name: ROOT_LABEL,
+            data: &fs.bytes,
+            attributes: ATTR_READ_ONLY,
+        },
+        PartitionSpec {
+            type_guid: gpt::ROOT_X86_64_VERITY_TYPE,
+            part_guid: verity_uuid,
+            name: VERITY_LABEL,
+            data: &vh.hash_image,
+            attributes: ATTR_READ_ONLY,
+        },
+    ];
+    let disk_guid = gpt::derive_disk_uuid(&seed);
+    let mut file =
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let layout = gpt::write_disk(&mut file, disk_guid, &parts)
+        .with_context(|| format!("writing the disk {}", out.display()))?;
+
+    lap("disk");
+    let partitions = layout
+        .partitions
+        .iter()
+        .map(|l| PartitionInfo {
+            index: l.index,
+            name: l.name.clone(),
+            type_guid: l.type_guid.to_string(),
+            uuid: l.part_guid.to_string(),
+            offset: l.offset,
+            size: l.size,
+            sha256: l.sha256.clone(),
+        })
+        .collect();
+    let init_digest = sha256_digest(init);
+    let info = DiskInfo {
+        kernel_version: kver,
+        cmdline,
+        root_hash,
+        initrd_modules: initrd.modules,
+        // The sha256 of the file on the ESP.
+        uki_digest,
+        init_digest,
+        partitions,
+        disk_guid: disk_guid.to_string(),
+    };
+    Ok((info, layout.digest))
+}
+
+/// sha256 of a file, streamed.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// What `kiln inspect` reads from a disk image file, with no store.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskReport {
+    /// Partitions from the GPT.
+    pub partitions: Vec<PartitionInfo>,
+    /// Kernel command line from the UKI.
+    pub cmdline: Option<String>,
+    /// Root hash from the command line.
+    pub root_hash: Option<String>,
+    /// Kernel release from the UKI's `.uname`.
+    pub kernel_version: Option<String>,
+    /// os-release from the UKI's `.osrel`.
+    pub os_release: Option<String>,
+}
+
+/// The partitions of a GPT disk image file, each with its bytes.
+pub fn read_partitions(path: &Path) -> Result<Vec<(PartitionInfo, Vec<u8>)>> {
+    let disk = ::gpt::GptConfig::new()
+        .writable(false)
+        .open(path)
+        .with_context(|| format!("{}: not a GPT disk image", path.display()))?;
+    let bs = gpt::SECTOR_SIZE;
+    let mut out = Vec::new();
+    let mut file = std::fs::File::open(path)?;
+    for (i, p) in disk.partitions() {
+        let offset = p.first_lba * bs;
+        let size = (p.last_lba + 1 - p.first_lba) * bs;
+        let mut data = vec![0u8; size as usize];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+        file.read_exact(&mut data)
+            .with_context(|| format!("reading partition {i}"))?;
+        let info = PartitionInfo {
+            index: *i,
+            name: p.name.clone(),
+            type_guid: p.part_type_guid.guid.to_string().to_lowercase(),
+            uuid: p.part_guid.to_string(),
+            offset,
+            size,
+            sha256: sha256_digest(&data),
+        };
+        out.push((info, data));
+    }
+    Ok(out)
+}
+
+/// Every file on a FAT image (an ESP) by its path (`EFI/BOOT/BOOTX64.EFI`,
+/// names as stored), read-only.
+pub fn read_esp_files(esp: &[u8]) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    // fatfs wants a writable device; it gets a copy and writes nothing.
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(esp.to_vec()), fatfs::FsOptions::new())
+        .context("reading the ESP")?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![(String::new(), fs.root_dir())];
+    while let Some((prefix, dir)) = todo.pop() {
+        for e in dir.iter() {
+            let e = e.context("reading an ESP directory")?;
+            let name = e.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = format!("{prefix}{name}");
+            if e.is_dir() {
+                todo.push((format!("{path}/"), e.to_dir()));
+            } else {
+                let mut data = Vec::new();
+                e.to_file()
+                    .read_to_end(&mut data)
+                    .with_context(|| format!("reading {path} on the ESP"))?;
+                out.insert(path, data);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The UKI on an ESP image (`EFI/BOOT/BOOTX64.EFI`, FAT names
+/// matched without regard to case), `None` when it has none.
+pub fn read_uki(esp: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(read_esp_files(esp)?
+        .into_iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(UKI_ESP_PATH))
+        .map(|(_, d)| d))
+}
+
+/// A UKI text section (`.cmdline`, `.uname`, `.osrel`) without trailing NULs.
+pub fn uki_text(uki: &[u8], section: &str) -> Option<String> {
+    uki::read_section(uki, section).map(|b| {
+        String::from_utf8_lossy(b)
+            .trim_end_matches('\0')
+            .to_string()
+    })
+}
+
+/// The `roothash=` value of a kernel command line.
+pub fn cmdline_root_hash(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("roothash="))
+        .map(str::to_string)
+}
+
+/// Read a disk image: GPT, then the UKI on the ESP.
+pub fn read_disk(path: &Path) -> Result<DiskReport> {
+    let parts = read_partitions(path)?;
+    let esp = parts
+        .iter()
+        .find(|(p, _)| p.type_guid == gpt::ESP_TYPE.to_string())
+        .map(|(_, d)| d);
+    let mut report = DiskReport {
+        partitions: parts.iter().map(|(p, _)| p.clone()).collect(),
+        cmdline: None,
+        root_hash: None,
+        kernel_version: None,
+        os_release: None,
+    };
+    let Some(esp) = esp else { return Ok(report) };
+    let Some(uki) = read_uki(esp)? else {
+        bail!("{}: the ESP has no {UKI_ESP_PATH}", path.display())
+    };
+    report.cmdline = uki_text(&uki, ".cmdline");
+    report.kernel_version = uki_text(&uki, ".uname");
+    report.os_release = uki_text(&uki, ".osrel");
+    report.root_hash = report.cmdline.as_deref().and_then(cmdline_root_hash);
+    Ok(report)
+}

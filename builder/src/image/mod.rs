@@ -1,0 +1,4 @@
+//! TODO image
+
+pub mod disk;
+pub mod initramfs;

@@ -1,0 +1,8 @@
+//! TODO input
+
+pub mod epoch;
+pub mod layerdef;
+pub mod lock;
+pub mod plan;
+pub mod recipe;
+pub mod source_file;

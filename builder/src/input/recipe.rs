@@ -1,0 +1,643 @@
+//! Image recipes: which layers, in which order, and the disk, boot and test
+//! settings of the image. The README's "Recipe reference" documents every field.
+//!
+//! A recipe is TOML, deserialized into `Raw*` structs that reject unknown keys,
+//! then checked and converted into [`Recipe`], whose values are known good.
+//! Every error names the file, the line and the field ([`InputError`]).
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::input::source_file::SourceFile;
+use crate::util::error::InputError;
+
+/// Console patterns that fail a boot test whenever they appear, unless the
+/// recipe turns the defaults off (`test.default_forbid = false`).
+pub const DEFAULT_FORBID: &[&str] = &[
+    "Kernel panic",
+    "Call Trace",
+    r"device-mapper: verity: .*(corrupted|error)",
+    r"(I/O|i/o) error, dev (vd|sd|dm-)",
+    "Failed to start",
+    "kiln-init: FATAL",
+];
+
+/// Kernel modules the initramfs loads to reach a virtio disk with dm-verity
+/// (their dependencies are added from each module's `.modinfo`).
+pub const DEFAULT_INITRD_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "dm_verity"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    image: RawImage,
+    #[serde(default)]
+    disk: RawDisk,
+    #[serde(default)]
+    boot: RawBoot,
+    #[serde(default)]
+    test: RawTest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    layers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    source_date_epoch: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    root_margin_percent: Option<Spanned<u32>>,
+    root_extra_mib: Option<Spanned<u64>>,
+    format: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    cmdline: Option<Spanned<String>>,
+    init: Option<Spanned<String>>,
+    initrd_modules: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    timeout: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<u32>>,
+    #[serde(default)]
+    console: Vec<RawConsole>,
+    #[serde(default)]
+    forbid: Vec<Spanned<String>>,
+    default_forbid: Option<bool>,
+    #[serde(default)]
+    tcp: Vec<RawTcp>,
+    #[serde(default)]
+    http: Vec<RawHttp>,
+    shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    pattern: Spanned<String>,
+    timeout: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    port: Spanned<u16>,
+    timeout: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    port: Spanned<u16>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    status: Option<Spanned<u16>>,
+    body_contains: Option<String>,
+    timeout: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShutdown {
+    enabled: Option<bool>,
+    timeout: Option<Spanned<u64>>,
+}
+
+/// A validated recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    /// The recipe file.
+    pub path: PathBuf,
+    /// Image name (`[A-Za-z0-9][A-Za-z0-9._+-]*`).
+    pub name: String,
+    /// Image version (same alphabet as the name).
+    pub version: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// SOURCE_DATE_EPOCH given by the recipe, if any.
+    pub source_date_epoch: Option<i64>,
+    /// Disk settings.
+    pub disk: DiskSettings,
+    /// Boot settings.
+    pub boot: BootSettings,
+    /// Boot-test settings.
+    pub test: TestSettings,
+}
+
+/// A reference from a recipe to a layer directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// The layer's directory (holding `layer.toml`), resolved against the recipe's directory.
+    pub dir: PathBuf,
+    /// As written in the recipe.
+    pub written: String,
+    /// The line of the recipe that names it.
+    pub line: usize,
+}
+
+/// Output format of the disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// A raw, sparse disk image.
+    Raw,
+    /// A qcow2 image converted with `qemu-img` (beside the raw one).
+    Qcow2,
+    /// No disk: the composed root filesystem as a deterministic tar.
+    Tar,
+}
+
+/// `[disk]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSettings {
+    /// Free space in the root filesystem, percent of the content (default 10).
+    pub root_margin_percent: u32,
+    /// Extra free space in the root filesystem, MiB (default 0).
+    pub root_extra_mib: u64,
+    /// Output format (default raw).
+    pub format: DiskFormat,
+}
+
+/// `[boot]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootSettings {
+    /// Kernel command line; kiln appends `roothash=` and what its initramfs needs.
+    pub cmdline: String,
+    /// The image's own init, run after the switch to the verity root.
+    pub init: String,
+    /// Modules the initramfs loads (dependencies added automatically).
+    pub initrd_modules: Vec<String>,
+}
+
+/// `[test]`.
+#[derive(Debug, Clone)]
+pub struct TestSettings {
+    /// Overall timeout, seconds.
+    pub timeout: u64,
+    /// Guest memory, MiB.
+    pub memory_mib: u32,
+    /// Console patterns that must appear, in order.
+    pub console: Vec<ConsoleCheck>,
+    /// Console patterns that must never appear (defaults included unless turned off).
+    pub forbid: Vec<Regex>,
+    /// TCP connect probes.
+    pub tcp: Vec<TcpCheck>,
+    /// HTTP probes.
+    pub http: Vec<HttpCheck>,
+    /// Clean-shutdown check: `None` when disabled, else its timeout in seconds.
+    pub shutdown_timeout: Option<u64>,
+}
+
+impl PartialEq for TestSettings {
+    fn eq(&self, o: &Self) -> bool {
+        let pats = |v: &[Regex]| v.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
+        self.timeout == o.timeout
+            && self.memory_mib == o.memory_mib
+            && self.console == o.console
+            && pats(&self.forbid) == pats(&o.forbid)
+            && self.tcp == o.tcp
+            && self.http == o.http
+            && self.shutdown_timeout == o.shutdown_timeout
+    }
+}
+
+/// `[test]` in a serialisable form, carried in the image manifest so that
+/// `kiln test IMAGE` needs no recipe.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct TestSpec {
+    /// Overall timeout, seconds.
+    pub timeout: u64,
+    /// Guest memory, MiB.
+    pub memory_mib: u32,
+    /// (pattern, timeout) pairs that must appear in order.
+    pub console: Vec<(String, u64)>,
+    /// Patterns that must never appear (defaults already included).
+    pub forbid: Vec<String>,
+    /// TCP probes.
+    pub tcp: Vec<TcpCheck>,
+    /// HTTP probes.
+    pub http: Vec<HttpCheck>,
+    /// Shutdown timeout, `None` when the check is disabled.
+    pub shutdown_timeout: Option<u64>,
+}
+
+impl TestSettings {
+    /// The serialisable form.
+    pub fn to_spec(&self) -> TestSpec {
+        TestSpec {
+            timeout: self.timeout,
+            memory_mib: self.memory_mib,
+            console: self
+                .console
+                .iter()
+                .map(|c| (c.pattern.as_str().to_string(), c.timeout))
+                .collect(),
+            forbid: self.forbid.iter().map(|r| r.as_str().to_string()).collect(),
+            tcp: self.tcp.clone(),
+            http: self.http.clone(),
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    /// Back from the serialisable form (patterns recompiled).
+    pub fn from_spec(spec: &TestSpec) -> Result<TestSettings, regex::Error> {
+        Ok(TestSettings {
+            timeout: spec.timeout,
+            memory_mib: spec.memory_mib,
+            console: spec
+                .console
+                .iter()
+                .map(|(p, t)| {
+                    Ok(ConsoleCheck {
+                        pattern: Regex::new(p)?,
+                        timeout: *t,
+                    })
+                })
+                .collect::<Result<_, regex::Error>>()?,
+            forbid: spec
+                .forbid
+                .iter()
+                .map(|p| Regex::new(p))
+                .collect::<Result<_, _>>()?,
+            tcp: spec.tcp.clone(),
+            http: spec.http.clone(),
+            shutdown_timeout: spec.shutdown_timeout,
+        })
+    }
+}
+
+/// A console pattern that must appear.
+#[derive(Debug, Clone)]
+pub struct ConsoleCheck {
+    /// The regular expression.
+    pub pattern: Regex,
+    /// Seconds allowed from the previous check's success (or boot start).
+    pub timeout: u64,
+}
+
+impl PartialEq for ConsoleCheck {
+    fn eq(&self, o: &Self) -> bool {
+        self.pattern.as_str() == o.pattern.as_str() && self.timeout == o.timeout
+    }
+}
+
+/// A TCP probe: the guest port must accept a connection through the forward.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct TcpCheck {
+    /// Guest port.
+    pub port: u16,
+    /// Seconds allowed.
+    pub timeout: u64,
+}
+
+/// An HTTP probe through a port forward.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct HttpCheck {
+    /// Guest port.
+    pub port: u16,
+    /// Request path (default `/`).
+    pub path: String,
+    /// Expected status (default 200).
+    pub status: u16,
+    /// Text the body must contain.
+    pub body_contains: Option<String>,
+    /// Seconds allowed.
+    pub timeout: u64,
+}
+
+/// Image names and versions: safe in file names and OCI tags.
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        && s.len() <= 128
+}
+
+fn positive(
+    src: &SourceFile,
+    v: &Option<Spanned<u64>>,
+    field: &str,
+    default: u64,
+) -> Result<u64, InputError> {
+    match v {
+        None => Ok(default),
+        Some(s) if *s.get_ref() == 0 => Err(src.error(s.span(), field, "must be greater than 0")),
+        Some(s) => Ok(*s.get_ref()),
+    }
+}
+
+fn regex(src: &SourceFile, s: &Spanned<String>, field: &str) -> Result<Regex, InputError> {
+    if s.get_ref().is_empty() {
+        return Err(src.error(s.span(), field, "pattern must not be empty"));
+    }
+    Regex::new(s.get_ref()).map_err(|e| {
+        src.error(
+            s.span(),
+            field,
+            format!("not a valid regular expression: {e}"),
+        )
+    })
+}
+
+impl Recipe {
+    /// Read and validate a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe, InputError> {
+        let src = SourceFile::read(path)?;
+        Self::from_source(&src)
+    }
+
+    /// Validate a recipe already read.
+    pub fn from_source(src: &SourceFile) -> Result<Recipe, InputError> {
+        let raw: RawRecipe = src.parse()?;
+        let dir = src.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+        let img = &raw.image;
+        for (v, field) in [(&img.name, "image.name"), (&img.version, "image.version")] {
+            if !valid_name(v.get_ref()) {
+                return Err(src.error(
+                    v.span(),
+                    field,
+                    format!("{:?} must be 1-128 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit", v.get_ref()),
+                ));
+            }
+        }
+        if img.layers.get_ref().is_empty() {
+            return Err(src.error(
+                img.layers.span(),
+                "image.layers",
+                "a recipe needs at least one layer",
+            ));
+        }
+        let mut layers = Vec::new();
+        for (i, l) in img.layers.get_ref().iter().enumerate() {
+            let field = format!("image.layers[{i}]");
+            if l.get_ref().trim().is_empty() {
+                return Err(src.error(l.span(), &field, "layer path is empty"));
+            }
+            let ldir = dir.join(l.get_ref());
+            if !ldir.join("layer.toml").is_file() {
+                return Err(src.error(
+                    l.span(),
+                    &field,
+                    format!(
+                        "layer {:?} not found: {} does not exist",
+                        l.get_ref(),
+                        ldir.join("layer.toml").display()
+                    ),
+                ));
+            }
+            if layers.iter().any(|x: &LayerRef| x.written == *l.get_ref()) {
+                return Err(src.error(
+                    l.span(),
+                    &field,
+                    format!("layer {:?} is listed twice", l.get_ref()),
+                ));
+            }
+            layers.push(LayerRef {
+                dir: ldir,
+                written: l.get_ref().clone(),
+                line: src.line_of(l.span().start),
+            });
+        }
+        if let Some(e) = &img.source_date_epoch {
+            if *e.get_ref() < 0 {
+                return Err(src.error(e.span(), "image.source_date_epoch", "must not be negative"));
+            }
+        }
+
+        let d = &raw.disk;
+        if let Some(m) = &d.root_margin_percent {
+            if *m.get_ref() > 1000 {
+                return Err(src.error(
+                    m.span(),
+                    "disk.root_margin_percent",
+                    "must be at most 1000",
+                ));
+            }
+        }
+        let format = match &d.format {
+            None => DiskFormat::Raw,
+            Some(f) => match f.get_ref().as_str() {
+                "raw" => DiskFormat::Raw,
+                "qcow2" => DiskFormat::Qcow2,
+                "tar" => DiskFormat::Tar,
+                other => {
+                    return Err(src.error(
+                        f.span(),
+                        "disk.format",
+                        format!("unknown format {other:?}: expected \"raw\", \"qcow2\" or \"tar\""),
+                    ))
+                }
+            },
+        };
+        let disk = DiskSettings {
+            root_margin_percent: d.root_margin_percent.as_ref().map_or(10, |m| *m.get_ref()),
+            root_extra_mib: d.root_extra_mib.as_ref().map_or(0, |m| *m.get_ref()),
+            format,
+        };
+
+        let b = &raw.boot;
+        let cmdline = b
+            .cmdline
+            .as_ref()
+            .map_or_else(|| "console=ttyS0".to_string(), |c| c.get_ref().clone());
+        for word in cmdline.split_whitespace() {
+            if ["roothash=", "kiln.", "root=", "init="]
+                .iter()
+                .any(|p| word.starts_with(p))
+            {
+                let span = b.cmdline.as_ref().map_or(0..0, |c| c.span());
+                return Err(src.error(
+                    span,
+                    "boot.cmdline",
+                    format!("{word:?} is set by kiln itself; remove it"),
+                ));
+            }
+        }
+        let init = match &b.init {
+            None => "/sbin/init".to_string(),
+            Some(i)
+                if !i.get_ref().starts_with('/') || i.get_ref().contains(char::is_whitespace) =>
+            {
+                return Err(src.error(
+                    i.span(),
+                    "boot.init",
+                    "must be an absolute path without spaces",
+                ))
+            }
+            Some(i) => i.get_ref().clone(),
+        };
+        let initrd_modules = match &b.initrd_modules {
+            None => DEFAULT_INITRD_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(v) => {
+                let mut out = Vec::new();
+                for (i, m) in v.iter().enumerate() {
+                    if m.get_ref().is_empty() || m.get_ref().contains(['/', ' ']) {
+                        return Err(src.error(
+                            m.span(),
+                            &format!("boot.initrd_modules[{i}]"),
+                            "must be a module name like \"virtio_blk\"",
+                        ));
+                    }
+                    out.push(m.get_ref().replace('-', "_"));
+                }
+                out
+            }
+        };
+        let boot = BootSettings {
+            cmdline,
+            init,
+            initrd_modules,
+        };
+
+        let t = &raw.test;
+        let mut console = Vec::new();
+        for (i, c) in t.console.iter().enumerate() {
+            console.push(ConsoleCheck {
+                pattern: regex(src, &c.pattern, &format!("test.console[{i}].pattern"))?,
+                timeout: positive(src, &c.timeout, &format!("test.console[{i}].timeout"), 60)?,
+            });
+        }
+        let mut forbid = Vec::new();
+        if t.default_forbid.unwrap_or(true) {
+            for p in DEFAULT_FORBID {
+                // The defaults are constants checked by a unit test.
+                forbid.push(Regex::new(p).expect("default pattern is valid"));
+            }
+        }
+        for (i, p) in t.forbid.iter().enumerate() {
+            forbid.push(regex(src, p, &format!("test.forbid[{i}]"))?);
+        }
+        let mut tcp = Vec::new();
+        for (i, c) in t.tcp.iter().enumerate() {
+            if *c.port.get_ref() == 0 {
+                return Err(src.error(
+                    c.port.span(),
+                    &format!("test.tcp[{i}].port"),
+                    "port must be 1-65535",
+                ));
+            }
+            tcp.push(TcpCheck {
+                port: *c.port.get_ref(),
+                timeout: positive(src, &c.timeout, &format!("test.tcp[{i}].timeout"), 30)?,
+            });
+        }
+        let mut http = Vec::new();
+        for (i, h) in t.http.iter().enumerate() {
+            if *h.port.get_ref() == 0 {
+                return Err(src.error(
+                    h.port.span(),
+                    &format!("test.http[{i}].port"),
+                    "port must be 1-65535",
+                ));
+            }
+            let path = match &h.path {
+                None => "/".to_string(),
+                Some(p) if !p.get_ref().starts_with('/') => {
+                    return Err(src.error(
+                        p.span(),
+                        &format!("test.http[{i}].path"),
+                        "must start with /",
+                    ))
+                }
+                Some(p) => p.get_ref().clone(),
+            };
+            let status = match &h.status {
+                None => 200,
+                Some(s) if !(100..=599).contains(s.get_ref()) => {
+                    return Err(src.error(
+                        s.span(),
+                        &format!("test.http[{i}].status"),
+                        "must be an HTTP status code (100-599)",
+                    ))
+                }
+                Some(s) => *s.get_ref(),
+            };
+            http.push(HttpCheck {
+                port: *h.port.get_ref(),
+                path,
+                status,
+                body_contains: h.body_contains.clone(),
+                timeout: positive(src, &h.timeout, &format!("test.http[{i}].timeout"), 30)?,
+            });
+        }
+        let shutdown_timeout = match &t.shutdown {
+            Some(s) if s.enabled == Some(false) => None,
+            Some(s) => Some(positive(src, &s.timeout, "test.shutdown.timeout", 30)?),
+            None => Some(30),
+        };
+        let memory_mib = match &t.memory_mib {
+            Some(m) if *m.get_ref() < 64 => {
+                return Err(src.error(m.span(), "test.memory_mib", "must be at least 64"))
+            }
+            m => m.as_ref().map_or(512, |m| *m.get_ref()),
+        };
+        let test = TestSettings {
+            timeout: positive(src, &t.timeout, "test.timeout", 300)?,
+            memory_mib,
+            console,
+            forbid,
+            tcp,
+            http,
+            shutdown_timeout,
+        };
+
+        Ok(Recipe {
+            path: src.path.clone(),
+            name: img.name.get_ref().clone(),
+            version: img.version.get_ref().clone(),
+            description: img.description.clone(),
+            layers,
+            source_date_epoch: img.source_date_epoch.as_ref().map(|e| *e.get_ref()),
+            disk,
+            boot,
+            test,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_patterns_compile() {
+        for p in DEFAULT_FORBID {
+            Regex::new(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn valid_names() {
+        for (s, ok) in [
+            ("hello", true),
+            ("1.0", true),
+            ("a_b-c+d", true),
+            ("", false),
+            ("-x", false),
+            ("a b", false),
+            ("a/b", false),
+        ] {
+            assert_eq!(valid_name(s), ok, "{s:?}");
+        }
+    }
+}

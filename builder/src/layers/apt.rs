@@ -1,0 +1,881 @@
+//! Package layers: Debian packages installed with apt over the composed lower
+//! layers, kept as the difference.
+//!
+//! 1. The lower root is written out as a real directory in the store's tmp
+//!    directory ([`rootdir::materialize`]), owners, devices and file
+//!    capabilities included.
+//! 2. A thread of kiln enters a new mount namespace (`unshare(CLONE_NEWNS)`,
+//!    `/` made private, so that no mount reaches the host), mounts a minimal
+//!    `/dev` (a tmpfs with the host's null, zero, full, random, urandom and
+//!    tty bound in), `/proc`, a read-only `/sys`, tmpfs on `/tmp`, `/run`,
+//!    `/var/lib/apt/lists` and `/var/cache/apt`, the store's download cache
+//!    (`STORE/debs/`) on `/var/cache/apt/archives` and the host's
+//!    `/etc/resolv.conf`, then runs `chroot ROOT apt-get update` and
+//!    `apt-get install` with a `policy-rc.d` that forbids starting services
+//!    (invoke-rc.d's policy interface: exit 101, "action forbidden").
+//!    Maintainer scripts run. When the thread ends, its namespace and every
+//!    mount in it are gone; the host never saw them.
+//! 3. The directory is read back ([`rootdir::read_root`]), what changes on
+//!    every run is reset to the lower layer's state ([`is_volatile`]), and the
+//!    layer is [`crate::build::diff`] of the two: new and changed files, and
+//!    `.wh.` whiteouts for removed ones. The dpkg database
+//!    (`var/lib/dpkg/status`, `info/`) is kept, so `dpkg -l` in the image is
+//!    true.
+//!
+//! The packages installed come back as [`InstalledPackage`]s (name, version,
+//! architecture, .deb file and its sha256), for lock files and SBOMs.
+
+pub mod rootdir;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::mount::MsFlags;
+use serde::Serialize;
+
+use crate::fs::tree::{Meta, Node, NodeKind, Tree};
+use crate::input::epoch::EpochRule;
+use crate::input::layerdef::DebianSource;
+use crate::store::Store;
+use crate::util::error::EnvError;
+use crate::util::exec::Cmd;
+
+/// Where dpkg keeps its database of installed packages.
+pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
+
+/// invoke-rc.d's policy hook (Debian Policy 9.3.3, `/usr/sbin/policy-rc.d`):
+/// exit status 101 means "action forbidden", so no maintainer script starts a
+/// service in the chroot.
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+const POLICY_RC_D_SCRIPT: &str =
+    "#!/bin/sh\n# kiln: services are not started while packages are installed.\nexit 101\n";
+
+/// Device nodes bound from the host into the chroot's private `/dev`.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The PATH the chroot's commands run with (the environment is cleared).
+const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One package that a layer installed or changed, with the `.deb` it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstalledPackage {
+    /// Package name.
+    pub package: String,
+    /// Version, exactly as dpkg records it (with an epoch when it has one).
+    pub version: String,
+    /// Debian architecture (`amd64`, `all`).
+    pub architecture: String,
+    /// File name of the `.deb` in the download cache ([`Store::deb_cache`]).
+    pub deb: String,
+    /// `sha256:` of that `.deb`; `None` when the cache no longer holds it.
+    pub sha256: Option<String>,
+}
+
+/// Wall-clock time of each step of a package layer build.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    /// Writing the lower root out as a directory.
+    pub materialize: Duration,
+    /// `apt-get update` and `apt-get install` in the chroot.
+    pub apt: Duration,
+    /// Reading the directory back into a tree.
+    pub read_back: Duration,
+    /// Resetting volatile files, the diff against the lower root, and hashing the .debs.
+    pub diff: Duration,
+}
+
+/// What [`install`] produced.
+#[derive(Debug, Clone)]
+pub struct PackagesLayer {
+    /// The layer: what apt changed in the lower root.
+    pub tree: Tree,
+    /// The packages it installed or changed, by name.
+    pub installed: Vec<InstalledPackage>,
+    /// Where the time went.
+    pub timings: Timings,
+    /// The layer's SOURCE_DATE_EPOCH: every time in `tree` is clamped to it.
+    pub epoch: i64,
+}
+
+/// Install `src.packages` with apt over `lower` (the composed layers below)
+/// and return the difference as a layer. Needs root (owners, device nodes,
+/// mount namespaces); without it, an [`EnvError`] says so.
+pub fn install(
+    lower: &Tree,
+    src: &DebianSource,
+    locked: Option<&[crate::input::lock::LockedPackage]>,
+    rule: EpochRule,
+    lower_epoch: Option<i64>,
+    store: &Store,
+) -> Result<PackagesLayer> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(EnvError::new(
+            "package layers install with apt in a chroot, which needs root: the lower root's \
+             owners and device nodes are written out and mounts are made in a private mount \
+             namespace; run kiln build as root (CI does)",
+        )
+        .into());
+    }
+    for tool in ["apt-get", "dpkg"] {
+        if lower.resolve(&format!("usr/bin/{tool}")).is_none() {
+            anyhow::bail!(
+                "the layers below have no /usr/bin/{tool}: a package layer needs a base with apt \
+                 and dpkg (a Debian minbase such as layers/base/debian)"
+            );
+        }
+    }
+    let debs = store.deb_cache();
+    std::fs::create_dir_all(debs.join("partial"))
+        .map_err(|e| EnvError::new(format!("cannot create {}: {e}", debs.display())))?;
+    let tmp = store.tmp_dir();
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| EnvError::new(format!("cannot create {}: {e}", tmp.display())))?;
+    // Removed when dropped, on every path out of here. The mounts never
+    // existed outside the apt thread's namespace, so removal only ever sees
+    // the materialised files.
+    let work = tempfile::Builder::new()
+        .prefix("kiln-apt-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("creating a directory in {}", tmp.display()))?;
+    let root = work.path().join("root");
+    let mut timings = Timings::default();
+
+    let t = Instant::now();
+    rootdir::materialize(lower, &root)
+        .with_context(|| format!("writing the lower root out to {}", root.display()))?;
+    let mut touched = prepare_mountpoints(&root)?;
+    if let Some(locked) = locked {
+        // Pin the locked versions while apt runs; reset with the rest.
+        let prefs = root.join(crate::input::lock::APT_PREFERENCES);
+        if let Some(dir) = prefs.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&prefs, crate::input::lock::apt_preferences(locked))
+            .with_context(|| format!("writing {}", prefs.display()))?;
+        touched.push(crate::input::lock::APT_PREFERENCES.into());
+    }
+    timings.materialize = t.elapsed();
+
+    let t = Instant::now();
+    let chroot = Chroot {
+        root: root.clone(),
+        debs: debs.clone(),
+        src: src.clone(),
+        sde: rule.script_epoch(lower_epoch),
+    };
+    let result = std::thread::Builder::new()
+        .name("kiln-apt".into())
+        .spawn(move || chroot.run())
+        .context("starting the apt thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the apt thread panicked"))?;
+    kill_leftovers(&root);
+    result?;
+    timings.apt = t.elapsed();
+
+    let t = Instant::now();
+    let mut upper = rootdir::read_root(&root, rule.read_clamp())
+        .with_context(|| format!("reading back {}", root.display()))?;
+    timings.read_back = t.elapsed();
+    let installed = installed_packages(lower, &upper, &debs)?;
+    let epoch = match rule.fixed {
+        Some(e) => e,
+        None => rule.layer_epoch(
+            lower_epoch,
+            crate::input::epoch::newest_deb_date(&debs, installed.iter().map(|p| p.deb.as_str()))?,
+        ),
+    };
+    upper.clamp_mtimes(epoch);
+
+    let t = Instant::now();
+    for p in &touched {
+        reset_path(&mut upper, lower, p);
+    }
+    let reset: Vec<&str> = upper
+        .iter()
+        .filter(|(p, n)| is_volatile(p, n) && lower.get(p) != Some(*n))
+        .map(|(p, _)| p)
+        .collect();
+    tracing::debug!(paths = ?reset, "reset to the lower layer's state (volatile)");
+    reset_volatile(&mut upper, lower);
+    // A directory that only held kiln's own files for a while (the lock's
+    // apt preferences, a mount point) keeps the lower layer's time: with a
+    // derived SOURCE_DATE_EPOCH newer than the lower one, the visit would
+    // otherwise show (a locked build would differ from an unlocked one).
+    for p in &touched {
+        if let Some(dir) = crate::fs::tree::parent(p) {
+            restore_unchanged_dir_time(&mut upper, lower, dir);
+        }
+    }
+    keep_symlink_modes(&mut upper, lower);
+    let tree = crate::build::diff(lower, &upper);
+    timings.diff = t.elapsed();
+    drop(work);
+    tracing::info!(
+        materialize = ?timings.materialize,
+        apt = ?timings.apt,
+        read_back = ?timings.read_back,
+        diff = ?timings.diff,
+        packages = installed.len(),
+        entries = tree.len(),
+        "package layer built"
+    );
+    Ok(PackagesLayer {
+        tree,
+        installed,
+        epoch,
+        timings,
+    })
+}
+
+/// Make sure every mount point and kiln's own files exist in the
+/// materialised root, and return the paths created or replaced there, which
+/// are reset to the lower root's state after the install.
+fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "var/lib/apt/lists",
+        "var/cache/apt",
+        "usr/sbin",
+    ] {
+        let mut cur = String::new();
+        for comp in d.split('/') {
+            cur = if cur.is_empty() {
+                comp.to_string()
+            } else {
+                format!("{cur}/{comp}")
+            };
+            let p = root.join(&cur);
+            match std::fs::symlink_metadata(&p) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => anyhow::bail!(
+                    "/{cur} in the lower layers is not a directory; apt cannot run there"
+                ),
+                Err(_) => {
+                    std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+                    touched.push(cur.clone());
+                }
+            }
+        }
+    }
+    // resolv.conf: a regular file to bind the host's onto (a symlink, as
+    // systemd-resolved leaves, would point into the chroot's /run).
+    let resolv = root.join("etc/resolv.conf");
+    if !std::fs::symlink_metadata(&resolv).is_ok_and(|m| m.is_file()) {
+        if std::fs::symlink_metadata(&resolv).is_ok() {
+            std::fs::remove_file(&resolv)
+                .with_context(|| format!("replacing {}", resolv.display()))?;
+        }
+        std::fs::write(&resolv, b"").with_context(|| format!("creating {}", resolv.display()))?;
+        touched.push("etc/resolv.conf".into());
+    }
+    let policy = root.join(POLICY_RC_D);
+    if std::fs::symlink_metadata(&policy).is_ok() {
+        std::fs::remove_file(&policy).with_context(|| format!("replacing {}", policy.display()))?;
+    }
+    std::fs::write(&policy, POLICY_RC_D_SCRIPT)
+        .and_then(|()| {
+            std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        })
+        .with_context(|| format!("writing {}", policy.display()))?;
+    touched.push(POLICY_RC_D.into());
+    Ok(touched)
+}
+
+/// Give `dir` the lower layer's time when its entries are the same names as
+/// there.
+fn restore_unchanged_dir_time(upper: &mut Tree, lower: &Tree, dir: &str) {
+    let names =
+        |t: &Tree| -> Vec<String> { t.children(dir).map(|(n, _, _)| n.to_string()).collect() };
+    let Some(l) = lower.get(dir).filter(|n| n.kind == NodeKind::Dir) else {
+        return;
+    };
+    if names(upper) != names(lower) {
+        return;
+    }
+    if let Some(u) = upper.get_mut(dir).filter(|n| n.kind == NodeKind::Dir) {
+        u.meta.mtime = l.meta.mtime;
+    }
+}
+
+/// Put `path` back the way `lower` has it (or remove it when `lower` has none).
+fn reset_path(upper: &mut Tree, lower: &Tree, path: &str) {
+    match lower.get(path) {
+        Some(n) => {
+            if let Some(u) = upper.get_mut(path) {
+                if u.kind == NodeKind::Dir && n.kind == NodeKind::Dir {
+                    u.meta = n.meta.clone();
+                    return;
+                }
+            }
+            upper.remove(path);
+            let _ = upper.insert(path, n.clone());
+        }
+        None => {
+            upper.remove(path);
+        }
+    }
+}
+
+/// What the chroot thread needs.
+struct Chroot {
+    root: PathBuf,
+    debs: PathBuf,
+    src: DebianSource,
+    sde: i64,
+}
+
+fn mount_err(what: &str, target: &Path, e: nix::Error) -> anyhow::Error {
+    EnvError::new(format!(
+        "mounting {what} on {} for the apt chroot failed: {e}",
+        target.display()
+    ))
+    .into()
+}
+
+impl Chroot {
+    /// Runs on its own thread: the mount namespace it enters is that
+    /// thread's alone and ends with it.
+    fn run(&self) -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+            EnvError::new(format!(
+                "cannot create a mount namespace for the apt chroot (unshare(CLONE_NEWNS): {e}); \
+                 kiln needs CAP_SYS_ADMIN for package layers"
+            ))
+        })?;
+        // Before any mount: nothing done here may propagate to the host.
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err("private propagation", Path::new("/"), e))?;
+        self.mount_all()?;
+        self.apt()
+    }
+
+    fn tmpfs(&self, rel: &str, mode: &str) -> Result<()> {
+        let target = self.root.join(rel);
+        nix::mount::mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("mode={mode}").as_str()),
+        )
+        .map_err(|e| mount_err("tmpfs", &target, e))
+    }
+
+    fn bind(&self, source: &Path, rel: &str) -> Result<()> {
+        let target = self.root.join(rel);
+        nix::mount::mount(
+            Some(source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err(&source.display().to_string(), &target, e))
+    }
+
+    fn mount_all(&self) -> Result<()> {
+        let r = &self.root;
+        self.tmpfs("dev", "0755")?;
+        for n in DEV_NODES {
+            std::fs::write(r.join("dev").join(n), b"")?;
+            self.bind(&Path::new("/dev").join(n), &format!("dev/{n}"))?;
+        }
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            std::os::unix::fs::symlink(target, r.join("dev").join(link))?;
+        }
+        std::fs::create_dir(r.join("dev/pts"))?;
+        std::fs::create_dir(r.join("dev/shm"))?;
+        let proc_ = r.join("proc");
+        nix::mount::mount(
+            Some("proc"),
+            &proc_,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err("proc", &proc_, e))?;
+        let sys = r.join("sys");
+        nix::mount::mount(
+            Some("sysfs"),
+            &sys,
+            Some("sysfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| mount_err("sysfs", &sys, e))?;
+        self.tmpfs("tmp", "1777")?;
+        self.tmpfs("run", "0755")?;
+        self.tmpfs("var/lib/apt/lists", "0755")?;
+        std::fs::create_dir(r.join("var/lib/apt/lists/partial"))?;
+        self.tmpfs("var/cache/apt", "0755")?;
+        std::fs::create_dir(r.join("var/cache/apt/archives"))?;
+        self.bind(&self.debs, "var/cache/apt/archives")?;
+        let host_resolv = std::fs::canonicalize("/etc/resolv.conf");
+        match host_resolv {
+            Ok(p) => self.bind(&p, "etc/resolv.conf")?,
+            Err(e) => tracing::warn!(
+                "no /etc/resolv.conf on the host ({e}); apt may not resolve its mirror"
+            ),
+        }
+        Ok(())
+    }
+
+    /// `chroot ROOT ARGV…` with a clean, fixed environment.
+    fn cmd(&self, argv: &[String]) -> Cmd {
+        Cmd::new("chroot")
+            .arg(&self.root)
+            .args(argv)
+            .clear_env()
+            .env("PATH", CHROOT_PATH)
+            .env("HOME", "/root")
+            .env("LC_ALL", "C.UTF-8")
+            .env("TZ", "UTC")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
+            .env("SOURCE_DATE_EPOCH", self.sde.to_string())
+    }
+
+    fn apt(&self) -> Result<()> {
+        let mut opts: Vec<String> = [
+            "APT::Sandbox::User=root",
+            "APT::Keep-Downloaded-Packages=true",
+            "APT::Install-Recommends=false",
+            "Acquire::Languages=none",
+            "Dpkg::Use-Pty=false",
+            "Dpkg::Options::=--force-confdef",
+            "Dpkg::Options::=--force-confold",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(mirror) = &self.src.mirror {
+            // The layer's own mirror, for this install only: the image keeps
+            // the sources the lower layers gave it. /tmp is this namespace's tmpfs.
+            let list = format!(
+                "deb {mirror} {} {}\n",
+                self.src.suite,
+                self.src.components.join(" ")
+            );
+            std::fs::create_dir_all(self.root.join("tmp/kiln-apt/sources.list.d"))?;
+            std::fs::write(self.root.join("tmp/kiln-apt/sources.list"), list)?;
+            opts.push("Dir::Etc::SourceList=/tmp/kiln-apt/sources.list".into());
+            opts.push("Dir::Etc::SourceParts=/tmp/kiln-apt/sources.list.d".into());
+        }
+        let with_opts = |args: &[&str]| -> Vec<String> {
+            let mut v = vec!["apt-get".to_string(), "-q".into()];
+            for o in &opts {
+                v.push("-o".into());
+                v.push(o.clone());
+            }
+            v.extend(args.iter().map(|s| s.to_string()));
+            v
+        };
+        let env_fail = |step: &'static str| {
+            let packages = self.src.packages.join(", ");
+            move |e: anyhow::Error| -> anyhow::Error {
+                // A missing `chroot` is already an EnvError naming its package.
+                if e.downcast_ref::<EnvError>().is_some() {
+                    e
+                } else {
+                    anyhow::Error::new(EnvError::new(format!("{e:#}"))).context(format!(
+                        "{step} in the chroot failed (packages: {packages})"
+                    ))
+                }
+            }
+        };
+        self.cmd(&with_opts(&["update"]))
+            .run()
+            .map_err(env_fail("apt-get update"))?;
+        let mut install = with_opts(&["install", "-y", "--no-install-recommends"]);
+        install.extend(self.src.packages.iter().cloned());
+        let out = self
+            .cmd(&install)
+            .run()
+            .map_err(env_fail("apt-get install"))?;
+        tracing::debug!(
+            stdout = %String::from_utf8_lossy(&out.stdout),
+            "apt-get install"
+        );
+        Ok(())
+    }
+}
+
+/// Kill any process a maintainer script left running inside the chroot (it
+/// would keep the namespace, and files, busy). Found by its root directory.
+fn kill_leftovers(root: &Path) {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("root")).is_ok_and(|r| r == root) {
+            tracing::warn!(pid, "killing a process left running in the apt chroot");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Paths whose content changes on every run (logs, apt's lists and caches,
+/// dpkg's and debconf's backup copies, ldconfig's inode cache), or that
+/// belong to the build host rather than the image. Directories under
+/// `var/log` stay (packages ship them and their daemons need them).
+pub fn is_volatile(path: &str, node: &Node) -> bool {
+    let under = |dir: &str| {
+        path.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let name = crate::fs::tree::file_name(path);
+    let dir = crate::fs::tree::parent(path).unwrap_or("");
+    (under("var/log") && node.kind != NodeKind::Dir)
+        || under("var/cache/apt")
+        || under("var/lib/apt/lists")
+        || (dir == "var/lib/dpkg" && name.ends_with("-old"))
+        || (dir == "var/cache/debconf" && name.ends_with("-old"))
+        || path == "var/cache/ldconfig/aux-cache"
+        || path == "var/lib/dpkg/lock"
+        || path == "var/lib/dpkg/lock-frontend"
+        || path == "var/cache/apt"
+        || under("tmp")
+        || under("run")
+}
+
+/// Reset every volatile path ([`is_volatile`]) of `upper` to what `lower`
+/// has there: removed when new, restored when changed or deleted.
+pub fn reset_volatile(upper: &mut Tree, lower: &Tree) {
+    upper.retain(|p, n| !is_volatile(p, n));
+    for (p, n) in lower.iter() {
+        if !p.is_empty() && is_volatile(p, n) {
+            // A parent that apt removed stays removed with its contents.
+            let _ = upper.insert(p, n.clone());
+        }
+    }
+}
+
+/// A symlink's permission bits are not stored by Linux (always 0777): keep
+/// the lower layer's bits for a symlink apt did not change.
+fn keep_symlink_modes(upper: &mut Tree, lower: &Tree) {
+    let paths: Vec<(String, Meta)> = upper
+        .iter()
+        .filter_map(|(p, n)| match (&n.kind, lower.get(p)) {
+            (NodeKind::Symlink(t), Some(l)) if l.kind == NodeKind::Symlink(t.clone()) => {
+                let mut m = n.meta.clone();
+                m.mode = l.meta.mode;
+                Some((p.to_string(), m))
+            }
+            _ => None,
+        })
+        .collect();
+    for (p, m) in paths {
+        if let Some(n) = upper.get_mut(&p) {
+            n.meta = m;
+        }
+    }
+}
+
+/// One stanza of dpkg's status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// `Package:`.
+    pub package: String,
+    /// `Version:`.
+    pub version: String,
+    /// `Architecture:`.
+    pub architecture: String,
+    /// `Status:` (`install ok installed`).
+    pub status: String,
+}
+
+impl StatusEntry {
+    /// Whether dpkg has the package fully installed.
+    pub fn is_installed(&self) -> bool {
+        self.status.split_whitespace().last() == Some("installed")
+    }
+}
+
+/// Parse dpkg's status file (deb822 stanzas, as in `dpkg-query`'s database;
+/// continuation lines start with a space and are skipped).
+pub fn parse_dpkg_status(text: &str) -> Vec<StatusEntry> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut e = StatusEntry {
+            package: String::new(),
+            version: String::new(),
+            architecture: String::new(),
+            status: String::new(),
+        };
+        for line in stanza.lines() {
+            if line.starts_with([' ', '\t']) {
+                continue;
+            }
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim().to_string();
+            match k {
+                "Package" => e.package = v,
+                "Version" => e.version = v,
+                "Architecture" => e.architecture = v,
+                "Status" => e.status = v,
+                _ => {}
+            }
+        }
+        if !e.package.is_empty() {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The text of dpkg's status file in a tree (empty when there is none).
+pub fn dpkg_status(tree: &Tree) -> String {
+    match tree.resolve(DPKG_STATUS) {
+        Some((
+            _,
+            Node {
+                kind: NodeKind::File(data),
+                ..
+            },
+        )) => String::from_utf8_lossy(data).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The packages installed according to the status file `after` that the
+/// status file `before` does not have installed at the same version and
+/// architecture, sorted by name.
+pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
+    let before: std::collections::BTreeSet<(String, String, String)> = parse_dpkg_status(before)
+        .into_iter()
+        .filter(StatusEntry::is_installed)
+        .map(|e| (e.package, e.version, e.architecture))
+        .collect();
+    let mut out: Vec<StatusEntry> = parse_dpkg_status(after)
+        .into_iter()
+        .filter(|e| {
+            e.is_installed()
+                && !before.contains(&(e.package.clone(), e.version.clone(), e.architecture.clone()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.package.cmp(&b.package));
+    out
+}
+
+/// The name apt gives a downloaded `.deb` in `/var/cache/apt/archives`:
+/// `NAME_VERSION_ARCH.deb` with the epoch colon escaped as `%3a`.
+pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String {
+    format!(
+        "{package}_{}_{architecture}.deb",
+        version.replace(':', "%3a")
+    )
+}
+
+/// The packages a layer installed, from dpkg's status file before
+/// (`lower`) and after (`upper`, the lower root with the layer applied),
+/// each with its `.deb` in the download cache `debs` and that file's sha256.
+/// Works for cached layers too, as long as the cache holds the files.
+pub fn installed_packages(
+    lower: &Tree,
+    upper: &Tree,
+    debs: &Path,
+) -> Result<Vec<InstalledPackage>> {
+    installed_from_status(&dpkg_status(lower), &dpkg_status(upper), debs)
+}
+
+/// [`installed_packages`] from the two status files' text.
+pub fn installed_from_status(
+    before: &str,
+    after: &str,
+    debs: &Path,
+) -> Result<Vec<InstalledPackage>> {
+    let mut out = Vec::new();
+    for e in installed_between(before, after) {
+        let deb = deb_file_name(&e.package, &e.version, &e.architecture);
+        let path = debs.join(&deb);
+        let sha256 = if path.is_file() {
+            Some(crate::image::disk::file_digest(&path)?)
+        } else {
+            tracing::warn!(package = %e.package, file = %path.display(), "the .deb is not in the download cache");
+            None
+        };
+        out.push(InstalledPackage {
+            package: e.package,
+            version: e.version,
+            architecture: e.architecture,
+            deb,
+            sha256,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{dir, file};
+
+    #[test]
+    fn volatile_table() {
+        for (path, is_dir, want) in [
+            ("var/log/dpkg.log", false, true),
+            ("var/log/apt/history.log", false, true),
+            ("var/log/nginx", true, false),
+            ("var/log", true, false),
+            ("var/cache/apt/pkgcache.bin", false, true),
+            ("var/cache/apt/archives/x.deb", false, true),
+            (
+                "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
+                false,
+                true,
+            ),
+            ("var/lib/apt/lists", true, false),
+            ("var/lib/apt/extended_states", false, false),
+            ("var/lib/dpkg/status", false, false),
+            ("var/lib/dpkg/status-old", false, true),
+            ("var/lib/dpkg/diversions-old", false, true),
+            ("var/lib/dpkg/info/nginx.list", false, false),
+            ("var/lib/dpkg/info/x-old", false, false),
+            ("var/cache/debconf/config.dat", false, false),
+            ("var/cache/debconf/config.dat-old", false, true),
+            ("var/cache/ldconfig/aux-cache", false, true),
+            ("etc/ld.so.cache", false, false),
+            ("tmp/x", false, true),
+            ("tmp", true, false),
+            ("usr/sbin/nginx", false, false),
+            ("varlog/x", false, false),
+        ] {
+            let node = if is_dir { dir() } else { file("") };
+            assert_eq!(is_volatile(path, &node), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn reset_volatile_restores_lower_state() {
+        let d = Meta::root(0o755, 0);
+        let mut lower = Tree::new(0);
+        lower
+            .insert_with_parents("var/log/old.log", file("old"), &d)
+            .unwrap();
+        lower
+            .insert_with_parents("var/lib/dpkg/status", file("a"), &d)
+            .unwrap();
+        let mut upper = lower.clone();
+        upper.remove("var/log/old.log");
+        upper
+            .insert_with_parents("var/log/dpkg.log", file("new"), &d)
+            .unwrap();
+        upper
+            .insert_with_parents("var/log/nginx", dir(), &d)
+            .unwrap();
+        upper.insert("var/lib/dpkg/status", file("b")).unwrap();
+        upper.insert("var/lib/dpkg/status-old", file("a")).unwrap();
+        reset_volatile(&mut upper, &lower);
+        let layer = crate::build::diff(&lower, &upper);
+        let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            paths,
+            [
+                "",
+                "var",
+                "var/lib",
+                "var/lib/dpkg",
+                "var/lib/dpkg/status",
+                "var/log",
+                "var/log/nginx"
+            ]
+        );
+    }
+
+    const STATUS: &str = "\
+Package: nginx
+Status: install ok installed
+Priority: optional
+Installed-Size: 1234
+Architecture: amd64
+Version: 1.22.1-9+deb12u1
+Description: small, powerful, scalable web/proxy server
+ Nginx (\"engine X\") is a high-performance web and reverse proxy server.
+ Version: 9.9 (a continuation line, not a field)
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Version: 2.36-9+deb12u10
+
+Package: oldpkg
+Status: deinstall ok config-files
+Architecture: all
+Version: 1:2.0-1
+";
+
+    #[test]
+    fn dpkg_status_parser() {
+        let e = parse_dpkg_status(STATUS);
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0],
+            StatusEntry {
+                package: "nginx".into(),
+                version: "1.22.1-9+deb12u1".into(),
+                architecture: "amd64".into(),
+                status: "install ok installed".into(),
+            }
+        );
+        assert!(e[1].is_installed());
+        assert!(!e[2].is_installed());
+        assert_eq!(e[2].version, "1:2.0-1");
+    }
+
+    #[test]
+    fn installed_between_is_the_status_difference() {
+        let before =
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
+        let got: Vec<(String, String)> = installed_between(before, STATUS)
+            .into_iter()
+            .map(|e| (e.package, e.version))
+            .collect();
+        // libc6 changed version; nginx is new; oldpkg is not installed.
+        assert_eq!(
+            got,
+            [
+                ("libc6".to_string(), "2.36-9+deb12u10".to_string()),
+                ("nginx".to_string(), "1.22.1-9+deb12u1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn deb_names_escape_the_epoch() {
+        assert_eq!(
+            deb_file_name("nginx", "1.22.1-9+deb12u1", "amd64"),
+            "nginx_1.22.1-9+deb12u1_amd64.deb"
+        );
+        assert_eq!(
+            deb_file_name("libfoo", "1:2.0-1", "all"),
+            "libfoo_1%3a2.0-1_all.deb"
+        );
+    }
+}

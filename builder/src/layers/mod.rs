@@ -1,0 +1,4 @@
+//! TODO layers
+
+pub mod apt;
+pub mod source;

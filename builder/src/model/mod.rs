@@ -1,0 +1,5 @@
+//! TODO model
+
+pub mod manifest;
+pub mod provenance;
+pub mod sbom;

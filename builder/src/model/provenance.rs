@@ -1,0 +1,172 @@
+//! The provenance statement published beside an image: an in-toto
+//! Statement v1 (<https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md>)
+//! whose predicate is SLSA Build Provenance v1
+//! (<https://slsa.dev/spec/v1.0/provenance>).
+//!
+//! - `subject`: the disk image file, by sha256;
+//! - `buildDefinition.externalParameters`: the recipe (file and digest) and
+//!   SOURCE_DATE_EPOCH, everything a rebuild needs besides the repository;
+//! - `buildDefinition.resolvedDependencies`: the recipe, the lock when the
+//!   manifest names one, and every layer blob by digest with its layer key
+//!   (which pins the package set and the layer format);
+//! - `runDetails.builder`: kiln and its version; `byproducts`: the boot-test
+//!   verdict that allowed publication.
+//!
+//! The statement is a pure function of the manifest and the verdict, so
+//! publishing the same image twice gives the same bytes.
+
+use serde_json::{json, Value};
+
+use crate::model::manifest::Manifest;
+
+/// in-toto Statement v1 `_type`.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// SLSA Build Provenance v1 `predicateType`.
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// kiln's SLSA `buildType`: a URN, since kiln builds are defined by this
+/// repository's README ("How an image is built"), not by a hosted page.
+pub const BUILD_TYPE: &str = "urn:kiln:buildtype:image:v1";
+/// kiln's builder id.
+pub const BUILDER_ID: &str = "urn:kiln:builder";
+
+/// `{"sha256": "<hex>"}` for a `sha256:<hex>` digest.
+fn digest_set(digest: &str) -> Value {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    json!({ "sha256": hex })
+}
+
+/// The statement for an image, given its manifest, the manifest as raw
+/// JSON (read for optional fields newer builders add: `lock.digest`), and
+/// the digest and name of the verdict file that passed it.
+pub fn statement(
+    manifest: &Manifest,
+    manifest_json: &Value,
+    verdict_file: &str,
+    verdict_digest: &str,
+) -> Value {
+    let mut deps = vec![json!({
+        "name": format!("recipe:{}", manifest.recipe.file),
+        "digest": digest_set(&manifest.recipe.digest),
+    })];
+    if let Some(lock) = manifest_json
+        .pointer("/lock/digest")
+        .and_then(Value::as_str)
+    {
+        deps.push(json!({ "name": "lock", "digest": digest_set(lock) }));
+    }
+    for l in &manifest.layers {
+        deps.push(json!({
+            "name": format!("layer:{}", l.name),
+            "digest": digest_set(&l.digest),
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+            "annotations": { "kind": l.kind, "key": l.key, "diff_id": l.diff_id, "size": l.size },
+        }));
+    }
+    json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{
+            "name": manifest.image.file,
+            "digest": digest_set(&manifest.image.digest),
+        }],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "recipe": {
+                        "file": manifest.recipe.file,
+                        "digest": digest_set(&manifest.recipe.digest),
+                    },
+                    "source_date_epoch": manifest.source_date_epoch,
+                },
+                "internalParameters": {
+                    "layer_format": manifest.builder.layer_format,
+                    "image": { "name": manifest.name, "version": manifest.version },
+                },
+                "resolvedDependencies": deps,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": BUILDER_ID,
+                    "version": { manifest.builder.name.clone(): manifest.builder.version },
+                },
+                "metadata": {
+                    "invocationId": manifest.image.digest,
+                },
+                "byproducts": [{
+                    "name": verdict_file,
+                    "digest": digest_set(verdict_digest),
+                    "mediaType": "application/vnd.kiln.verdict.v1+json",
+                }],
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::{BuilderInfo, ImageFile, ManifestLayer, RecipeRef};
+
+    #[test]
+    fn statement_names_subject_recipe_layers_and_builder() {
+        let h = |c: &str| format!("sha256:{}", c.repeat(64));
+        let m = Manifest {
+            schema: crate::model::manifest::SCHEMA.into(),
+            name: "hello".into(),
+            version: "1.0".into(),
+            recipe: RecipeRef {
+                file: "hello.toml".into(),
+                digest: h("1"),
+            },
+            source_date_epoch: 1700000000,
+            epoch_source: None,
+            layers: vec![ManifestLayer {
+                name: "base/busybox".into(),
+                kind: "base".into(),
+                key: h("2"),
+                digest: h("3"),
+                diff_id: h("4"),
+                size: 10,
+                packages: vec![],
+            }],
+            image: ImageFile {
+                format: "raw".into(),
+                file: "hello-1.0.raw".into(),
+                digest: h("5"),
+                size: 100,
+            },
+            disk: None,
+            test: None,
+            builder: BuilderInfo {
+                name: "kiln".into(),
+                version: "0.1.0".into(),
+                layer_format: 1,
+            },
+        };
+        let mut raw = serde_json::to_value(&m).unwrap();
+        raw["lock"] = json!({ "digest": h("6") });
+        let s = statement(&m, &raw, "hello-1.0.verdict.json", &h("7"));
+        assert_eq!(s["_type"], STATEMENT_TYPE);
+        assert_eq!(s["predicateType"], PREDICATE_TYPE);
+        assert_eq!(s["subject"][0]["digest"]["sha256"], "5".repeat(64));
+        let p = &s["predicate"]["buildDefinition"];
+        assert_eq!(p["externalParameters"]["source_date_epoch"], 1700000000);
+        let names: Vec<&str> = p["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["recipe:hello.toml", "lock", "layer:base/busybox"]);
+        assert_eq!(
+            s["predicate"]["runDetails"]["builder"]["version"]["kiln"],
+            "0.1.0"
+        );
+        // A pure function: same inputs, same bytes.
+        assert_eq!(
+            serde_json::to_vec(&s).unwrap(),
+            serde_json::to_vec(&statement(&m, &raw, "hello-1.0.verdict.json", &h("7"))).unwrap()
+        );
+    }
+}

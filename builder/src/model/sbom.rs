@@ -1,0 +1,142 @@
+//! The software bill of materials written beside every image as
+//! `NAME-VERSION.spdx.json`: SPDX 2.3 in its JSON serialisation
+//! (<https://spdx.github.io/spdx-spec/v2.3/>). The image is the described
+//! package; it CONTAINS its layers, and each layer CONTAINS the Debian
+//! packages that went into it, with version, supplier, download location,
+//! sha256 of the .deb and a `pkg:deb` package URL.
+//!
+//! Deterministic: the creation time is SOURCE_DATE_EPOCH and the document
+//! namespace is derived from the image digest.
+
+use serde_json::{json, Value};
+
+use crate::model::manifest::Manifest;
+
+/// An SPDX identifier from free text: `SPDXRef-` then `[A-Za-z0-9.-]` only.
+fn spdx_id(kind: &str, i: usize, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("SPDXRef-{kind}-{i}-{clean}")
+}
+
+/// Percent-encode for a package URL component (purl-spec).
+fn purl_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Seconds since the epoch as an SPDX timestamp (`YYYY-MM-DDThh:mm:ssZ`, RFC 3339 UTC).
+pub fn spdx_time(secs: i64) -> String {
+    crate::publish::release::rfc3339(secs)
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// The SPDX document for an image.
+pub fn document(m: &Manifest) -> Value {
+    let image_id = "SPDXRef-Image".to_string();
+    let mut packages = vec![json!({
+        "SPDXID": image_id,
+        "name": m.name,
+        "versionInfo": m.version,
+        "packageFileName": m.image.file,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&m.image.digest)}],
+        "supplier": "NOASSERTION",
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "comment": format!("kiln disk image built from {} ({})", m.recipe.file, m.recipe.digest),
+    })];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": image_id,
+    })];
+    for (li, l) in m.layers.iter().enumerate() {
+        let layer_id = spdx_id("Layer", li, &l.name);
+        packages.push(json!({
+            "SPDXID": layer_id,
+            "name": l.name,
+            "versionInfo": l.digest,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&l.digest)}],
+            "supplier": "NOASSERTION",
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "primaryPackagePurpose": "ARCHIVE",
+            "comment": format!("kiln {} layer (zstd-compressed tar), key {}", l.kind, l.key),
+        }));
+        relationships.push(json!({"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": layer_id}));
+        for (pi, p) in l.packages.iter().enumerate() {
+            let id = spdx_id("Deb", li * 100_000 + pi, &p.name);
+            packages.push(json!({
+                "SPDXID": id,
+                "name": p.name,
+                "versionInfo": p.version,
+                "downloadLocation": p.download.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                "filesAnalyzed": false,
+                "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&p.sha256)}],
+                "supplier": "Organization: Debian",
+                "licenseConcluded": "NOASSERTION",
+                "licenseDeclared": "NOASSERTION",
+                "copyrightText": "NOASSERTION",
+                "primaryPackagePurpose": "LIBRARY",
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": format!("pkg:deb/debian/{}@{}?arch={}", purl_encode(&p.name), purl_encode(&p.version), purl_encode(&p.architecture)),
+                }],
+            }));
+            relationships.push(json!({"spdxElementId": layer_id, "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
+        }
+    }
+    json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}-{}", m.name, m.version),
+        "documentNamespace": format!("https://kiln.invalid/spdx/{}-{}/{}", m.name, m.version, hex(&m.image.digest)),
+        "creationInfo": {
+            "created": spdx_time(m.source_date_epoch),
+            "creators": [format!("Tool: kiln-{}", m.builder.version)],
+        },
+        "documentDescribes": [image_id],
+        "packages": packages,
+        "relationships": relationships,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_ids() {
+        assert_eq!(spdx_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(spdx_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(spdx_id("Deb", 3, "libstdc++6"), "SPDXRef-Deb-3-libstdc--6");
+        assert_eq!(purl_encode("1:2.3+b1"), "1%3A2.3%2Bb1");
+    }
+}

@@ -1,0 +1,5 @@
+//! TODO publish
+
+pub mod oci;
+pub mod release;
+pub mod sign;

@@ -1,0 +1,561 @@
+//! The registry side of [`crate::publish::oci`]: `oci://` references, the
+//! `WWW-Authenticate` challenge (RFC 9110 §11.6.1) with Basic and Bearer
+//! (Docker token protocol) authentication, and the Distribution API calls
+//! kiln makes (<https://github.com/opencontainers/distribution-spec>,
+//! "Pulling", "Pushing blobs", "Pushing manifests").
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use serde_json::Value;
+
+use super::{INDEX_TYPE, MANIFEST_TYPE};
+use crate::util::error::{CheckFailed, EnvError, InputError};
+
+/// Largest manifest or small blob read into memory (the spec's 4 MiB manifest limit).
+const SMALL_LIMIT: u64 = 4 << 20;
+
+/// An `oci://HOST[:PORT]/REPO[:TAG]` reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// `host[:port]`.
+    pub host: String,
+    /// Repository path.
+    pub repo: String,
+    /// Tag, when given.
+    pub tag: Option<String>,
+}
+
+impl Reference {
+    /// Parse `oci://HOST[:PORT]/REPO[:TAG]`.
+    pub fn parse(s: &str) -> Result<Reference> {
+        let bad = |m: &str| InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("oci reference".into()),
+            message: format!("{s:?}: {m} (expected oci://HOST[:PORT]/REPO[:TAG])"),
+        };
+        let rest = s.strip_prefix("oci://").ok_or_else(|| bad("not oci://"))?;
+        let (host, path) = rest.split_once('/').ok_or_else(|| bad("no repository"))?;
+        let (repo, tag) = match path.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
+            _ => (path, None),
+        };
+        let repo_ok = !repo.is_empty()
+            && repo.split('/').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
+                    })
+            });
+        if host.is_empty() || !repo_ok {
+            return Err(bad("bad host or repository (lower-case a-z, 0-9, . _ - and /)").into());
+        }
+        if let Some(t) = &tag {
+            let ok = !t.is_empty()
+                && t.len() <= 128
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(bad("bad tag ([A-Za-z0-9_.-], ≤ 128)").into());
+            }
+        }
+        Ok(Reference {
+            host: host.into(),
+            repo: repo.into(),
+            tag,
+        })
+    }
+
+    /// Plain HTTP for loopback registries, HTTPS otherwise.
+    pub fn base_url(&self) -> String {
+        let name = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    &self.host
+                }
+            });
+        let loopback = name == "localhost"
+            || name == "[::1]"
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.is_loopback());
+        format!(
+            "{}://{}",
+            if loopback { "http" } else { "https" },
+            self.host
+        )
+    }
+}
+
+/// A parsed `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `basic` or `bearer` (lower-cased).
+    pub scheme: String,
+    /// Its auth-params (`realm`, `service`, `scope`), keys lower-cased.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Parse a `WWW-Authenticate` header value holding one challenge, with
+/// quoted-string params that may contain commas and escaped quotes.
+pub fn parse_challenge(h: &str) -> Option<Challenge> {
+    let h = h.trim();
+    let (scheme, mut rest) = match h.find(' ') {
+        Some(i) => (&h[..i], h[i + 1..].trim_start()),
+        None => (h, ""),
+    };
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim().to_ascii_lowercase();
+        rest = rest[eq + 1..].trim_start();
+        let mut value = String::new();
+        if let Some(r) = rest.strip_prefix('"') {
+            let mut chars = r.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            value.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            rest = &r[end? + 1..];
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        params.insert(key, value);
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(Challenge {
+        scheme: scheme.to_ascii_lowercase(),
+        params,
+    })
+}
+
+/// Registry credentials for a host: the environment, else containers'
+/// `auth.json`, else Docker's `config.json`.
+pub(crate) fn credentials(host: &str) -> Option<(String, String)> {
+    if let (Ok(u), Ok(p)) = (
+        std::env::var("KILN_REGISTRY_USERNAME"),
+        std::env::var("KILN_REGISTRY_PASSWORD"),
+    ) {
+        return Some((u, p));
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        files.push(p.into());
+    }
+    if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
+        files.push(PathBuf::from(p).join("containers/auth.json"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        files.push(PathBuf::from(&h).join(".config/containers/auth.json"));
+        files.push(PathBuf::from(&h).join(".docker/config.json"));
+    }
+    for f in files {
+        let Some(v) = std::fs::read(&f)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        let auth = v["auths"][host]["auth"]
+            .as_str()
+            .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok());
+        if let Some((u, p)) = auth.and_then(|a| String::from_utf8(a).ok()).and_then(|s| {
+            s.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        }) {
+            return Some((u, p));
+        }
+    }
+    None
+}
+
+pub(crate) fn basic(u: &str, p: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+    )
+}
+
+/// A session with one repository of a registry.
+pub(crate) struct Client {
+    pub(crate) agent: ureq::Agent,
+    pub(crate) base: String,
+    pub(crate) r: Reference,
+    pub(crate) auth: Option<String>,
+}
+
+pub(crate) type Response = ureq::http::Response<ureq::Body>;
+
+pub(crate) fn net(url: &str) -> impl FnOnce(ureq::Error) -> anyhow::Error + '_ {
+    move |e| EnvError::new(format!("cannot reach the registry at {url}: {e}")).into()
+}
+
+impl Client {
+    /// Connect: `GET /v2/`, and answer its authentication challenge.
+    pub(crate) fn connect(r: &Reference, push: bool) -> Result<Client> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let base = r.base_url();
+        let mut c = Client {
+            agent,
+            base: base.clone(),
+            r: r.clone(),
+            auth: None,
+        };
+        let url = format!("{base}/v2/");
+        let resp = c.agent.get(&url).call().map_err(net(&url))?;
+        match resp.status().as_u16() {
+            200 => {}
+            401 => {
+                let h = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let ch = parse_challenge(h).with_context(|| {
+                    format!("{url} asks for authentication with an unreadable challenge {h:?}")
+                })?;
+                let creds = credentials(&r.host);
+                c.auth = Some(match ch.scheme.as_str() {
+                    "basic" => {
+                        let (u, p) = creds.ok_or_else(|| no_creds(&r.host))?;
+                        basic(&u, &p)
+                    }
+                    "bearer" => format!("Bearer {}", c.token(&ch, creds.as_ref(), push)?),
+                    other => bail!("{url}: unsupported authentication scheme {other:?}"),
+                });
+            }
+            s => bail!(EnvError::new(format!(
+                "{url} answered {s}: is this an OCI registry?"
+            ))),
+        }
+        Ok(c)
+    }
+
+    /// A bearer token from the challenge's realm (Docker token protocol).
+    pub(crate) fn token(
+        &self,
+        ch: &Challenge,
+        creds: Option<&(String, String)>,
+        push: bool,
+    ) -> Result<String> {
+        let realm = ch
+            .params
+            .get("realm")
+            .context("bearer challenge without a realm")?;
+        let scope = format!(
+            "repository:{}:{}",
+            self.r.repo,
+            if push { "pull,push" } else { "pull" }
+        );
+        let mut req = self.agent.get(realm).query("scope", &scope);
+        if let Some(s) = ch.params.get("service") {
+            req = req.query("service", s);
+        }
+        if let Some((u, p)) = creds {
+            req = req.header("Authorization", basic(u, p));
+        }
+        let mut resp = req.call().map_err(net(realm))?;
+        if resp.status().as_u16() != 200 {
+            if creds.is_none() {
+                return Err(no_creds(&self.r.host));
+            }
+            bail!(CheckFailed {
+                message: format!(
+                    "the token service {realm} refused the credentials for {} ({})",
+                    self.r.host,
+                    resp.status()
+                )
+            });
+        }
+        let v: Value = serde_json::from_slice(&read_small(&mut resp)?)?;
+        v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .map(String::from)
+            .context("token service answered without a token")
+    }
+
+    pub(crate) fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.base, self.r.repo)
+    }
+
+    pub(crate) fn req(
+        &self,
+        method: &str,
+        url: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let mut b = match method {
+            "HEAD" => self.agent.head(url),
+            "DELETE" => self.agent.delete(url),
+            _ => self.agent.get(url),
+        };
+        if let Some(a) = &self.auth {
+            b = b.header("Authorization", a);
+        }
+        b
+    }
+
+    pub(crate) fn req_body(
+        &self,
+        method: &str,
+        url: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let mut b = if method == "POST" {
+            self.agent.post(url)
+        } else {
+            self.agent.put(url)
+        };
+        if let Some(a) = &self.auth {
+            b = b.header("Authorization", a);
+        }
+        b
+    }
+
+    pub(crate) fn has_blob(&self, digest: &str) -> Result<bool> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self.req("HEAD", &url).call().map_err(net(&url))?;
+        Ok(resp.status().as_u16() == 200)
+    }
+
+    /// Upload a blob (POST then monolithic PUT), unless already there.
+    pub(crate) fn put_blob(&self, digest: &str, body: impl ureq::AsSendBody) -> Result<()> {
+        if self.has_blob(digest)? {
+            return Ok(());
+        }
+        let url = self.url("blobs/uploads/");
+        let resp = self
+            .req_body("POST", &url)
+            .send_empty()
+            .map_err(net(&url))?;
+        expect(&resp, 202, &url)?;
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("blob upload started without a Location")?;
+        let mut put = if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc.to_string()
+        } else {
+            format!("{}{loc}", self.base)
+        };
+        put.push(if put.contains('?') { '&' } else { '?' });
+        put.push_str(&format!("digest={digest}"));
+        let resp = self
+            .req_body("PUT", &put)
+            .header("Content-Type", "application/octet-stream")
+            .send(body)
+            .map_err(net(&put))?;
+        expect(&resp, 201, &put)
+    }
+
+    /// PUT a manifest; returns its digest and whether the registry
+    /// processed its subject (the `OCI-Subject` header).
+    pub(crate) fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<(String, bool)> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let resp = self
+            .req_body("PUT", &url)
+            .header("Content-Type", media_type)
+            .send(body)
+            .map_err(net(&url))?;
+        expect(&resp, 201, &url)?;
+        Ok((
+            crate::fs::layer::sha256_digest(body),
+            resp.headers().contains_key("oci-subject"),
+        ))
+    }
+
+    /// GET a manifest (or index); `None` on 404.
+    pub(crate) fn get_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let mut resp = self
+            .req("GET", &url)
+            .header("Accept", format!("{MANIFEST_TYPE}, {INDEX_TYPE}"))
+            .call()
+            .map_err(net(&url))?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        expect(&resp, 200, &url)?;
+        Ok(Some(read_small(&mut resp)?))
+    }
+
+    pub(crate) fn get_blob(&self, digest: &str) -> Result<Response> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self.req("GET", &url).call().map_err(net(&url))?;
+        expect(&resp, 200, &url)?;
+        Ok(resp)
+    }
+
+    /// A small blob, checked against its digest.
+    pub(crate) fn get_small_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let b = read_small(&mut self.get_blob(digest)?)?;
+        check_digest(&b, digest, &self.url(&format!("blobs/{digest}")))?;
+        Ok(b)
+    }
+}
+
+pub(crate) fn no_creds(host: &str) -> anyhow::Error {
+    EnvError::new(format!(
+        "the registry {host} needs credentials: set KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD (or log in with skopeo/podman/docker)"
+    ))
+    .into()
+}
+
+pub(crate) fn expect(resp: &Response, status: u16, url: &str) -> Result<()> {
+    let got = resp.status().as_u16();
+    if got == status {
+        return Ok(());
+    }
+    let err = format!("{url} answered {} (expected {status})", resp.status());
+    if got == 401 || got == 403 {
+        bail!(EnvError::new(format!("{err}: not authorised")));
+    }
+    bail!(err)
+}
+
+pub(crate) fn read_small(resp: &mut Response) -> Result<Vec<u8>> {
+    resp.body_mut()
+        .with_config()
+        .limit(SMALL_LIMIT)
+        .read_to_vec()
+        .context("reading a registry response")
+}
+
+pub(crate) fn check_digest(bytes: &[u8], digest: &str, what: &str) -> Result<()> {
+    let got = crate::fs::layer::sha256_digest(bytes);
+    if got != digest {
+        bail!(CheckFailed {
+            message: format!("{what}: content hashes to {got}, not {digest}: the registry's copy is corrupt or tampered with")
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = Reference::parse("oci://127.0.0.1:5000/kiln/hello:1.0").unwrap();
+        assert_eq!(
+            r,
+            Reference {
+                host: "127.0.0.1:5000".into(),
+                repo: "kiln/hello".into(),
+                tag: Some("1.0".into())
+            }
+        );
+        assert_eq!(r.base_url(), "http://127.0.0.1:5000");
+        let r = Reference::parse("oci://ghcr.io/acme/hello").unwrap();
+        assert_eq!(
+            (r.tag.as_deref(), r.base_url().as_str()),
+            (None, "https://ghcr.io")
+        );
+        assert_eq!(
+            Reference::parse("oci://localhost/x").unwrap().base_url(),
+            "http://localhost"
+        );
+        assert_eq!(
+            Reference::parse("oci://[::1]:5000/x").unwrap().base_url(),
+            "http://[::1]:5000"
+        );
+        assert_eq!(
+            Reference::parse("oci://10.0.0.1:5000/x")
+                .unwrap()
+                .base_url(),
+            "https://10.0.0.1:5000"
+        );
+        for bad in [
+            "docker://x/y",
+            "oci://host",
+            "oci://host/Upper",
+            "oci://host/x:bad/tag",
+            "oci:///x",
+            "oci://h/x:",
+        ] {
+            let e = Reference::parse(bad).unwrap_err();
+            assert_eq!(crate::util::error::exit_code(&e), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_challenges() {
+        type Want = Option<(&'static str, &'static [(&'static str, &'static str)])>;
+        let cases: &[(&str, Want)] = &[
+            (
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+                Some((
+                    "bearer",
+                    &[
+                        ("realm", "https://auth.docker.io/token"),
+                        ("scope", "repository:library/alpine:pull,push"),
+                        ("service", "registry.docker.io"),
+                    ],
+                )),
+            ),
+            (
+                r#"Basic realm="Registry Realm""#,
+                Some(("basic", &[("realm", "Registry Realm")])),
+            ),
+            (
+                r#"basic  Realm = "a\"b" , charset=UTF-8"#,
+                Some(("basic", &[("charset", "UTF-8"), ("realm", "a\"b")])),
+            ),
+            ("Bearer", Some(("bearer", &[]))),
+            (r#"Bearer realm="unterminated"#, None),
+            ("", None),
+        ];
+        for (h, want) in cases {
+            let got = parse_challenge(h);
+            let want = want.map(|(s, ps)| Challenge {
+                scheme: s.into(),
+                params: ps
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            });
+            assert_eq!(got, want, "{h}");
+        }
+    }
+
+    #[test]
+    fn basic_header() {
+        assert_eq!(
+            basic("aladdin", "opensesame"),
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l"
+        );
+    }
+}

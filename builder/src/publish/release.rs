@@ -1,0 +1,765 @@
+//! The release store, channels and `kiln publish` (DESIGN.md "Publication").
+//!
+//! ```text
+//! RELEASES/                                  default STORE/releases, or publish --to DIR
+//!   NAME/VERSION/NAME-VERSION.raw            the image, byte for byte what was tested
+//!   NAME/VERSION/NAME-VERSION.manifest.json  its kiln manifest
+//!   NAME/VERSION/NAME-VERSION.spdx.json      its SBOM, when the build wrote one
+//!   NAME/VERSION/NAME-VERSION.verdict.json   the passing boot-test verdict
+//!   NAME/VERSION/NAME-VERSION.provenance.json  in-toto Statement v1 + SLSA provenance
+//!   NAME/VERSION/*.minisig                   a minisign signature beside each file
+//!   channels/CHANNEL/NNNNNN.json             the channel's history, one entry per file
+//!   lock                                     flock(2) held while publishing
+//! ```
+//! Published files are written once (no-clobber renames) and never
+//! replaced: publishing the same image again (to another channel) reuses
+//! them, and a different image under a published NAME/VERSION is refused.
+//! Channel history is append-only. A channel's current release is found by
+//! replaying it: `publish` and `promote` make a release current, `rollback`
+//! returns to the release that was current before it.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::model::manifest::Manifest;
+use crate::publish::sign::{self, SigningKey, TrustedComment};
+use crate::store::verdict;
+use crate::store::Store;
+use crate::util::error::{CheckFailed, InputError};
+
+/// Schema of a channel history entry.
+pub const SCHEMA: &str = "kiln.release/v1";
+
+/// What a history entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `kiln publish`.
+    Publish,
+    /// `kiln promote`.
+    Promote,
+    /// `kiln rollback`.
+    Rollback,
+}
+
+/// One entry of a channel's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// [`SCHEMA`].
+    pub schema: String,
+    /// 1, 2, … within the channel.
+    pub seq: u64,
+    /// The channel.
+    pub channel: String,
+    /// What happened.
+    pub action: Action,
+    /// Image name.
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// Image digest: the release this entry makes current.
+    pub digest: String,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// The key id that signed the release's files.
+    pub key_id: String,
+    /// The release's directory, relative to the release store.
+    pub path: String,
+    /// For a promotion: the channel it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// For a rollback: the digest it rolled back from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// OCI references it was pushed to (`HOST/REPO:TAG@sha256:…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oci: Vec<String>,
+}
+
+/// A release store directory.
+#[derive(Debug, Clone)]
+pub struct Releases {
+    root: PathBuf,
+}
+
+/// Channel names: like image names, so they are safe as directory names.
+fn check_channel(c: &str) -> Result<()> {
+    let ok = !c.is_empty()
+        && c.len() <= 64
+        && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("--channel".into()),
+            message: format!("{c:?} is not a channel name ([A-Za-z0-9][A-Za-z0-9._-]*, ≤ 64)"),
+        }
+        .into())
+    }
+}
+
+impl Releases {
+    /// The release store at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Releases { root: root.into() }
+    }
+
+    /// The default release store of a store: `STORE/releases`.
+    pub fn of_store(store: &Store) -> Self {
+        Releases::new(store.root().join("releases"))
+    }
+
+    /// Its root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating the release store {}", self.root.display()))?;
+        crate::store::lock_dir(&self.root, "the release store")
+    }
+
+    /// Every channel with a history.
+    pub fn channels(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = match fs::read_dir(self.root.join("channels")) {
+            Ok(rd) => rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.sort();
+        Ok(out)
+    }
+
+    /// A channel's history, oldest first.
+    pub fn history(&self, channel: &str) -> Result<Vec<Entry>> {
+        check_channel(channel)?;
+        let dir = self.root.join("channels").join(channel);
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut files: Vec<(u64, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let n = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()?;
+                Some((n, p))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|(_, p)| {
+                let b = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))
+            })
+            .collect()
+    }
+
+    /// The releases a channel has had current, oldest first, after replaying
+    /// rollbacks: the last is current, the one before it is where a rollback goes.
+    fn stack(history: &[Entry]) -> Vec<&Entry> {
+        let mut stack: Vec<&Entry> = Vec::new();
+        for e in history {
+            match e.action {
+                // Re-publishing the current release (say, to push it to a
+                // registry) does not give rollback a second copy to land on.
+                Action::Publish | Action::Promote => match stack.last_mut() {
+                    Some(top) if top.digest == e.digest => *top = e,
+                    _ => stack.push(e),
+                },
+                Action::Rollback => {
+                    stack.pop();
+                    // The entry itself is what is now current.
+                    if let Some(top) = stack.last_mut() {
+                        *top = e;
+                    }
+                }
+            }
+        }
+        stack
+    }
+
+    /// The channel's current release.
+    pub fn current(&self, channel: &str) -> Result<Option<Entry>> {
+        let h = self.history(channel)?;
+        Ok(Self::stack(&h).last().map(|e| (*e).clone()))
+    }
+
+    /// Append an entry (seq and channel filled in). Call with the lock held.
+    fn append(&self, channel: &str, mut e: Entry) -> Result<Entry> {
+        let dir = self.root.join("channels").join(channel);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        e.seq = self.history(channel)?.len() as u64 + 1;
+        e.channel = channel.into();
+        sign::write_new(
+            &dir.join(format!("{:06}.json", e.seq)),
+            &serde_json::to_vec_pretty(&e)?,
+            0o644,
+        )?;
+        Ok(e)
+    }
+}
+
+/// RFC 3339 for a UNIX time, UTC.
+pub fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn now() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    rfc3339(s)
+}
+
+/// A `kiln publish` request.
+#[derive(Debug)]
+pub struct PublishOptions {
+    /// The image file.
+    pub image: PathBuf,
+    /// The channel.
+    pub channel: String,
+    /// The secret key.
+    pub key: PathBuf,
+    /// The release store.
+    pub releases: Releases,
+    /// OCI references to push to (`oci://HOST[:PORT]/REPO`).
+    pub oci: Vec<String>,
+}
+
+/// One published file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedFile {
+    /// Path.
+    pub path: PathBuf,
+    /// Its signature.
+    pub signature: PathBuf,
+    /// `sha256:` of the file.
+    pub digest: String,
+    /// Whether it was already published (and left untouched).
+    pub existed: bool,
+}
+
+/// What `kiln publish --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    /// Image name.
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// Image digest.
+    pub digest: String,
+    /// The release directory.
+    pub dir: PathBuf,
+    /// The files, each with its signature.
+    pub files: Vec<PublishedFile>,
+    /// The channel entry (absent when the release was already current there).
+    pub entry: Option<Entry>,
+    /// The signing key id.
+    pub key_id: String,
+    /// The verdict that allowed publication (its file in the store).
+    pub verdict: String,
+    /// OCI pushes.
+    pub oci: Vec<crate::publish::oci::PushReport>,
+}
+
+/// The image's manifest: from the store by digest, else `NAME-VERSION.manifest.json`
+/// beside the image. Returns the parsed manifest and its bytes.
+fn find_manifest(store: &Store, image: &Path, digest: &str) -> Result<(Manifest, Vec<u8>)> {
+    let mut candidates = Vec::new();
+    if let Some(b) = store.image(digest)? {
+        candidates.push(b);
+    }
+    if let Some(dir) = image.parent() {
+        if let Ok(rd) = fs::read_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) {
+            let mut ps: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".manifest.json"))
+                .collect();
+            ps.sort();
+            candidates.extend(ps.iter().filter_map(|p| fs::read(p).ok()));
+        }
+    }
+    for b in candidates {
+        if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
+            if m.image.digest == digest {
+                return Ok((m, b));
+            }
+        }
+    }
+    Err(InputError::file(
+        image.display().to_string(),
+        format!("no kiln manifest for image {digest}, in the store or beside the image: build it with `kiln build`"),
+    )
+    .into())
+}
+
+/// Copy `src` to a new file `dest`, hashing on the way; the copy must hash to `digest`.
+fn copy_new(src: &Path, dest: &Path, digest: &str) -> Result<()> {
+    let dir = dest.parent().context("destination has no directory")?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempfile_in(dir)?;
+    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        tmp.write_all(&buf[..n])?;
+    }
+    let got = format!("sha256:{}", hex::encode(h.finalize()));
+    if got != digest {
+        return Err(CheckFailed {
+            message: format!(
+                "{} changed while being published: it now hashes to {got}, not {digest}",
+                src.display()
+            ),
+        }
+        .into());
+    }
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("{} already exists", dest.display()))?;
+    Ok(())
+}
+
+/// What to publish for one file.
+enum Content<'a> {
+    /// Copy this file.
+    File(&'a Path),
+    /// These bytes.
+    Bytes(Vec<u8>),
+}
+
+/// Publish one file and its signature, or check the already-published
+/// copy: same bytes, and a signature by the same key that verifies.
+fn publish_file(
+    key: &SigningKey,
+    dest: &Path,
+    content: Content<'_>,
+    comment: &TrustedComment,
+) -> Result<PublishedFile> {
+    let sig = sign::sig_path(dest);
+    let want = match &content {
+        Content::File(p) => sign::file_digest(p)?,
+        Content::Bytes(b) => crate::fs::layer::sha256_digest(b),
+    };
+    let existed = dest.exists();
+    if existed {
+        let have = sign::file_digest(dest)?;
+        if have != want {
+            return Err(CheckFailed {
+                message: format!(
+                    "{} is already published with digest {have}; kiln never replaces a published file (this one would be {want})",
+                    dest.display()
+                ),
+            }
+            .into());
+        }
+    } else {
+        match content {
+            Content::File(p) => copy_new(p, dest, &want)?,
+            Content::Bytes(b) => sign::write_new(dest, &b, 0o644)?,
+        }
+    }
+    if sig.exists() {
+        sign::verify_file(dest, &sig, key.public()).with_context(|| {
+            format!(
+                "{} is already published, but its signature is not by key {}",
+                dest.display(),
+                key.key_id
+            )
+        })?;
+    } else {
+        let text = key.sign_file(dest, comment)?;
+        sign::write_new(&sig, text.as_bytes(), 0o644)?;
+    }
+    Ok(PublishedFile {
+        path: dest.to_path_buf(),
+        signature: sig,
+        digest: want,
+        existed,
+    })
+}
+
+/// `kiln publish`: refuse without a passing verdict; write and sign the
+/// release files; append to the channel; push to OCI registries.
+pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
+    check_channel(&opts.channel)?;
+    let image = &opts.image;
+    if !image.is_file() {
+        return Err(InputError::file(image.display().to_string(), "no such image file").into());
+    }
+    let digest = sign::file_digest(image)?;
+    let (manifest, manifest_bytes) = find_manifest(store, image, &digest)?;
+    let label = format!("{} {}", manifest.name, manifest.version);
+    let Some(passed) = verdict::latest_passing(store, &digest)? else {
+        let why = match verdict::latest(store, &digest)? {
+            Some(v) => format!(
+                "its latest verdict failed ({})",
+                v.failed_check.as_deref().unwrap_or("unknown check")
+            ),
+            None => "no verdict is recorded for it".into(),
+        };
+        return Err(CheckFailed {
+            message: format!(
+                "refusing to publish {digest} ({label}): the store {} holds no passing `kiln test` verdict for this digest ({why}); run `kiln test {}` first",
+                store.root().display(),
+                image.display()
+            ),
+        }
+        .into());
+    };
+    let n = verdict::list(store, &digest)?
+        .iter()
+        .rposition(|v| v == &passed)
+        .map_or(0, |i| i + 1);
+    let verdict_ref = format!("verdicts/{}/{n}.json", digest.trim_start_matches("sha256:"));
+    let key = SigningKey::load(&opts.key)?;
+
+    let rel = &opts.releases;
+    let _lock = rel.lock()?;
+    let rel_path = format!("{}/{}", manifest.name, manifest.version);
+    let dir = rel.root.join(&rel_path);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let base = format!("{}-{}", manifest.name, manifest.version);
+    let published_manifest = dir.join(format!("{base}.manifest.json"));
+    if let Ok(b) = fs::read(&published_manifest) {
+        if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
+            if m.image.digest != digest {
+                return Err(InputError {
+                    file: image.display().to_string(),
+                    line: None,
+                    field: Some("image.version".into()),
+                    message: format!(
+                        "{label} is already published as {} in {}; bump the recipe's version",
+                        m.image.digest,
+                        dir.display()
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+
+    let comment = |file: &str| {
+        TrustedComment::for_image(file, &digest, Some(&manifest.name), Some(&manifest.version))
+    };
+    let verdict_bytes = serde_json::to_vec_pretty(&passed)?;
+    let verdict_name = format!("{base}.verdict.json");
+    let manifest_json: serde_json::Value = serde_json::from_slice(&manifest_bytes)?;
+    let statement = crate::model::provenance::statement(
+        &manifest,
+        &manifest_json,
+        &verdict_name,
+        &crate::fs::layer::sha256_digest(&verdict_bytes),
+    );
+    let mut items: Vec<(String, Content<'_>)> = vec![
+        (manifest.image.file.clone(), Content::File(image)),
+        (
+            format!("{base}.manifest.json"),
+            Content::Bytes(manifest_bytes.clone()),
+        ),
+    ];
+    let sbom = image.with_file_name(format!("{base}.spdx.json"));
+    if sbom.is_file() {
+        items.push((format!("{base}.spdx.json"), Content::File(&sbom)));
+    }
+    items.push((verdict_name, Content::Bytes(verdict_bytes)));
+    items.push((
+        format!("{base}.provenance.json"),
+        Content::Bytes(serde_json::to_vec_pretty(&statement)?),
+    ));
+    let mut files = Vec::new();
+    for (name, content) in items {
+        files.push(publish_file(
+            &key,
+            &dir.join(&name),
+            content,
+            &comment(&name),
+        )?);
+    }
+
+    let mut oci = Vec::new();
+    for target in &opts.oci {
+        oci.push(crate::publish::oci::push(target, &dir, &manifest, &files)?);
+    }
+
+    let current = rel.current(&opts.channel)?;
+    let entry = if current.as_ref().is_some_and(|c| c.digest == digest) && oci.is_empty() {
+        None
+    } else {
+        Some(rel.append(
+            &opts.channel,
+            Entry {
+                schema: SCHEMA.into(),
+                seq: 0,
+                channel: String::new(),
+                action: Action::Publish,
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                digest: digest.clone(),
+                time: now(),
+                key_id: key.key_id.clone(),
+                path: rel_path,
+                from: None,
+                replaces: None,
+                oci: oci.iter().map(|o| o.reference.clone()).collect(),
+            },
+        )?)
+    };
+    Ok(PublishReport {
+        name: manifest.name,
+        version: manifest.version,
+        digest,
+        dir,
+        files,
+        entry,
+        key_id: key.key_id,
+        verdict: verdict_ref,
+        oci,
+    })
+}
+
+/// Find a release in a history by full digest or a unique prefix of its hex.
+fn resolve<'a>(history: &'a [Entry], digest: &str, channel: &str) -> Result<&'a Entry> {
+    let want = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let mut hits: Vec<&Entry> = history
+        .iter()
+        .filter(|e| e.digest.trim_start_matches("sha256:").starts_with(want) && !want.is_empty())
+        .collect();
+    hits.dedup_by(|a, b| a.digest == b.digest);
+    let distinct: std::collections::BTreeSet<&str> =
+        hits.iter().map(|e| e.digest.as_str()).collect();
+    match distinct.len() {
+        1 => Ok(hits[hits.len() - 1]),
+        0 => Err(InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("DIGEST".into()),
+            message: format!("{digest} was never released on channel {channel}"),
+        }
+        .into()),
+        _ => Err(InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("DIGEST".into()),
+            message: format!(
+                "{digest} matches more than one release on {channel}: give more of it"
+            ),
+        }
+        .into()),
+    }
+}
+
+/// `kiln promote DIGEST --from A --to B`: a release of channel A becomes
+/// current on channel B. Returns the new entry, or `None` when it already was.
+pub fn promote(rel: &Releases, digest: &str, from: &str, to: &str) -> Result<Option<Entry>> {
+    check_channel(from)?;
+    check_channel(to)?;
+    let _lock = rel.lock()?;
+    let history = rel.history(from)?;
+    let src = resolve(&history, digest, from)?.clone();
+    if rel.current(to)?.is_some_and(|c| c.digest == src.digest) {
+        return Ok(None);
+    }
+    let e = Entry {
+        action: Action::Promote,
+        from: Some(from.into()),
+        replaces: None,
+        time: now(),
+        ..src
+    };
+    Ok(Some(rel.append(to, e)?))
+}
+
+/// `kiln rollback --channel C`: the release that was current before the
+/// current one becomes current again, recorded as a new entry.
+pub fn rollback(rel: &Releases, channel: &str) -> Result<Entry> {
+    check_channel(channel)?;
+    let _lock = rel.lock()?;
+    let history = rel.history(channel)?;
+    let stack = Releases::stack(&history);
+    let (Some(cur), Some(prev)) = (stack.last(), stack.len().checked_sub(2).map(|i| stack[i]))
+    else {
+        return Err(InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("--channel".into()),
+            message: format!(
+                "channel {channel} has no earlier release to roll back to ({} in its history)",
+                history.len()
+            ),
+        }
+        .into());
+    };
+    let e = Entry {
+        action: Action::Rollback,
+        from: None,
+        replaces: Some(cur.digest.clone()),
+        time: now(),
+        oci: Vec::new(),
+        ..prev.clone()
+    };
+    rel.append(channel, e)
+}
+
+/// What `kiln releases --json` prints for a channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReport {
+    /// The channel.
+    pub channel: String,
+    /// Its current release.
+    pub current: Option<Entry>,
+    /// Every entry, oldest first.
+    pub history: Vec<Entry>,
+}
+
+/// The report for one channel, or for every channel.
+pub fn releases(rel: &Releases, channel: Option<&str>) -> Result<Vec<ChannelReport>> {
+    let channels = match channel {
+        Some(c) => vec![c.to_string()],
+        None => rel.channels()?,
+    };
+    channels
+        .into_iter()
+        .map(|c| {
+            Ok(ChannelReport {
+                history: rel.history(&c)?,
+                current: rel.current(&c)?,
+                channel: c,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rel: &Releases, channel: &str, d: char) -> Entry {
+        let e = Entry {
+            schema: SCHEMA.into(),
+            seq: 0,
+            channel: String::new(),
+            action: Action::Publish,
+            name: "hello".into(),
+            version: d.to_string(),
+            digest: format!("sha256:{}", d.to_string().repeat(64)),
+            time: now(),
+            key_id: "0123456789ABCDEF".into(),
+            path: format!("hello/{d}"),
+            from: None,
+            replaces: None,
+            oci: vec![],
+        };
+        rel.append(channel, e).unwrap()
+    }
+
+    fn cur(rel: &Releases, c: &str) -> String {
+        rel.current(c).unwrap().unwrap().version
+    }
+
+    #[test]
+    fn rollback_walks_back_and_history_only_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = Releases::new(dir.path());
+        entry(&rel, "stable", 'a');
+        entry(&rel, "stable", 'b');
+        entry(&rel, "stable", 'c');
+        entry(&rel, "stable", 'c');
+        assert_eq!(cur(&rel, "stable"), "c");
+        let r = rollback(&rel, "stable").unwrap();
+        assert_eq!(
+            (r.seq, r.action, r.version.as_str()),
+            (5, Action::Rollback, "b")
+        );
+        assert_eq!(
+            r.replaces.as_deref(),
+            Some(&*format!("sha256:{}", "c".repeat(64)))
+        );
+        assert_eq!(cur(&rel, "stable"), "b");
+        rollback(&rel, "stable").unwrap();
+        assert_eq!(cur(&rel, "stable"), "a");
+        let e = rollback(&rel, "stable").unwrap_err();
+        assert_eq!(crate::util::error::exit_code(&e), 2);
+        entry(&rel, "stable", 'd');
+        assert_eq!(cur(&rel, "stable"), "d");
+        rollback(&rel, "stable").unwrap();
+        assert_eq!(cur(&rel, "stable"), "a");
+        assert_eq!(rel.history("stable").unwrap().len(), 8);
+    }
+
+    #[test]
+    fn promote_by_prefix_from_one_channel_to_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = Releases::new(dir.path());
+        entry(&rel, "canary", 'a');
+        entry(&rel, "canary", 'b');
+        let e = promote(&rel, "sha256:aaaaaaaaaaaa", "canary", "stable")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (e.action, e.from.as_deref(), e.seq),
+            (Action::Promote, Some("canary"), 1)
+        );
+        assert_eq!(cur(&rel, "stable"), "a");
+        assert!(promote(&rel, "aaaa", "canary", "stable").unwrap().is_none());
+        let err = promote(&rel, "ffff", "canary", "stable").unwrap_err();
+        assert_eq!(crate::util::error::exit_code(&err), 2);
+        assert_eq!(rel.channels().unwrap(), ["canary", "stable"]);
+        assert!(check_channel("../x").is_err());
+    }
+
+    #[test]
+    fn rfc3339_known_points() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

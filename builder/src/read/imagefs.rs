@@ -1,0 +1,308 @@
+//! What an image holds, read back for comparison (`kiln diff`): the root
+//! filesystem as a [`Tree`], the installed packages, and what boots it
+//! (kernel command line, dm-verity root hash, kernel release, os-release,
+//! the UKI's digest).
+//!
+//! Three kinds of argument:
+//! - a GPT disk image file (`NAME-VERSION.raw`): the root partition (found
+//!   by its UAPI DPS type) read with [`ext4::read`], the UKI from the ESP;
+//! - a tar image file (`NAME-VERSION.tar`, `format = "tar"`): the composed
+//!   root as it is;
+//! - a store digest (`sha256:HEX`, as `kiln inspect` takes it): the layers
+//!   the store's manifest lists, composed as the build composed them, minus
+//!   what [`disk::assemble`] moves into the UKI, plus the `lost+found` the
+//!   ext4 writer adds, so that it compares equal to the disk image file it
+//!   names; boot facts from the manifest.
+//!
+//! Packages come from dpkg's status file in the root when there is one (the
+//! truth of what is installed, and the same source whichever kind the
+//! argument is), else from the manifest's layer package lists (the manifest
+//! in the store, or the one beside the file when its image digest matches).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::fs::layer::sha256_digest;
+use crate::fs::tree::Tree;
+use crate::fs::{ext4, gpt, layer};
+use crate::image::disk::{self, UKI_ESP_PATH};
+use crate::layers::apt;
+use crate::model::manifest::Manifest;
+use crate::store::Store;
+use crate::util::error::InputError;
+
+/// Offset of the primary GPT header's signature (`EFI PART`, LBA 1).
+const GPT_SIGNATURE_AT: u64 = gpt::SECTOR_SIZE;
+/// The primary GPT header's signature (UEFI 2.10, 5.3.2).
+const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
+/// Where a POSIX tar header has its magic (`ustar`), and the magic.
+const TAR_MAGIC_AT: usize = 257;
+const TAR_MAGIC: &[u8; 5] = b"ustar";
+/// A qcow2 file's first bytes.
+const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";
+
+/// What an image file is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A GPT disk.
+    Disk,
+    /// A tar archive.
+    Tar,
+}
+
+/// Tell a disk image from a tar image; anything else is an [`InputError`]
+/// naming `path`.
+pub fn file_kind(path: &Path) -> Result<FileKind> {
+    let shown = path.display().to_string();
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| InputError::file(&shown, format!("cannot open: {e}")))?;
+    let mut head =
+        vec![0u8; (GPT_SIGNATURE_AT as usize + GPT_SIGNATURE.len()).max(TAR_MAGIC_AT + 5)];
+    let n = f
+        .read(&mut head)
+        .map_err(|e| InputError::file(&shown, format!("cannot read: {e}")))?;
+    let head = &head[..n];
+    let at = GPT_SIGNATURE_AT as usize;
+    if head.get(at..at + GPT_SIGNATURE.len()) == Some(&GPT_SIGNATURE[..]) {
+        Ok(FileKind::Disk)
+    } else if head.get(TAR_MAGIC_AT..TAR_MAGIC_AT + TAR_MAGIC.len()) == Some(&TAR_MAGIC[..]) {
+        Ok(FileKind::Tar)
+    } else if head.starts_with(QCOW2_MAGIC) {
+        Err(InputError::file(
+            shown,
+            "a qcow2 image: compare the .raw image built beside it",
+        )
+        .into())
+    } else {
+        Err(InputError::file(
+            shown,
+            "neither a GPT disk image, a tar image nor a sha256: digest",
+        )
+        .into())
+    }
+}
+
+/// What kind of argument an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A GPT disk image file.
+    Disk,
+    /// A tar of the composed root.
+    Tar,
+    /// A manifest in the store, its layers composed.
+    Store,
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Package {
+    /// Version, epoch included.
+    pub version: String,
+    /// Debian architecture.
+    pub architecture: String,
+}
+
+/// What boots the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Boot {
+    /// The kernel command line in the UKI.
+    pub cmdline: Option<String>,
+    /// dm-verity root hash (from the command line).
+    pub root_hash: Option<String>,
+    /// Kernel release (`.uname`).
+    pub kernel: Option<String>,
+    /// `.osrel`.
+    pub os_release: Option<String>,
+    /// `sha256:` of the UKI.
+    pub uki: Option<String>,
+}
+
+/// An image, read back.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The argument as given.
+    pub name: String,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The root filesystem (for a disk: what the root partition holds).
+    pub root: Tree,
+    /// Installed packages by name; `None` when nothing says.
+    pub packages: Option<BTreeMap<String, Package>>,
+    /// Boot facts; all `None` for a tar image.
+    pub boot: Boot,
+}
+
+/// Read an image file (disk or tar) or a store digest. Bad arguments (no
+/// such file, not an image, a digest the store lacks) are [`InputError`]s
+/// naming the argument.
+pub fn load(store: &Store, target: &str) -> Result<Image> {
+    if target.starts_with("sha256:") {
+        return from_store(store, target);
+    }
+    let path = Path::new(target);
+    if file_kind(path)? == FileKind::Disk {
+        from_disk(target, path)
+    } else {
+        let root = read_tar_file(path)?;
+        let packages = packages(&root, beside_manifest(path).as_ref());
+        Ok(Image {
+            name: target.to_string(),
+            origin: Origin::Tar,
+            root,
+            packages,
+            boot: Boot::default(),
+        })
+    }
+}
+
+/// The tree of a tar image file; a tar that does not read is an
+/// [`InputError`] naming the file.
+pub fn read_tar_file(path: &Path) -> Result<Tree> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| InputError::file(path.display().to_string(), format!("cannot open: {e}")))?;
+    layer::read_tar(std::io::BufReader::new(f), i64::MAX).map_err(|e| {
+        InputError::file(
+            path.display().to_string(),
+            format!("not a readable tar image: {e:#}"),
+        )
+        .into()
+    })
+}
+
+fn from_disk(target: &str, path: &Path) -> Result<Image> {
+    let bad = |m: String| InputError::file(target, m);
+    let parts = disk::read_partitions(path).map_err(|e| bad(format!("{e:#}")))?;
+    let find = |t: uuid::Uuid| {
+        parts
+            .iter()
+            .find(|(p, _)| p.type_guid == t.to_string())
+            .map(|(_, d)| d)
+    };
+    let root_part = find(gpt::ROOT_X86_64_TYPE)
+        .ok_or_else(|| bad("the disk has no x86-64 root partition (UAPI DPS type)".into()))?;
+    let root = ext4::read(root_part).map_err(|e| bad(format!("root partition: {e}")))?;
+    let mut boot = Boot::default();
+    if let Some(esp) = find(gpt::ESP_TYPE) {
+        let uki = disk::read_uki(esp).map_err(|e| bad(format!("ESP: {e:#}")))?;
+        if let Some(uki) = uki {
+            boot.cmdline = disk::uki_text(&uki, ".cmdline");
+            boot.root_hash = boot.cmdline.as_deref().and_then(disk::cmdline_root_hash);
+            boot.kernel = disk::uki_text(&uki, ".uname");
+            boot.os_release = disk::uki_text(&uki, ".osrel");
+            boot.uki = Some(sha256_digest(&uki));
+        } else {
+            tracing::warn!("{target}: the ESP has no {UKI_ESP_PATH}");
+        }
+    }
+    let packages = packages(&root, beside_manifest(path).as_ref());
+    Ok(Image {
+        name: target.to_string(),
+        origin: Origin::Disk,
+        root,
+        packages,
+        boot,
+    })
+}
+
+fn from_store(store: &Store, digest: &str) -> Result<Image> {
+    let Some(bytes) = store.image(digest)? else {
+        return Err(InputError::file(
+            digest,
+            format!(
+                "no image with this digest in the store {}",
+                store.root().display()
+            ),
+        )
+        .into());
+    };
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        InputError::file(digest, format!("the store's manifest does not parse: {e}"))
+    })?;
+    let mut root = Tree::new(m.source_date_epoch);
+    for l in &m.layers {
+        let blob = store
+            .get_blob(&l.digest)
+            .with_context(|| format!("layer {} of {digest}", l.name))?;
+        let tree = layer::unpack(&blob)
+            .with_context(|| format!("unpacking layer {} ({})", l.name, l.digest))?;
+        root.apply_layer(&tree)
+            .with_context(|| format!("applying layer {}", l.name))?;
+    }
+    let mut boot = Boot::default();
+    if let Some(d) = &m.disk {
+        boot = Boot {
+            cmdline: Some(d.cmdline.clone()),
+            root_hash: Some(d.root_hash.clone()),
+            kernel: Some(d.kernel_version.clone()),
+            os_release: Some(
+                String::from_utf8_lossy(disk::os_release(&root))
+                    .trim_end_matches('\0')
+                    .to_string(),
+            ),
+            uki: Some(d.uki_digest.clone()),
+        };
+        root = ext4::as_built(&disk::root_filesystem_tree(&root), m.source_date_epoch);
+    }
+    let packages = packages(&root, Some(&m));
+    Ok(Image {
+        name: digest.to_string(),
+        origin: Origin::Store,
+        root,
+        packages,
+        boot,
+    })
+}
+
+/// The manifest beside an image file (`NAME-VERSION.manifest.json`), if it
+/// is there, parses, and names this very file's digest.
+fn beside_manifest(path: &Path) -> Option<Manifest> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+    let bytes = std::fs::read(path.with_file_name(format!("{stem}.manifest.json"))).ok()?;
+    let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+    let digest = disk::file_digest(path).ok()?;
+    (m.image.digest == digest).then_some(m)
+}
+
+/// Installed packages: dpkg's status in the root, else the manifest's lists.
+fn packages(root: &Tree, manifest: Option<&Manifest>) -> Option<BTreeMap<String, Package>> {
+    let status = apt::dpkg_status(root);
+    if !status.is_empty() {
+        return Some(
+            apt::parse_dpkg_status(&status)
+                .into_iter()
+                .filter(|e| e.is_installed())
+                .map(|e| {
+                    (
+                        e.package,
+                        Package {
+                            version: e.version,
+                            architecture: e.architecture,
+                        },
+                    )
+                })
+                .collect(),
+        );
+    }
+    let m = manifest?;
+    Some(
+        m.layers
+            .iter()
+            .flat_map(|l| &l.packages)
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Package {
+                        version: p.version.clone(),
+                        architecture: p.architecture.clone(),
+                    },
+                )
+            })
+            .collect(),
+    )
+}

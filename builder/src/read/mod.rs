@@ -1,0 +1,6 @@
+//! TODO read
+
+pub mod diff;
+pub mod firstdiff;
+pub mod imagefs;
+pub mod inspect;

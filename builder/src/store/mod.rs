@@ -1,0 +1,385 @@
+//! The content-addressed store (DESIGN.md "Content addressing").
+//!
+//! ```text
+//! STORE/
+//!   blobs/sha256/<hex>     layer blobs (zstd tar), named by their sha256
+//!   keys/<hex>.json        layer key -> digest index ([`KeyEntry`])
+//!   images/<hex>.json      image manifests by image digest
+//!   images/<hex>.raw       the image files themselves, the newest few per
+//!                          name (a cache: see `output.rs`)
+//!   builds/<hex>.json      image key -> image digest (`output.rs`)
+//!   outputs/<hex>          the stamp (inode, size, times) of an image file
+//!                          kiln wrote to an output directory (`output.rs`)
+//!   memo/<hex>             digest of a memoised computation's output blob
+//!                          (the initramfs's compression, `Store::memo`)
+//!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
+//!   tmp/                   temporary files, renamed into place
+//!   lock                   flock(2) held while a build writes
+//! ```
+//! The store is append-only: files are written under a temporary name in
+//! `tmp/`, fsynced, then renamed into place, and never modified afterwards
+//! (cached image files may be removed, never changed).
+//! Nothing is created in the store until a build has validated its inputs.
+
+pub mod verdict;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fs::layer::sha256_digest;
+use crate::util::error::EnvError;
+
+/// The store's root and its layout.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// What the key index says about a built layer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The layer key (`sha256:`).
+    pub key: String,
+    /// The blob digest (`sha256:`).
+    pub digest: String,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// Layer name.
+    pub name: String,
+    /// Layer kind.
+    pub kind: String,
+    /// Blob size in bytes.
+    pub size: u64,
+    /// Uncompressed tar size.
+    pub tar_size: u64,
+    /// Debian packages that went into the layer.
+    #[serde(default)]
+    pub packages: Vec<crate::layers::source::DebPackage>,
+    /// The layer's SOURCE_DATE_EPOCH (see `epoch.rs`).
+    #[serde(default)]
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The default store location: `$KILN_STORE`, else `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+pub fn default_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_STORE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).join("kiln");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache/kiln")
+}
+
+fn hex_of(digest: &str) -> Result<&str> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{digest:?} is not a sha256 digest");
+    }
+    Ok(hex)
+}
+
+/// Write `data` to `dest` atomically: a temporary file in `tmp_dir`, fsync,
+/// rename, fsync of the directory. `dest` must be on the same filesystem.
+pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
+        .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
+    tmp.write_all(data)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    // Published files are world-readable whatever the umask (tempfile makes them 0600).
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", dest.display()))?;
+    if let Some(dir) = dest.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).ok();
+    }
+    Ok(())
+}
+
+/// An exclusive flock(2) on `DIR/lock` (created if needed), held until the
+/// returned file is dropped. `what` names the directory in errors.
+pub fn lock_dir(dir: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("opening {}/lock", dir.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {what} {}: {e}", dir.display()))
+}
+
+impl Store {
+    /// A handle on a store directory; nothing is created yet.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Store { root: root.into() }
+    }
+
+    /// The store's root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Create the layout if needed. Called only once inputs are validated.
+    pub fn init(&self) -> Result<()> {
+        for d in ["blobs/sha256", "keys", "images", "builds", "tmp"] {
+            let p = self.root.join(d);
+            fs::create_dir_all(&p).map_err(|e| {
+                EnvError::new(format!(
+                    "cannot create store directory {}: {e}",
+                    p.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Take the store's write lock (held until the returned file is dropped).
+    pub fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
+        lock_dir(&self.root, "the store")
+    }
+
+    /// Temporary directory inside the store (same filesystem as the blobs).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The download cache of .deb files (see `source::debian_tree`).
+    pub fn deb_cache(&self) -> PathBuf {
+        self.root.join("debs")
+    }
+
+    /// Path of a blob by digest.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+    }
+
+    /// Whether a blob is present.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Add a blob; returns its digest. An existing blob is left untouched.
+    pub fn put_blob(&self, data: &[u8]) -> Result<String> {
+        let digest = sha256_digest(data);
+        let path = self.blob_path(&digest)?;
+        if !path.exists() {
+            write_atomic(&self.tmp_dir(), &path, data)?;
+        }
+        Ok(digest)
+    }
+
+    /// Read a blob, checking that its content matches its name.
+    pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        self.with_blob(digest, |_| Ok(())).map(|(data, ())| data)
+    }
+
+    /// Read a blob and run `f` on it while a second thread checks that its
+    /// content matches its name; `f`'s result counts only if it does.
+    pub fn with_blob<T: Send>(
+        &self,
+        digest: &str,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<(Vec<u8>, T)> {
+        let path = self.blob_path(digest)?;
+        let data = fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
+        let (actual, out) = std::thread::scope(|s| {
+            let h = s.spawn(|| sha256_digest(&data));
+            let out = f(&data);
+            (h.join(), out)
+        });
+        let actual = actual.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
+        if actual != digest {
+            bail!(crate::util::error::CheckFailed {
+                message: format!(
+                    "store blob {} is corrupt: its content hashes to {actual}",
+                    path.display()
+                )
+            });
+        }
+        Ok((data, out?))
+    }
+
+    fn key_path(&self, key: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("keys")
+            .join(format!("{}.json", hex_of(key)?)))
+    }
+
+    /// Look a layer key up in the index. An entry whose blob is gone counts as absent.
+    pub fn lookup_key(&self, key: &str) -> Result<Option<KeyEntry>> {
+        let path = self.key_path(key)?;
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let entry: KeyEntry =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(self.has_blob(&entry.digest).then_some(entry))
+    }
+
+    /// Record key → digest. The entry is immutable once written.
+    pub fn record_key(&self, entry: &KeyEntry) -> Result<()> {
+        let path = self.key_path(&entry.key)?;
+        if !path.exists() {
+            write_atomic(&self.tmp_dir(), &path, &serde_json::to_vec_pretty(entry)?)?;
+        }
+        Ok(())
+    }
+
+    /// All key-index entries.
+    pub fn key_entries(&self) -> Result<Vec<KeyEntry>> {
+        let mut out = Vec::new();
+        let dir = self.root.join("keys");
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for e in rd {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let text = fs::read_to_string(&p)?;
+                out.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", p.display()))?,
+                );
+            }
+        }
+        out.sort_by(|a: &KeyEntry, b| (&a.name, &a.key).cmp(&(&b.name, &b.key)));
+        Ok(out)
+    }
+
+    /// Record an image manifest under its image digest.
+    pub fn record_image(&self, digest: &str, manifest: &[u8]) -> Result<()> {
+        let path = self
+            .root
+            .join("images")
+            .join(format!("{}.json", hex_of(digest)?));
+        if !path.exists() {
+            write_atomic(&self.tmp_dir(), &path, manifest)?;
+        }
+        Ok(())
+    }
+
+    /// All image manifests in the store, by digest.
+    pub fn images(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.root.join("images")) else {
+            return Ok(out);
+        };
+        for e in rd {
+            let p = e?.path();
+            if let Some(stem) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|_| p.extension().is_some_and(|x| x == "json"))
+            {
+                out.push((format!("sha256:{stem}"), fs::read(&p)?));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The output of a pure function of `input`, computed by `f` the first
+    /// time and kept as a blob under `memo/<sha256(kind, input)>` after that.
+    pub fn memo(&self, kind: &str, input: &[u8], f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(kind.as_bytes());
+        h.update([0u8]);
+        h.update(input);
+        let key = hex::encode(h.finalize());
+        let record = self.root.join("memo").join(&key);
+        if let Ok(digest) = fs::read_to_string(&record) {
+            if self.has_blob(digest.trim()) {
+                return self.get_blob(digest.trim());
+            }
+        }
+        let out = f();
+        let digest = self.put_blob(&out)?;
+        fs::create_dir_all(self.root.join("memo"))?;
+        write_atomic(&self.tmp_dir(), &record, digest.as_bytes())?;
+        Ok(out)
+    }
+
+    /// Where the store keeps an image's file (see `output.rs`).
+    pub fn image_file(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("images")
+            .join(format!("{}.raw", hex_of(digest)?)))
+    }
+
+    /// The manifest of an image digest, if recorded.
+    pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let path = self
+            .root
+            .join("images")
+            .join(format!("{}.json", hex_of(digest)?));
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_content_addressed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().join("store"));
+        s.init().unwrap();
+        let d = s.put_blob(b"hello").unwrap();
+        assert_eq!(
+            d,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(s.get_blob(&d).unwrap(), b"hello");
+        // Corrupt it behind the store's back: reading must notice.
+        let p = s.blob_path(&d).unwrap();
+        fs::write(&p, b"jello").unwrap();
+        let e = s.get_blob(&d).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        // Nothing left in tmp/.
+        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn key_index_needs_its_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path());
+        s.init().unwrap();
+        let d = s.put_blob(b"layer").unwrap();
+        let key = format!("sha256:{}", "ab".repeat(32));
+        let e = KeyEntry {
+            key: key.clone(),
+            digest: d.clone(),
+            diff_id: d.clone(),
+            name: "x".into(),
+            kind: "app".into(),
+            size: 5,
+            tar_size: 5,
+            packages: vec![],
+            source_date_epoch: Some(1_700_000_000),
+        };
+        assert_eq!(s.lookup_key(&key).unwrap(), None);
+        s.record_key(&e).unwrap();
+        assert_eq!(s.lookup_key(&key).unwrap(), Some(e));
+        fs::remove_file(s.blob_path(&d).unwrap()).unwrap();
+        assert_eq!(s.lookup_key(&key).unwrap(), None);
+    }
+}

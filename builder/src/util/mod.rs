@@ -1,0 +1,5 @@
+//! TODO util
+
+pub mod error;
+pub mod exec;
+pub mod progress;

@@ -1,0 +1,784 @@
+//! `kiln test`: boot the very image that will be published, byte for byte
+//! unchanged, and judge it from outside (DESIGN.md "Verification"):
+//! console patterns that must appear in order and patterns that must never
+//! appear, TCP and HTTP probes through QEMU port forwards, and a clean ACPI
+//! power-off requested over QMP (QEMU Machine Protocol, docs/interop/qmp-spec).
+//!
+//! The verdict is recorded in the store against the image's digest. QEMU, its
+//! sockets and scratch files never outlive the test: they are removed after a
+//! pass, a failure, a timeout, or SIGINT/SIGTERM to kiln.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::input::recipe::TestSettings;
+use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
+use crate::util::error::CheckFailed;
+use crate::vm::qemu::{self, VmConfig};
+
+/// How often the console and the guest are polled.
+const POLL: Duration = Duration::from_millis(100);
+/// Lines of console shown with a failure.
+const TAIL_LINES: usize = 25;
+
+/// Set by SIGINT/SIGTERM; the test loop stops QEMU and cleans up.
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // A second handler cannot be installed; then Ctrl-C keeps its default
+        // (QEMU, in our process group, gets it too).
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+}
+
+/// A running QEMU that is killed and reaped when dropped.
+struct Vm {
+    child: Child,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Console log reader: keeps the whole text, tells what is new.
+struct Console {
+    path: PathBuf,
+    text: String,
+    start: Instant,
+}
+
+impl Console {
+    fn refresh(&mut self) {
+        if let Ok(bytes) = std::fs::read(&self.path) {
+            if bytes.len() > self.text.len() {
+                self.text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// Options for a test run.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// Write a JUnit XML report here.
+    pub junit: Option<PathBuf>,
+    /// Where to keep the console log (default: beside the image, `NAME.console.log`).
+    pub console_log: Option<PathBuf>,
+}
+
+/// The outcome of checks run so far, and the first failure.
+struct Run {
+    checks: Vec<CheckResult>,
+    failed: Option<String>,
+}
+
+impl Run {
+    fn pass(&mut self, name: String, secs: f64, detail: String) {
+        self.checks.push(CheckResult {
+            name,
+            passed: true,
+            secs,
+            detail,
+        });
+    }
+    fn fail(&mut self, name: String, secs: f64, detail: String) {
+        if self.failed.is_none() {
+            self.failed = Some(name.clone());
+        }
+        self.checks.push(CheckResult {
+            name,
+            passed: false,
+            secs,
+            detail,
+        });
+    }
+}
+
+/// Names of checks, stable across runs (JUnit test case names).
+pub fn console_check_name(i: usize, pattern: &str) -> String {
+    format!("console[{i}] {pattern}")
+}
+
+fn first_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Boot `image` and run the checks; records nothing (see [`crate::store::verdict::record`]).
+pub fn run(
+    image: &Path,
+    image_label: &str,
+    settings: &TestSettings,
+    opts: &TestOptions,
+) -> Result<Verdict> {
+    let started_at = rfc3339_now();
+    let t0 = Instant::now();
+    let digest_before = crate::image::disk::file_digest(image)?;
+    let flag = interrupted().clone();
+
+    let scratch = qemu::prepare(image)?;
+    let accel = qemu::probe_kvm(scratch.dir.path());
+    let qemu_version = Command::new(qemu::QEMU)
+        .arg("--version")
+        .output()
+        .map(|o| first_line(&o.stdout))
+        .unwrap_or_default();
+    let mut guest_ports: Vec<u16> = settings
+        .tcp
+        .iter()
+        .map(|t| t.port)
+        .chain(settings.http.iter().map(|h| h.port))
+        .collect();
+    guest_ports.sort_unstable();
+    guest_ports.dedup();
+    let mut forwards = Vec::new();
+    for g in &guest_ports {
+        forwards.push((qemu::free_port()?, *g));
+    }
+    let host_port = |g: u16| {
+        forwards
+            .iter()
+            .find(|(_, gp)| *gp == g)
+            .map(|(h, _)| *h)
+            .unwrap_or(0)
+    };
+    let console_path = scratch.dir.path().join("console.log");
+    let qmp_path = scratch.dir.path().join("qmp.sock");
+    let cfg = VmConfig {
+        accel,
+        memory_mib: settings.memory_mib,
+        forwards: forwards.clone(),
+        serial_log: Some(console_path.clone()),
+        qmp: Some(qmp_path.clone()),
+    };
+    let qemu_log = std::fs::File::create(scratch.dir.path().join("qemu.log"))?;
+    tracing::debug!(args = ?qemu::args(&scratch, &cfg), "starting qemu");
+    // Its own process group: a Ctrl-C at the terminal reaches kiln, which
+    // stops QEMU and cleans up, rather than QEMU alone.
+    let child = Command::new(qemu::QEMU)
+        .args(qemu::args(&scratch, &cfg))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(qemu_log.try_clone()?)
+        .stderr(qemu_log)
+        .spawn()
+        .with_context(|| format!("starting {}", qemu::QEMU))?;
+    let mut vm = Vm { child };
+    let mut con = Console {
+        path: console_path.clone(),
+        text: String::new(),
+        start: Instant::now(),
+    };
+    let overall = Duration::from_secs(settings.timeout);
+    let mut run = Run {
+        checks: Vec::new(),
+        failed: None,
+    };
+    let mut phases = Phases::default();
+    let mut forbid_hit: Option<(String, String)> = None;
+
+    // One step of watching the guest: refresh the console, note phases,
+    // scan for forbidden patterns. Returns why the test must stop, if it must.
+    let mut watch = |con: &mut Console, vm: &mut Vm, phases: &mut Phases| -> Option<String> {
+        con.refresh();
+        let now = con.secs();
+        if phases.firmware.is_none() && con.text.contains("BdsDxe: starting") {
+            phases.firmware = Some(now);
+        }
+        if phases.kernel.is_none() && con.text.contains("kiln-init:") {
+            phases.kernel = Some(now);
+        }
+        if phases.init.is_none() && con.text.contains("kiln-init: exec") {
+            phases.init = Some(now);
+        }
+        if forbid_hit.is_none() {
+            for re in &settings.forbid {
+                if let Some(line) = con.text.lines().find(|l| re.is_match(l)) {
+                    forbid_hit = Some((re.as_str().to_string(), line.trim().to_string()));
+                    break;
+                }
+            }
+        }
+        if forbid_hit.is_some() {
+            return Some("forbidden".into());
+        }
+        if flag.load(Ordering::SeqCst) {
+            return Some("interrupted".into());
+        }
+        if con.start.elapsed() > overall {
+            return Some("timeout".into());
+        }
+        if let Ok(Some(status)) = vm.child.try_wait() {
+            return Some(format!("guest exited ({status})"));
+        }
+        None
+    };
+
+    // 1. Console patterns, in order.
+    let mut stop: Option<String> = None;
+    let mut searched_from = 0usize;
+    'console: for (i, c) in settings.console.iter().enumerate() {
+        let name = console_check_name(i, c.pattern.as_str());
+        let begin = con.secs();
+        let deadline = Instant::now() + Duration::from_secs(c.timeout);
+        loop {
+            let why = watch(&mut con, &mut vm, &mut phases);
+            if let Some(m) = c
+                .pattern
+                .find(&con.text[searched_from.min(con.text.len())..])
+            {
+                searched_from += m.end();
+                run.pass(
+                    name,
+                    con.secs(),
+                    format!("seen after {:.1} s", con.secs() - begin),
+                );
+                continue 'console;
+            }
+            if let Some(why) = why {
+                run.fail(name, con.secs(), format!("not seen: {why}"));
+                stop = Some(why);
+                break 'console;
+            }
+            if Instant::now() > deadline {
+                run.fail(name, con.secs(), format!("not seen within {} s", c.timeout));
+                stop = Some("console".into());
+                break 'console;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+    if stop.is_none() {
+        phases.ready = Some(con.secs());
+    }
+
+    // 2. Probes through the port forwards.
+    if stop.is_none() {
+        for (i, t) in settings.tcp.iter().enumerate() {
+            let name = format!("tcp[{i}] :{}", t.port);
+            let begin = Instant::now();
+            let addr = SocketAddr::from(([127, 0, 0, 1], host_port(t.port)));
+            let mut last = String::new();
+            let ok = loop {
+                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
+                    last = why.clone();
+                    stop = Some(why);
+                    break false;
+                }
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                    Ok(mut s) => {
+                        // QEMU's forward accepts before the guest does: a
+                        // connection the guest refuses is closed at once.
+                        s.set_read_timeout(Some(Duration::from_millis(300))).ok();
+                        let mut b = [0u8; 1];
+                        match s.read(&mut b) {
+                            Ok(0) => last = "connection closed by the guest".into(),
+                            _ => break true,
+                        }
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+                if begin.elapsed() > Duration::from_secs(t.timeout) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            };
+            let secs = begin.elapsed().as_secs_f64();
+            if ok {
+                run.pass(
+                    name,
+                    secs,
+                    format!(
+                        "guest port {} accepts connections (host 127.0.0.1:{})",
+                        t.port,
+                        addr.port()
+                    ),
+                );
+            } else {
+                run.fail(
+                    name,
+                    secs,
+                    format!("no connection within {} s: {last}", t.timeout),
+                );
+                stop.get_or_insert("tcp".into());
+                break;
+            }
+        }
+    }
+    if stop.is_none() {
+        for (i, h) in settings.http.iter().enumerate() {
+            let name = format!("http[{i}] GET :{}{}", h.port, h.path);
+            let begin = Instant::now();
+            let addr = SocketAddr::from(([127, 0, 0, 1], host_port(h.port)));
+            let mut last = String::new();
+            let ok = loop {
+                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
+                    last = why.clone();
+                    stop = Some(why);
+                    break false;
+                }
+                match http_get(addr, &h.path) {
+                    Ok((status, body)) => {
+                        let body_ok = h
+                            .body_contains
+                            .as_ref()
+                            .is_none_or(|want| body.contains(want.as_str()));
+                        if status == h.status && body_ok {
+                            break true;
+                        }
+                        last = if status != h.status {
+                            format!("status {status}, expected {}", h.status)
+                        } else {
+                            format!(
+                                "body does not contain {:?}",
+                                h.body_contains.as_deref().unwrap_or("")
+                            )
+                        };
+                    }
+                    Err(e) => last = format!("{e:#}"),
+                }
+                if begin.elapsed() > Duration::from_secs(h.timeout) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            };
+            let secs = begin.elapsed().as_secs_f64();
+            if ok {
+                run.pass(name, secs, format!("status {}", h.status));
+            } else {
+                run.fail(name, secs, format!("within {} s: {last}", h.timeout));
+                stop.get_or_insert("http".into());
+                break;
+            }
+        }
+    }
+
+    // 3. Clean shutdown: ACPI power button through QMP; the guest must power off.
+    if let (None, Some(timeout)) = (&stop, settings.shutdown_timeout) {
+        let begin = Instant::now();
+        let result = qmp_powerdown(&qmp_path);
+        let mut outcome = match result {
+            Err(e) => Err(format!("QMP: {e:#}")),
+            Ok(()) => Err(String::new()),
+        };
+        if outcome == Err(String::new()) {
+            outcome = loop {
+                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
+                    if why.starts_with("guest exited") {
+                        break Ok(why);
+                    }
+                    stop = Some(why.clone());
+                    break Err(why);
+                }
+                if begin.elapsed() > Duration::from_secs(timeout) {
+                    break Err(format!("still running {timeout} s after system_powerdown"));
+                }
+                std::thread::sleep(POLL);
+            };
+        }
+        let secs = begin.elapsed().as_secs_f64();
+        match outcome {
+            Ok(why) => run.pass("shutdown".into(), secs, format!("powered off: {why}")),
+            Err(why) => {
+                run.fail("shutdown".into(), secs, why);
+                stop.get_or_insert("shutdown".into());
+            }
+        }
+    }
+    con.refresh();
+
+    // Forbidden patterns are one check, judged over the whole console.
+    match &forbid_hit {
+        Some((pat, line)) => run.fail(
+            format!("forbid /{pat}/"),
+            con.secs(),
+            format!("seen: {line}"),
+        ),
+        None => run.pass(
+            format!("forbid ({} patterns)", settings.forbid.len()),
+            con.secs(),
+            "none seen".into(),
+        ),
+    }
+    // A forbidden pattern is the reason, whatever check was waiting then.
+    if let Some((pat, _)) = &forbid_hit {
+        run.failed = Some(format!("forbid /{pat}/"));
+    }
+    match stop.as_deref() {
+        Some("timeout") => {
+            run.checks.push(CheckResult {
+                name: "timeout".into(),
+                passed: false,
+                secs: con.secs(),
+                detail: format!("overall timeout of {} s reached", settings.timeout),
+            });
+            run.failed = Some("timeout".into());
+        }
+        Some("interrupted") => {
+            drop(vm);
+            bail!("interrupted: QEMU stopped, nothing recorded");
+        }
+        _ => {}
+    }
+    drop(vm);
+
+    // The console log is kept beside the image (or where asked).
+    let log_dest = opts.console_log.clone().unwrap_or_else(|| {
+        let stem = image
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        image.with_file_name(format!("{stem}.console.log"))
+    });
+    std::fs::copy(&console_path, &log_dest)
+        .with_context(|| format!("keeping the console log at {}", log_dest.display()))?;
+
+    let digest_after = crate::image::disk::file_digest(image)?;
+    if digest_after != digest_before {
+        bail!(CheckFailed {
+            message: format!(
+                "{} changed during the test ({digest_before} → {digest_after})",
+                image.display()
+            )
+        });
+    }
+    let passed = run.failed.is_none();
+    let verdict = Verdict {
+        schema: SCHEMA.into(),
+        image_digest: digest_before,
+        image: image_label.to_string(),
+        passed,
+        failed_check: run.failed.clone(),
+        checks: run.checks,
+        phases,
+        duration_secs: t0.elapsed().as_secs_f64(),
+        qemu_version,
+        firmware: qemu::OVMF_CODE.into(),
+        accel: accel.as_str().into(),
+        started_at,
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        console_log: Some(log_dest),
+    };
+    if let Some(j) = &opts.junit {
+        std::fs::write(j, junit_xml(&verdict))
+            .with_context(|| format!("writing {}", j.display()))?;
+    }
+    Ok(verdict)
+}
+
+/// `kiln test IMAGE`: read the manifest beside the image for its name and
+/// test settings, run the test, record the verdict in the store.
+pub fn test_image(
+    store: &crate::store::Store,
+    image: &Path,
+    junit: Option<PathBuf>,
+) -> Result<Verdict> {
+    let info = crate::read::inspect::inspect(store, &image.display().to_string())?;
+    let Some(manifest) = info.manifest else {
+        bail!(crate::util::error::InputError::file(image.display().to_string(), "no manifest beside the image (NAME-VERSION.manifest.json): kiln test needs its [test] settings"));
+    };
+    if manifest.image.format != "raw" {
+        bail!(crate::util::error::InputError::file(
+            image.display().to_string(),
+            format!(
+                "a {} image cannot be booted: build with [disk] format = \"raw\"",
+                manifest.image.format
+            )
+        ));
+    }
+    let Some(spec) = &manifest.test else {
+        bail!(crate::util::error::InputError::file(
+            image.display().to_string(),
+            "the manifest carries no [test] settings"
+        ));
+    };
+    let settings = TestSettings::from_spec(spec).context("test settings in the manifest")?;
+    let label = format!("{} {}", manifest.name, manifest.version);
+    let v = run(
+        image,
+        &label,
+        &settings,
+        &TestOptions {
+            junit,
+            console_log: None,
+        },
+    )?;
+    crate::store::verdict::record(store, &v)?;
+    Ok(v)
+}
+
+/// Print a verdict for people.
+pub fn print_human(v: &Verdict) {
+    println!("kiln test {} ({}) on {}", v.image, v.image_digest, v.accel);
+    for c in &v.checks {
+        println!(
+            "  {}  {:<48} {:>6.1}s  {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.secs,
+            c.detail
+        );
+    }
+    let ph = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |s| format!("{s:.1}s"));
+    println!(
+        "phases: firmware {}, kernel {}, init {}, ready {}",
+        ph(v.phases.firmware),
+        ph(v.phases.kernel),
+        ph(v.phases.init),
+        ph(v.phases.ready)
+    );
+    if v.passed {
+        println!("verdict: PASS in {:.1}s", v.duration_secs);
+    } else {
+        println!(
+            "verdict: FAIL in {:.1}s: first failing check: {}",
+            v.duration_secs,
+            v.failed_check.as_deref().unwrap_or("?")
+        );
+        println!("console (last lines):\n{}", console_tail(v));
+    }
+    if let Some(log) = &v.console_log {
+        println!("console log: {}", log.display());
+    }
+}
+
+/// The console tail of a finished test, for failure reports.
+pub fn console_tail(v: &Verdict) -> String {
+    let text = v
+        .console_log
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+/// A minimal HTTP/1.0 GET: status code and body.
+fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-test\r\nConnection: close\r\n\r\n")?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    parse_http_response(&resp)
+}
+
+/// Status code and body of an HTTP/1.x response.
+fn parse_http_response(resp: &[u8]) -> Result<(u16, String)> {
+    let text = String::from_utf8_lossy(resp);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status_line = head.lines().next().unwrap_or("");
+    let mut parts = status_line.split_whitespace();
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok((code, body.to_string())),
+        _ => bail!(
+            "not an HTTP response: {:?}",
+            status_line.chars().take(80).collect::<String>()
+        ),
+    }
+}
+
+/// Ask the guest to power off (ACPI power button) through QMP.
+fn qmp_powerdown(sock: &Path) -> Result<()> {
+    let stream =
+        UnixStream::connect(sock).with_context(|| format!("connecting to {}", sock.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut w = stream;
+    let mut read_msg = |want: &str| -> Result<serde_json::Value> {
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                bail!("QMP closed the connection");
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))?;
+            if v.get("error").is_some() {
+                bail!("QMP error: {}", v["error"]);
+            }
+            if v.get(want).is_some() {
+                return Ok(v);
+            }
+        }
+    };
+    read_msg("QMP")?;
+    w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+    read_msg("return")?;
+    w.write_all(b"{\"execute\":\"system_powerdown\"}\n")?;
+    read_msg("return")?;
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML (the Ant/Jenkins schema CI systems read): one testcase per check.
+pub fn junit_xml(v: &Verdict) -> String {
+    let failures = v.checks.iter().filter(|c| !c.passed).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n  <testsuite name=\"kiln test {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">\n",
+        v.checks.len(),
+        v.duration_secs,
+        xml_escape(&v.image),
+        v.checks.len(),
+        v.duration_secs,
+        xml_escape(&v.started_at)
+    ));
+    x.push_str(&format!(
+        "    <properties>\n      <property name=\"image_digest\" value=\"{}\"/>\n      <property name=\"accel\" value=\"{}\"/>\n      <property name=\"qemu\" value=\"{}\"/>\n    </properties>\n",
+        xml_escape(&v.image_digest),
+        xml_escape(&v.accel),
+        xml_escape(&v.qemu_version)
+    ));
+    for c in &v.checks {
+        x.push_str(&format!(
+            "    <testcase classname=\"kiln.{}\" name=\"{}\" time=\"{:.3}\"",
+            xml_escape(&v.image.replace(' ', "-")),
+            xml_escape(&c.name),
+            c.secs
+        ));
+        if c.passed {
+            x.push_str("/>\n");
+        } else {
+            x.push_str(&format!(
+                ">\n      <failure message=\"{}\">{}</failure>\n      <system-out>{}</system-out>\n    </testcase>\n",
+                xml_escape(&c.detail),
+                xml_escape(&c.detail),
+                xml_escape(&console_tail(v))
+            ));
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+/// Now, as RFC 3339 UTC (a record of when the test ran, never part of an image).
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    crate::publish::release::rfc3339(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_responses() {
+        assert_eq!(
+            parse_http_response(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<h1>hi</h1>")
+                .unwrap(),
+            (200, "<h1>hi</h1>".into())
+        );
+        assert_eq!(
+            parse_http_response(b"HTTP/1.1 404 Not Found\r\n\r\n")
+                .unwrap()
+                .0,
+            404
+        );
+        assert!(parse_http_response(b"SSH-2.0-OpenSSH\r\n").is_err());
+    }
+
+    #[test]
+    fn junit_has_a_testcase_per_check_and_escapes() {
+        let v = Verdict {
+            schema: SCHEMA.into(),
+            image_digest: "sha256:00".into(),
+            image: "hello 1.0".into(),
+            passed: false,
+            failed_check: Some("http[0]".into()),
+            checks: vec![
+                CheckResult {
+                    name: "console[0] a<b".into(),
+                    passed: true,
+                    secs: 1.0,
+                    detail: "ok".into(),
+                },
+                CheckResult {
+                    name: "http[0] GET :8080/".into(),
+                    passed: false,
+                    secs: 2.0,
+                    detail: "status 500 & \"x\"".into(),
+                },
+            ],
+            phases: Phases::default(),
+            duration_secs: 3.0,
+            qemu_version: "QEMU".into(),
+            firmware: "f".into(),
+            accel: "tcg".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            kiln_version: "0".into(),
+            console_log: None,
+        };
+        let x = junit_xml(&v);
+        assert_eq!(x.matches("<testcase ").count(), 2);
+        assert!(x.contains("name=\"console[0] a&lt;b\""));
+        assert!(x.contains("<failure message=\"status 500 &amp; &quot;x&quot;\""));
+        assert!(x.contains("tests=\"2\" failures=\"1\""));
+        // Well-formed for an outside XML parser.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("j.xml");
+        std::fs::write(&f, &x).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg("import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')))")
+            .arg(&f)
+            .output()
+            .expect("python3 must be installed (Debian package python3)");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn rfc3339_shape() {
+        let s = rfc3339_now();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}

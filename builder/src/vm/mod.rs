@@ -1,0 +1,4 @@
+//! TODO vm
+
+pub mod boottest;
+pub mod qemu;
