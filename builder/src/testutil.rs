@@ -106,7 +106,7 @@ pub fn fake_disk(
     root: &crate::fs::tree::Tree,
     sde: i64,
     out: &std::path::Path,
-) -> crate::image::disk::DiskInfo {
+) -> crate::model::disk::DiskInfo {
     let recipe_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/hello.toml");
     let mut recipe = crate::input::recipe::Recipe::load(&recipe_path).unwrap();

@@ -6,20 +6,20 @@ pub mod output;
 pub mod reproducible;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::build::output::OutFile;
 use crate::fs::layer::{self, sha256_digest};
-use crate::fs::tree::{file_name, parent, Meta, Node, NodeKind, Tree, WHITEOUT_PREFIX};
+use crate::fs::tree::{self, file_name, Meta, NodeKind, Tree, WHITEOUT_PREFIX};
 use crate::input::epoch::{self, EpochRule};
 use crate::input::layerdef::LayerKind;
 use crate::input::plan::{Plan, PlannedLayer};
 use crate::input::recipe::DiskFormat;
 use crate::layers::apt;
 use crate::layers::source;
+use crate::model::deb;
 use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
 use crate::store::{write_atomic, KeyEntry, Store};
 use crate::util::error::InputError;
@@ -153,7 +153,7 @@ pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, bool)]) -> i64 {
 /// One layer, built: its tree, the Debian packages in it and its epoch.
 struct BuiltLayer {
     tree: Tree,
-    packages: Vec<source::DebPackage>,
+    packages: Vec<deb::DebPackage>,
     epoch: i64,
 }
 
@@ -189,10 +189,10 @@ fn build_layer(
                 lower_epoch,
                 store,
             )?;
-            let debs: Vec<source::DebPackage> = built
+            let debs: Vec<deb::DebPackage> = built
                 .installed
                 .iter()
-                .map(|p| source::DebPackage {
+                .map(|p| deb::DebPackage {
                     name: p.package.clone(),
                     version: p.version.clone(),
                     architecture: p.architecture.clone(),
@@ -229,7 +229,7 @@ fn build_layer(
                 None => epoch::newest_deb_date(
                     &store.deb_cache(),
                     debs.iter()
-                        .map(|d| apt::deb_file_name(&d.name, &d.version, &d.architecture)),
+                        .map(|d| deb::deb_file_name(&d.name, &d.version, &d.architecture)),
                 )?,
             };
             let epoch = rule.layer_epoch(lower_epoch, newest);
@@ -260,61 +260,13 @@ fn build_layer(
     if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
-        tree = diff(lower_root, &full);
+        tree = tree::diff(lower_root, &full);
     }
     Ok(BuiltLayer {
         tree,
         packages,
         epoch,
     })
-}
-
-/// The layer that turns `lower` into `upper`: entries that are new or
-/// changed, and `.wh.` whiteouts for entries that are gone.
-pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
-    let mut out = Tree::new(upper.get("").map_or(0, |n| n.meta.mtime));
-    let mut needed: Vec<String> = Vec::new();
-    for (path, node) in upper.iter() {
-        if !path.is_empty() && lower.get(path) != Some(node) {
-            needed.push(path.to_string());
-        }
-    }
-    for (path, _) in lower.iter() {
-        if !path.is_empty()
-            && upper.get(path).is_none()
-            && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir))
-        {
-            let dir = parent(path).unwrap_or("");
-            let wh = if dir.is_empty() {
-                format!("{WHITEOUT_PREFIX}{}", file_name(path))
-            } else {
-                format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path))
-            };
-            needed.push(wh);
-        }
-    }
-    for path in needed {
-        // Parent directories come along with their upper metadata.
-        let mut ancestors = Vec::new();
-        let mut p = parent(&path);
-        while let Some(a) = p.filter(|a| !a.is_empty()) {
-            ancestors.push(a.to_string());
-            p = parent(a);
-        }
-        for a in ancestors.iter().rev() {
-            if out.get(a).is_none() {
-                if let Some(n) = upper.get(a) {
-                    let _ = out.insert(a, n.clone());
-                }
-            }
-        }
-        let node = upper.get(&path).cloned().unwrap_or(Node {
-            kind: NodeKind::File(Arc::new(Vec::new())),
-            meta: Meta::root(0o644, out.get("").map_or(0, |n| n.meta.mtime)),
-        });
-        let _ = out.insert(&path, node);
-    }
-    out
 }
 
 /// Every declared service's program must exist in the composed image.
@@ -545,7 +497,7 @@ fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<
         .arg(raw)
         .arg(&q)
         .run()?;
-    let digest = crate::image::disk::file_digest(&q)?;
+    let digest = crate::util::digest::file_digest(&q)?;
     progress.finish(None);
     Ok(OutFile {
         name,
@@ -619,45 +571,4 @@ pub fn lock(
             .as_bytes(),
     )?;
     Ok((path, lock))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::file;
-
-    /// Applying the diff of two trees to the lower one gives the upper one.
-    #[test]
-    fn diff_then_apply_gives_upper() {
-        let d = Meta::root(0o755, 0);
-        let mut lower = Tree::new(0);
-        for (p, c) in [
-            ("etc/a", "a"),
-            ("etc/b", "b"),
-            ("var/lib/x/y", "y"),
-            ("usr/bin/tool", "t"),
-        ] {
-            lower.insert_with_parents(p, file(c), &d).unwrap();
-        }
-        let mut upper = lower.clone();
-        upper.insert("etc/a", file("changed")).unwrap();
-        upper.remove("etc/b");
-        upper.remove("var/lib/x");
-        upper
-            .insert_with_parents("usr/share/new", file("n"), &d)
-            .unwrap();
-        let layer = diff(&lower, &upper);
-        let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
-        assert!(
-            paths.contains(&"etc/.wh.b") && paths.contains(&"var/lib/.wh.x"),
-            "{paths:?}"
-        );
-        assert!(
-            !paths.contains(&"usr/bin/tool") && !paths.contains(&"var/lib/x/.wh.y"),
-            "{paths:?}"
-        );
-        let mut applied = lower.clone();
-        applied.apply_layer(&layer).unwrap();
-        assert_eq!(applied, upper);
-    }
 }

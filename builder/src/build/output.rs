@@ -48,7 +48,7 @@ pub struct ImageKeyInput<'a> {
     /// SOURCE_DATE_EPOCH of the image.
     pub source_date_epoch: i64,
     /// Where it came from (recorded in the manifest).
-    pub epoch_source: crate::input::epoch::EpochSource,
+    pub epoch_source: crate::model::manifest::EpochSource,
 }
 
 impl ImageKeyInput<'_> {
@@ -389,7 +389,7 @@ mod tests {
         drop(f);
         let dst = dir.path().join("copy");
         let d = copy_hashing(&src, &dst).unwrap();
-        assert_eq!(d, crate::image::disk::file_digest(&src).unwrap());
+        assert_eq!(d, crate::util::digest::file_digest(&src).unwrap());
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
         use std::os::unix::fs::MetadataExt;
         let blocks = std::fs::metadata(&dst).unwrap().blocks() * 512;

@@ -318,7 +318,7 @@ impl DosTime {
         let t = t.max(FAT_EPOCH);
         let days = t.div_euclid(86_400);
         let secs = t.rem_euclid(86_400);
-        let (mut y, mut m, mut d) = civil_from_days(days);
+        let (mut y, mut m, mut d) = crate::util::time::civil_from_days(days);
         let (mut hh, mut mm, mut ss) = (secs / 3600, secs / 60 % 60, secs % 60);
         if y > FAT_END_YEAR {
             (y, m, d, hh, mm, ss) = (FAT_END_YEAR, 12, 31, 23, 59, 59);
@@ -342,21 +342,6 @@ impl DosTime {
         entry[22..24].copy_from_slice(&self.time.to_le_bytes());
         entry[24..26].copy_from_slice(&self.date.to_le_bytes());
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Geometry of a FAT volume, read from its boot sector.

@@ -518,6 +518,54 @@ impl Tree {
     }
 }
 
+/// The layer that turns `lower` into `upper`: entries that are new or
+/// changed, and `.wh.` whiteouts for entries that are gone.
+pub fn diff(lower: &Tree, upper: &Tree) -> Tree {
+    let mut out = Tree::new(upper.get("").map_or(0, |n| n.meta.mtime));
+    let mut needed: Vec<String> = Vec::new();
+    for (path, node) in upper.iter() {
+        if !path.is_empty() && lower.get(path) != Some(node) {
+            needed.push(path.to_string());
+        }
+    }
+    for (path, _) in lower.iter() {
+        if !path.is_empty()
+            && upper.get(path).is_none()
+            && parent(path).is_some_and(|p| upper.get(p).is_some_and(|n| n.kind == NodeKind::Dir))
+        {
+            let dir = parent(path).unwrap_or("");
+            let wh = if dir.is_empty() {
+                format!("{WHITEOUT_PREFIX}{}", file_name(path))
+            } else {
+                format!("{dir}/{WHITEOUT_PREFIX}{}", file_name(path))
+            };
+            needed.push(wh);
+        }
+    }
+    for path in needed {
+        // Parent directories come along with their upper metadata.
+        let mut ancestors = Vec::new();
+        let mut p = parent(&path);
+        while let Some(a) = p.filter(|a| !a.is_empty()) {
+            ancestors.push(a.to_string());
+            p = parent(a);
+        }
+        for a in ancestors.iter().rev() {
+            if out.get(a).is_none() {
+                if let Some(n) = upper.get(a) {
+                    let _ = out.insert(a, n.clone());
+                }
+            }
+        }
+        let node = upper.get(&path).cloned().unwrap_or(Node {
+            kind: NodeKind::File(Arc::new(Vec::new())),
+            meta: Meta::root(0o644, out.get("").map_or(0, |n| n.meta.mtime)),
+        });
+        let _ = out.insert(&path, node);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,5 +687,40 @@ mod tests {
         assert!(lower.get("a").is_none());
         assert_eq!(lower.get("b"), Some(&file("a")));
         lower.validate().unwrap();
+    }
+
+    /// Applying the diff of two trees to the lower one gives the upper one.
+    #[test]
+    fn diff_then_apply_gives_upper() {
+        let d = Meta::root(0o755, 0);
+        let mut lower = Tree::new(0);
+        for (p, c) in [
+            ("etc/a", "a"),
+            ("etc/b", "b"),
+            ("var/lib/x/y", "y"),
+            ("usr/bin/tool", "t"),
+        ] {
+            lower.insert_with_parents(p, file(c), &d).unwrap();
+        }
+        let mut upper = lower.clone();
+        upper.insert("etc/a", file("changed")).unwrap();
+        upper.remove("etc/b");
+        upper.remove("var/lib/x");
+        upper
+            .insert_with_parents("usr/share/new", file("n"), &d)
+            .unwrap();
+        let layer = diff(&lower, &upper);
+        let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
+        assert!(
+            paths.contains(&"etc/.wh.b") && paths.contains(&"var/lib/.wh.x"),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.contains(&"usr/bin/tool") && !paths.contains(&"var/lib/x/.wh.y"),
+            "{paths:?}"
+        );
+        let mut applied = lower.clone();
+        applied.apply_layer(&layer).unwrap();
+        assert_eq!(applied, upper);
     }
 }

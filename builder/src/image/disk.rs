@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::fs::ext4::{self, Ext4Options};
@@ -24,6 +24,7 @@ use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::input::recipe::Recipe;
+use crate::model::disk::{DiskInfo, PartitionInfo};
 
 /// Where systemd-boot-efi puts the UKI stub; the base layer must carry it.
 pub const STUB_PATH: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
@@ -35,46 +36,6 @@ pub const ESP_LABEL: &str = "esp";
 pub const ROOT_LABEL: &str = "root-x86-64";
 /// Root verity partition label.
 pub const VERITY_LABEL: &str = "root-x86-64-verity";
-
-/// The disk part of an image manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DiskInfo {
-    /// Kernel release (`uname -r`).
-    pub kernel_version: String,
-    /// The full kernel command line in the UKI.
-    pub cmdline: String,
-    /// dm-verity root hash (hex).
-    pub root_hash: String,
-    /// Modules the initramfs loads, in order.
-    pub initrd_modules: Vec<String>,
-    /// `sha256:` of the UKI.
-    pub uki_digest: String,
-    /// `sha256:` of the kiln-init binary in the initramfs.
-    pub init_digest: String,
-    /// The partitions.
-    pub partitions: Vec<PartitionInfo>,
-    /// Disk GUID.
-    pub disk_guid: String,
-}
-
-/// One partition of the disk.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PartitionInfo {
-    /// 1-based number.
-    pub index: u32,
-    /// GPT label.
-    pub name: String,
-    /// Type GUID.
-    pub type_guid: String,
-    /// Partition GUID.
-    pub uuid: String,
-    /// Byte offset on the disk.
-    pub offset: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// `sha256:` of the partition's bytes.
-    pub sha256: String,
-}
 
 fn sha(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -280,21 +241,6 @@ pub fn assemble(
         disk_guid: disk_guid.to_string(),
     };
     Ok((info, layout.digest))
-}
-
-/// sha256 of a file, streamed.
-pub fn file_digest(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// What `kiln inspect` reads from a disk image file, with no store.

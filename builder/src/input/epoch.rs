@@ -13,25 +13,13 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
+use crate::model::manifest::EpochSource;
 use crate::util::error::InputError;
 
 /// The derived epoch of layers with no packages and nothing below them:
 /// 2023-11-14T22:13:20Z. A constant, so that such builds stay reproducible.
 pub const FALLBACK_EPOCH: i64 = 1_700_000_000;
-
-/// Where a build's SOURCE_DATE_EPOCH came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EpochSource {
-    /// `image.source_date_epoch` in the recipe.
-    Recipe,
-    /// The `SOURCE_DATE_EPOCH` environment variable.
-    Environment,
-    /// Derived from the layers' packages (see the module documentation).
-    Derived,
-}
 
 /// The epoch a plan asks for: a fixed time, or derived layer by layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

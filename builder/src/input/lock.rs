@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::input::source_file::SourceFile;
-use crate::layers::source::DebPackage;
+use crate::model::deb::DebPackage;
 use crate::util::error::InputError;
 
 /// A lock file.

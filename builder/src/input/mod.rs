@@ -1,6 +1,7 @@
 //! TODO input
 
 pub mod epoch;
+pub mod files;
 pub mod layerdef;
 pub mod lock;
 pub mod plan;

@@ -12,7 +12,6 @@ use crate::fs::tree::Tree;
 use crate::input::epoch::EpochRule;
 use crate::input::layerdef::{DebianSource, LayerDef, LayerKind, Service, StripRules};
 use crate::input::recipe::{LayerRef, Recipe};
-use crate::layers::source;
 use crate::util::error::InputError;
 
 /// A validated plan.
@@ -171,7 +170,7 @@ impl Plan {
                 _ => {}
             }
             let files = match &def.files {
-                Some(dir) => Some(source::files_tree(&def, dir, sde)?),
+                Some(dir) => Some(crate::input::files::files_tree(&def, dir, sde)?),
                 None => None,
             };
             let files_digest = files

@@ -17,7 +17,7 @@
 //!    mount in it are gone; the host never saw them.
 //! 3. The directory is read back ([`rootdir::read_root`]), what changes on
 //!    every run is reset to the lower layer's state ([`is_volatile`]), and the
-//!    layer is [`crate::build::diff`] of the two: new and changed files, and
+//!    layer is [`crate::fs::tree::diff`] of the two: new and changed files, and
 //!    `.wh.` whiteouts for removed ones. The dpkg database
 //!    (`var/lib/dpkg/status`, `info/`) is kept, so `dpkg -l` in the image is
 //!    true.
@@ -37,12 +37,10 @@ use serde::Serialize;
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::input::epoch::EpochRule;
 use crate::input::layerdef::DebianSource;
+use crate::model::deb::{deb_file_name, dpkg_status, installed_between};
 use crate::store::Store;
 use crate::util::error::EnvError;
 use crate::util::exec::Cmd;
-
-/// Where dpkg keeps its database of installed packages.
-pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
 
 /// invoke-rc.d's policy hook (Debian Policy 9.3.3, `/usr/sbin/policy-rc.d`):
 /// exit status 101 means "action forbidden", so no maintainer script starts a
@@ -209,7 +207,7 @@ pub fn install(
         }
     }
     keep_symlink_modes(&mut upper, lower);
-    let tree = crate::build::diff(lower, &upper);
+    let tree = crate::fs::tree::diff(lower, &upper);
     timings.diff = t.elapsed();
     drop(work);
     tracing::info!(
@@ -595,103 +593,6 @@ fn keep_symlink_modes(upper: &mut Tree, lower: &Tree) {
     }
 }
 
-/// One stanza of dpkg's status file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusEntry {
-    /// `Package:`.
-    pub package: String,
-    /// `Version:`.
-    pub version: String,
-    /// `Architecture:`.
-    pub architecture: String,
-    /// `Status:` (`install ok installed`).
-    pub status: String,
-}
-
-impl StatusEntry {
-    /// Whether dpkg has the package fully installed.
-    pub fn is_installed(&self) -> bool {
-        self.status.split_whitespace().last() == Some("installed")
-    }
-}
-
-/// Parse dpkg's status file (deb822 stanzas, as in `dpkg-query`'s database;
-/// continuation lines start with a space and are skipped).
-pub fn parse_dpkg_status(text: &str) -> Vec<StatusEntry> {
-    let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let mut e = StatusEntry {
-            package: String::new(),
-            version: String::new(),
-            architecture: String::new(),
-            status: String::new(),
-        };
-        for line in stanza.lines() {
-            if line.starts_with([' ', '\t']) {
-                continue;
-            }
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let v = v.trim().to_string();
-            match k {
-                "Package" => e.package = v,
-                "Version" => e.version = v,
-                "Architecture" => e.architecture = v,
-                "Status" => e.status = v,
-                _ => {}
-            }
-        }
-        if !e.package.is_empty() {
-            out.push(e);
-        }
-    }
-    out
-}
-
-/// The text of dpkg's status file in a tree (empty when there is none).
-pub fn dpkg_status(tree: &Tree) -> String {
-    match tree.resolve(DPKG_STATUS) {
-        Some((
-            _,
-            Node {
-                kind: NodeKind::File(data),
-                ..
-            },
-        )) => String::from_utf8_lossy(data).into_owned(),
-        _ => String::new(),
-    }
-}
-
-/// The packages installed according to the status file `after` that the
-/// status file `before` does not have installed at the same version and
-/// architecture, sorted by name.
-pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
-    let before: std::collections::BTreeSet<(String, String, String)> = parse_dpkg_status(before)
-        .into_iter()
-        .filter(StatusEntry::is_installed)
-        .map(|e| (e.package, e.version, e.architecture))
-        .collect();
-    let mut out: Vec<StatusEntry> = parse_dpkg_status(after)
-        .into_iter()
-        .filter(|e| {
-            e.is_installed()
-                && !before.contains(&(e.package.clone(), e.version.clone(), e.architecture.clone()))
-        })
-        .collect();
-    out.sort_by(|a, b| a.package.cmp(&b.package));
-    out
-}
-
-/// The name apt gives a downloaded `.deb` in `/var/cache/apt/archives`:
-/// `NAME_VERSION_ARCH.deb` with the epoch colon escaped as `%3a`.
-pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String {
-    format!(
-        "{package}_{}_{architecture}.deb",
-        version.replace(':', "%3a")
-    )
-}
-
 /// The packages a layer installed, from dpkg's status file before
 /// (`lower`) and after (`upper`, the lower root with the layer applied),
 /// each with its `.deb` in the download cache `debs` and that file's sha256.
@@ -715,7 +616,7 @@ pub fn installed_from_status(
         let deb = deb_file_name(&e.package, &e.version, &e.architecture);
         let path = debs.join(&deb);
         let sha256 = if path.is_file() {
-            Some(crate::image::disk::file_digest(&path)?)
+            Some(crate::util::digest::file_digest(&path)?)
         } else {
             tracing::warn!(package = %e.package, file = %path.display(), "the .deb is not in the download cache");
             None
@@ -792,7 +693,7 @@ mod tests {
         upper.insert("var/lib/dpkg/status", file("b")).unwrap();
         upper.insert("var/lib/dpkg/status-old", file("a")).unwrap();
         reset_volatile(&mut upper, &lower);
-        let layer = crate::build::diff(&lower, &upper);
+        let layer = crate::fs::tree::diff(&lower, &upper);
         let paths: Vec<&str> = layer.iter().map(|(p, _)| p).collect();
         assert_eq!(
             paths,
@@ -805,77 +706,6 @@ mod tests {
                 "var/log",
                 "var/log/nginx"
             ]
-        );
-    }
-
-    const STATUS: &str = "\
-Package: nginx
-Status: install ok installed
-Priority: optional
-Installed-Size: 1234
-Architecture: amd64
-Version: 1.22.1-9+deb12u1
-Description: small, powerful, scalable web/proxy server
- Nginx (\"engine X\") is a high-performance web and reverse proxy server.
- Version: 9.9 (a continuation line, not a field)
-
-Package: libc6
-Status: install ok installed
-Architecture: amd64
-Multi-Arch: same
-Version: 2.36-9+deb12u10
-
-Package: oldpkg
-Status: deinstall ok config-files
-Architecture: all
-Version: 1:2.0-1
-";
-
-    #[test]
-    fn dpkg_status_parser() {
-        let e = parse_dpkg_status(STATUS);
-        assert_eq!(e.len(), 3);
-        assert_eq!(
-            e[0],
-            StatusEntry {
-                package: "nginx".into(),
-                version: "1.22.1-9+deb12u1".into(),
-                architecture: "amd64".into(),
-                status: "install ok installed".into(),
-            }
-        );
-        assert!(e[1].is_installed());
-        assert!(!e[2].is_installed());
-        assert_eq!(e[2].version, "1:2.0-1");
-    }
-
-    #[test]
-    fn installed_between_is_the_status_difference() {
-        let before =
-            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
-        let got: Vec<(String, String)> = installed_between(before, STATUS)
-            .into_iter()
-            .map(|e| (e.package, e.version))
-            .collect();
-        // libc6 changed version; nginx is new; oldpkg is not installed.
-        assert_eq!(
-            got,
-            [
-                ("libc6".to_string(), "2.36-9+deb12u10".to_string()),
-                ("nginx".to_string(), "1.22.1-9+deb12u1".to_string())
-            ]
-        );
-    }
-
-    #[test]
-    fn deb_names_escape_the_epoch() {
-        assert_eq!(
-            deb_file_name("nginx", "1.22.1-9+deb12u1", "amd64"),
-            "nginx_1.22.1-9+deb12u1_amd64.deb"
-        );
-        assert_eq!(
-            deb_file_name("libfoo", "1:2.0-1", "all"),
-            "libfoo_1%3a2.0-1_all.deb"
         );
     }
 }

@@ -21,17 +21,17 @@ pub struct Manifest {
     pub source_date_epoch: i64,
     /// Where it came from: the recipe, the environment, or derived from the packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch_source: Option<crate::input::epoch::EpochSource>,
+    pub epoch_source: Option<EpochSource>,
     /// The layers, bottom first.
     pub layers: Vec<ManifestLayer>,
     /// The image file.
     pub image: ImageFile,
     /// The disk: kernel, command line, root hash, partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<crate::image::disk::DiskInfo>,
+    pub disk: Option<crate::model::disk::DiskInfo>,
     /// The recipe's boot-test settings, so `kiln test IMAGE` needs no recipe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<crate::input::recipe::TestSpec>,
+    pub test: Option<crate::model::checks::TestSpec>,
     /// What built it.
     pub builder: BuilderInfo,
 }
@@ -62,7 +62,7 @@ pub struct ManifestLayer {
     pub size: u64,
     /// Debian packages that went into the layer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub packages: Vec<crate::layers::source::DebPackage>,
+    pub packages: Vec<crate::model::deb::DebPackage>,
 }
 
 /// The image file itself.
@@ -98,4 +98,16 @@ impl BuilderInfo {
             layer_format: crate::fs::layer::LAYER_FORMAT_VERSION,
         }
     }
+}
+
+/// Where a build's SOURCE_DATE_EPOCH came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochSource {
+    /// `image.source_date_epoch` in the recipe.
+    Recipe,
+    /// The `SOURCE_DATE_EPOCH` environment variable.
+    Environment,
+    /// Derived from the layers' packages (see the module documentation).
+    Derived,
 }

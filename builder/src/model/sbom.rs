@@ -42,7 +42,7 @@ fn purl_encode(s: &str) -> String {
 
 /// Seconds since the epoch as an SPDX timestamp (`YYYY-MM-DDThh:mm:ssZ`, RFC 3339 UTC).
 pub fn spdx_time(secs: i64) -> String {
-    crate::publish::release::rfc3339(secs)
+    crate::util::time::rfc3339(secs)
 }
 
 fn hex(digest: &str) -> &str {

@@ -189,7 +189,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
         "annotations": {
             TITLE: m.name,
             "org.opencontainers.image.version": m.version,
-            "org.opencontainers.image.created": crate::publish::release::rfc3339(m.source_date_epoch),
+            "org.opencontainers.image.created": crate::util::time::rfc3339(m.source_date_epoch),
             RAW_DIGEST: m.image.digest,
         },
     });
@@ -240,7 +240,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
             "config": descriptor(EMPTY_TYPE, EMPTY_DIGEST, 2, None),
             "layers": layers,
             "subject": subject,
-            "annotations": { "org.opencontainers.image.created": crate::publish::release::rfc3339(m.source_date_epoch) },
+            "annotations": { "org.opencontainers.image.created": crate::util::time::rfc3339(m.source_date_epoch) },
         });
         let bytes = serde_json::to_vec(&art)?;
         let digest = crate::fs::layer::sha256_digest(&bytes);

@@ -217,34 +217,6 @@ impl Releases {
     }
 }
 
-/// RFC 3339 for a UNIX time, UTC.
-pub fn rfc3339(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn now() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    rfc3339(s)
-}
-
 /// A `kiln publish` request.
 #[derive(Debug)]
 pub struct PublishOptions {
@@ -544,7 +516,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
                 name: manifest.name.clone(),
                 version: manifest.version.clone(),
                 digest: digest.clone(),
-                time: now(),
+                time: crate::util::time::rfc3339_now(),
                 key_id: key.key_id.clone(),
                 path: rel_path,
                 from: None,
@@ -612,7 +584,7 @@ pub fn promote(rel: &Releases, digest: &str, from: &str, to: &str) -> Result<Opt
         action: Action::Promote,
         from: Some(from.into()),
         replaces: None,
-        time: now(),
+        time: crate::util::time::rfc3339_now(),
         ..src
     };
     Ok(Some(rel.append(to, e)?))
@@ -642,7 +614,7 @@ pub fn rollback(rel: &Releases, channel: &str) -> Result<Entry> {
         action: Action::Rollback,
         from: None,
         replaces: Some(cur.digest.clone()),
-        time: now(),
+        time: crate::util::time::rfc3339_now(),
         oci: Vec::new(),
         ..prev.clone()
     };
@@ -691,7 +663,7 @@ mod tests {
             name: "hello".into(),
             version: d.to_string(),
             digest: format!("sha256:{}", d.to_string().repeat(64)),
-            time: now(),
+            time: crate::util::time::rfc3339_now(),
             key_id: "0123456789ABCDEF".into(),
             path: format!("hello/{d}"),
             from: None,
@@ -754,12 +726,5 @@ mod tests {
         assert_eq!(crate::util::error::exit_code(&err), 2);
         assert_eq!(rel.channels().unwrap(), ["canary", "stable"]);
         assert!(check_channel("../x").is_err());
-    }
-
-    #[test]
-    fn rfc3339_known_points() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -268,9 +268,7 @@ pub struct TrustedComment {
 impl TrustedComment {
     /// A comment for `file` of image `digest` (name and version when known), stamped now.
     pub fn for_image(file: &str, digest: &str, name: Option<&str>, version: Option<&str>) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::util::time::unix_now().max(0) as u64;
         TrustedComment {
             timestamp: Some(now),
             file: Some(file.into()),

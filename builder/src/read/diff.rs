@@ -589,7 +589,7 @@ mod tests {
         store.put_blob(&packed.blob).unwrap();
         let raw = dir.path().join("hello-1.0.raw");
         let disk = fake_disk(&root, SDE, &raw);
-        let image_digest = crate::image::disk::file_digest(&raw).unwrap();
+        let image_digest = crate::util::digest::file_digest(&raw).unwrap();
         let m = Manifest {
             schema: crate::model::manifest::SCHEMA.into(),
             name: "hello".into(),

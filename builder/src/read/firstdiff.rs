@@ -25,7 +25,8 @@ use crate::fs::ext4::read::Fs;
 use crate::fs::layer::sha256_digest;
 use crate::fs::tree::Tree;
 use crate::fs::{gpt, uki};
-use crate::image::disk::{self, PartitionInfo};
+use crate::image::disk;
+use crate::model::disk::PartitionInfo;
 use crate::read::diff::{node_changes, short, shown_path};
 use crate::read::imagefs::{self, FileKind};
 

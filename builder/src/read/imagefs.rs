@@ -30,7 +30,7 @@ use crate::fs::layer::sha256_digest;
 use crate::fs::tree::Tree;
 use crate::fs::{ext4, gpt, layer};
 use crate::image::disk::{self, UKI_ESP_PATH};
-use crate::layers::apt;
+use crate::model::deb;
 use crate::model::manifest::Manifest;
 use crate::store::Store;
 use crate::util::error::InputError;
@@ -265,16 +265,16 @@ fn beside_manifest(path: &Path) -> Option<Manifest> {
     let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
     let bytes = std::fs::read(path.with_file_name(format!("{stem}.manifest.json"))).ok()?;
     let m: Manifest = serde_json::from_slice(&bytes).ok()?;
-    let digest = disk::file_digest(path).ok()?;
+    let digest = crate::util::digest::file_digest(path).ok()?;
     (m.image.digest == digest).then_some(m)
 }
 
 /// Installed packages: dpkg's status in the root, else the manifest's lists.
 fn packages(root: &Tree, manifest: Option<&Manifest>) -> Option<BTreeMap<String, Package>> {
-    let status = apt::dpkg_status(root);
+    let status = deb::dpkg_status(root);
     if !status.is_empty() {
         return Some(
-            apt::parse_dpkg_status(&status)
+            deb::parse_dpkg_status(&status)
                 .into_iter()
                 .filter(|e| e.is_installed())
                 .map(|e| {

@@ -158,9 +158,9 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
     };
     let is_tar = manifest.as_ref().is_some_and(|m| m.image.format == "tar");
     let (digest, disk) = match image_path {
-        Some(p) if is_tar => (Some(crate::image::disk::file_digest(p)?), None),
+        Some(p) if is_tar => (Some(crate::util::digest::file_digest(p)?), None),
         Some(p) => (
-            Some(crate::image::disk::file_digest(p)?),
+            Some(crate::util::digest::file_digest(p)?),
             Some(
                 crate::image::disk::read_disk(p)
                     .map_err(|e| InputError::file(target, format!("{e:#}")))?,
@@ -243,7 +243,7 @@ pub fn print_human(i: &Inspection) {
             ),
             None => println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch),
         }
-        let packages: Vec<&crate::layers::source::DebPackage> =
+        let packages: Vec<&crate::model::deb::DebPackage> =
             m.layers.iter().flat_map(|l| &l.packages).collect();
         if !packages.is_empty() {
             println!("packages ({}):", packages.len());

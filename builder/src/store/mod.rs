@@ -58,7 +58,7 @@ pub struct KeyEntry {
     pub tar_size: u64,
     /// Debian packages that went into the layer.
     #[serde(default)]
-    pub packages: Vec<crate::layers::source::DebPackage>,
+    pub packages: Vec<crate::model::deb::DebPackage>,
     /// The layer's SOURCE_DATE_EPOCH (see `epoch.rs`).
     #[serde(default)]
     pub source_date_epoch: Option<i64>,

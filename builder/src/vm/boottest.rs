@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::input::recipe::TestSettings;
+use crate::model::checks::TestSettings;
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::CheckFailed;
 use crate::vm::qemu::{self, VmConfig};
@@ -135,9 +135,9 @@ pub fn run(
     settings: &TestSettings,
     opts: &TestOptions,
 ) -> Result<Verdict> {
-    let started_at = rfc3339_now();
+    let started_at = crate::util::time::rfc3339_now();
     let t0 = Instant::now();
-    let digest_before = crate::image::disk::file_digest(image)?;
+    let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
 
     let scratch = qemu::prepare(image)?;
@@ -457,7 +457,7 @@ pub fn run(
     std::fs::copy(&console_path, &log_dest)
         .with_context(|| format!("keeping the console log at {}", log_dest.display()))?;
 
-    let digest_after = crate::image::disk::file_digest(image)?;
+    let digest_after = crate::util::digest::file_digest(image)?;
     if digest_after != digest_before {
         bail!(CheckFailed {
             message: format!(
@@ -693,14 +693,6 @@ pub fn junit_xml(v: &Verdict) -> String {
     x
 }
 
-/// Now, as RFC 3339 UTC (a record of when the test ran, never part of an image).
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    crate::publish::release::rfc3339(secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,12 +765,5 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-
-    #[test]
-    fn rfc3339_shape() {
-        let s = rfc3339_now();
-        assert_eq!(s.len(), 20, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z'));
     }
 }

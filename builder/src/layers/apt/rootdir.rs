@@ -4,7 +4,7 @@
 //! attributes, device numbers, hard links), and the directory apt left behind
 //! is read back just as faithfully.
 //!
-//! Unlike [`crate::layers::source::read_dir_tree`], which reads a layer's source files
+//! Unlike [`crate::input::files::read_dir_tree`], which reads a layer's source files
 //! and deliberately forgets the host's owners and modes, both directions here
 //! keep them: the directory *is* the image's root. Writing owners and device
 //! nodes needs root (CAP_CHOWN, CAP_MKNOD).

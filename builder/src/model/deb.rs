@@ -1,0 +1,213 @@
+//! The Debian package model: the packages that went into a layer, apt's
+//! `.deb` file names, and dpkg's status database (deb822 stanzas, as
+//! `dpkg-query` reads them; Debian Policy §5).
+
+use crate::fs::tree::{Node, NodeKind, Tree};
+
+/// Where dpkg keeps its status database, relative to a root.
+pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
+
+/// A Debian package that went into a layer: what the SBOM and `kiln inspect` list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct DebPackage {
+    /// Package name.
+    pub name: String,
+    /// Version, epoch included (`1:2.3-4`).
+    pub version: String,
+    /// Debian architecture (`amd64`, `all`).
+    pub architecture: String,
+    /// `sha256:` of the .deb file.
+    pub sha256: String,
+    /// Where apt fetched it from (mirror + the index's `Filename:`).
+    #[serde(default)]
+    pub download: Option<String>,
+}
+
+/// `busybox-static_1%3a1.35.0-4+b3_amd64.deb` → (name, version, architecture);
+/// apt writes the epoch's colon as `%3a` in file names.
+pub fn parse_deb_filename(file: &str) -> Option<(String, String, String)> {
+    let stem = file.strip_suffix(".deb")?;
+    let mut parts = stem.splitn(3, '_');
+    let (name, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    if name.is_empty() || version.is_empty() || arch.is_empty() {
+        return None;
+    }
+    Some((
+        name.to_string(),
+        version.replace("%3a", ":").replace("%3A", ":"),
+        arch.to_string(),
+    ))
+}
+
+/// One stanza of dpkg's status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// `Package:`.
+    pub package: String,
+    /// `Version:`.
+    pub version: String,
+    /// `Architecture:`.
+    pub architecture: String,
+    /// `Status:` (`install ok installed`).
+    pub status: String,
+}
+
+impl StatusEntry {
+    /// Whether dpkg has the package fully installed.
+    pub fn is_installed(&self) -> bool {
+        self.status.split_whitespace().last() == Some("installed")
+    }
+}
+
+/// Parse dpkg's status file (deb822 stanzas, as in `dpkg-query`'s database;
+/// continuation lines start with a space and are skipped).
+pub fn parse_dpkg_status(text: &str) -> Vec<StatusEntry> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut e = StatusEntry {
+            package: String::new(),
+            version: String::new(),
+            architecture: String::new(),
+            status: String::new(),
+        };
+        for line in stanza.lines() {
+            if line.starts_with([' ', '\t']) {
+                continue;
+            }
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim().to_string();
+            match k {
+                "Package" => e.package = v,
+                "Version" => e.version = v,
+                "Architecture" => e.architecture = v,
+                "Status" => e.status = v,
+                _ => {}
+            }
+        }
+        if !e.package.is_empty() {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The text of dpkg's status file in a tree (empty when there is none).
+pub fn dpkg_status(tree: &Tree) -> String {
+    match tree.resolve(DPKG_STATUS) {
+        Some((
+            _,
+            Node {
+                kind: NodeKind::File(data),
+                ..
+            },
+        )) => String::from_utf8_lossy(data).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The packages installed according to the status file `after` that the
+/// status file `before` does not have installed at the same version and
+/// architecture, sorted by name.
+pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
+    let before: std::collections::BTreeSet<(String, String, String)> = parse_dpkg_status(before)
+        .into_iter()
+        .filter(StatusEntry::is_installed)
+        .map(|e| (e.package, e.version, e.architecture))
+        .collect();
+    let mut out: Vec<StatusEntry> = parse_dpkg_status(after)
+        .into_iter()
+        .filter(|e| {
+            e.is_installed()
+                && !before.contains(&(e.package.clone(), e.version.clone(), e.architecture.clone()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.package.cmp(&b.package));
+    out
+}
+
+/// The name apt gives a downloaded `.deb` in `/var/cache/apt/archives`:
+/// `NAME_VERSION_ARCH.deb` with the epoch colon escaped as `%3a`.
+pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String {
+    format!(
+        "{package}_{}_{architecture}.deb",
+        version.replace(':', "%3a")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "\
+Package: nginx
+Status: install ok installed
+Priority: optional
+Installed-Size: 1234
+Architecture: amd64
+Version: 1.22.1-9+deb12u1
+Description: small, powerful, scalable web/proxy server
+ Nginx (\"engine X\") is a high-performance web and reverse proxy server.
+ Version: 9.9 (a continuation line, not a field)
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Version: 2.36-9+deb12u10
+
+Package: oldpkg
+Status: deinstall ok config-files
+Architecture: all
+Version: 1:2.0-1
+";
+
+    #[test]
+    fn dpkg_status_parser() {
+        let e = parse_dpkg_status(STATUS);
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0],
+            StatusEntry {
+                package: "nginx".into(),
+                version: "1.22.1-9+deb12u1".into(),
+                architecture: "amd64".into(),
+                status: "install ok installed".into(),
+            }
+        );
+        assert!(e[1].is_installed());
+        assert!(!e[2].is_installed());
+        assert_eq!(e[2].version, "1:2.0-1");
+    }
+
+    #[test]
+    fn installed_between_is_the_status_difference() {
+        let before =
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
+        let got: Vec<(String, String)> = installed_between(before, STATUS)
+            .into_iter()
+            .map(|e| (e.package, e.version))
+            .collect();
+        // libc6 changed version; nginx is new; oldpkg is not installed.
+        assert_eq!(
+            got,
+            [
+                ("libc6".to_string(), "2.36-9+deb12u10".to_string()),
+                ("nginx".to_string(), "1.22.1-9+deb12u1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn deb_names_escape_the_epoch() {
+        assert_eq!(
+            deb_file_name("nginx", "1.22.1-9+deb12u1", "amd64"),
+            "nginx_1.22.1-9+deb12u1_amd64.deb"
+        );
+        assert_eq!(
+            deb_file_name("libfoo", "1:2.0-1", "all"),
+            "libfoo_1%3a2.0-1_all.deb"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! sha256 digests as kiln names things: `sha256:` and 64 lowercase hex digits
+//! (the OCI image spec's digest grammar, algorithm `sha256`).
+//!
+//! [`Digest`] is the checked form: a string from a manifest, a store entry or
+//! a registry becomes a path, a tag or a short display only through it.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest as _, Sha256};
+
+/// The algorithm prefix of every digest kiln writes.
+pub const SHA256_PREFIX: &str = "sha256:";
+
+/// Hex digits shown by [`Digest::short`]: enough to tell images apart in a
+/// listing (git shows 7; container tools show 12).
+pub const SHORT_HEX: usize = 12;
+
+/// A sha256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest([u8; 32]);
+
+/// A string that is not `sha256:` followed by 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sha256 digest (sha256: and 64 hex digits)")]
+pub struct DigestError(pub String);
+
+impl Digest {
+    /// Parse `sha256:<64 hex>` (a bare 64-hex string is accepted too, as
+    /// store file names and `sha256sum` give it). Upper-case hex is refused:
+    /// the same digest must have one spelling.
+    pub fn parse(s: &str) -> Result<Digest, DigestError> {
+        let hex = s.strip_prefix(SHA256_PREFIX).unwrap_or(s);
+        let lower = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if hex.len() != 64 || !hex.bytes().all(lower) {
+            return Err(DigestError(s.chars().take(80).collect()));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).map_err(|_| DigestError(s.to_string()))?;
+        Ok(Digest(out))
+    }
+
+    /// The digest of some bytes.
+    pub fn of(data: &[u8]) -> Digest {
+        Digest(Sha256::digest(data).into())
+    }
+
+    /// The digest of a finished hash.
+    pub fn finish(h: Sha256) -> Digest {
+        Digest(h.finalize().into())
+    }
+
+    /// The digest of everything a reader yields, streamed.
+    pub fn of_reader(mut r: impl Read) -> std::io::Result<Digest> {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(Digest::finish(h));
+            }
+            h.update(&buf[..n]);
+        }
+    }
+
+    /// The digest of a file's bytes, streamed.
+    pub fn of_file(path: &Path) -> Result<Digest> {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        Digest::of_reader(f).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// The 32 bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 hex digits, without the algorithm (store file names).
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// `sha256:` and the first [`SHORT_HEX`] hex digits, for listings.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(SHA256_PREFIX.len() + SHORT_HEX);
+        s
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SHA256_PREFIX}{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `sha256:<hex>` of a file, streamed.
+pub fn file_digest(path: &Path) -> Result<String> {
+    Ok(Digest::of_file(path)?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parse_table() {
+        for (s, ok) in [
+            (EMPTY, true),
+            (&EMPTY[7..], true),
+            ("sha256:", false),
+            ("sha256:e3b0", false),
+            (
+                "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                false,
+            ),
+            (
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                false,
+            ),
+            (
+                "sha256:../../../../etc/passwd/................................aaaa",
+                false,
+            ),
+            (
+                "sha256:é3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
+                false,
+            ),
+        ] {
+            assert_eq!(Digest::parse(s).is_ok(), ok, "{s}");
+        }
+    }
+
+    #[test]
+    fn round_trips_and_shortens() {
+        let d = Digest::of(b"");
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(Digest::parse(EMPTY).unwrap(), d);
+        assert_eq!(d.short(), "sha256:e3b0c44298fc");
+        assert_eq!(d.hex(), &EMPTY[7..]);
+        let j = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<Digest>(&j).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
+        assert_eq!(Digest::of_reader(&b""[..]).unwrap(), d);
+    }
+}
