@@ -1,4 +1,6 @@
-//! TODO fs
+//! Pure encoders and decoders of on-disk formats: the file tree and its
+//! layer diff, the layer tar, ext4, FAT, GPT, dm-verity, cpio, the UKI (PE)
+//! and kernel-module metadata. Bytes in, bytes out: no processes, no store.
 
 pub mod cpio;
 pub mod ext4;

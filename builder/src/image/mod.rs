@@ -1,4 +1,5 @@
-//! TODO image
+//! Assembling the bootable disk from a composed root: initramfs, UKI, ext4
+//! root, dm-verity, ESP and GPT, offline and without privileges.
 
 pub mod disk;
 pub mod initramfs;

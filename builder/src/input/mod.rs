@@ -1,4 +1,6 @@
-//! TODO input
+//! What the user hands kiln, checked before anything runs: recipe and layer
+//! files (with their line and field for errors), a layer's `[files]`, the
+//! lock, SOURCE_DATE_EPOCH, and the validated plan with each layer's key.
 
 pub mod epoch;
 pub mod files;

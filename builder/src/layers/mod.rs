@@ -1,4 +1,5 @@
-//! TODO layers
+//! Building layer content that needs the outside world: mmdebstrap for base
+//! layers (then stripped) and apt in a chroot for package layers.
 
 pub mod apt;
 pub mod source;

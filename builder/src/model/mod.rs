@@ -1,4 +1,6 @@
-//! TODO model
+//! The records kiln writes and reads back: the image manifest (with the
+//! disk facts and the checks it carries), the Debian package model, the SPDX
+//! SBOM and the provenance statement.
 
 pub mod checks;
 pub mod deb;

@@ -1,4 +1,5 @@
-//! TODO publish
+//! Shipping verified images: minisign signatures, the release store with
+//! channels and history, and OCI registry push and pull.
 
 pub mod oci;
 pub mod release;

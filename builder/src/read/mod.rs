@@ -1,4 +1,6 @@
-//! TODO read
+//! Reading images back: partitions and filesystems of a disk image, file-
+//! and package-level diffs, the first byte-level difference of two images,
+//! and the data `kiln inspect` and `kiln ls` report.
 
 pub mod diff;
 pub mod firstdiff;

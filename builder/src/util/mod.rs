@@ -1,4 +1,6 @@
-//! TODO util
+//! Plumbing every step uses: exit-code error classes, running external
+//! programs, progress output, sha256 digests and timestamps. Uses nothing
+//! else in the crate.
 
 pub mod digest;
 pub mod error;

@@ -1,4 +1,5 @@
-//! TODO vm
+//! Booting images in QEMU: the VM itself (UEFI firmware, accelerator probe,
+//! QMP) and `kiln test`, which judges the booted image from outside.
 
 pub mod boottest;
 pub mod qemu;
