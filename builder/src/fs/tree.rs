@@ -290,6 +290,20 @@ impl Tree {
             })
     }
 
+    /// `parent` of `path` must exist and be a directory.
+    fn check_parent_dir(&self, path: &str, parent: &str) -> Result<(), TreeError> {
+        match self.entries.get(parent) {
+            Some(Node {
+                kind: NodeKind::Dir,
+                ..
+            }) => Ok(()),
+            _ => Err(TreeError::ParentNotDir {
+                path: path.to_string(),
+                parent: parent.to_string(),
+            }),
+        }
+    }
+
     /// Insert or replace a node. The parent must exist and be a directory; a
     /// directory replacing a directory keeps the old one's contents (tar
     /// semantics), any other replacement removes what was below the old path.
@@ -302,19 +316,7 @@ impl Tree {
             self.entries.insert(path, node);
             return Ok(());
         }
-        let parent_path = parent(&path).unwrap_or("");
-        match self.entries.get(parent_path) {
-            Some(Node {
-                kind: NodeKind::Dir,
-                ..
-            }) => {}
-            _ => {
-                return Err(TreeError::ParentNotDir {
-                    path: path.clone(),
-                    parent: parent_path.to_string(),
-                })
-            }
-        }
+        self.check_parent_dir(&path, parent(&path).unwrap_or(""))?;
         let replacing_dir_with_dir = node.kind == NodeKind::Dir
             && matches!(self.entries.get(&path), Some(n) if n.kind == NodeKind::Dir);
         if !replacing_dir_with_dir {
@@ -475,18 +477,7 @@ impl Tree {
     pub fn validate(&self) -> Result<(), TreeError> {
         for (path, node) in &self.entries {
             if let Some(p) = parent(path) {
-                match self.entries.get(p) {
-                    Some(Node {
-                        kind: NodeKind::Dir,
-                        ..
-                    }) => {}
-                    _ => {
-                        return Err(TreeError::ParentNotDir {
-                            path: path.clone(),
-                            parent: p.to_string(),
-                        })
-                    }
-                }
+                self.check_parent_dir(path, p)?;
             }
             if let NodeKind::Hardlink(t) = &node.kind {
                 if !matches!(
