@@ -6,4 +6,5 @@ pub mod digest;
 pub mod error;
 pub mod exec;
 pub mod progress;
+pub mod scratch;
 pub mod time;
