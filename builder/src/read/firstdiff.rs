@@ -25,9 +25,9 @@ use crate::fs::ext4::read::Fs;
 use crate::fs::layer::sha256_digest;
 use crate::fs::tree::Tree;
 use crate::fs::{gpt, uki};
-use crate::image::disk;
 use crate::model::disk::PartitionInfo;
 use crate::read::diff::{node_changes, short, shown_path};
+use crate::read::disk;
 use crate::read::imagefs::{self, FileKind};
 
 mod fields;
@@ -682,7 +682,8 @@ mod tests {
         };
         let (a, b) = (uki("console=ttyS0 a"), uki("console=ttyS0 b"));
         let esp = |u: &[u8]| {
-            crate::fs::fat::build_esp(&[(disk::UKI_ESP_PATH, u)], 1, "ESP", SDE).unwrap()
+            crate::fs::fat::build_esp(&[(crate::image::disk::UKI_ESP_PATH, u)], 1, "ESP", SDE)
+                .unwrap()
         };
         let d = esp_difference("esp", &esp(&a), &esp(&b)).unwrap();
         assert_eq!(
@@ -697,7 +698,8 @@ mod tests {
         let d = esp_difference(
             "esp",
             &esp(&a),
-            &crate::fs::fat::build_esp(&[(disk::UKI_ESP_PATH, &a)], 2, "ESP", SDE).unwrap(),
+            &crate::fs::fat::build_esp(&[(crate::image::disk::UKI_ESP_PATH, &a)], 2, "ESP", SDE)
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(d.to_string(), "esp: boot sector BS_VolID (1 vs 2)");

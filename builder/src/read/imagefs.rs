@@ -176,7 +176,7 @@ pub fn read_tar_file(path: &Path) -> Result<Tree> {
 
 fn from_disk(target: &str, path: &Path) -> Result<Image> {
     let bad = |m: String| InputError::file(target, m);
-    let parts = disk::read_partitions(path).map_err(|e| bad(format!("{e:#}")))?;
+    let parts = crate::read::disk::read_partitions(path).map_err(|e| bad(format!("{e:#}")))?;
     let find = |t: uuid::Uuid| {
         parts
             .iter()
@@ -188,12 +188,15 @@ fn from_disk(target: &str, path: &Path) -> Result<Image> {
     let root = ext4::read(root_part).map_err(|e| bad(format!("root partition: {e}")))?;
     let mut boot = Boot::default();
     if let Some(esp) = find(gpt::ESP_TYPE) {
-        let uki = disk::read_uki(esp).map_err(|e| bad(format!("ESP: {e:#}")))?;
+        let uki = crate::read::disk::read_uki(esp).map_err(|e| bad(format!("ESP: {e:#}")))?;
         if let Some(uki) = uki {
-            boot.cmdline = disk::uki_text(&uki, ".cmdline");
-            boot.root_hash = boot.cmdline.as_deref().and_then(disk::cmdline_root_hash);
-            boot.kernel = disk::uki_text(&uki, ".uname");
-            boot.os_release = disk::uki_text(&uki, ".osrel");
+            boot.cmdline = crate::read::disk::uki_text(&uki, ".cmdline");
+            boot.root_hash = boot
+                .cmdline
+                .as_deref()
+                .and_then(crate::read::disk::cmdline_root_hash);
+            boot.kernel = crate::read::disk::uki_text(&uki, ".uname");
+            boot.os_release = crate::read::disk::uki_text(&uki, ".osrel");
             boot.uki = Some(sha256_digest(&uki));
         } else {
             tracing::warn!("{target}: the ESP has no {UKI_ESP_PATH}");

@@ -100,7 +100,7 @@ pub struct Inspection {
     /// Whether the image file's sha256 matches the manifest (when both are there).
     pub digest_verified: Option<bool>,
     /// What the disk image itself says: partitions, command line, root hash, kernel, os-release.
-    pub disk: Option<crate::image::disk::DiskReport>,
+    pub disk: Option<crate::read::disk::DiskReport>,
     /// Boot-test verdicts recorded in the store for this digest, oldest first.
     pub verdicts: Vec<crate::store::verdict::Verdict>,
 }
@@ -162,7 +162,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         Some(p) => (
             Some(crate::util::digest::file_digest(p)?),
             Some(
-                crate::image::disk::read_disk(p)
+                crate::read::disk::read_disk(p)
                     .map_err(|e| InputError::file(target, format!("{e:#}")))?,
             ),
         ),

@@ -3,6 +3,7 @@
 //! and the data `kiln inspect` and `kiln ls` report.
 
 pub mod diff;
+pub mod disk;
 pub mod firstdiff;
 pub mod imagefs;
 pub mod inspect;
