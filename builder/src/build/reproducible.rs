@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::read::firstdiff::{self, Difference};
-use crate::util::error::{CheckFailed, EnvError};
+use crate::util::error::{check_failed, EnvError};
 
 /// Where Debian's `faketime` package puts the library.
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -212,10 +212,7 @@ pub fn check(kiln: &Path, recipe: &Path, out_dir: &Path, quiet: bool) -> Result<
 pub fn verdict(report: &Report) -> Result<()> {
     match &report.difference {
         None => Ok(()),
-        Some(d) => Err(CheckFailed {
-            message: format!("not reproducible: {d}"),
-        }
-        .into()),
+        Some(d) => Err(check_failed(format!("not reproducible: {d}"))),
     }
 }
 

@@ -1,17 +1,27 @@
-//! The `kiln` command line (DESIGN.md, "The command-line contract"). All clap
-//! code lives here; every command is a call into the library.
+//! The `kiln` command line (the command-line contract in
+//! `builder/ARCHITECTURE.md`). All clap code lives here: [`run`] hands each
+//! command to one small function that calls into the library and has the
+//! result printed by [`render`], as JSON with `--json`, else for people
+//! (unless `--quiet`).
 
-use std::path::PathBuf;
+pub mod render;
 
-use anyhow::{Context, Result};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 
 use crate::build::{self, BuildOptions};
 use crate::publish::release::{self, Releases};
 use crate::publish::sign;
 use crate::read::inspect;
 use crate::store::{self, Store};
+use crate::util::error::check_failed;
 use crate::util::progress::Progress;
+
+pub use render::human;
 
 /// kiln bakes minimal, bootable, read-only OS disk images from layered recipes.
 #[derive(Debug, Parser)]
@@ -189,407 +199,308 @@ impl Cli {
     }
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let store = cli.store();
+    let cx = Context {
+        store: cli.store(),
+        json: cli.json,
+        quiet: cli.quiet,
+    };
     match &cli.command {
         Command::Build {
             recipe,
             output,
             check_reproducible: true,
-        } => {
-            // Bad input fails here, before two builds start.
-            crate::input::plan::Plan::new(recipe)?;
-            let kiln = std::env::current_exe().context("finding the kiln executable")?;
-            let report =
-                crate::build::reproducible::check(&kiln, recipe, output, cli.quiet || cli.json)?;
-            if cli.json {
-                print_json(&report)?;
-            } else if !cli.quiet {
-                for b in &report.builds {
-                    println!(
-                        "build  umask {} TZ {:<18} clock {:<6} {:>6.1} s  {}",
-                        b.conditions.umask,
-                        b.conditions.tz,
-                        b.conditions.faketime.as_deref().unwrap_or("real"),
-                        b.seconds,
-                        b.digest
-                    );
-                }
-                match &report.difference {
-                    None => {
-                        println!("reproducible: {} files identical", report.files.len());
-                        if let Some(p) = &report.image {
-                            println!("image  {}", p.display());
-                        }
-                    }
-                    Some(d) => println!("NOT reproducible: {d}"),
-                }
-            }
-            crate::build::reproducible::verdict(&report)?;
-        }
+        } => check_reproducible(&cx, recipe, output),
         Command::Build {
             recipe,
             output,
             check_reproducible: false,
-        } => {
-            let mut progress = if cli.json {
-                Progress::hidden()
-            } else {
-                Progress::new(cli.quiet)
-            };
-            let report = build::build(
-                recipe,
-                &store,
-                &BuildOptions {
-                    out_dir: output.clone(),
-                },
-                &mut progress,
-            )?;
-            drop(progress);
-            if cli.json {
-                print_json(&report)?;
-            } else if !cli.quiet {
-                println!("{} {}", report.image.name, report.image.version);
-                for l in &report.layers {
-                    println!(
-                        "  {:<8} {:<24} {} {}",
-                        l.kind,
-                        l.name,
-                        &l.digest[..19],
-                        if l.cached { "cached" } else { "built" }
-                    );
-                }
-                println!("image  {}", report.image.path.display());
-                println!("digest {}", report.image.digest);
-                println!("size   {}", human(report.image.size));
-            }
-        }
-        Command::Lock { recipe } => {
-            let mut progress = if cli.json {
-                Progress::hidden()
-            } else {
-                Progress::new(cli.quiet)
-            };
-            let (path, lock) = build::lock(recipe, &store, &mut progress)?;
-            drop(progress);
-            if cli.json {
-                print_json(&serde_json::json!({"lock": path, "layers": lock.layers}))?;
-            } else if !cli.quiet {
-                for l in &lock.layers {
-                    println!("  {:<24} {} packages", l.name, l.packages.len());
-                }
-                println!("wrote {}", path.display());
-            }
-        }
-        Command::Ls => {
-            let listing = inspect::list(&store)?;
-            if cli.json {
-                print_json(&listing)?;
-            } else {
-                println!("store {}", store.root().display());
-                println!("LAYERS");
-                for l in &listing.layers {
-                    println!(
-                        "  {:<8} {:<24} {} {:>10}",
-                        l.kind,
-                        l.name,
-                        &l.digest[..19],
-                        human(l.size)
-                    );
-                }
-                println!("IMAGES");
-                for i in &listing.images {
-                    println!(
-                        "  {:<16} {:<10} {} {:>10}",
-                        i.name,
-                        i.version,
-                        &i.digest[..19],
-                        human(i.size)
-                    );
-                }
-                println!("total {}", human(listing.total_bytes));
-            }
-        }
+        } => build(&cx, recipe, output),
+        Command::Lock { recipe } => lock(&cx, recipe),
+        Command::Ls => ls(&cx),
         Command::Test {
             target,
             junit,
             output,
-        } => {
-            let image = if target.extension().is_some_and(|e| e == "toml") {
-                let mut progress = if cli.json {
-                    Progress::hidden()
-                } else {
-                    Progress::new(cli.quiet)
-                };
-                let report = build::build(
-                    target,
-                    &store,
-                    &BuildOptions {
-                        out_dir: output.clone(),
-                    },
-                    &mut progress,
-                )?;
-                report.image.path
-            } else {
-                target.clone()
-            };
-            let v = crate::vm::boottest::test_image(&store, &image, junit.clone())?;
-            if cli.json {
-                print_json(&v)?;
-            } else if !cli.quiet {
-                crate::vm::boottest::print_human(&v);
-            }
-            if !v.passed {
-                anyhow::bail!(crate::util::error::CheckFailed {
-                    message: format!(
-                        "{} failed its boot test: {}",
-                        v.image,
-                        v.failed_check.as_deref().unwrap_or("?")
-                    )
-                });
-            }
-        }
+        } => test(&cx, target, junit.clone(), output),
         Command::Boot {
             image,
             memory,
             ports,
-        } => {
-            crate::vm::qemu::boot_interactive(image, *memory, ports)?;
-        }
-        Command::Inspect { target } => {
-            let info =
-                inspect::inspect(&store, target).with_context(|| format!("inspecting {target}"))?;
-            if cli.json {
-                print_json(&info)?;
-            } else {
-                inspect::print_human(&info);
-            }
-        }
-        Command::Diff { a, b } => {
-            let ia =
-                crate::read::imagefs::load(&store, a).with_context(|| format!("reading {a}"))?;
-            let ib =
-                crate::read::imagefs::load(&store, b).with_context(|| format!("reading {b}"))?;
-            let d = crate::read::diff::diff(&ia, &ib);
-            if cli.json {
-                print_json(&d)?;
-            } else if !cli.quiet {
-                print!("{}", d.human());
-            }
-            if !d.identical {
-                anyhow::bail!(crate::util::error::CheckFailed {
-                    message: format!("{a} and {b} differ: {}", d.summary()),
-                });
-            }
-        }
+        } => crate::vm::qemu::boot_interactive(image, *memory, ports),
+        Command::Inspect { target } => inspect(&cx, target),
+        Command::Diff { a, b } => diff(&cx, a, b),
         Command::Keygen {
             output,
             unencrypted,
-        } => {
-            let r = sign::keygen(output, !unencrypted)?;
-            if cli.json {
-                print_json(&r)?;
-            } else if !cli.quiet {
-                println!("secret key {}", r.secret_key.display());
-                println!("public key {}", r.public_key.display());
-                println!("key id     {}", r.key_id);
-            }
-        }
+        } => keygen(&cx, output, !unencrypted),
         Command::Sign {
             file,
             key,
             signature,
-        } => {
-            let r = sign::sign(&store, file, key, signature.as_deref())?;
-            if cli.json {
-                print_json(&r)?;
-            } else if !cli.quiet {
-                println!("signature {}", r.signature.display());
-                println!("key id    {}", r.key_id);
-                println!("trusted   {}", r.trusted_comment.replace('\t', " "));
-            }
-        }
+        } => sign(&cx, file, key, signature.as_deref()),
         Command::Verify {
             file,
             signature,
             pubkey,
-        } => {
-            let pk = sign::load_public_key(pubkey)?;
-            let sig = signature.clone().unwrap_or_else(|| sign::sig_path(file));
-            let v = sign::verify_file(file, &sig, &pk)?;
-            if cli.json {
-                print_json(&v)?;
-            } else if !cli.quiet {
-                println!("{}: signature OK, key id {}", file.display(), v.key_id);
-                println!("trusted {}", v.trusted_comment.replace('\t', " "));
-            }
-        }
+        } => verify(&cx, file, signature.as_deref(), pubkey),
         Command::Publish {
             image,
             channel,
             key,
             to,
-        } => {
-            let (oci, dirs): (Vec<_>, Vec<_>) =
-                to.iter().cloned().partition(|t| t.starts_with("oci://"));
-            if dirs.len() > 1 {
-                return Err(crate::util::error::InputError::file(
-                    "(command line)",
-                    "at most one --to DIR",
-                )
-                .into());
-            }
-            let releases = dirs
-                .first()
-                .map_or_else(|| Releases::of_store(&store), Releases::new);
-            let opts = release::PublishOptions {
-                image: image.clone(),
-                channel: channel.clone(),
-                key: key.clone(),
-                releases,
-                oci,
-            };
-            let r = release::publish(&store, &opts)?;
-            if cli.json {
-                print_json(&r)?;
-            } else if !cli.quiet {
-                println!("{} {} {}", r.name, r.version, r.digest);
-                println!("verdict  {}", r.verdict);
-                for f in &r.files {
-                    let state = if f.existed {
-                        "already published"
-                    } else {
-                        "signed"
-                    };
-                    println!("  {} ({state})", f.path.display());
-                }
-                match &r.entry {
-                    Some(e) => println!(
-                        "channel  {} #{} now current (key {})",
-                        e.channel, e.seq, e.key_id
-                    ),
-                    None => println!("channel  {channel}: already current"),
-                }
-                for o in &r.oci {
-                    println!("pushed   {}", o.reference);
-                }
-            }
-        }
+        } => publish(&cx, image, channel, key, to),
         Command::Releases { channel, releases } => {
-            let rel = releases
-                .as_ref()
-                .map_or_else(|| Releases::of_store(&store), Releases::new);
-            let reports = release::releases(&rel, channel.as_deref())?;
-            if cli.json {
-                match (channel, reports.first()) {
-                    (Some(_), Some(r)) => print_json(r)?,
-                    _ => print_json(&reports)?,
-                }
-            } else {
-                for r in &reports {
-                    print_channel(r);
-                }
-            }
+            show_releases(&cx, channel.as_deref(), releases.as_deref())
         }
         Command::Promote {
             digest,
             from,
             to,
             releases,
-        } => {
-            let rel = releases
-                .as_ref()
-                .map_or_else(|| Releases::of_store(&store), Releases::new);
-            let e = release::promote(&rel, digest, from, to)?;
-            let report = release::releases(&rel, Some(to))?.remove(0);
-            if cli.json {
-                print_json(&report)?;
-            } else if !cli.quiet {
-                if e.is_none() {
-                    println!("{digest} is already current on {to}");
-                }
-                print_channel(&report);
-            }
-        }
-        Command::Rollback { channel, releases } => {
-            let rel = releases
-                .as_ref()
-                .map_or_else(|| Releases::of_store(&store), Releases::new);
-            release::rollback(&rel, channel)?;
-            let report = release::releases(&rel, Some(channel))?.remove(0);
-            if cli.json {
-                print_json(&report)?;
-            } else if !cli.quiet {
-                print_channel(&report);
-            }
-        }
+        } => promote(&cx, digest, from, to, releases.as_deref()),
+        Command::Rollback { channel, releases } => rollback(&cx, channel, releases.as_deref()),
         Command::Pull {
             source,
             output,
             pubkey,
-        } => {
-            let r = crate::publish::oci::pull(source, output, pubkey)?;
-            if cli.json {
-                print_json(&r)?;
-            } else if !cli.quiet {
-                println!(
-                    "{} {} {} (signature OK, key {})",
-                    r.name, r.version, r.digest, r.key_id
-                );
-                for f in &r.files {
-                    println!("  {}", f.display());
-                }
-            }
+        } => pull(&cx, source, output, pubkey),
+    }
+}
+
+/// What every command needs: the store, and how to report.
+struct Context {
+    store: Store,
+    /// `--json`: print the report as JSON.
+    json: bool,
+    /// `--quiet`: print no report for people (and no progress).
+    quiet: bool,
+}
+
+impl Context {
+    /// Progress on stderr, hidden with `--json` or `--quiet`.
+    fn progress(&self) -> Progress {
+        if self.json {
+            Progress::hidden()
+        } else {
+            Progress::new(self.quiet)
         }
+    }
+
+    /// Print `value` as JSON with `--json`, else `human` unless `--quiet`.
+    fn report(
+        &self,
+        value: &impl Serialize,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        if self.quiet && !self.json {
+            return Ok(());
+        }
+        self.show(value, human)
+    }
+
+    /// Print `value` as JSON with `--json`, else `human` even with
+    /// `--quiet`: for commands whose report is what they are run for
+    /// (`ls`, `inspect`, `releases`).
+    fn show(
+        &self,
+        value: &impl Serialize,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        let mut out = io::stdout().lock();
+        if self.json {
+            render::json(&mut out, value)
+        } else {
+            human(&mut out).map_err(Into::into)
+        }
+        .context("writing to stdout")
+    }
+
+    /// The release store: `dir`, else the store's `releases`.
+    fn releases(&self, dir: Option<&Path>) -> Releases {
+        dir.map_or_else(|| Releases::of_store(&self.store), Releases::new)
+    }
+}
+
+/// `kiln build --check-reproducible`: two builds from nothing, compared.
+fn check_reproducible(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+    // Bad input fails here, before two builds start.
+    crate::input::plan::Plan::new(recipe)?;
+    let kiln = std::env::current_exe().context("finding the kiln executable")?;
+    let report = build::reproducible::check(&kiln, recipe, output, cx.quiet || cx.json)?;
+    cx.report(&report, |out| render::build::reproducible(out, &report))?;
+    build::reproducible::verdict(&report)
+}
+
+/// `kiln build`.
+fn build(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+    let mut progress = cx.progress();
+    let report = build::build(
+        recipe,
+        &cx.store,
+        &BuildOptions {
+            out_dir: output.to_path_buf(),
+        },
+        &mut progress,
+    )?;
+    drop(progress);
+    cx.report(&report, |out| render::build::build(out, &report))
+}
+
+/// `kiln lock`.
+fn lock(cx: &Context, recipe: &Path) -> Result<()> {
+    let mut progress = cx.progress();
+    let (path, lock) = build::lock(recipe, &cx.store, &mut progress)?;
+    drop(progress);
+    cx.report(&render::build::lock_json(&path, &lock), |out| {
+        render::build::lock(out, &path, &lock)
+    })
+}
+
+/// `kiln ls`.
+fn ls(cx: &Context) -> Result<()> {
+    let listing = inspect::list(&cx.store)?;
+    cx.show(&listing, |out| {
+        render::store::listing(out, cx.store.root(), &listing)
+    })
+}
+
+/// `kiln test`: build first when the target is a recipe, then boot and judge.
+fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> Result<()> {
+    let image = if target.extension().is_some_and(|e| e == "toml") {
+        let mut progress = cx.progress();
+        let report = build::build(
+            target,
+            &cx.store,
+            &BuildOptions {
+                out_dir: output.to_path_buf(),
+            },
+            &mut progress,
+        )?;
+        report.image.path
+    } else {
+        target.to_path_buf()
+    };
+    let v = crate::vm::boottest::test_image(&cx.store, &image, junit)?;
+    // The verdict for people is printed by vm::boottest itself.
+    cx.report(&v, |_| {
+        crate::vm::boottest::print_human(&v);
+        Ok(())
+    })?;
+    if !v.passed {
+        anyhow::bail!(check_failed(format!(
+            "{} failed its boot test: {}",
+            v.image,
+            v.failed_check.as_deref().unwrap_or("?")
+        )));
     }
     Ok(())
 }
 
-/// A channel's history for a person: newest last, the current one marked.
-fn print_channel(r: &release::ChannelReport) {
-    println!("channel {}", r.channel);
-    for e in &r.history {
-        let mark = if r.current.as_ref().is_some_and(|c| c.seq == e.seq) {
-            "*"
-        } else {
-            " "
-        };
-        let how = match (&e.from, &e.replaces) {
-            (Some(f), _) => format!("from {f}"),
-            (_, Some(d)) => format!("replaces {}", &d[..d.len().min(19)]),
-            _ => String::new(),
-        };
-        let line = format!(
-            "{mark} {:>3} {:<8} {:<10} {} {} {} {how}",
-            e.seq,
-            format!("{:?}", e.action).to_lowercase(),
-            e.version,
-            &e.digest[..e.digest.len().min(19)],
-            e.time,
-            e.key_id
+/// `kiln inspect`.
+fn inspect(cx: &Context, target: &str) -> Result<()> {
+    let info =
+        inspect::inspect(&cx.store, target).with_context(|| format!("inspecting {target}"))?;
+    cx.show(&info, |out| render::inspect::inspection(out, &info))
+}
+
+/// `kiln diff`: exit 1 when the images differ.
+fn diff(cx: &Context, a: &str, b: &str) -> Result<()> {
+    let ia = crate::read::imagefs::load(&cx.store, a).with_context(|| format!("reading {a}"))?;
+    let ib = crate::read::imagefs::load(&cx.store, b).with_context(|| format!("reading {b}"))?;
+    let d = crate::read::diff::diff(&ia, &ib);
+    cx.report(&d, |out| render::inspect::diff(out, &d))?;
+    if !d.identical {
+        anyhow::bail!(check_failed(format!("{a} and {b} differ: {}", d.summary())));
+    }
+    Ok(())
+}
+
+/// `kiln keygen`.
+fn keygen(cx: &Context, output: &Path, encrypted: bool) -> Result<()> {
+    let r = sign::keygen(output, encrypted)?;
+    cx.report(&r, |out| render::release::keygen(out, &r))
+}
+
+/// `kiln sign`.
+fn sign(cx: &Context, file: &Path, key: &Path, signature: Option<&Path>) -> Result<()> {
+    let r = sign::sign(&cx.store, file, key, signature)?;
+    cx.report(&r, |out| render::release::signed(out, &r))
+}
+
+/// `kiln verify`: exit 1 when the signature does not verify.
+fn verify(cx: &Context, file: &Path, signature: Option<&Path>, pubkey: &Path) -> Result<()> {
+    let pk = sign::load_public_key(pubkey)?;
+    let sig = signature.map_or_else(|| sign::sig_path(file), Path::to_path_buf);
+    let v = sign::verify_file(file, &sig, &pk)?;
+    cx.report(&v, |out| render::release::verified(out, &v))
+}
+
+/// `kiln publish`: `--to` names at most one release store directory and any
+/// number of OCI repositories.
+fn publish(cx: &Context, image: &Path, channel: &str, key: &Path, to: &[String]) -> Result<()> {
+    let (oci, dirs): (Vec<_>, Vec<_>) = to.iter().cloned().partition(|t| t.starts_with("oci://"));
+    if dirs.len() > 1 {
+        return Err(
+            crate::util::error::InputError::file("(command line)", "at most one --to DIR").into(),
         );
-        println!("{}", line.trim_end());
+    }
+    let opts = release::PublishOptions {
+        image: image.to_path_buf(),
+        channel: channel.to_string(),
+        key: key.to_path_buf(),
+        releases: cx.releases(dirs.first().map(Path::new)),
+        oci,
+    };
+    let r = release::publish(&cx.store, &opts)?;
+    cx.report(&r, |out| render::release::published(out, &r, channel))
+}
+
+/// `kiln releases`: one channel (its report alone in JSON) or every channel.
+fn show_releases(cx: &Context, channel: Option<&str>, releases: Option<&Path>) -> Result<()> {
+    let reports = release::releases(&cx.releases(releases), channel)?;
+    let human = |out: &mut dyn Write| render::release::channels(out, &reports);
+    match (channel, reports.first()) {
+        (Some(_), Some(r)) => cx.show(r, human),
+        _ => cx.show(&reports, human),
     }
 }
 
-/// Bytes in IEC units.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// `kiln promote`.
+fn promote(
+    cx: &Context,
+    digest: &str,
+    from: &str,
+    to: &str,
+    releases: Option<&Path>,
+) -> Result<()> {
+    let rel = cx.releases(releases);
+    let e = release::promote(&rel, digest, from, to)?;
+    let report = channel_report(&rel, to)?;
+    cx.report(&report, |out| {
+        render::release::promoted(out, digest, to, e.is_none(), &report)
+    })
+}
+
+/// `kiln rollback`.
+fn rollback(cx: &Context, channel: &str, releases: Option<&Path>) -> Result<()> {
+    let rel = cx.releases(releases);
+    release::rollback(&rel, channel)?;
+    let report = channel_report(&rel, channel)?;
+    cx.report(&report, |out| render::release::channel(out, &report))
+}
+
+/// One channel's report, after a change to it.
+fn channel_report(rel: &Releases, channel: &str) -> Result<release::ChannelReport> {
+    release::releases(rel, Some(channel))?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no report for channel {channel}"))
+}
+
+/// `kiln pull`.
+fn pull(cx: &Context, source: &str, output: &Path, pubkey: &Path) -> Result<()> {
+    let r = crate::publish::oci::pull(source, output, pubkey)?;
+    cx.report(&r, |out| render::release::pulled(out, &r))
 }

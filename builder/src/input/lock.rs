@@ -142,7 +142,7 @@ pub fn check_installed(
                 "a locked version cannot be had from the mirror: {m}"
             )))
         } else {
-            anyhow::Error::new(crate::util::error::CheckFailed { message: m })
+            crate::util::error::check_failed(m)
         }
     })
 }

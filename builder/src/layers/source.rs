@@ -179,9 +179,7 @@ fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
                     {
                         if let Some(want) = field("SHA256") {
                             if d.sha256 != format!("sha256:{want}") {
-                                bail!(crate::util::error::CheckFailed {
-                                    message: format!("{pkg} {ver}: the downloaded .deb hashes to {}, the archive index says sha256:{want}", d.sha256)
-                                });
+                                bail!(crate::util::error::check_failed(format!("{pkg} {ver}: the downloaded .deb hashes to {}, the archive index says sha256:{want}", d.sha256)));
                             }
                         }
                         d.download = Some(format!("{mirror}{file}"));

@@ -34,7 +34,7 @@ use sha2::Digest;
 use crate::model::manifest::Manifest;
 use crate::publish::release::PublishedFile;
 use crate::publish::sign;
-use crate::util::error::{CheckFailed, InputError};
+use crate::util::error::{check_failed, InputError};
 
 mod registry;
 use registry::{check_digest, net, read_small, Client};
@@ -339,25 +339,20 @@ fn fetch_disk(
     .with_context(|| format!("downloading blob {digest}"))?;
     let (_, got, _) = w.finish();
     if got != digest {
-        bail!(CheckFailed {
-            message: format!("disk blob {digest} from {}/{}: the downloaded bytes hash to {got}: the registry's copy is corrupt or tampered with", c.r.host, c.r.repo)
-        });
+        bail!(check_failed(format!("disk blob {digest} from {}/{}: the downloaded bytes hash to {got}: the registry's copy is corrupt or tampered with", c.r.host, c.r.repo)));
     }
     let raw = tempfile::Builder::new()
         .prefix(".kiln-pull-")
         .tempfile_in(dir)?;
     let mut w = HashWriter::new(raw.reopen()?);
-    zstd::stream::copy_decode(File::open(zst.path())?, &mut w).map_err(|e| CheckFailed {
-        message: format!("disk blob {digest} does not decompress: {e}"),
-    })?;
+    zstd::stream::copy_decode(File::open(zst.path())?, &mut w)
+        .map_err(|e| check_failed(format!("disk blob {digest} does not decompress: {e}")))?;
     let (f, got, _) = w.finish();
     f.sync_all()?;
     if got != want_raw {
-        bail!(CheckFailed {
-            message: format!(
-                "the disk in blob {digest} hashes to {got}, but its manifest names {want_raw}"
-            )
-        });
+        bail!(check_failed(format!(
+            "the disk in blob {digest} hashes to {got}, but its manifest names {want_raw}"
+        )));
     }
     Ok(raw)
 }
@@ -432,9 +427,7 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
     let man_sig_name = format!("{man_name}.minisig");
     for n in [&raw_sig_name, &man_sig_name] {
         if !sigs.contains_key(n) {
-            bail!(CheckFailed {
-                message: format!("{source}: no signature {n} among the image's referrers: refusing an unsigned image")
-            });
+            bail!(check_failed(format!("{source}: no signature {n} among the image's referrers: refusing an unsigned image")));
         }
     }
 
@@ -455,12 +448,10 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
     let v = sign::verify_named(raw.path(), &named(&m.image.file), raw_sig.path(), &pk)?;
     sign::verify_named(man.path(), &named(&man_name), man_sig.path(), &pk)?;
     if v.fields.digest.as_deref() != Some(m.image.digest.as_str()) {
-        bail!(CheckFailed {
-            message: format!(
-                "{source}: the signature's trusted comment names {:?}, not {}",
-                v.fields.digest, m.image.digest
-            )
-        });
+        bail!(check_failed(format!(
+            "{source}: the signature's trusted comment names {:?}, not {}",
+            v.fields.digest, m.image.digest
+        )));
     }
 
     let mut files = Vec::new();

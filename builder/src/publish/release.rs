@@ -30,7 +30,7 @@ use crate::model::manifest::Manifest;
 use crate::publish::sign::{self, SigningKey, TrustedComment};
 use crate::store::verdict;
 use crate::store::Store;
-use crate::util::error::{CheckFailed, InputError};
+use crate::util::error::{check_failed, InputError};
 
 /// Schema of a channel history entry.
 pub const SCHEMA: &str = "kiln.release/v1";
@@ -323,13 +323,10 @@ fn copy_new(src: &Path, dest: &Path, digest: &str) -> Result<()> {
     }
     let got = format!("sha256:{}", hex::encode(h.finalize()));
     if got != digest {
-        return Err(CheckFailed {
-            message: format!(
-                "{} changed while being published: it now hashes to {got}, not {digest}",
-                src.display()
-            ),
-        }
-        .into());
+        return Err(check_failed(format!(
+            "{} changed while being published: it now hashes to {got}, not {digest}",
+            src.display()
+        )));
     }
     tmp.as_file()
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
@@ -365,13 +362,10 @@ fn publish_file(
     if existed {
         let have = sign::file_digest(dest)?;
         if have != want {
-            return Err(CheckFailed {
-                message: format!(
-                    "{} is already published with digest {have}; kiln never replaces a published file (this one would be {want})",
-                    dest.display()
-                ),
-            }
-            .into());
+            return Err(check_failed(format!(
+                "{} is already published with digest {have}; kiln never replaces a published file (this one would be {want})",
+                dest.display()
+            )));
         }
     } else {
         match content {
@@ -418,14 +412,11 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
             ),
             None => "no verdict is recorded for it".into(),
         };
-        return Err(CheckFailed {
-            message: format!(
-                "refusing to publish {digest} ({label}): the store {} holds no passing `kiln test` verdict for this digest ({why}); run `kiln test {}` first",
-                store.root().display(),
-                image.display()
-            ),
-        }
-        .into());
+        return Err(check_failed(format!(
+            "refusing to publish {digest} ({label}): the store {} holds no passing `kiln test` verdict for this digest ({why}); run `kiln test {}` first",
+            store.root().display(),
+            image.display()
+        )));
     };
     let n = verdict::list(store, &digest)?
         .iter()

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::model::manifest::Manifest;
 use crate::store::Store;
-use crate::util::error::{CheckFailed, InputError};
+use crate::util::error::{check_failed, InputError};
 
 /// Where the password of an encrypted secret key comes from when there is no terminal.
 pub const PASSWORD_ENV: &str = "KILN_KEY_PASSWORD";
@@ -376,9 +376,7 @@ pub fn verify_file(file: &Path, signature: &Path, pk: &PublicKey) -> Result<Veri
 
 /// [`verify_file`] with the name errors give the file (for a staged copy).
 pub fn verify_named(file: &Path, name: &str, signature: &Path, pk: &PublicKey) -> Result<Verified> {
-    let fail = |m: String| CheckFailed {
-        message: format!("{name}: {m}"),
-    };
+    let fail = |m: String| check_failed(format!("{name}: {m}"));
     let text = std::fs::read_to_string(signature).map_err(|e| {
         fail(format!(
             "cannot read signature {}: {e}",
@@ -396,11 +394,10 @@ pub fn verify_named(file: &Path, name: &str, signature: &Path, pk: &PublicKey) -
     if signer != ours {
         return Err(fail(format!(
             "signed by key {signer}, not by the given public key {ours}"
-        ))
-        .into());
+        )));
     }
     if !sig.is_prehashed() {
-        return Err(fail("legacy (not prehashed) signature refused".into()).into());
+        return Err(fail("legacy (not prehashed) signature refused".into()));
     }
     let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     minisign::verify(pk, &sig, std::io::BufReader::new(f), true, false, false).map_err(|e| {

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::read::imagefs::{Image, Origin, Package};
+use crate::util::digest::{Digest, SHA256_PREFIX};
 
 /// Values longer than this are shown by digest in field changes.
 const SHOWN_VALUE_MAX: usize = 64;
@@ -412,21 +413,22 @@ pub fn diff(a: &Image, b: &Image) -> ImageDiff {
     }
 }
 
-/// A value for a one-line report: a leading `sha256:` digest shortened to
-/// 12 hex digits, absent values as `-`.
+/// A value for a one-line report: a leading `sha256:` digest shortened by
+/// [`Digest::short`] (what follows it, such as ` (4 bytes)`, kept), absent
+/// values as `-`, anything else whole.
 pub(crate) fn short(v: &Option<String>) -> String {
-    match v {
-        None => "-".into(),
-        Some(s) => match s.strip_prefix("sha256:") {
-            Some(hex)
-                if hex
-                    .get(..64)
-                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) =>
-            {
-                format!("sha256:{}{}", &hex[..12], &hex[64..])
-            }
-            _ => s.clone(),
-        },
+    /// `sha256:` and 64 hex digits.
+    const DIGEST_LEN: usize = SHA256_PREFIX.len() + 64;
+    let Some(s) = v else {
+        return "-".into();
+    };
+    let digest = s
+        .get(..DIGEST_LEN)
+        .filter(|head| head.starts_with(SHA256_PREFIX))
+        .and_then(|head| Digest::parse(head).ok());
+    match (digest, s.get(DIGEST_LEN..)) {
+        (Some(d), Some(rest)) => format!("{}{rest}", d.short()),
+        _ => s.clone(),
     }
 }
 
@@ -644,6 +646,26 @@ mod tests {
     }
 
     #[test]
+    fn short_table() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for (v, want) in [
+            (None, "-".to_string()),
+            (Some(format!("sha256:{hex}")), "sha256:e3b0c44298fc".into()),
+            (
+                Some(format!("sha256:{hex} (4 bytes)")),
+                "sha256:e3b0c44298fc (4 bytes)".into(),
+            ),
+            // Not a digest: whole, never cut.
+            (Some(hex.to_string()), hex.into()),
+            (Some("sha256:e3b0".into()), "sha256:e3b0".into()),
+            (Some("0644".into()), "0644".into()),
+            (Some("é".repeat(40)), "é".repeat(40)),
+        ] {
+            assert_eq!(short(&v), want, "{v:?}");
+        }
+    }
+
+    #[test]
     fn metadata_changes_are_named_field_by_field() {
         let mut a = Tree::new(0);
         let mut f = crate::testutil::file("x");
@@ -674,7 +696,7 @@ mod tests {
                 (
                     "xattr security.capability",
                     "-".into(),
-                    format!("{} (4 bytes)", &sha256_digest(&[1, 0, 0, 2])[..19])
+                    format!("{} (4 bytes)", Digest::of(&[1, 0, 0, 2]).short())
                 ),
                 ("mtime", "0".into(), "9".into()),
             ]

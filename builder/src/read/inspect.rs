@@ -1,4 +1,5 @@
-//! `kiln ls` and `kiln inspect`: what the store holds and what an image is made of.
+//! `kiln ls` and `kiln inspect`: what the store holds and what an image is
+//! made of, as data; `cli::render` prints them.
 
 use std::path::Path;
 
@@ -186,98 +187,4 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         disk,
         verdicts,
     })
-}
-
-/// Print an inspection for people.
-pub fn print_human(i: &Inspection) {
-    use crate::cli::human;
-    if let Some(m) = &i.manifest {
-        println!("{} {}", m.name, m.version);
-    }
-    if let Some(d) = &i.digest {
-        let check = match i.digest_verified {
-            Some(true) => " (matches the manifest)",
-            Some(false) => " (DOES NOT MATCH the manifest)",
-            None => "",
-        };
-        println!("digest   {d}{check}");
-    }
-    if let Some(disk) = &i.disk {
-        println!("partitions:");
-        for p in &disk.partitions {
-            println!(
-                "  {} {:<20} {} {:>10} at {:>10}  {}",
-                p.index,
-                p.name,
-                p.type_guid,
-                human(p.size),
-                p.offset,
-                p.uuid
-            );
-        }
-        if let Some(k) = &disk.kernel_version {
-            println!("kernel   {k}");
-        }
-        if let Some(c) = &disk.cmdline {
-            println!("cmdline  {c}");
-        }
-        if let Some(r) = &disk.root_hash {
-            println!("roothash {r}");
-        }
-        if let Some(os) = &disk.os_release {
-            if let Some(pretty) = os.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")) {
-                println!("os       {}", pretty.trim_matches('"'));
-            }
-        }
-    }
-    if let Some(m) = &i.manifest {
-        println!("recipe   {} {}", m.recipe.file, m.recipe.digest);
-        match m.epoch_source {
-            Some(src) => println!(
-                "SOURCE_DATE_EPOCH {} ({})",
-                m.source_date_epoch,
-                serde_json::to_value(src)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
-            None => println!("SOURCE_DATE_EPOCH {}", m.source_date_epoch),
-        }
-        let packages: Vec<&crate::model::deb::DebPackage> =
-            m.layers.iter().flat_map(|l| &l.packages).collect();
-        if !packages.is_empty() {
-            println!("packages ({}):", packages.len());
-            for p in packages {
-                println!("  {:<32} {:<28} {}", p.name, p.version, p.architecture);
-            }
-        }
-        println!("layers:");
-        for l in &m.layers {
-            println!(
-                "  {:<8} {:<24} {} {}",
-                l.kind,
-                l.name,
-                l.digest,
-                human(l.size)
-            );
-        }
-    } else {
-        println!("(no manifest beside the image: layer list unavailable)");
-    }
-    if i.verdicts.is_empty() {
-        println!("verdicts: none (not boot-tested with this store)");
-    } else {
-        println!("verdicts:");
-        for v in &i.verdicts {
-            let outcome = if v.passed {
-                "PASS".to_string()
-            } else {
-                format!("FAIL ({})", v.failed_check.as_deref().unwrap_or("?"))
-            };
-            println!(
-                "  {}  {outcome}  {:.1}s on {}",
-                v.started_at, v.duration_secs, v.accel
-            );
-        }
-    }
 }

@@ -198,12 +198,10 @@ impl Store {
         });
         let actual = actual.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
         if actual != digest {
-            bail!(crate::util::error::CheckFailed {
-                message: format!(
-                    "store blob {} is corrupt: its content hashes to {actual}",
-                    path.display()
-                )
-            });
+            bail!(crate::util::error::check_failed(format!(
+                "store blob {} is corrupt: its content hashes to {actual}",
+                path.display()
+            )));
         }
         Ok((data, out?))
     }

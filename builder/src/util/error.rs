@@ -1,4 +1,5 @@
-//! Error classes that decide kiln's exit code (DESIGN.md, "The command-line contract").
+//! Error classes that decide kiln's exit code (the command-line contract in
+//! `builder/ARCHITECTURE.md`).
 //!
 //! Most code returns `anyhow::Result` with context; the few error types here
 //! are placed in the chain where the *kind* of failure is known, and `main`
@@ -83,6 +84,14 @@ pub struct CheckFailed {
     pub message: String,
 }
 
+/// A [`CheckFailed`] error with this message, to return or `bail!` with: the
+/// command exits 1 and prints the message.
+pub fn check_failed(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(CheckFailed {
+        message: message.into(),
+    })
+}
+
 /// Pick the exit code for an error chain: the outermost classified error wins.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
@@ -133,5 +142,17 @@ mod tests {
             .context("building")
             .unwrap_err();
         assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
+    }
+
+    #[test]
+    fn check_failed_exits_1_with_its_message() {
+        fn bails() -> anyhow::Result<()> {
+            anyhow::bail!(check_failed(format!("{} is bad", "x.raw")))
+        }
+        let err = bails().context("testing").unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_CHECK_FAILED);
+        assert_eq!(format!("{err:#}"), "testing: x.raw is bad");
+        // `bail!` passes the error through: no extra layer in the chain.
+        assert_eq!(err.chain().count(), 2);
     }
 }

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::model::checks::TestSettings;
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
-use crate::util::error::CheckFailed;
+use crate::util::error::check_failed;
 use crate::vm::qemu::{self, VmConfig};
 
 /// How often the console and the guest are polled.
@@ -459,12 +459,10 @@ pub fn run(
 
     let digest_after = crate::util::digest::file_digest(image)?;
     if digest_after != digest_before {
-        bail!(CheckFailed {
-            message: format!(
-                "{} changed during the test ({digest_before} → {digest_after})",
-                image.display()
-            )
-        });
+        bail!(check_failed(format!(
+            "{} changed during the test ({digest_before} → {digest_after})",
+            image.display()
+        )));
     }
     let passed = run.failed.is_none();
     let verdict = Verdict {

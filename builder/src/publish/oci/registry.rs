@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{INDEX_TYPE, MANIFEST_TYPE};
-use crate::util::error::{CheckFailed, EnvError, InputError};
+use crate::util::error::{check_failed, EnvError, InputError};
 
 /// Largest manifest or small blob read into memory (the spec's 4 MiB manifest limit).
 const SMALL_LIMIT: u64 = 4 << 20;
@@ -286,13 +286,11 @@ impl Client {
             if creds.is_none() {
                 return Err(no_creds(&self.r.host));
             }
-            bail!(CheckFailed {
-                message: format!(
-                    "the token service {realm} refused the credentials for {} ({})",
-                    self.r.host,
-                    resp.status()
-                )
-            });
+            bail!(check_failed(format!(
+                "the token service {realm} refused the credentials for {} ({})",
+                self.r.host,
+                resp.status()
+            )));
         }
         let v: Value = serde_json::from_slice(&read_small(&mut resp)?)?;
         v["token"]
@@ -456,9 +454,7 @@ pub(crate) fn read_small(resp: &mut Response) -> Result<Vec<u8>> {
 pub(crate) fn check_digest(bytes: &[u8], digest: &str, what: &str) -> Result<()> {
     let got = crate::fs::layer::sha256_digest(bytes);
     if got != digest {
-        bail!(CheckFailed {
-            message: format!("{what}: content hashes to {got}, not {digest}: the registry's copy is corrupt or tampered with")
-        });
+        bail!(check_failed(format!("{what}: content hashes to {got}, not {digest}: the registry's copy is corrupt or tampered with")));
     }
     Ok(())
 }

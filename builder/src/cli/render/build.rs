@@ -1,0 +1,220 @@
+//! `kiln build` and `kiln lock` for people: the layers with their short
+//! digests and whether each was cached, the image written; the two builds of
+//! `--check-reproducible` and their verdict; the packages each lock pins.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::build::reproducible::Report;
+use crate::build::BuildReport;
+use crate::input::lock::LockFile;
+
+use super::{human, short_digest};
+
+/// `kiln build`: the image's name and version, one line per layer, the image
+/// file, its digest and size.
+pub fn build(mut out: impl Write, r: &BuildReport) -> io::Result<()> {
+    writeln!(out, "{} {}", r.image.name, r.image.version)?;
+    for l in &r.layers {
+        writeln!(
+            out,
+            "  {:<8} {:<24} {} {}",
+            l.kind,
+            l.name,
+            short_digest(&l.digest),
+            if l.cached { "cached" } else { "built" }
+        )?;
+    }
+    writeln!(out, "image  {}", r.image.path.display())?;
+    writeln!(out, "digest {}", r.image.digest)?;
+    writeln!(out, "size   {}", human(r.image.size))
+}
+
+/// `kiln build --check-reproducible`: each build's conditions, time and
+/// digest, then the verdict (the first difference when there is one).
+pub fn reproducible(mut out: impl Write, r: &Report) -> io::Result<()> {
+    for b in &r.builds {
+        writeln!(
+            out,
+            "build  umask {} TZ {:<18} clock {:<6} {:>6.1} s  {}",
+            b.conditions.umask,
+            b.conditions.tz,
+            b.conditions.faketime.as_deref().unwrap_or("real"),
+            b.seconds,
+            b.digest
+        )?;
+    }
+    match &r.difference {
+        None => {
+            writeln!(out, "reproducible: {} files identical", r.files.len())?;
+            if let Some(p) = &r.image {
+                writeln!(out, "image  {}", p.display())?;
+            }
+            Ok(())
+        }
+        Some(d) => writeln!(out, "NOT reproducible: {d}"),
+    }
+}
+
+/// `kiln lock`: how many packages each layer pins, and the lock file written.
+pub fn lock(mut out: impl Write, path: &Path, lock: &LockFile) -> io::Result<()> {
+    for l in &lock.layers {
+        writeln!(out, "  {:<24} {} packages", l.name, l.packages.len())?;
+    }
+    writeln!(out, "wrote {}", path.display())
+}
+
+/// What `kiln lock --json` prints: the lock file's path and its layers.
+pub fn lock_json(path: &Path, lock: &LockFile) -> serde_json::Value {
+    serde_json::json!({"lock": path, "layers": lock.layers})
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::tests::{text, EMPTY};
+    use super::*;
+    use crate::build::reproducible::{BuildRun, Conditions};
+    use crate::build::{ImageReport, LayerReport};
+    use crate::input::lock::{LockedLayer, LockedPackage};
+    use crate::read::firstdiff::Difference;
+
+    fn layer(kind: &str, name: &str, digest: &str, cached: bool) -> LayerReport {
+        LayerReport {
+            name: name.into(),
+            kind: kind.into(),
+            digest: digest.into(),
+            key: EMPTY.into(),
+            cached,
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn build_lists_layers_with_short_digests() {
+        let r = BuildReport {
+            image: ImageReport {
+                name: "hello".into(),
+                version: "1.0".into(),
+                digest: EMPTY.into(),
+                path: PathBuf::from("out/hello-1.0.raw"),
+                size: 64 << 20,
+                cached: false,
+            },
+            layers: vec![
+                layer("base", "base/busybox", EMPTY, true),
+                // A damaged store entry is shown whole instead of panicking.
+                layer("app", "app/hello", "sha256:0", false),
+            ],
+            manifest: PathBuf::from("out/hello-1.0.manifest.json"),
+            source_date_epoch: 0,
+        };
+        assert_eq!(
+            text(|o| build(o, &r)),
+            "hello 1.0\n\
+             \x20 base     base/busybox             sha256:e3b0c44298fc cached\n\
+             \x20 app      app/hello                sha256:0 built\n\
+             image  out/hello-1.0.raw\n\
+             digest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\
+             size   64.0 MiB\n"
+        );
+    }
+
+    fn run(umask: &str, tz: &str, faketime: Option<&str>, seconds: f64) -> BuildRun {
+        BuildRun {
+            conditions: Conditions {
+                umask: umask.into(),
+                tz: tz.into(),
+                faketime: faketime.map(Into::into),
+            },
+            digest: EMPTY.into(),
+            seconds,
+        }
+    }
+
+    #[test]
+    fn reproducible_table() {
+        let builds = vec![
+            run("0022", "UTC", None, 12.34),
+            run("0077", "Pacific/Kiritimati", Some("+400d"), 130.0),
+        ];
+        let head = "build  umask 0022 TZ UTC                clock real     12.3 s  sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\
+                    build  umask 0077 TZ Pacific/Kiritimati clock +400d   130.0 s  sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n";
+        let same = Report {
+            reproducible: true,
+            builds: builds.clone(),
+            files: vec!["a.raw".into(), "a.manifest.json".into()],
+            difference: None,
+            image: Some(PathBuf::from("out/a.raw")),
+        };
+        let differs = Report {
+            reproducible: false,
+            builds: builds.clone(),
+            files: vec!["a.raw".into()],
+            difference: Some(Difference {
+                part: "root-x86-64".into(),
+                file: Some("/etc/motd".into()),
+                field: "mtime".into(),
+                a: Some("1".into()),
+                b: Some("2".into()),
+                also: Vec::new(),
+            }),
+            image: None,
+        };
+        let no_image = Report {
+            image: None,
+            ..same.clone()
+        };
+        for (report, tail) in [
+            (&same, "reproducible: 2 files identical\nimage  out/a.raw\n"),
+            (&no_image, "reproducible: 2 files identical\n"),
+            (
+                &differs,
+                "NOT reproducible: root-x86-64: /etc/motd: mtime (1 vs 2)\n",
+            ),
+        ] {
+            assert_eq!(text(|o| reproducible(o, report)), format!("{head}{tail}"));
+        }
+    }
+
+    #[test]
+    fn lock_counts_packages() {
+        let pkg = |name: &str| LockedPackage {
+            name: name.into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            sha256: EMPTY.into(),
+        };
+        let lock_file = LockFile {
+            layers: vec![
+                LockedLayer {
+                    name: "packages/nginx".into(),
+                    packages: vec![pkg("nginx"), pkg("libc6")],
+                },
+                LockedLayer {
+                    name: "packages/none".into(),
+                    packages: Vec::new(),
+                },
+            ],
+        };
+        let path = Path::new("recipes/web.lock");
+        assert_eq!(
+            text(|o| lock(o, path, &lock_file)),
+            "  packages/nginx           2 packages\n\
+             \x20 packages/none            0 packages\n\
+             wrote recipes/web.lock\n"
+        );
+        let mut json = Vec::new();
+        super::super::json(&mut json, &lock_json(path, &lock_file)).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert!(
+            json.starts_with("{\n  \"layers\": [\n    {\n      \"name\": \"packages/nginx\","),
+            "{json}"
+        );
+        assert!(
+            json.ends_with("\n  ],\n  \"lock\": \"recipes/web.lock\"\n}\n"),
+            "{json}"
+        );
+    }
+}
