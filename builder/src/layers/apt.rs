@@ -109,14 +109,7 @@ pub fn install(
     lower_epoch: Option<i64>,
     store: &Store,
 ) -> Result<PackagesLayer> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(EnvError::new(
-            "package layers install with apt in a chroot, which needs root: the lower root's \
-             owners and device nodes are written out and mounts are made in a private mount \
-             namespace; run kiln build as root (CI does)",
-        )
-        .into());
-    }
+    // Bad input is reported before the environment is looked at.
     for tool in ["apt-get", "dpkg"] {
         if lower.resolve(&format!("usr/bin/{tool}")).is_none() {
             return Err(InputError::file(
@@ -128,6 +121,14 @@ pub fn install(
             )
             .into());
         }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(EnvError::new(
+            "package layers install with apt in a chroot, which needs root: the lower root's \
+             owners and device nodes are written out and mounts are made in a private mount \
+             namespace; run kiln build as root (CI does)",
+        )
+        .into());
     }
     let debs = store.deb_cache();
     std::fs::create_dir_all(debs.join("partial"))
@@ -635,6 +636,39 @@ pub fn installed_from_status(
 mod tests {
     use super::*;
     use crate::testutil::{dir, file};
+
+    #[test]
+    fn lower_root_without_apt_is_bad_input_in_the_layer_file() {
+        let store = tempfile::tempdir().unwrap();
+        let src = DebianSource {
+            suite: "bookworm".into(),
+            variant: "apt".into(),
+            packages: vec!["nginx".into()],
+            mirror: None,
+            components: vec!["main".into()],
+            architecture: "amd64".into(),
+        };
+        let rule = EpochRule::choose(Some(0), None).unwrap();
+        let err = install(
+            &Tree::new(0),
+            Path::new("layers/web/layer.toml"),
+            &src,
+            None,
+            rule,
+            None,
+            &Store::new(store.path()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            crate::util::error::exit_code(&err),
+            crate::util::error::EXIT_BAD_INPUT
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("layers/web/layer.toml: ") && msg.contains("/usr/bin/apt-get"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn volatile_table() {

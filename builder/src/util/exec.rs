@@ -305,11 +305,11 @@ fn withhold_secrets(cmd: &mut Command, inherited: impl Iterator<Item = OsString>
 /// The error for a child that could not be started: a missing program is an
 /// [`EnvError`] naming its package.
 fn spawn_error(cmd: &Command, e: std::io::Error) -> anyhow::Error {
-    let program = cmd.get_program().to_string_lossy();
-    // ENOENT also comes from a missing working directory: only a program
-    // that cannot be found is "not installed".
-    if e.kind() == std::io::ErrorKind::NotFound && find_program(&program).is_none() {
-        not_installed(&program).into()
+    // ENOENT also comes from a missing working directory: only then is it
+    // not the program that is missing.
+    let cwd_missing = cmd.get_current_dir().is_some_and(|d| !d.is_dir());
+    if e.kind() == std::io::ErrorKind::NotFound && !cwd_missing {
+        not_installed(&cmd.get_program().to_string_lossy()).into()
     } else {
         anyhow::Error::new(e).context(format!("cannot start `{}`", cmd.command_line()))
     }
@@ -341,6 +341,21 @@ mod tests {
         assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
         assert!(
             err.to_string().contains("Debian package `qemu-utils`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn program_off_the_childs_path_is_not_installed() {
+        // std looks the program up on the child's PATH, as kiln's tests do
+        // when they hide mmdebstrap.
+        let err = Command::new("mmdebstrap")
+            .env("PATH", "/nonexistent")
+            .run()
+            .unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
+        assert!(
+            err.to_string().contains("Debian package `mmdebstrap`"),
             "{err}"
         );
     }
