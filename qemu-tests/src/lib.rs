@@ -33,9 +33,7 @@ pub fn kiln_bin() -> PathBuf {
 
 /// Fail (never skip) when a host tool is missing.
 pub fn require_tool(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+    let found = kiln::util::exec::have_program(program);
     assert!(found, "`{program}` is missing: install the Debian package `{package}` (scripts/setup-host.sh does)");
 }
 

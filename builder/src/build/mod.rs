@@ -23,6 +23,7 @@ use crate::model::deb;
 use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
 use crate::store::{write_atomic, KeyEntry, Store};
 use crate::util::error::InputError;
+use crate::util::exec::CommandRunExt;
 use crate::util::progress::Progress;
 
 /// What `kiln build --json` prints (DESIGN.md's shape).
@@ -183,6 +184,7 @@ fn build_layer(
             ));
             let built = apt::install(
                 lower_root,
+                &pl.def.file,
                 deb,
                 pl.locked.as_deref(),
                 rule,
@@ -492,7 +494,7 @@ fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<
     progress.step("converting to qcow2");
     let name = format!("{base}.qcow2");
     let q = tmp.join(&name);
-    crate::util::exec::Cmd::new("qemu-img")
+    std::process::Command::new("qemu-img")
         .args(["convert", "-f", "raw", "-O", "qcow2"])
         .arg(raw)
         .arg(&q)

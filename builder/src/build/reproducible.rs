@@ -16,14 +16,15 @@
 //! `kiln build` would write them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::read::firstdiff::{self, Difference};
-use crate::util::error::{check_failed, EnvError};
+use crate::util::error::{check_failed, EnvError, InputError};
+use crate::util::exec::{CommandFailed, CommandRunExt};
 
 /// Where Debian's `faketime` package puts the library.
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -217,7 +218,6 @@ pub fn verdict(report: &Report) -> Result<()> {
 }
 
 fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<BuildRun> {
-    let log = dir.join("build.log");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("umask \"$1\"; shift; exec \"$@\"")
@@ -234,8 +234,8 @@ fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<B
         .current_dir(dir.join("work"))
         .env("TZ", &c.tz)
         .env_remove("SOURCE_DATE_EPOCH")
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
+        // Dies with this kiln; waited for on this (scoped) thread.
+        .lifecycle_bind();
     if let Some(offset) = &c.faketime {
         cmd.env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME", offset)
@@ -245,33 +245,34 @@ fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<B
             .env("NO_FAKE_STAT", "1");
     }
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {}", kiln.display()))?;
+    let result = cmd.run_get_output();
     let seconds = start.elapsed().as_secs_f64();
-    if !out.status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        let code = out.status.code().unwrap_or(1);
-        let e = anyhow::anyhow!(
-            "the build in {} (umask {}, TZ {}) failed with exit code {code}:\n{}",
-            dir.display(),
-            c.umask,
-            c.tz,
-            tail.join("\n")
-        );
-        return Err(match code {
-            2 => e.context(crate::util::error::InputError::file(
-                recipe.display().to_string(),
-                "the build failed on its input",
-            )),
-            3 => e.context(EnvError::new("a build could not run")),
-            _ => e,
-        });
-    }
+    let stdout = match result {
+        Ok(stdout) => stdout,
+        Err(e) => {
+            let Some(failed) = e.downcast_ref::<CommandFailed>() else {
+                return Err(e.context(format!("running {}", kiln.display())));
+            };
+            // The build's own exit code is the check's: its class is known.
+            let code = failed.status.code().unwrap_or(1);
+            let tail: Vec<&str> = failed.stderr.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let message = format!(
+                "the build in {} (umask {}, TZ {}) failed with exit code {code}:\n{}",
+                dir.display(),
+                c.umask,
+                c.tz,
+                tail.join("\n")
+            );
+            return Err(match code {
+                2 => InputError::file(recipe.display().to_string(), message).into(),
+                3 => EnvError::new(message).into(),
+                _ => anyhow::anyhow!(message),
+            });
+        }
+    };
     let json: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("reading the build's --json report")?;
+        serde_json::from_slice(&stdout).context("reading the build's --json report")?;
     Ok(BuildRun {
         conditions: c.clone(),
         digest: json["image"]["digest"].as_str().unwrap_or("").to_string(),

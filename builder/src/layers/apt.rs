@@ -39,8 +39,8 @@ use crate::input::epoch::EpochRule;
 use crate::input::layerdef::DebianSource;
 use crate::model::deb::{deb_file_name, dpkg_status, installed_between};
 use crate::store::Store;
-use crate::util::error::EnvError;
-use crate::util::exec::Cmd;
+use crate::util::error::{EnvError, InputError};
+use crate::util::exec::CommandRunExt;
 
 /// invoke-rc.d's policy hook (Debian Policy 9.3.3, `/usr/sbin/policy-rc.d`):
 /// exit status 101 means "action forbidden", so no maintainer script starts a
@@ -98,15 +98,30 @@ pub struct PackagesLayer {
 
 /// Install `src.packages` with apt over `lower` (the composed layers below)
 /// and return the difference as a layer. Needs root (owners, device nodes,
-/// mount namespaces); without it, an [`EnvError`] says so.
+/// mount namespaces); without it, an [`EnvError`] says so. `layer_file` (the
+/// layer's `layer.toml`) is named when the lower layers cannot take packages.
 pub fn install(
     lower: &Tree,
+    layer_file: &Path,
     src: &DebianSource,
     locked: Option<&[crate::input::lock::LockedPackage]>,
     rule: EpochRule,
     lower_epoch: Option<i64>,
     store: &Store,
 ) -> Result<PackagesLayer> {
+    // Bad input is reported before the environment is looked at.
+    for tool in ["apt-get", "dpkg"] {
+        if lower.resolve(&format!("usr/bin/{tool}")).is_none() {
+            return Err(InputError::file(
+                layer_file.display().to_string(),
+                format!(
+                    "the layers below have no /usr/bin/{tool}: a package layer needs a base with \
+                     apt and dpkg (a Debian minbase such as layers/base/debian)"
+                ),
+            )
+            .into());
+        }
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(EnvError::new(
             "package layers install with apt in a chroot, which needs root: the lower root's \
@@ -114,14 +129,6 @@ pub fn install(
              namespace; run kiln build as root (CI does)",
         )
         .into());
-    }
-    for tool in ["apt-get", "dpkg"] {
-        if lower.resolve(&format!("usr/bin/{tool}")).is_none() {
-            anyhow::bail!(
-                "the layers below have no /usr/bin/{tool}: a package layer needs a base with apt \
-                 and dpkg (a Debian minbase such as layers/base/debian)"
-            );
-        }
     }
     let debs = store.deb_cache();
     std::fs::create_dir_all(debs.join("partial"))
@@ -436,12 +443,13 @@ impl Chroot {
         Ok(())
     }
 
-    /// `chroot ROOT ARGV…` with a clean, fixed environment.
-    fn cmd(&self, argv: &[String]) -> Cmd {
-        Cmd::new("chroot")
-            .arg(&self.root)
+    /// `chroot ROOT ARGV…` with a clean, fixed environment, bound to kiln's
+    /// life: it runs on the apt thread, which waits for it.
+    fn cmd(&self, argv: &[String]) -> std::process::Command {
+        let mut c = std::process::Command::new("chroot");
+        c.arg(&self.root)
             .args(argv)
-            .clear_env()
+            .env_clear()
             .env("PATH", CHROOT_PATH)
             .env("HOME", "/root")
             .env("LC_ALL", "C.UTF-8")
@@ -449,6 +457,8 @@ impl Chroot {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
             .env("SOURCE_DATE_EPOCH", self.sde.to_string())
+            .lifecycle_bind();
+        c
     }
 
     fn apt(&self) -> Result<()> {
@@ -486,32 +496,22 @@ impl Chroot {
             v.extend(args.iter().map(|s| s.to_string()));
             v
         };
-        let env_fail = |step: &'static str| {
-            let packages = self.src.packages.join(", ");
-            move |e: anyhow::Error| -> anyhow::Error {
-                // A missing `chroot` is already an EnvError naming its package.
-                if e.downcast_ref::<EnvError>().is_some() {
-                    e
-                } else {
-                    anyhow::Error::new(EnvError::new(format!("{e:#}"))).context(format!(
-                        "{step} in the chroot failed (packages: {packages})"
-                    ))
-                }
-            }
+        let failed = |step: &str| {
+            format!(
+                "{step} in the chroot failed (packages: {})",
+                self.src.packages.join(", ")
+            )
         };
         self.cmd(&with_opts(&["update"]))
             .run()
-            .map_err(env_fail("apt-get update"))?;
+            .with_context(|| failed("apt-get update"))?;
         let mut install = with_opts(&["install", "-y", "--no-install-recommends"]);
         install.extend(self.src.packages.iter().cloned());
         let out = self
             .cmd(&install)
-            .run()
-            .map_err(env_fail("apt-get install"))?;
-        tracing::debug!(
-            stdout = %String::from_utf8_lossy(&out.stdout),
-            "apt-get install"
-        );
+            .run_get_output()
+            .with_context(|| failed("apt-get install"))?;
+        tracing::debug!(stdout = %String::from_utf8_lossy(&out), "apt-get install");
         Ok(())
     }
 }
@@ -636,6 +636,39 @@ pub fn installed_from_status(
 mod tests {
     use super::*;
     use crate::testutil::{dir, file};
+
+    #[test]
+    fn lower_root_without_apt_is_bad_input_in_the_layer_file() {
+        let store = tempfile::tempdir().unwrap();
+        let src = DebianSource {
+            suite: "bookworm".into(),
+            variant: "apt".into(),
+            packages: vec!["nginx".into()],
+            mirror: None,
+            components: vec!["main".into()],
+            architecture: "amd64".into(),
+        };
+        let rule = EpochRule::choose(Some(0), None).unwrap();
+        let err = install(
+            &Tree::new(0),
+            Path::new("layers/web/layer.toml"),
+            &src,
+            None,
+            rule,
+            None,
+            &Store::new(store.path()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            crate::util::error::exit_code(&err),
+            crate::util::error::EXIT_BAD_INPUT
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("layers/web/layer.toml: ") && msg.contains("/usr/bin/apt-get"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn volatile_table() {

@@ -6,6 +6,10 @@
 //! looks for them to pick the exit code:
 //! 0 success, 1 the thing checked is bad ([`CheckFailed`]), 2 bad input
 //! ([`InputError`]), 3 an environment problem ([`EnvError`]).
+//!
+//! A class is the error itself or a `source()` below it: return
+//! `Err(InputError { .. }.into())`. A class attached with anyhow's
+//! `.context(..)` is not seen (anyhow's chain does not expose context values).
 
 use std::fmt;
 

@@ -1,13 +1,33 @@
-//! The one wrapper for external programs (mmdebstrap, qemu, apt, qemu-img…).
+//! The one way kiln runs external programs (mmdebstrap, apt in its chroot,
+//! qemu, qemu-img, a second kiln): [`CommandRunExt`], an extension trait on
+//! [`std::process::Command`] after containers/bootc's `CommandRunExt`, so
+//! every std option (environment, working directory, stdio, process group)
+//! stays available and arguments stay [`OsStr`]s, passed on byte for byte.
 //!
-//! Argument vectors, never shell strings; stdin closed; the command logged at
-//! debug level; on failure the error carries the exit status and the tail of
-//! stderr. A program that is not installed is an [`EnvError`] naming the
-//! Debian package that provides it.
+//! Every child started through the trait
+//! - is logged at debug level, its command line shell-quoted;
+//! - inherits none of kiln's secrets ([`is_secret`]): signing and registry
+//!   passwords never reach mmdebstrap, apt or a maintainer script;
+//! - when its program is not installed, fails with an [`EnvError`] (exit 3)
+//!   naming the Debian package that provides it ([`package_for`]);
+//! - when it exits unsuccessfully, fails with a [`CommandFailed`] holding its
+//!   command line, exit status and the tail of its stderr.
+//!
+//! Children that run long (QEMU, mmdebstrap, the apt chroot, the builds of a
+//! reproducibility check) are bound to kiln's life with
+//! [`CommandRunExt::lifecycle_bind`] (Linux's parent-death signal,
+//! prctl(2) `PR_SET_PDEATHSIG`), so that a killed kiln leaves none behind.
+//!
+//! This module also holds kiln's one `PATH` search ([`find_program`]) and its
+//! one POSIX shell quoting ([`shell_quote`]).
 
-use std::ffi::OsStr;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::Result;
 
@@ -16,9 +36,13 @@ use crate::util::error::EnvError;
 /// How many bytes of stderr an error message keeps.
 const STDERR_TAIL: usize = 2000;
 
-/// The Debian package that provides a program kiln runs.
-pub fn package_for(program: &str) -> &'static str {
-    match program {
+/// Where programs are looked for after `PATH`: the system directories, so
+/// that a user whose `PATH` lacks the `sbin` ones still finds `mkfs.ext4`.
+const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// The Debian package that provides a program kiln (or its tests) runs.
+pub fn package_for(program: &str) -> Option<&'static str> {
+    Some(match program {
         "mmdebstrap" => "mmdebstrap",
         "qemu-system-x86_64" => "qemu-system-x86",
         "qemu-img" => "qemu-utils",
@@ -29,168 +53,266 @@ pub fn package_for(program: &str) -> &'static str {
         "minisign" => "minisign",
         "skopeo" => "skopeo",
         "sfdisk" => "fdisk",
+        "sgdisk" => "gdisk",
         "objcopy" | "objdump" => "binutils",
         "zstd" => "zstd",
         "tar" => "tar",
         "cpio" => "cpio",
-        "chroot" => "coreutils",
-        _ => "(unknown package)",
+        "chroot" | "du" | "env" | "printf" | "sleep" => "coreutils",
+        "sh" => "dash",
+        "python3" => "python3",
+        _ => return None,
+    })
+}
+
+/// Whether an environment variable of kiln's holds a secret that no child
+/// may inherit: `KILN_KEY_PASSWORD`, `KILN_REGISTRY_PASSWORD`, and any other
+/// `KILN_*` variable whose name says password, token or secret.
+pub fn is_secret(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.starts_with("KILN_")
+        && ["PASSWORD", "TOKEN", "SECRET"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Where `program` is found: itself when it names a path, else the first
+/// executable file of that name in a `PATH` directory or, after those, in
+/// the system directories ([`SYSTEM_DIRS`]).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SYSTEM_DIRS.map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
+/// Whether `program` can be found ([`find_program`]).
+pub fn have_program(program: &str) -> bool {
+    find_program(program).is_some()
+}
+
+/// `program`'s path, or an [`EnvError`] naming the package to install.
+pub fn require_program(program: &str) -> Result<PathBuf> {
+    find_program(program).ok_or_else(|| not_installed(program).into())
+}
+
+fn not_installed(program: &str) -> EnvError {
+    let name = Path::new(program)
+        .file_name()
+        .and_then(OsStr::to_str)
+        .unwrap_or(program);
+    let install = match package_for(name) {
+        Some(p) => format!("install the Debian package `{p}`"),
+        None => "install the Debian package that provides it".to_string(),
+    };
+    EnvError::new(format!(
+        "`{program}` is not installed: {install} (or run scripts/setup-host.sh)"
+    ))
+}
+
+/// `word` quoted for a POSIX shell: in single quotes, each `'` written `'\''`.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `word` as a shell would need it: bare when it holds only characters no
+/// shell treats specially, else [`shell_quote`]d. For logs and messages.
+fn shell_word(word: &OsStr) -> String {
+    let plain = !word.is_empty()
+        && word
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(b));
+    let text = word.to_string_lossy();
+    if plain {
+        text.into_owned()
+    } else {
+        shell_quote(&text)
     }
 }
 
-/// A command to run: the program and its arguments.
+/// A command that ran and exited unsuccessfully. Left unclassified (so exit
+/// 3, an environment problem, unless a caller that knows better returns its
+/// own class): the input was valid, the tool or the host failed.
 #[derive(Debug)]
-pub struct Cmd {
-    program: String,
-    args: Vec<String>,
-    envs: Vec<(String, String)>,
-    env_removes: Vec<String>,
-    clear_env: bool,
-    cwd: Option<std::path::PathBuf>,
+pub struct CommandFailed {
+    /// The command line, shell-quoted.
+    pub command: String,
+    /// How it ended.
+    pub status: ExitStatus,
+    /// The last [`STDERR_TAIL`] bytes of its stderr (empty when not captured).
+    pub stderr: String,
 }
 
-/// What a finished command produced.
-#[derive(Debug)]
-pub struct Output {
-    /// Everything it wrote to stdout.
-    pub stdout: Vec<u8>,
-    /// Everything it wrote to stderr.
-    pub stderr: Vec<u8>,
+impl fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` failed ({})", self.command, self.status)?;
+        if !self.stderr.is_empty() {
+            write!(f, ":\n{}", self.stderr)?;
+        }
+        Ok(())
+    }
 }
 
-impl Cmd {
-    /// A command running `program`.
-    pub fn new(program: &str) -> Self {
-        Cmd {
-            program: program.to_string(),
-            args: Vec::new(),
-            envs: Vec::new(),
-            env_removes: Vec::new(),
-            clear_env: false,
-            cwd: None,
-        }
-    }
+impl std::error::Error for CommandFailed {}
 
-    /// Append one argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.args.push(arg.as_ref().to_string_lossy().into_owned());
-        self
-    }
+/// Running a [`Command`] the way kiln runs every program (see the module
+/// documentation): argv, never a shell string; stdin closed unless said
+/// otherwise; secrets withheld; failures named.
+pub trait CommandRunExt {
+    /// Kill the child (SIGKILL) when kiln dies, for a child that runs long.
+    ///
+    /// The signal comes when the *thread* that started the child ends, not
+    /// the process: a bound child must be waited for by the thread that
+    /// started it (every `run*` method does; keep a [`Child`] from
+    /// [`CommandRunExt::spawn_bound`] on its thread). Only the child itself
+    /// is bound, not what it starts: whatever a maintainer script leaves
+    /// running in the apt chroot is killed by the chroot's own clean-up.
+    fn lifecycle_bind(&mut self) -> &mut Self;
 
-    /// Append arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        for a in args {
-            self = self.arg(a);
-        }
-        self
-    }
+    /// Run to completion with stdin closed and stdout and stderr captured;
+    /// an unsuccessful exit is a [`CommandFailed`].
+    fn run(&mut self) -> Result<()>;
 
-    /// Set an environment variable for the child.
-    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.envs.push((key.to_string(), value.into()));
-        self
-    }
+    /// [`CommandRunExt::run`], returning what the child wrote to stdout.
+    fn run_get_output(&mut self) -> Result<Vec<u8>>;
 
-    /// Keep a variable of kiln's environment from the child.
-    pub fn env_remove(mut self, key: &str) -> Self {
-        self.env_removes.push(key.to_string());
-        self
-    }
+    /// [`CommandRunExt::run_get_output`] as UTF-8 text.
+    fn run_get_string(&mut self) -> Result<String>;
 
-    /// Start the child with an empty environment (then only [`Cmd::env`]'s
-    /// variables), so that nothing of the host's environment reaches it.
-    pub fn clear_env(mut self) -> Self {
-        self.clear_env = true;
-        self
-    }
+    /// Run to completion on kiln's own terminal (stdin, stdout and stderr
+    /// inherited), as `kiln boot` runs QEMU.
+    fn run_interactive(&mut self) -> Result<()>;
 
-    /// Run in this directory.
-    pub fn current_dir(mut self, dir: &Path) -> Self {
-        self.cwd = Some(dir.to_path_buf());
-        self
-    }
+    /// Start a long-lived child, bound to kiln's life
+    /// ([`CommandRunExt::lifecycle_bind`]), with the stdio the caller set
+    /// (set stdin, which std otherwise inherits). The caller waits for it.
+    fn spawn_bound(&mut self) -> Result<Child>;
 
     /// The command line, shell-quoted, for logs and messages.
-    pub fn display(&self) -> String {
-        std::iter::once(&self.program)
-            .chain(self.args.iter())
-            .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c))
-                {
-                    format!("'{}'", a.replace('\'', r"'\''"))
-                } else {
-                    a.clone()
+    fn command_line(&self) -> String;
+}
+
+impl CommandRunExt for Command {
+    #[allow(unsafe_code)]
+    fn lifecycle_bind(&mut self) -> &mut Self {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the hook runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed. It makes two system calls,
+        // prctl(2) and getppid(2), both async-signal-safe, through nix
+        // wrappers that neither allocate nor take locks, and builds an
+        // io::Error from a raw errno (no allocation either).
+        unsafe {
+            self.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // kiln may have died between fork and prctl; then the signal
+                // will never come, so do not start the program.
+                if nix::unistd::getppid() != parent {
+                    return Err(nix::errno::Errno::ESRCH.into());
                 }
+                Ok(())
             })
+        }
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.run_get_output().map(drop)
+    }
+
+    fn run_get_output(&mut self) -> Result<Vec<u8>> {
+        self.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        prepare(self);
+        let out = self.output().map_err(|e| spawn_error(self, e))?;
+        if !out.status.success() {
+            return Err(CommandFailed {
+                command: self.command_line(),
+                status: out.status,
+                stderr: stderr_tail(&out.stderr),
+            }
+            .into());
+        }
+        Ok(out.stdout)
+    }
+
+    fn run_get_string(&mut self) -> Result<String> {
+        let out = self.run_get_output()?;
+        String::from_utf8(out)
+            .map_err(|e| anyhow::anyhow!("`{}` wrote non-UTF-8 output: {e}", self.command_line()))
+    }
+
+    fn run_interactive(&mut self) -> Result<()> {
+        self.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        prepare(self);
+        let status = self.status().map_err(|e| spawn_error(self, e))?;
+        if !status.success() {
+            return Err(CommandFailed {
+                command: self.command_line(),
+                status,
+                stderr: String::new(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn spawn_bound(&mut self) -> Result<Child> {
+        self.lifecycle_bind();
+        prepare(self);
+        self.spawn().map_err(|e| spawn_error(self, e))
+    }
+
+    fn command_line(&self) -> String {
+        std::iter::once(self.get_program())
+            .chain(self.get_args())
+            .map(shell_word)
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
 
-    fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        c.args(&self.args).stdin(Stdio::null());
-        if self.clear_env {
-            c.env_clear();
-        }
-        for k in &self.env_removes {
-            c.env_remove(k);
-        }
-        for (k, v) in &self.envs {
-            c.env(k, v);
-        }
-        if let Some(d) = &self.cwd {
-            c.current_dir(d);
-        }
-        c
-    }
+/// What every start does: withhold kiln's secrets, log the command line.
+fn prepare(cmd: &mut Command) {
+    withhold_secrets(cmd, std::env::vars_os().map(|(k, _)| k));
+    tracing::debug!(command = %cmd.command_line(), "running");
+}
 
-    /// Run to completion, capturing stdout and stderr. A non-zero exit is an
-    /// error holding the status and the tail of stderr.
-    pub fn run(&self) -> Result<Output> {
-        tracing::debug!(command = %self.display(), "running");
-        let out = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| self.spawn_error(e))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "`{}` failed ({}):\n{}",
-                self.display(),
-                out.status,
-                stderr_tail(&out.stderr)
-            );
-        }
-        Ok(Output {
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
-    }
-
-    fn spawn_error(&self, e: std::io::Error) -> anyhow::Error {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            EnvError::new(format!(
-                "`{}` is not installed: install the Debian package `{}` (or run scripts/setup-host.sh)",
-                self.program,
-                package_for(&self.program)
-            ))
-            .into()
-        } else {
-            anyhow::Error::new(e).context(format!("cannot start `{}`", self.display()))
+/// Remove every secret variable from the child's environment: those it
+/// would inherit (`inherited`, kiln's own variable names) and those set on
+/// the command.
+fn withhold_secrets(cmd: &mut Command, inherited: impl Iterator<Item = OsString>) {
+    let set: Vec<OsString> = cmd.get_envs().map(|(k, _)| k.to_os_string()).collect();
+    for key in inherited.chain(set) {
+        if is_secret(&key) {
+            cmd.env_remove(key);
         }
     }
 }
 
-/// Whether a program can be found on `PATH`.
-pub fn have_program(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+/// The error for a child that could not be started: a missing program is an
+/// [`EnvError`] naming its package.
+fn spawn_error(cmd: &Command, e: std::io::Error) -> anyhow::Error {
+    // ENOENT also comes from a missing working directory: only then is it
+    // not the program that is missing.
+    let cwd_missing = cmd.get_current_dir().is_some_and(|d| !d.is_dir());
+    if e.kind() == std::io::ErrorKind::NotFound && !cwd_missing {
+        not_installed(&cmd.get_program().to_string_lossy()).into()
+    } else {
+        anyhow::Error::new(e).context(format!("cannot start `{}`", cmd.command_line()))
+    }
 }
 
 /// The last [`STDERR_TAIL`] bytes of a program's stderr, as text.
@@ -205,32 +327,183 @@ pub fn stderr_tail(stderr: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::util::error::{exit_code, EXIT_ENVIRONMENT};
+    use std::time::{Duration, Instant};
 
     #[test]
     fn missing_program_is_environment_error_naming_package() {
-        let err = Cmd::new("mmdebstrap-does-not-exist").run().unwrap_err();
+        let err = Command::new("mmdebstrap-does-not-exist").run().unwrap_err();
         assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
         assert!(err.to_string().contains("not installed"), "{err}");
+        let err = Command::new("/nonexistent/qemu-img")
+            .arg("info")
+            .run()
+            .unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
+        assert!(
+            err.to_string().contains("Debian package `qemu-utils`"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn failure_carries_stderr_tail() {
-        let err = Cmd::new("sh")
+    fn program_off_the_childs_path_is_not_installed() {
+        // std looks the program up on the child's PATH, as kiln's tests do
+        // when they hide mmdebstrap.
+        let err = Command::new("mmdebstrap")
+            .env("PATH", "/nonexistent")
+            .run()
+            .unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
+        assert!(
+            err.to_string().contains("Debian package `mmdebstrap`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_working_directory_is_not_a_missing_program() {
+        let err = Command::new("sh")
+            .current_dir("/nonexistent-kiln-dir")
+            .run()
+            .unwrap_err();
+        assert!(!err.to_string().contains("not installed"), "{err:#}");
+    }
+
+    #[test]
+    fn failure_carries_command_status_and_stderr_tail() {
+        let err = Command::new("sh")
             .args(["-c", "echo boom >&2; exit 3"])
             .run()
             .unwrap_err();
         let msg = format!("{err:#}");
         assert!(
-            msg.contains("boom") && msg.contains("exit status: 3"),
+            msg.contains("boom") && msg.contains("exit status: 3") && msg.contains("'echo boom"),
             "{msg}"
         );
+        let failed = err.downcast_ref::<CommandFailed>().unwrap();
+        assert_eq!(failed.stderr, "boom");
+        assert_eq!(failed.status.code(), Some(3));
     }
 
     #[test]
-    fn display_quotes() {
-        assert_eq!(
-            Cmd::new("echo").args(["a b", "c"]).display(),
-            "echo 'a b' c"
+    fn stderr_tail_keeps_the_end() {
+        let long = format!("{}END\n", "x".repeat(5000));
+        let tail = stderr_tail(long.as_bytes());
+        assert_eq!(tail.len(), STDERR_TAIL - 1);
+        assert!(tail.ends_with("xEND"));
+    }
+
+    #[test]
+    fn non_utf8_argument_passes_intact() {
+        let arg = OsStr::from_bytes(b"a\xff\xfeb c");
+        let out = Command::new("printf")
+            .arg("%s")
+            .arg(arg)
+            .run_get_output()
+            .unwrap();
+        assert_eq!(out, b"a\xff\xfeb c");
+    }
+
+    #[test]
+    fn run_get_string_reads_stdout() {
+        let out = Command::new("printf").arg("hi").run_get_string().unwrap();
+        assert_eq!(out, "hi");
+    }
+
+    #[test]
+    fn secrets_table() {
+        for (name, secret) in [
+            ("KILN_KEY_PASSWORD", true),
+            ("KILN_REGISTRY_PASSWORD", true),
+            ("KILN_REGISTRY_TOKEN", true),
+            ("KILN_SOME_SECRET", true),
+            ("KILN_REGISTRY_USERNAME", false),
+            ("KILN_STORE", false),
+            ("PASSWORD", false),
+            ("SOURCE_DATE_EPOCH", false),
+        ] {
+            assert_eq!(is_secret(OsStr::new(name)), secret, "{name}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_withheld_from_children() {
+        // Inherited: kiln's environment, given here rather than set (tests
+        // run in parallel and share one environment).
+        let mut cmd = Command::new("env");
+        withhold_secrets(
+            &mut cmd,
+            ["KILN_KEY_PASSWORD", "KILN_STORE", "HOME"]
+                .into_iter()
+                .map(OsString::from),
         );
+        let removed: Vec<&OsStr> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(removed, [OsStr::new("KILN_KEY_PASSWORD")]);
+        // Set on the command, then run: the child sees none.
+        let out = Command::new("env")
+            .env("KILN_REGISTRY_PASSWORD", "hunter2")
+            .env("KILN_KEY_PASSWORD", "hunter2")
+            .env("KILN_VISIBLE", "yes")
+            .run_get_string()
+            .unwrap();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("KILN_VISIBLE=yes"), "{out}");
+    }
+
+    #[test]
+    fn bound_child_dies_with_the_thread_that_started_it() {
+        let mut child = std::thread::spawn(|| {
+            Command::new("sleep")
+                .arg("30")
+                .stdin(Stdio::null())
+                .spawn_bound()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        // Generous: the signal is sent as the thread exits.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the bound child outlived the thread that started it");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(nix::libc::SIGKILL), "{status}");
+    }
+
+    #[test]
+    fn command_line_quotes() {
+        let mut c = Command::new("echo");
+        c.args(["a b", "c", "it's", ""]);
+        assert_eq!(c.command_line(), r"echo 'a b' c 'it'\''s' ''");
+    }
+
+    #[test]
+    fn shell_quote_round_trips_through_sh() {
+        let word = "a 'b' $HOME `x` \\ \"c\"";
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote(word)))
+            .run_get_string()
+            .unwrap();
+        assert_eq!(out, word);
+    }
+
+    #[test]
+    fn finds_programs_on_path_and_in_system_dirs() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("/bin/sh").is_some());
+        assert!(find_program("kiln-no-such-program").is_none());
+        assert!(require_program("kiln-no-such-program").is_err());
     }
 }

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use crate::model::checks::TestSettings;
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
+use crate::util::exec::CommandRunExt;
 use crate::vm::qemu::{self, VmConfig};
 
 /// How often the console and the guest are polled.
@@ -144,8 +145,8 @@ pub fn run(
     let accel = qemu::probe_kvm(scratch.dir.path());
     let qemu_version = Command::new(qemu::QEMU)
         .arg("--version")
-        .output()
-        .map(|o| first_line(&o.stdout))
+        .run_get_output()
+        .map(|out| first_line(&out))
         .unwrap_or_default();
     let mut guest_ports: Vec<u16> = settings
         .tcp
@@ -176,7 +177,6 @@ pub fn run(
         qmp: Some(qmp_path.clone()),
     };
     let qemu_log = std::fs::File::create(scratch.dir.path().join("qemu.log"))?;
-    tracing::debug!(args = ?qemu::args(&scratch, &cfg), "starting qemu");
     // Its own process group: a Ctrl-C at the terminal reaches kiln, which
     // stops QEMU and cleans up, rather than QEMU alone.
     let child = Command::new(qemu::QEMU)
@@ -185,8 +185,7 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(qemu_log.try_clone()?)
         .stderr(qemu_log)
-        .spawn()
-        .with_context(|| format!("starting {}", qemu::QEMU))?;
+        .spawn_bound()?;
     let mut vm = Vm { child };
     let mut con = Console {
         path: console_path.clone(),
@@ -755,13 +754,8 @@ mod tests {
             .arg("-c")
             .arg("import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')))")
             .arg(&f)
-            .output()
-            .expect("python3 must be installed (Debian package python3)");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "2",
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .run_get_string()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(out.trim(), "2");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::util::error::EnvError;
-use crate::util::exec::Cmd;
+use crate::util::exec::CommandRunExt;
 
 /// The QEMU system emulator for x86-64.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -112,7 +112,7 @@ fn run_kvm_probe(tmp: &Path) -> Accel {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(err)
-        .spawn();
+        .spawn_bound();
     let Ok(mut child) = child else {
         return Accel::Tcg;
     };
@@ -154,9 +154,7 @@ pub struct Scratch {
 
 /// Check the host has QEMU and OVMF, then prepare scratch files for booting `image`.
 pub fn prepare(image: &Path) -> Result<Scratch> {
-    if !crate::util::exec::have_program(QEMU) {
-        bail!(EnvError::new(format!("`{QEMU}` is not installed: install the Debian package qemu-system-x86 (scripts/setup-host.sh)")));
-    }
+    crate::util::exec::require_program(QEMU)?;
     for f in [OVMF_CODE, OVMF_VARS] {
         if !Path::new(f).is_file() {
             bail!(EnvError::new(format!(
@@ -170,7 +168,7 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
     let vars = dir.path().join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
     let overlay = dir.path().join("overlay.qcow2");
-    Cmd::new("qemu-img")
+    Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
         .arg(&image)
         .arg(&overlay)
@@ -270,13 +268,9 @@ pub fn boot_interactive(image: &Path, memory_mib: u32, guest_ports: &[u16]) -> R
     for (h, g) in &forwards {
         eprintln!("kiln: guest port {g} is 127.0.0.1:{h}");
     }
-    // Interactive: stdin stays the terminal, unlike crate::util::exec::Cmd.
-    let status = Command::new(QEMU)
+    // The serial console and the QEMU monitor are this terminal.
+    Command::new(QEMU)
         .args(args(&scratch, &cfg))
-        .status()
-        .with_context(|| format!("starting {QEMU}"))?;
-    if !status.success() {
-        bail!("{QEMU} exited with {status}");
-    }
-    Ok(())
+        .lifecycle_bind()
+        .run_interactive()
 }
