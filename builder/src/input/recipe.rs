@@ -187,7 +187,7 @@ pub struct BootSettings {
 }
 
 /// Image names and versions: safe in file names and OCI tags.
-fn valid_name(s: &str) -> bool {
+pub fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))

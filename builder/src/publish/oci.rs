@@ -20,24 +20,32 @@
 //! `$KILN_REGISTRY_PASSWORD`, else the `auths` of containers' `auth.json` or
 //! Docker's `config.json`. Blobs are streamed from and to files, never held
 //! in memory.
+//!
+//! A registry is not trusted: `kiln pull` (`oci/pull.rs`) verifies the
+//! signed kiln manifest before it uses any of its fields and lets it bound
+//! the disk download; every answer is read bounded by the size its
+//! descriptor declares (`oci/registry.rs`), and the OCI JSON is parsed into
+//! checked values whose errors name the structure and field (`oci/spec.rs`).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::Digest;
+use sha2::Digest as _;
 
 use crate::model::manifest::Manifest;
 use crate::publish::release::PublishedFile;
-use crate::publish::sign;
-use crate::util::error::{check_failed, InputError};
+use crate::util::digest::Digest;
+use crate::util::error::InputError;
 
+mod pull;
 mod registry;
-use registry::{check_digest, net, read_small, Client};
+mod spec;
+pub use pull::{pull, PullReport};
+use registry::Client;
 pub use registry::{parse_challenge, Challenge, Reference};
 
 /// OCI image manifest media type.
@@ -94,12 +102,8 @@ impl<W> HashWriter<W> {
             len: 0,
         }
     }
-    fn finish(self) -> (W, String, u64) {
-        (
-            self.inner,
-            format!("sha256:{}", hex::encode(self.hash.finalize())),
-            self.len,
-        )
+    fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::finish(self.hash), self.len)
     }
 }
 
@@ -109,6 +113,50 @@ fn descriptor(media_type: &str, digest: &str, size: u64, title: Option<&str>) ->
         d["annotations"] = json!({ TITLE: t });
     }
     d
+}
+
+/// The image manifest of `m`, given its config (the kiln manifest) and its
+/// compressed disk layer as (digest, size).
+fn image_manifest(m: &Manifest, config: (&str, u64), layer: (&str, u64)) -> Value {
+    let mut disk = descriptor(
+        DISK_TYPE,
+        layer.0,
+        layer.1,
+        Some(&format!("{}.zst", m.image.file)),
+    );
+    disk["annotations"][RAW_DIGEST] = json!(m.image.digest);
+    disk["annotations"][RAW_SIZE] = json!(m.image.size.to_string());
+    json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": IMAGE_ARTIFACT,
+        "config": descriptor(CONFIG_TYPE, config.0, config.1, None),
+        "layers": [disk],
+        "annotations": {
+            TITLE: m.name,
+            "org.opencontainers.image.version": m.version,
+            "org.opencontainers.image.created": crate::util::time::rfc3339(m.source_date_epoch),
+            RAW_DIGEST: m.image.digest,
+        },
+    })
+}
+
+/// An artifact of `artifact_type` referring to `subject`, with `layers`.
+fn artifact_manifest(
+    artifact_type: &str,
+    layers: Vec<Value>,
+    subject: &Value,
+    epoch: i64,
+) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": artifact_type,
+        "config": descriptor(EMPTY_TYPE, EMPTY_DIGEST, 2, None),
+        "layers": layers,
+        "subject": subject,
+        "annotations": { "org.opencontainers.image.created": crate::util::time::rfc3339(epoch) },
+    })
 }
 
 /// What a push did.
@@ -165,6 +213,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     )
     .with_context(|| format!("compressing {}", raw.display()))?;
     let (f, layer_digest, layer_size) = w.finish();
+    let layer_digest = layer_digest.to_string();
     f.sync_all()?;
     tracing::info!(%layer_digest, layer_size, "pushing the disk layer");
     c.put_blob(&layer_digest, File::open(tmp.path())?)?;
@@ -172,27 +221,11 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     c.put_blob(&config_digest, &config[..])?;
     c.put_blob(EMPTY_DIGEST, &b"{}"[..])?;
 
-    let mut layer = descriptor(
-        DISK_TYPE,
-        &layer_digest,
-        layer_size,
-        Some(&format!("{}.zst", m.image.file)),
+    let image = image_manifest(
+        m,
+        (&config_digest, config.len() as u64),
+        (&layer_digest, layer_size),
     );
-    layer["annotations"][RAW_DIGEST] = json!(m.image.digest);
-    layer["annotations"][RAW_SIZE] = json!(m.image.size.to_string());
-    let image = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "artifactType": IMAGE_ARTIFACT,
-        "config": descriptor(CONFIG_TYPE, &config_digest, config.len() as u64, None),
-        "layers": [layer],
-        "annotations": {
-            TITLE: m.name,
-            "org.opencontainers.image.version": m.version,
-            "org.opencontainers.image.created": crate::util::time::rfc3339(m.source_date_epoch),
-            RAW_DIGEST: m.image.digest,
-        },
-    });
     let image_bytes = serde_json::to_vec(&image)?;
     let tag = &m.version;
     let (image_digest, _) = c.put_manifest(tag, MANIFEST_TYPE, &image_bytes)?;
@@ -233,15 +266,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
             layers.push(descriptor(&mt, &d, b.len() as u64, name.as_deref()));
         }
-        let art = json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "artifactType": artifact_type,
-            "config": descriptor(EMPTY_TYPE, EMPTY_DIGEST, 2, None),
-            "layers": layers,
-            "subject": subject,
-            "annotations": { "org.opencontainers.image.created": crate::util::time::rfc3339(m.source_date_epoch) },
-        });
+        let art = artifact_manifest(artifact_type, layers, &subject, m.source_date_epoch);
         let bytes = serde_json::to_vec(&art)?;
         let digest = crate::fs::layer::sha256_digest(&bytes);
         let (_, indexed) = c.put_manifest(&digest, MANIFEST_TYPE, &bytes)?;
@@ -255,13 +280,16 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     if !fallback.is_empty() {
         // The referrers tag schema (distribution-spec v1.1, "Unavailable Referrers API").
         let tag = image_digest.replacen(':', "-", 1);
+        let what = format!("the referrers index {}/{}:{tag}", r.host, r.repo);
         let mut index = match c.get_manifest(&tag)? {
-            Some(b) => serde_json::from_slice::<Value>(&b)?,
+            Some(b) => {
+                serde_json::from_slice::<Value>(&b).with_context(|| format!("{what}: not JSON"))?
+            }
             None => json!({ "schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [] }),
         };
         let list = index["manifests"]
             .as_array_mut()
-            .context("referrers index without manifests")?;
+            .with_context(|| format!("{what}: field `manifests`: not an array"))?;
         for d in fallback {
             if !list.iter().any(|x| x["digest"] == d["digest"]) {
                 list.push(d);
@@ -275,208 +303,6 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
         layer_digest,
         layer_size,
         referrers,
-    })
-}
-
-/// What `kiln pull` wrote.
-#[derive(Debug, Clone, Serialize)]
-pub struct PullReport {
-    /// The image file.
-    pub image: PathBuf,
-    /// Its digest (verified).
-    pub digest: String,
-    /// Name and version.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Every file written.
-    pub files: Vec<PathBuf>,
-    /// The key id that signed it.
-    pub key_id: String,
-    /// The image manifest digest in the registry.
-    pub manifest_digest: String,
-}
-
-/// The referrers of a manifest: the referrers API, else the fallback tag.
-fn referrers(c: &Client, digest: &str) -> Result<Vec<Value>> {
-    let url = c.url(&format!("referrers/{digest}"));
-    let mut resp = c
-        .req("GET", &url)
-        .header("Accept", INDEX_TYPE)
-        .call()
-        .map_err(net(&url))?;
-    let index: Value = if resp.status().as_u16() == 200 {
-        serde_json::from_slice(&read_small(&mut resp)?)?
-    } else {
-        match c.get_manifest(&digest.replacen(':', "-", 1))? {
-            Some(b) => serde_json::from_slice(&b)?,
-            None => json!({ "manifests": [] }),
-        }
-    };
-    Ok(index["manifests"].as_array().cloned().unwrap_or_default())
-}
-
-/// Download the compressed disk to a temporary file in `dir`, check its
-/// digest, decompress to another, check the image digest; returns that file.
-fn fetch_disk(
-    c: &Client,
-    layer: &Value,
-    want_raw: &str,
-    dir: &Path,
-) -> Result<tempfile::NamedTempFile> {
-    let digest = layer["digest"]
-        .as_str()
-        .context("disk layer without digest")?;
-    let mut resp = c.get_blob(digest)?;
-    let zst = tempfile::Builder::new()
-        .prefix(".kiln-pull-")
-        .tempfile_in(dir)?;
-    let mut w = HashWriter::new(zst.reopen()?);
-    std::io::copy(
-        &mut resp.body_mut().with_config().limit(u64::MAX).reader(),
-        &mut w,
-    )
-    .with_context(|| format!("downloading blob {digest}"))?;
-    let (_, got, _) = w.finish();
-    if got != digest {
-        bail!(check_failed(format!("disk blob {digest} from {}/{}: the downloaded bytes hash to {got}: the registry's copy is corrupt or tampered with", c.r.host, c.r.repo)));
-    }
-    let raw = tempfile::Builder::new()
-        .prefix(".kiln-pull-")
-        .tempfile_in(dir)?;
-    let mut w = HashWriter::new(raw.reopen()?);
-    zstd::stream::copy_decode(File::open(zst.path())?, &mut w)
-        .map_err(|e| check_failed(format!("disk blob {digest} does not decompress: {e}")))?;
-    let (f, got, _) = w.finish();
-    f.sync_all()?;
-    if got != want_raw {
-        bail!(check_failed(format!(
-            "the disk in blob {digest} hashes to {got}, but its manifest names {want_raw}"
-        )));
-    }
-    Ok(raw)
-}
-
-/// `kiln pull oci://HOST[:PORT]/REPO:TAG -o DIR --pubkey P`: fetch the image,
-/// check every digest and the minisign signatures of the disk and its
-/// manifest, and only then write `DIR/NAME-VERSION.raw`, its manifest and
-/// their signatures.
-pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
-    let r = Reference::parse(source)?;
-    let Some(tag) = r.tag.clone() else {
-        return Err(InputError::file(
-            "(command line)",
-            format!("{source}: no tag (oci://HOST/REPO:TAG)"),
-        )
-        .into());
-    };
-    let pk = sign::load_public_key(pubkey)?;
-    let c = Client::connect(&r, false)?;
-    let bytes = c
-        .get_manifest(&tag)?
-        .ok_or_else(|| InputError::file("(command line)", format!("{source}: no such tag")))?;
-    let manifest_digest = crate::fs::layer::sha256_digest(&bytes);
-    let image: Value = serde_json::from_slice(&bytes)?;
-    if image["artifactType"] != IMAGE_ARTIFACT && image["config"]["mediaType"] != CONFIG_TYPE {
-        bail!(InputError::file(
-            "(command line)",
-            format!(
-                "{source} is not a kiln image (artifactType {})",
-                image["artifactType"]
-            )
-        ));
-    }
-    let config_digest = image["config"]["digest"]
-        .as_str()
-        .context("manifest without config")?;
-    let config = c.get_small_blob(config_digest)?;
-    let m: Manifest =
-        serde_json::from_slice(&config).context("parsing the kiln manifest from the registry")?;
-    let layer = image["layers"]
-        .as_array()
-        .and_then(|l| l.iter().find(|l| l["mediaType"] == DISK_TYPE))
-        .context("no disk layer in the image manifest")?
-        .clone();
-
-    // Signatures: the signature artifact among the referrers.
-    let mut sigs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for d in referrers(&c, &manifest_digest)? {
-        if d["artifactType"] != SIGNATURE_ARTIFACT {
-            continue;
-        }
-        let Some(dd) = d["digest"].as_str() else {
-            continue;
-        };
-        let Some(b) = c.get_manifest(dd)? else {
-            continue;
-        };
-        check_digest(&b, dd, "signature artifact")?;
-        let art: Value = serde_json::from_slice(&b)?;
-        if art["subject"]["digest"] != manifest_digest.as_str() {
-            continue;
-        }
-        for l in art["layers"].as_array().into_iter().flatten() {
-            if let (Some(t), Some(ld)) = (l["annotations"][TITLE].as_str(), l["digest"].as_str()) {
-                sigs.insert(t.to_string(), c.get_small_blob(ld)?);
-            }
-        }
-    }
-    let base = format!("{}-{}", m.name, m.version);
-    let raw_sig_name = format!("{}.minisig", m.image.file);
-    let man_name = format!("{base}.manifest.json");
-    let man_sig_name = format!("{man_name}.minisig");
-    for n in [&raw_sig_name, &man_sig_name] {
-        if !sigs.contains_key(n) {
-            bail!(check_failed(format!("{source}: no signature {n} among the image's referrers: refusing an unsigned image")));
-        }
-    }
-
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let raw = fetch_disk(&c, &layer, &m.image.digest, out)?;
-    let stage = |data: &[u8]| -> Result<tempfile::NamedTempFile> {
-        let mut t = tempfile::Builder::new()
-            .prefix(".kiln-pull-")
-            .tempfile_in(out)?;
-        t.write_all(data)?;
-        t.as_file().sync_all()?;
-        Ok(t)
-    };
-    let raw_sig = stage(&sigs[&raw_sig_name])?;
-    let man = stage(&config)?;
-    let man_sig = stage(&sigs[&man_sig_name])?;
-    let named = |n: &str| format!("{n} from {source}");
-    let v = sign::verify_named(raw.path(), &named(&m.image.file), raw_sig.path(), &pk)?;
-    sign::verify_named(man.path(), &named(&man_name), man_sig.path(), &pk)?;
-    if v.fields.digest.as_deref() != Some(m.image.digest.as_str()) {
-        bail!(check_failed(format!(
-            "{source}: the signature's trusted comment names {:?}, not {}",
-            v.fields.digest, m.image.digest
-        )));
-    }
-
-    let mut files = Vec::new();
-    for (t, name) in [
-        (raw, m.image.file.clone()),
-        (raw_sig, raw_sig_name),
-        (man, man_name),
-        (man_sig, man_sig_name),
-    ] {
-        let dest = out.join(&name);
-        t.as_file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        t.persist(&dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("writing {}", dest.display()))?;
-        files.push(dest);
-    }
-    Ok(PullReport {
-        image: files[0].clone(),
-        digest: m.image.digest,
-        name: m.name,
-        version: m.version,
-        files,
-        key_id: v.key_id,
-        manifest_digest,
     })
 }
 

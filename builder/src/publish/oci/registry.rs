@@ -3,19 +3,30 @@
 //! (Docker token protocol) authentication, and the Distribution API calls
 //! kiln makes (<https://github.com/opencontainers/distribution-spec>,
 //! "Pulling", "Pushing blobs", "Pushing manifests").
+//!
+//! Every answer is read bounded: a manifest fetched by tag at most the
+//! spec's 4 MiB; content fetched by descriptor is refused before the request
+//! when the descriptor's size is over the caller's limit, and refused when
+//! the registry sends more than that size (reading stops one byte past it),
+//! fewer, or bytes with another digest.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::Value;
 
-use super::{INDEX_TYPE, MANIFEST_TYPE};
+use super::spec::Descriptor;
+use super::{HashWriter, INDEX_TYPE, MANIFEST_TYPE};
 use crate::util::error::{check_failed, EnvError, InputError};
 
 /// Largest manifest or small blob read into memory (the spec's 4 MiB manifest limit).
-const SMALL_LIMIT: u64 = 4 << 20;
+pub(crate) const SMALL_LIMIT: u64 = 4 << 20;
+
+/// The buffer of a bounded copy.
+const COPY_BUFFER: usize = 64 << 10;
 
 /// An `oci://HOST[:PORT]/REPO[:TAG]` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,7 +405,8 @@ impl Client {
         ))
     }
 
-    /// GET a manifest (or index); `None` on 404.
+    /// GET a manifest (or index); `None` on 404. At most [`SMALL_LIMIT`]
+    /// bytes are accepted.
     pub(crate) fn get_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>> {
         let url = self.url(&format!("manifests/{reference}"));
         let mut resp = self
@@ -406,20 +418,83 @@ impl Client {
             return Ok(None);
         }
         expect(&resp, 200, &url)?;
-        Ok(Some(read_small(&mut resp)?))
+        Ok(Some(read_bounded(&mut resp, SMALL_LIMIT, &url)?))
     }
 
-    pub(crate) fn get_blob(&self, digest: &str) -> Result<Response> {
-        let url = self.url(&format!("blobs/{digest}"));
-        let resp = self.req("GET", &url).call().map_err(net(&url))?;
+    /// Fetch the content descriptor `d` names (`what`, for errors) into
+    /// `w`: refused before any request when `d.size` is over `limit`;
+    /// refused when the registry sends more than `d.size` bytes (reading
+    /// stops at `d.size + 1`, nothing past `d.size` reaches `w`), fewer, or
+    /// bytes that do not hash to `d.digest`.
+    fn get_exact(
+        &self,
+        tail: &str,
+        accept: &str,
+        what: &str,
+        d: &Descriptor,
+        limit: u64,
+        w: &mut impl Write,
+    ) -> Result<()> {
+        let (digest, size) = (&d.digest, d.size);
+        let from = format!("{what} {digest} from {}/{}", self.r.host, self.r.repo);
+        if size > limit {
+            bail!(check_failed(format!(
+                    "{from}: its descriptor declares {size} bytes, more than the {limit} kiln accepts for it: refusing it"
+                )));
+        }
+        let url = self.url(tail);
+        let mut resp = self
+            .req("GET", &url)
+            .header("Accept", accept)
+            .call()
+            .map_err(net(&url))?;
         expect(&resp, 200, &url)?;
-        Ok(resp)
+        let body = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let mut hw = HashWriter::new(w);
+        let got = copy_at_most(body, &mut hw, size, |e| {
+            EnvError::new(format!("downloading {url}: {e}")).into()
+        })?;
+        let (_, hash, _) = hw.finish();
+        match got {
+            None => bail!(check_failed(format!(
+                    "{from}: the registry sent more than the {size} bytes its descriptor declares: refusing it"
+                ))),
+            Some(n) if n != size => bail!(check_failed(format!(
+                    "{from}: the registry sent {n} bytes, but its descriptor declares {size}"
+                ))),
+            Some(_) if hash != *digest => bail!(check_failed(format!(
+                    "{from}: the downloaded bytes hash to {hash}: the registry's copy is corrupt or tampered with"
+                ))),
+            Some(_) => Ok(()),
+        }
     }
 
-    /// A small blob, checked against its digest.
-    pub(crate) fn get_small_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let b = read_small(&mut self.get_blob(digest)?)?;
-        check_digest(&b, digest, &self.url(&format!("blobs/{digest}")))?;
+    /// The blob `d` names, streamed into `w` (see [`Client::get_exact`]).
+    pub(crate) fn get_blob_to(
+        &self,
+        what: &str,
+        d: &Descriptor,
+        limit: u64,
+        w: &mut impl Write,
+    ) -> Result<()> {
+        let tail = format!("blobs/{}", d.digest);
+        self.get_exact(&tail, "*/*", what, d, limit, w)
+    }
+
+    /// The small blob `d` names, in memory: at most `limit` (itself at
+    /// most [`SMALL_LIMIT`]) bytes.
+    pub(crate) fn get_small_blob(&self, what: &str, d: &Descriptor, limit: u64) -> Result<Vec<u8>> {
+        let mut b = Vec::new();
+        self.get_blob_to(what, d, limit.min(SMALL_LIMIT), &mut b)?;
+        Ok(b)
+    }
+
+    /// The manifest `d` names (by digest), at most [`SMALL_LIMIT`] bytes.
+    pub(crate) fn get_manifest_exact(&self, what: &str, d: &Descriptor) -> Result<Vec<u8>> {
+        let mut b = Vec::new();
+        let tail = format!("manifests/{}", d.digest);
+        let accept = format!("{MANIFEST_TYPE}, {INDEX_TYPE}");
+        self.get_exact(&tail, &accept, what, d, SMALL_LIMIT, &mut b)?;
         Ok(b)
     }
 }
@@ -451,12 +526,45 @@ pub(crate) fn read_small(resp: &mut Response) -> Result<Vec<u8>> {
         .context("reading a registry response")
 }
 
-pub(crate) fn check_digest(bytes: &[u8], digest: &str, what: &str) -> Result<()> {
-    let got = crate::fs::layer::sha256_digest(bytes);
-    if got != digest {
-        bail!(check_failed(format!("{what}: content hashes to {got}, not {digest}: the registry's copy is corrupt or tampered with")));
+/// Copy `r` into `w` until `r` ends, refusing more than `limit` bytes: at
+/// most `limit + 1` bytes are read from `r` and at most `limit` written to
+/// `w`. `None` when `r` had more; `read_error` classifies a failed read.
+pub(crate) fn copy_at_most(
+    r: impl Read,
+    w: &mut impl Write,
+    limit: u64,
+    read_error: impl Fn(std::io::Error) -> anyhow::Error,
+) -> Result<Option<u64>> {
+    let mut r = r.take(limit.saturating_add(1));
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(Some(total)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        if total + n as u64 > limit {
+            return Ok(None);
+        }
+        w.write_all(&buf[..n])?;
+        total += n as u64;
     }
-    Ok(())
+}
+
+/// A response body of at most `limit` bytes, read into memory.
+pub(crate) fn read_bounded(resp: &mut Response, limit: u64, url: &str) -> Result<Vec<u8>> {
+    let body = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut b = Vec::new();
+    match copy_at_most(body, &mut b, limit, |e| {
+        EnvError::new(format!("reading {url}: {e}")).into()
+    })? {
+        Some(_) => Ok(b),
+        None => bail!(check_failed(format!(
+            "{url} answered with more than {limit} bytes: refusing it"
+        ))),
+    }
 }
 
 #[cfg(test)]
