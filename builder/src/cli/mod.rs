@@ -383,10 +383,8 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
         target.to_path_buf()
     };
     let v = crate::vm::boottest::test_image(&cx.store, &image, junit)?;
-    // The verdict for people is printed by vm::boottest itself.
-    cx.report(&v, |_| {
-        crate::vm::boottest::print_human(&v);
-        Ok(())
+    cx.report(&v, |out| {
+        render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;
     if !v.passed {
         anyhow::bail!(check_failed(format!(

@@ -528,41 +528,6 @@ pub fn test_image(
     Ok(v)
 }
 
-/// Print a verdict for people.
-pub fn print_human(v: &Verdict) {
-    println!("kiln test {} ({}) on {}", v.image, v.image_digest, v.accel);
-    for c in &v.checks {
-        println!(
-            "  {}  {:<48} {:>6.1}s  {}",
-            if c.passed { "PASS" } else { "FAIL" },
-            c.name,
-            c.secs,
-            c.detail
-        );
-    }
-    let ph = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |s| format!("{s:.1}s"));
-    println!(
-        "phases: firmware {}, kernel {}, init {}, ready {}",
-        ph(v.phases.firmware),
-        ph(v.phases.kernel),
-        ph(v.phases.init),
-        ph(v.phases.ready)
-    );
-    if v.passed {
-        println!("verdict: PASS in {:.1}s", v.duration_secs);
-    } else {
-        println!(
-            "verdict: FAIL in {:.1}s: first failing check: {}",
-            v.duration_secs,
-            v.failed_check.as_deref().unwrap_or("?")
-        );
-        println!("console (last lines):\n{}", console_tail(v));
-    }
-    if let Some(log) = &v.console_log {
-        println!("console log: {}", log.display());
-    }
-}
-
 /// The console tail of a finished test, for failure reports.
 pub fn console_tail(v: &Verdict) -> String {
     let text = v
