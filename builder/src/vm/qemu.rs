@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::error::EnvError;
 use crate::util::exec::CommandRunExt;
+use crate::util::scratch::{self, ScratchDir};
 
 /// The QEMU system emulator for x86-64.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -142,10 +143,11 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// The files a boot needs: a private copy of the firmware variables and an
-/// overlay over the image. Removed when dropped.
+/// overlay over the image (the QMP socket and console log go beside them).
+/// Removed when dropped; what a killed kiln left is swept by the next boot.
 pub struct Scratch {
-    /// The directory holding them.
-    pub dir: tempfile::TempDir,
+    /// The directory holding them, in `$TMPDIR`.
+    pub dir: ScratchDir,
     /// The overlay (qcow2, backed by the image, read-only use of the image).
     pub overlay: PathBuf,
     /// The copy of OVMF_VARS.
@@ -164,7 +166,17 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
     }
     let image = std::fs::canonicalize(image)
         .with_context(|| format!("{}: no such image", image.display()))?;
-    let dir = tempfile::Builder::new().prefix("kiln-qemu-").tempdir()?;
+    let tmp = std::env::temp_dir();
+    let swept = scratch::sweep(&tmp, false)?;
+    if !swept.paths.is_empty() {
+        tracing::info!(
+            count = swept.paths.len(),
+            bytes = swept.bytes,
+            "removed the scratch of dead kiln processes in {}",
+            tmp.display()
+        );
+    }
+    let dir = ScratchDir::new_in(&tmp)?;
     let vars = dir.path().join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
     let overlay = dir.path().join("overlay.qcow2");
