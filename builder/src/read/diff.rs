@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::read::imagefs::{Image, Origin, Package};
+use crate::util::digest::{Digest, SHA256_PREFIX};
 
 /// Values longer than this are shown by digest in field changes.
 const SHOWN_VALUE_MAX: usize = 64;
@@ -417,16 +418,17 @@ pub fn diff(a: &Image, b: &Image) -> ImageDiff {
 pub(crate) fn short(v: &Option<String>) -> String {
     match v {
         None => "-".into(),
-        Some(s) => match s.strip_prefix("sha256:") {
-            Some(hex)
-                if hex
-                    .get(..64)
-                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) =>
+        Some(s) => {
+            let end = SHA256_PREFIX.len() + 64;
+            match s
+                .get(..end)
+                .filter(|d| d.starts_with(SHA256_PREFIX))
+                .and_then(|d| Digest::parse(d).ok())
             {
-                format!("sha256:{}{}", &hex[..12], &hex[64..])
+                Some(d) => format!("{}{}", d.short(), &s[end..]),
+                None => s.clone(),
             }
-            _ => s.clone(),
-        },
+        }
     }
 }
 
@@ -517,7 +519,6 @@ impl ImageDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef};
     use crate::read::imagefs::load;
     use crate::store::Store;
     use crate::testutil::{fake_disk, fake_root};
@@ -590,35 +591,13 @@ mod tests {
         let raw = dir.path().join("hello-1.0.raw");
         let disk = fake_disk(&root, SDE, &raw);
         let image_digest = crate::util::digest::file_digest(&raw).unwrap();
-        let m = Manifest {
-            schema: crate::model::manifest::SCHEMA.into(),
-            name: "hello".into(),
-            version: "1.0".into(),
-            recipe: RecipeRef {
-                file: "hello.toml".into(),
-                digest: "sha256:0".into(),
-            },
-            source_date_epoch: SDE,
-            epoch_source: None,
-            layers: vec![ManifestLayer {
-                name: "all".into(),
-                kind: "base".into(),
-                key: "sha256:0".into(),
-                digest: packed.digest.clone(),
-                diff_id: packed.diff_id.clone(),
-                size: packed.blob.len() as u64,
-                packages: Vec::new(),
-            }],
-            image: ImageFile {
-                format: "raw".into(),
-                file: "hello-1.0.raw".into(),
-                digest: image_digest.clone(),
-                size: 0,
-            },
-            disk: Some(disk),
-            test: None,
-            builder: BuilderInfo::current(),
-        };
+        let mut m = crate::model::manifest::tests::sample();
+        m.source_date_epoch = SDE;
+        m.layers[0].digest = packed.digest.clone();
+        m.layers[0].diff_id = packed.diff_id.clone();
+        m.layers[0].size = packed.blob.len() as u64;
+        m.image.digest = image_digest.clone();
+        m.disk = Some(disk);
         store
             .record_image(&image_digest, &serde_json::to_vec(&m).unwrap())
             .unwrap();
