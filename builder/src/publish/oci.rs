@@ -29,11 +29,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::Digest;
 
 use crate::model::manifest::Manifest;
 use crate::publish::release::PublishedFile;
 use crate::publish::sign;
+use crate::util::digest::HashWriter;
 use crate::util::error::{CheckFailed, InputError};
 
 mod registry;
@@ -66,42 +66,6 @@ const RAW_DIGEST: &str = "dev.kiln.image.digest";
 const RAW_SIZE: &str = "dev.kiln.image.size";
 /// zstd level for the disk layer: fast, and the same bytes every time.
 const ZSTD_LEVEL: i32 = 3;
-
-/// A writer that hashes what passes through it.
-struct HashWriter<W> {
-    inner: W,
-    hash: sha2::Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W> HashWriter<W> {
-    fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hash: sha2::Sha256::new(),
-            len: 0,
-        }
-    }
-    fn finish(self) -> (W, String, u64) {
-        (
-            self.inner,
-            format!("sha256:{}", hex::encode(self.hash.finalize())),
-            self.len,
-        )
-    }
-}
 
 fn descriptor(media_type: &str, digest: &str, size: u64, title: Option<&str>) -> Value {
     let mut d = json!({ "mediaType": media_type, "digest": digest, "size": size });
@@ -165,6 +129,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     )
     .with_context(|| format!("compressing {}", raw.display()))?;
     let (f, layer_digest, layer_size) = w.finish();
+    let layer_digest = layer_digest.to_string();
     f.sync_all()?;
     tracing::info!(%layer_digest, layer_size, "pushing the disk layer");
     c.put_blob(&layer_digest, File::open(tmp.path())?)?;
@@ -338,7 +303,7 @@ fn fetch_disk(
     )
     .with_context(|| format!("downloading blob {digest}"))?;
     let (_, got, _) = w.finish();
-    if got != digest {
+    if got.to_string() != digest {
         bail!(CheckFailed {
             message: format!("disk blob {digest} from {}/{}: the downloaded bytes hash to {got}: the registry's copy is corrupt or tampered with", c.r.host, c.r.repo)
         });
@@ -352,7 +317,7 @@ fn fetch_disk(
     })?;
     let (f, got, _) = w.finish();
     f.sync_all()?;
-    if got != want_raw {
+    if got.to_string() != want_raw {
         bail!(CheckFailed {
             message: format!(
                 "the disk in blob {digest} hashes to {got}, but its manifest names {want_raw}"
@@ -395,8 +360,10 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
         .as_str()
         .context("manifest without config")?;
     let config = c.get_small_blob(config_digest)?;
-    let m: Manifest =
-        serde_json::from_slice(&config).context("parsing the kiln manifest from the registry")?;
+    // Checked before its names become file names in `out`.
+    let m = Manifest::from_json(&config).map_err(|e| CheckFailed {
+        message: format!("{source}: the image's kiln manifest: {e}"),
+    })?;
     let layer = image["layers"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["mediaType"] == DISK_TYPE))
