@@ -110,7 +110,7 @@ pub fn fake_disk(
         &["sha256:fake-layer".to_string()],
         sde,
         b"#!/bin/sh\n# not really kiln-init\n",
-        None,
+        &crate::util::memo::NoMemo,
         out,
     )
     .unwrap()

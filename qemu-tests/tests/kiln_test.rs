@@ -187,6 +187,20 @@ fn tampered_root_fails_on_verity() {
     f.seek(SeekFrom::Start(offset + block * 4096)).unwrap();
     f.write_all(&[0xa5; 4096]).unwrap();
     drop(f);
+    // kiln uses only a manifest naming the file's digest: the attacker who
+    // rewrote the image rewrites its unsigned manifest too, and dm-verity
+    // (the root hash is inside the image's UKI) is what stands in the way.
+    let mut m = m;
+    m["image"]["digest"] = Value::from(
+        kiln::util::digest::Digest::of_file(&image)
+            .unwrap()
+            .to_string(),
+    );
+    fs::write(
+        dir.path().join("hello-1.0.manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
 
     let (code, v, stderr, tmp) = kiln_test(&image, &[]);
     assert_eq!(code, Some(1), "{stderr}\n{v:#}");

@@ -415,7 +415,7 @@ pub fn build(
             &layer_digests,
             sde,
             init,
-            Some(store),
+            store,
             &tmp.path().join(&name),
         )?;
         (name, Some(disk), digest)

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::fs::layer::{finish_digest, hash_zeros, sha256_digest};
 use crate::model::manifest::Manifest;
 use crate::store::{write_atomic, Store};
+use crate::util::digest::Digest;
 
 /// Bumped whenever disk assembly changes its output for the same inputs.
 pub const ASSEMBLY_VERSION: u32 = 1;
@@ -162,11 +163,8 @@ impl Stamp {
 fn stamp_record(store: &Store, path: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?
         .join(path.file_name().unwrap_or_default());
-    let key = sha256_digest(abs.as_os_str().as_encoded_bytes());
-    Ok(store
-        .root()
-        .join("outputs")
-        .join(key.trim_start_matches("sha256:")))
+    let key = Digest::of(abs.as_os_str().as_encoded_bytes());
+    Ok(store.root().join("outputs").join(key.hex()))
 }
 
 /// Whether `path` still holds the image `digest` that kiln wrote there
@@ -283,10 +281,10 @@ pub struct CachedImage {
 }
 
 fn build_record(store: &Store, key: &str) -> Result<PathBuf> {
-    Ok(store.root().join("builds").join(format!(
-        "{}.json",
-        key.strip_prefix("sha256:").unwrap_or(key)
-    )))
+    Ok(store
+        .root()
+        .join("builds")
+        .join(format!("{}.json", Digest::parse(key)?.hex())))
 }
 
 /// The cached image for an image key, if the store still holds its file.
@@ -346,14 +344,15 @@ fn prune(store: &Store, name: &str, keep: &str) -> Result<()> {
     };
     for e in rd {
         let file = e?.path();
-        let Some(hex) = file
+        let Some(digest) = file
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".raw"))
+            .and_then(|hex| Digest::parse(hex).ok())
         else {
             continue;
         };
-        let digest = format!("sha256:{hex}");
+        let digest = digest.to_string();
         if digest == keep {
             continue;
         }

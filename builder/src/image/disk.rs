@@ -23,6 +23,7 @@ use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::input::recipe::Recipe;
 use crate::model::disk::{DiskInfo, PartitionInfo};
+use crate::util::memo::Memo;
 
 /// Where systemd-boot-efi puts the UKI stub; the base layer must carry it.
 pub const STUB_PATH: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
@@ -93,7 +94,7 @@ pub fn assemble(
     layer_digests: &[String],
     sde: i64,
     init: &[u8],
-    store: Option<&crate::store::Store>,
+    memo: &dyn Memo,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
     let mut clock = std::time::Instant::now();
@@ -133,10 +134,10 @@ pub fn assemble(
     let salt = sha(&[b"kiln verity salt", &ident]);
     let mut vuuid = [0u8; 16];
     vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
-    // The initramfs is built (or found in the store) beside it.
+    // The initramfs is built (or found in the memo) beside it.
     let (vh, initrd) = std::thread::scope(|s| {
         let initrd =
-            s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, store));
+            s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, memo));
         let vh = verity::build(&fs.bytes, &salt, vuuid);
         (vh, initrd.join())
     });

@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use crate::fs::cpio::{self, Compression};
 use crate::fs::kmod::ModuleIndex;
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
-use crate::store::Store;
 use crate::util::error::EnvError;
+use crate::util::memo::Memo;
 
 /// Where the module list lives in the initramfs (read by kiln-init).
 pub const MODULE_LIST: &str = "etc/kiln/modules";
@@ -91,15 +91,15 @@ fn check_static(path: &Path, elf: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Build the initramfs for a composed root. With a store, the compressed
-/// archive is memoised there by the archive's digest (zstd -19 is most of
-/// an app-only rebuild otherwise).
+/// Build the initramfs for a composed root. The compressed archive is
+/// memoised in `memo` by the archive's bytes (zstd -19 is most of an
+/// app-only rebuild otherwise).
 pub fn build(
     root: &Tree,
     wanted: &[String],
     init: &[u8],
     sde: i64,
-    store: Option<&Store>,
+    memo: &dyn Memo,
 ) -> Result<Initramfs> {
     let idx = ModuleIndex::new(root).context("finding the kernel modules in the composed root")?;
     let mods = idx
@@ -164,10 +164,7 @@ pub fn build(
     let archive = cpio::write_newc(&t)?;
     let compress = || cpio::compress(&archive, Compression::Zstd);
     Ok(Initramfs {
-        bytes: match store {
-            Some(s) => s.memo("initramfs-zstd", &archive, compress)?,
-            None => compress(),
-        },
+        bytes: memo.memo("initramfs-zstd", &archive, &compress)?,
         modules: names,
         kver: idx.kver,
     })
@@ -190,7 +187,7 @@ mod tests {
             &["virtio_blk".into()],
             b"\x7fELF-init",
             1_700_000_000,
-            None,
+            &crate::util::memo::NoMemo,
         )
         .unwrap();
         assert_eq!(i.modules, ["virtio_ring", "virtio", "virtio_blk"]);

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use crate::input::source_file::SourceFile;
 use crate::model::checks::{ConsoleCheck, HttpCheck, TcpCheck, TestSettings};
+use crate::model::manifest::valid_name;
 use crate::util::error::InputError;
 
 /// Console patterns that fail a boot test whenever they appear, unless the
@@ -184,14 +185,6 @@ pub struct BootSettings {
     pub init: String,
     /// Modules the initramfs loads (dependencies added automatically).
     pub initrd_modules: Vec<String>,
-}
-
-/// Image names and versions: safe in file names and OCI tags.
-pub fn valid_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
-        && s.len() <= 128
 }
 
 fn positive(
@@ -488,21 +481,6 @@ mod tests {
     fn default_patterns_compile() {
         for p in DEFAULT_FORBID {
             Regex::new(p).unwrap();
-        }
-    }
-
-    #[test]
-    fn valid_names() {
-        for (s, ok) in [
-            ("hello", true),
-            ("1.0", true),
-            ("a_b-c+d", true),
-            ("", false),
-            ("-x", false),
-            ("a b", false),
-            ("a/b", false),
-        ] {
-            assert_eq!(valid_name(s), ok, "{s:?}");
         }
     }
 }

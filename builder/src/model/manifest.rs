@@ -1,10 +1,76 @@
 //! The image manifest: what an image is made of, written beside it as
 //! `NAME-VERSION.manifest.json` and kept in the store under the image digest.
+//!
+//! A manifest read back is untrusted input: its name and version become
+//! directory and file names (the release store, OCI tags), its `image.file`
+//! the name a published image is written under, its digests store paths.
+//! [`Manifest::from_json`] therefore checks each of them against what
+//! `kiln build` can write ([`valid_name`], [`valid_file_name`], [`Digest`]).
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::digest::Digest;
+use crate::util::error::InputError;
+
 /// Manifest schema identifier; bumped on incompatible changes.
 pub const SCHEMA: &str = "kiln.manifest/v1";
+
+/// Longest image name or version ([`valid_name`]).
+pub const NAME_MAX: usize = 128;
+
+/// Image names and versions (a recipe's `image.name` and `image.version`, a
+/// manifest's `name` and `version`): an ASCII letter or digit, then letters,
+/// digits and `._+-`, at most [`NAME_MAX`] bytes. Safe as a file name, a
+/// path component and an OCI tag.
+pub fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        && s.len() <= NAME_MAX
+}
+
+/// A plain file name: one path component, not hidden (so never `.` or `..`),
+/// no control characters, at most 255 bytes (NAME_MAX of Linux
+/// filesystems), so it names a file in the directory it is joined to and
+/// nowhere else.
+pub fn valid_file_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.contains('/')
+        && !s.chars().any(char::is_control)
+        && s.len() <= 255
+}
+
+/// Why bytes are not a usable kiln manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON of a manifest's shape, or another schema.
+    #[error("not a kiln manifest: {0}")]
+    NotManifest(String),
+    /// A kiln manifest with a field `kiln build` could not have written.
+    #[error("field `{field}`: {message}")]
+    Field {
+        /// The field (`name`, `image.file`, `layers[0].digest`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ManifestError {
+    /// The error as bad input read from `file` (exit code 2).
+    pub fn in_file(self, file: impl Into<String>) -> InputError {
+        match self {
+            ManifestError::NotManifest(_) => InputError::file(file, self.to_string()),
+            ManifestError::Field { field, message } => InputError {
+                file: file.into(),
+                line: None,
+                field: Some(field),
+                message,
+            },
+        }
+    }
+}
 
 /// An image manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -89,6 +155,59 @@ pub struct BuilderInfo {
     pub layer_format: u32,
 }
 
+impl Manifest {
+    /// Parse a manifest's JSON and [`check`](Manifest::check) it.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::NotManifest(e.to_string()))?;
+        if m.schema != SCHEMA {
+            return Err(ManifestError::NotManifest(format!(
+                "schema {:?}, not {SCHEMA:?}",
+                m.schema
+            )));
+        }
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Check the fields that become paths, names and store keys.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        let bad = |field: String, message: String| Err(ManifestError::Field { field, message });
+        for (field, value) in [("name", &self.name), ("version", &self.version)] {
+            if !valid_name(value) {
+                return bad(
+                    field.into(),
+                    format!("{value:?} is not an image {field} ([A-Za-z0-9][A-Za-z0-9._+-]*, at most {NAME_MAX} bytes)"),
+                );
+            }
+        }
+        if !valid_file_name(&self.image.file) {
+            return bad(
+                "image.file".into(),
+                format!(
+                    "{:?} is not a plain file name (no `/`, not hidden, no control characters)",
+                    self.image.file
+                ),
+            );
+        }
+        let mut digests = vec![
+            ("image.digest".to_string(), &self.image.digest),
+            ("recipe.digest".to_string(), &self.recipe.digest),
+        ];
+        for (i, l) in self.layers.iter().enumerate() {
+            digests.push((format!("layers[{i}].key"), &l.key));
+            digests.push((format!("layers[{i}].digest"), &l.digest));
+            digests.push((format!("layers[{i}].diff_id"), &l.diff_id));
+        }
+        for (field, value) in digests {
+            if let Err(e) = Digest::parse(value) {
+                return bad(field, e.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 impl BuilderInfo {
     /// This builder.
     pub fn current() -> Self {
@@ -110,4 +229,135 @@ pub enum EpochSource {
     Environment,
     /// Derived from the layers' packages (see the module documentation).
     Derived,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A well-formed manifest of `hello 1.0` (digests `sha256:11…`, `sha256:22…`, …).
+    pub(crate) fn sample() -> Manifest {
+        let h = |c: &str| format!("sha256:{}", c.repeat(64));
+        Manifest {
+            schema: SCHEMA.into(),
+            name: "hello".into(),
+            version: "1.0".into(),
+            recipe: RecipeRef {
+                file: "hello.toml".into(),
+                digest: h("1"),
+            },
+            source_date_epoch: 1_700_000_000,
+            epoch_source: None,
+            layers: vec![ManifestLayer {
+                name: "base/busybox".into(),
+                kind: "base".into(),
+                key: h("2"),
+                digest: h("3"),
+                diff_id: h("4"),
+                size: 10,
+                packages: vec![],
+            }],
+            image: ImageFile {
+                format: "raw".into(),
+                file: "hello-1.0.raw".into(),
+                digest: h("5"),
+                size: 100,
+            },
+            disk: None,
+            test: None,
+            builder: BuilderInfo {
+                name: "kiln".into(),
+                version: "0.1.0".into(),
+                layer_format: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn valid_names() {
+        for (s, ok) in [
+            ("hello", true),
+            ("1.0", true),
+            ("a_b-c+d", true),
+            ("", false),
+            ("-x", false),
+            (".", false),
+            ("..", false),
+            ("a b", false),
+            ("a/b", false),
+            ("a\tb", false),
+        ] {
+            assert_eq!(valid_name(s), ok, "{s:?}");
+        }
+        assert!(valid_name(&"a".repeat(NAME_MAX)));
+        assert!(!valid_name(&"a".repeat(NAME_MAX + 1)));
+    }
+
+    #[test]
+    fn valid_file_names() {
+        for (s, ok) in [
+            ("hello-1.0.raw", true),
+            ("a", true),
+            ("..raw", false),
+            (".hidden", false),
+            ("a\tb", false),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("../x.raw", false),
+            ("/etc/passwd", false),
+            ("a/b", false),
+            ("a\0b", false),
+        ] {
+            assert_eq!(valid_file_name(s), ok, "{s:?}");
+        }
+        assert!(valid_file_name(&"x".repeat(255)));
+        assert!(!valid_file_name(&"x".repeat(256)));
+    }
+
+    #[test]
+    fn from_json_checks_what_becomes_a_path() {
+        let good = sample();
+        let bytes = |m: &Manifest| serde_json::to_vec(m).unwrap();
+        assert_eq!(Manifest::from_json(&bytes(&good)).unwrap(), good);
+        let field = |edit: fn(&mut Manifest)| {
+            let mut m = sample();
+            edit(&mut m);
+            match Manifest::from_json(&bytes(&m)) {
+                Err(ManifestError::Field { field, .. }) => field,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(field(|m| m.name = "../../etc".into()), "name");
+        assert_eq!(field(|m| m.version = "1.0\tname:evil".into()), "version");
+        assert_eq!(
+            field(|m| m.image.file = "../hello.raw".into()),
+            "image.file"
+        );
+        assert_eq!(field(|m| m.image.file = String::new()), "image.file");
+        assert_eq!(
+            field(|m| m.image.digest = "sha256:../x".into()),
+            "image.digest"
+        );
+        assert_eq!(
+            field(|m| m.layers[0].digest = "sha256:0".into()),
+            "layers[0].digest"
+        );
+        let mut other = sample();
+        other.schema = "kiln.manifest/v9".into();
+        assert!(matches!(
+            Manifest::from_json(&bytes(&other)),
+            Err(ManifestError::NotManifest(_))
+        ));
+        assert!(matches!(
+            Manifest::from_json(b"{}"),
+            Err(ManifestError::NotManifest(_))
+        ));
+        let e = ManifestError::Field {
+            field: "name".into(),
+            message: "bad".into(),
+        }
+        .in_file("x.manifest.json");
+        assert_eq!(e.to_string(), "x.manifest.json: field `name`: bad");
+    }
 }

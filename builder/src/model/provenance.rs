@@ -18,6 +18,7 @@
 use serde_json::{json, Value};
 
 use crate::model::manifest::Manifest;
+use crate::util::digest::Digest;
 
 /// in-toto Statement v1 `_type`.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -29,10 +30,13 @@ pub const BUILD_TYPE: &str = "urn:kiln:buildtype:image:v1";
 /// kiln's builder id.
 pub const BUILDER_ID: &str = "urn:kiln:builder";
 
-/// `{"sha256": "<hex>"}` for a `sha256:<hex>` digest.
+/// `{"sha256": "<hex>"}` for a `sha256:<hex>` digest; `{}` for a string
+/// that is not one (the manifest's digests are checked when it is read).
 fn digest_set(digest: &str) -> Value {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    json!({ "sha256": hex })
+    match Digest::parse(digest) {
+        Ok(d) => json!({ "sha256": d.hex() }),
+        Err(_) => json!({}),
+    }
 }
 
 /// The statement for an image, given its manifest, the manifest as raw
@@ -106,44 +110,11 @@ pub fn statement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::manifest::{BuilderInfo, ImageFile, ManifestLayer, RecipeRef};
 
     #[test]
     fn statement_names_subject_recipe_layers_and_builder() {
         let h = |c: &str| format!("sha256:{}", c.repeat(64));
-        let m = Manifest {
-            schema: crate::model::manifest::SCHEMA.into(),
-            name: "hello".into(),
-            version: "1.0".into(),
-            recipe: RecipeRef {
-                file: "hello.toml".into(),
-                digest: h("1"),
-            },
-            source_date_epoch: 1700000000,
-            epoch_source: None,
-            layers: vec![ManifestLayer {
-                name: "base/busybox".into(),
-                kind: "base".into(),
-                key: h("2"),
-                digest: h("3"),
-                diff_id: h("4"),
-                size: 10,
-                packages: vec![],
-            }],
-            image: ImageFile {
-                format: "raw".into(),
-                file: "hello-1.0.raw".into(),
-                digest: h("5"),
-                size: 100,
-            },
-            disk: None,
-            test: None,
-            builder: BuilderInfo {
-                name: "kiln".into(),
-                version: "0.1.0".into(),
-                layer_format: 1,
-            },
-        };
+        let m = crate::model::manifest::tests::sample();
         let mut raw = serde_json::to_value(&m).unwrap();
         raw["lock"] = json!({ "digest": h("6") });
         let s = statement(&m, &raw, "hello-1.0.verdict.json", &h("7"));

@@ -11,6 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::model::manifest::Manifest;
+use crate::util::digest::Digest;
 
 /// An SPDX identifier from free text: `SPDXRef-` then `[A-Za-z0-9.-]` only.
 fn spdx_id(kind: &str, i: usize, name: &str) -> String {
@@ -45,8 +46,18 @@ pub fn spdx_time(secs: i64) -> String {
     crate::util::time::rfc3339(secs)
 }
 
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
+/// SPDX `checksums` of a `sha256:` digest: none for a string that is not
+/// one (the manifest's digests are checked when it is read).
+fn checksums(digest: &str) -> Value {
+    match Digest::parse(digest) {
+        Ok(d) => json!([{"algorithm": "SHA256", "checksumValue": d.hex()}]),
+        Err(_) => json!([]),
+    }
+}
+
+/// The image's part of the document namespace: its digest's hex.
+fn namespace_id(digest: &str) -> String {
+    Digest::parse(digest).map_or_else(|_| digest.to_string(), |d| d.hex())
 }
 
 /// The SPDX document for an image.
@@ -59,7 +70,7 @@ pub fn document(m: &Manifest) -> Value {
         "packageFileName": m.image.file,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
-        "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&m.image.digest)}],
+        "checksums": checksums(&m.image.digest),
         "supplier": "NOASSERTION",
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": "NOASSERTION",
@@ -80,7 +91,7 @@ pub fn document(m: &Manifest) -> Value {
             "versionInfo": l.digest,
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
-            "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&l.digest)}],
+            "checksums": checksums(&l.digest),
             "supplier": "NOASSERTION",
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
@@ -97,7 +108,7 @@ pub fn document(m: &Manifest) -> Value {
                 "versionInfo": p.version,
                 "downloadLocation": p.download.clone().unwrap_or_else(|| "NOASSERTION".into()),
                 "filesAnalyzed": false,
-                "checksums": [{"algorithm": "SHA256", "checksumValue": hex(&p.sha256)}],
+                "checksums": checksums(&p.sha256),
                 "supplier": "Organization: Debian",
                 "licenseConcluded": "NOASSERTION",
                 "licenseDeclared": "NOASSERTION",
@@ -117,7 +128,7 @@ pub fn document(m: &Manifest) -> Value {
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{}-{}", m.name, m.version),
-        "documentNamespace": format!("https://kiln.invalid/spdx/{}-{}/{}", m.name, m.version, hex(&m.image.digest)),
+        "documentNamespace": format!("https://kiln.invalid/spdx/{}-{}/{}", m.name, m.version, namespace_id(&m.image.digest)),
         "creationInfo": {
             "created": spdx_time(m.source_date_epoch),
             "creators": [format!("Tool: kiln-{}", m.builder.version)],
@@ -138,5 +149,24 @@ mod tests {
         assert_eq!(spdx_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(spdx_id("Deb", 3, "libstdc++6"), "SPDXRef-Deb-3-libstdc--6");
         assert_eq!(purl_encode("1:2.3+b1"), "1%3A2.3%2Bb1");
+    }
+
+    #[test]
+    fn checksums_are_the_digests_hex() {
+        let mut m = crate::model::manifest::tests::sample();
+        let d = document(&m);
+        let image = &d["packages"][0];
+        assert_eq!(image["checksums"][0]["checksumValue"], "5".repeat(64));
+        assert_eq!(
+            d["packages"][1]["checksums"][0]["checksumValue"],
+            "3".repeat(64)
+        );
+        assert_eq!(
+            d["documentNamespace"],
+            format!("https://kiln.invalid/spdx/hello-1.0/{}", "5".repeat(64))
+        );
+        // A string that is not a digest never passes for one.
+        m.image.digest = "sha256:not-hex".into();
+        assert_eq!(document(&m)["packages"][0]["checksums"], json!([]));
     }
 }

@@ -28,17 +28,15 @@
 //! checked values whose errors name the structure and field (`oci/spec.rs`).
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
 use crate::model::manifest::Manifest;
 use crate::publish::release::PublishedFile;
-use crate::util::digest::Digest;
+use crate::util::digest::HashWriter;
 use crate::util::error::InputError;
 
 mod pull;
@@ -74,38 +72,6 @@ const RAW_DIGEST: &str = "dev.kiln.image.digest";
 const RAW_SIZE: &str = "dev.kiln.image.size";
 /// zstd level for the disk layer: fast, and the same bytes every time.
 const ZSTD_LEVEL: i32 = 3;
-
-/// A writer that hashes what passes through it.
-struct HashWriter<W> {
-    inner: W,
-    hash: sha2::Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W> HashWriter<W> {
-    fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hash: sha2::Sha256::new(),
-            len: 0,
-        }
-    }
-    fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest::finish(self.hash), self.len)
-    }
-}
 
 fn descriptor(media_type: &str, digest: &str, size: u64, title: Option<&str>) -> Value {
     let mut d = json!({ "mediaType": media_type, "digest": digest, "size": size });

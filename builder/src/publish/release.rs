@@ -19,17 +19,17 @@
 //! returns to the release that was current before it.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::model::manifest::Manifest;
 use crate::publish::sign::{self, SigningKey, TrustedComment};
+use crate::read::locate::{self, Located};
 use crate::store::verdict;
 use crate::store::Store;
+use crate::util::digest::{file_digest, Digest};
 use crate::util::error::{check_failed, InputError};
 
 /// Schema of a channel history entry.
@@ -268,73 +268,20 @@ pub struct PublishReport {
     pub oci: Vec<crate::publish::oci::PushReport>,
 }
 
-/// The image's manifest: from the store by digest, else `NAME-VERSION.manifest.json`
-/// beside the image. Returns the parsed manifest and its bytes.
-fn find_manifest(store: &Store, image: &Path, digest: &str) -> Result<(Manifest, Vec<u8>)> {
-    let mut candidates = Vec::new();
-    if let Some(b) = store.image(digest)? {
-        candidates.push(b);
-    }
-    if let Some(dir) = image.parent() {
-        if let Ok(rd) = fs::read_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let mut ps: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.to_string_lossy().ends_with(".manifest.json"))
-                .collect();
-            ps.sort();
-            candidates.extend(ps.iter().filter_map(|p| fs::read(p).ok()));
-        }
-    }
-    for b in candidates {
-        if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
-            if m.image.digest == digest {
-                return Ok((m, b));
-            }
-        }
-    }
-    Err(InputError::file(
-        image.display().to_string(),
-        format!("no kiln manifest for image {digest}, in the store or beside the image: build it with `kiln build`"),
-    )
-    .into())
-}
-
 /// Copy `src` to a new file `dest`, hashing on the way; the copy must hash to `digest`.
 fn copy_new(src: &Path, dest: &Path, digest: &str) -> Result<()> {
-    let dir = dest.parent().context("destination has no directory")?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-tmp-")
-        .tempfile_in(dir)?;
-    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    sign::write_new_with(dest, 0o644, |to| {
+        let (got, _) = crate::util::digest::copy(from, to)
+            .with_context(|| format!("copying {}", src.display()))?;
+        if got.to_string() != digest {
+            return Err(check_failed(format!(
+                "{} changed while being published: it now hashes to {got}, not {digest}",
+                src.display()
+            )));
         }
-        h.update(&buf[..n]);
-        tmp.write_all(&buf[..n])?;
-    }
-    let got = format!("sha256:{}", hex::encode(h.finalize()));
-    if got != digest {
-        return Err(check_failed(format!(
-            "{} changed while being published: it now hashes to {got}, not {digest}",
-            src.display()
-        )));
-    }
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{} already exists", dest.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// What to publish for one file.
@@ -355,12 +302,12 @@ fn publish_file(
 ) -> Result<PublishedFile> {
     let sig = sign::sig_path(dest);
     let want = match &content {
-        Content::File(p) => sign::file_digest(p)?,
+        Content::File(p) => file_digest(p)?,
         Content::Bytes(b) => crate::fs::layer::sha256_digest(b),
     };
     let existed = dest.exists();
     if existed {
-        let have = sign::file_digest(dest)?;
+        let have = file_digest(dest)?;
         if have != want {
             return Err(check_failed(format!(
                 "{} is already published with digest {have}; kiln never replaces a published file (this one would be {want})",
@@ -401,8 +348,13 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
     if !image.is_file() {
         return Err(InputError::file(image.display().to_string(), "no such image file").into());
     }
-    let digest = sign::file_digest(image)?;
-    let (manifest, manifest_bytes) = find_manifest(store, image, &digest)?;
+    let image_digest = Digest::of_file(image)?;
+    let Located {
+        manifest,
+        bytes: manifest_bytes,
+        ..
+    } = locate::require(store, image, &image_digest, "build it with `kiln build`")?;
+    let digest = image_digest.to_string();
     let label = format!("{} {}", manifest.name, manifest.version);
     let Some(passed) = verdict::latest_passing(store, &digest)? else {
         let why = match verdict::latest(store, &digest)? {
@@ -422,7 +374,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
         .iter()
         .rposition(|v| v == &passed)
         .map_or(0, |i| i + 1);
-    let verdict_ref = format!("verdicts/{}/{n}.json", digest.trim_start_matches("sha256:"));
+    let verdict_ref = format!("verdicts/{}/{n}.json", image_digest.hex());
     let key = SigningKey::load(&opts.key)?;
 
     let rel = &opts.releases;

@@ -25,8 +25,9 @@ use base64::Engine;
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 use serde::Serialize;
 
-use crate::model::manifest::Manifest;
+use crate::read::locate;
 use crate::store::Store;
+use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
 
 /// Where the password of an encrypted secret key comes from when there is no terminal.
@@ -53,22 +54,23 @@ pub fn key_id(keynum: &[u8]) -> String {
 /// fsync, then a no-clobber rename. An existing `path` is an error, even if
 /// another writer created it a moment ago.
 pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_new_with(path, mode, |f| f.write_all(data).map_err(Into::into))
+}
+
+/// [`write_new`] of what `fill` writes.
+pub fn write_new_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(data)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{} already exists or cannot be created", path.display()))?;
-    File::open(dir).and_then(|d| d.sync_all()).ok();
-    Ok(())
+    crate::store::write_file(
+        dir.unwrap_or(Path::new(".")),
+        path,
+        mode,
+        crate::store::Replace::No,
+        fill,
+    )
 }
 
 /// What `kiln keygen` wrote.
@@ -369,7 +371,7 @@ pub fn sig_path(file: &Path) -> PathBuf {
 
 /// Verify `file` (streamed) against a `.minisig` and a public key. Only
 /// prehashed signatures are accepted, as minisign ≥ 0.11 does. A bad or
-/// unreadable signature is [`CheckFailed`] naming the file.
+/// unreadable signature is an exit-1 error ([`check_failed`]) naming the file.
 pub fn verify_file(file: &Path, signature: &Path, pk: &PublicKey) -> Result<Verified> {
     verify_named(file, &file.display().to_string(), signature, pk)
 }
@@ -418,62 +420,20 @@ pub fn verify_named(file: &Path, name: &str, signature: &Path, pk: &PublicKey) -
     })
 }
 
-/// The image a file belongs to: (digest, name, version), found as the store
-/// image with that digest, a kiln manifest beside the file naming it, or
-/// the file itself being a kiln manifest.
-pub fn image_identity(
+/// The image a file belongs to: (digest, name, version), from the image's
+/// manifest ([`locate`]) or from the file itself being a kiln manifest.
+/// A manifest that fails its checks is an error: its name and version would
+/// go into the trusted comment.
+fn image_identity(
     store: &Store,
     file: &Path,
-    file_digest: &str,
-) -> Option<(String, String, String)> {
-    let of = |m: Manifest| Some((m.image.digest, m.name, m.version));
-    let parse = |b: &[u8]| serde_json::from_slice::<Manifest>(b).ok();
-    if let Some(m) = store
-        .image(file_digest)
-        .ok()
-        .flatten()
-        .and_then(|b| parse(&b))
-    {
-        return of(m);
-    }
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Ok(rd) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.to_string_lossy().ends_with(".manifest.json") {
-                if let Some(m) = std::fs::read(&p).ok().and_then(|b| parse(&b)) {
-                    if m.image.digest == file_digest {
-                        return of(m);
-                    }
-                }
-            }
-        }
-    }
-    std::fs::read(file)
-        .ok()
-        .filter(|b| b.len() < 16 << 20)
-        .and_then(|b| parse(&b))
-        .filter(|m| m.schema == crate::model::manifest::SCHEMA)
-        .and_then(of)
-}
-
-/// sha256 of a file, streamed, as `sha256:…`.
-pub fn file_digest(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    file_digest: &Digest,
+) -> Result<Option<(String, String, String)>> {
+    let found = match locate::locate(store, file, file_digest)?.found {
+        Some(found) => Some(found),
+        None => locate::manifest_file(file)?,
+    };
+    Ok(found.map(|f| (f.manifest.image.digest, f.manifest.name, f.manifest.version)))
 }
 
 /// What `kiln sign` wrote.
@@ -495,14 +455,14 @@ pub fn sign(store: &Store, file: &Path, key: &Path, output: Option<&Path>) -> Re
         return Err(InputError::file(file.display().to_string(), "no such file").into());
     }
     let key = SigningKey::load(key)?;
-    let digest = file_digest(file)?;
+    let digest = Digest::of_file(file)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let comment = match image_identity(store, file, &digest) {
+    let comment = match image_identity(store, file, &digest)? {
         Some((d, n, v)) => TrustedComment::for_image(&name, &d, Some(&n), Some(&v)),
-        None => TrustedComment::for_image(&name, &digest, None, None),
+        None => TrustedComment::for_image(&name, &digest.to_string(), None, None),
     };
     let text = key.sign_file(file, &comment)?;
     let out = output.map_or_else(|| sig_path(file), Path::to_path_buf);

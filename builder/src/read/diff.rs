@@ -519,7 +519,6 @@ impl ImageDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef};
     use crate::read::imagefs::load;
     use crate::store::Store;
     use crate::testutil::{fake_disk, fake_root};
@@ -592,35 +591,13 @@ mod tests {
         let raw = dir.path().join("hello-1.0.raw");
         let disk = fake_disk(&root, SDE, &raw);
         let image_digest = crate::util::digest::file_digest(&raw).unwrap();
-        let m = Manifest {
-            schema: crate::model::manifest::SCHEMA.into(),
-            name: "hello".into(),
-            version: "1.0".into(),
-            recipe: RecipeRef {
-                file: "hello.toml".into(),
-                digest: "sha256:0".into(),
-            },
-            source_date_epoch: SDE,
-            epoch_source: None,
-            layers: vec![ManifestLayer {
-                name: "all".into(),
-                kind: "base".into(),
-                key: "sha256:0".into(),
-                digest: packed.digest.clone(),
-                diff_id: packed.diff_id.clone(),
-                size: packed.blob.len() as u64,
-                packages: Vec::new(),
-            }],
-            image: ImageFile {
-                format: "raw".into(),
-                file: "hello-1.0.raw".into(),
-                digest: image_digest.clone(),
-                size: 0,
-            },
-            disk: Some(disk),
-            test: None,
-            builder: BuilderInfo::current(),
-        };
+        let mut m = crate::model::manifest::tests::sample();
+        m.source_date_epoch = SDE;
+        m.layers[0].digest = packed.digest.clone();
+        m.layers[0].diff_id = packed.diff_id.clone();
+        m.layers[0].size = packed.blob.len() as u64;
+        m.image.digest = image_digest.clone();
+        m.disk = Some(disk);
         store
             .record_image(&image_digest, &serde_json::to_vec(&m).unwrap())
             .unwrap();

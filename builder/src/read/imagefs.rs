@@ -16,8 +16,9 @@
 //!
 //! Packages come from dpkg's status file in the root when there is one (the
 //! truth of what is installed, and the same source whichever kind the
-//! argument is), else from the manifest's layer package lists (the manifest
-//! in the store, or the one beside the file when its image digest matches).
+//! argument is), else from the manifest's layer package lists (the store's
+//! manifest of the digest, or the image file's manifest as
+//! [`locate`](crate::read::locate) finds it).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -32,7 +33,9 @@ use crate::fs::{ext4, gpt, layer};
 use crate::image::disk::{self, UKI_ESP_PATH};
 use crate::model::deb;
 use crate::model::manifest::Manifest;
+use crate::read::locate;
 use crate::store::Store;
+use crate::util::digest::Digest;
 use crate::util::error::InputError;
 
 /// Offset of the primary GPT header's signature (`EFI PART`, LBA 1).
@@ -146,10 +149,10 @@ pub fn load(store: &Store, target: &str) -> Result<Image> {
     }
     let path = Path::new(target);
     if file_kind(path)? == FileKind::Disk {
-        from_disk(target, path)
+        from_disk(store, target, path)
     } else {
         let root = read_tar_file(path)?;
-        let packages = packages(&root, beside_manifest(path).as_ref());
+        let packages = packages(&root, || file_manifest(store, path))?;
         Ok(Image {
             name: target.to_string(),
             origin: Origin::Tar,
@@ -174,7 +177,7 @@ pub fn read_tar_file(path: &Path) -> Result<Tree> {
     })
 }
 
-fn from_disk(target: &str, path: &Path) -> Result<Image> {
+fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
     let bad = |m: String| InputError::file(target, m);
     let parts = crate::read::disk::read_partitions(path).map_err(|e| bad(format!("{e:#}")))?;
     let find = |t: uuid::Uuid| {
@@ -202,7 +205,7 @@ fn from_disk(target: &str, path: &Path) -> Result<Image> {
             tracing::warn!("{target}: the ESP has no {UKI_ESP_PATH}");
         }
     }
-    let packages = packages(&root, beside_manifest(path).as_ref());
+    let packages = packages(&root, || file_manifest(store, path))?;
     Ok(Image {
         name: target.to_string(),
         origin: Origin::Disk,
@@ -213,19 +216,19 @@ fn from_disk(target: &str, path: &Path) -> Result<Image> {
 }
 
 fn from_store(store: &Store, digest: &str) -> Result<Image> {
-    let Some(bytes) = store.image(digest)? else {
-        return Err(InputError::file(
+    let missing = || {
+        InputError::file(
             digest,
             format!(
                 "no image with this digest in the store {}",
                 store.root().display()
             ),
         )
-        .into());
     };
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        InputError::file(digest, format!("the store's manifest does not parse: {e}"))
-    })?;
+    let parsed = Digest::parse(digest).map_err(|e| InputError::file(digest, e.to_string()))?;
+    let m = locate::from_store(store, &parsed)?
+        .ok_or_else(missing)?
+        .manifest;
     let mut root = Tree::new(m.source_date_epoch);
     for l in &m.layers {
         let blob = store
@@ -251,7 +254,7 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
         };
         root = ext4::as_built(&disk::root_filesystem_tree(&root), m.source_date_epoch);
     }
-    let packages = packages(&root, Some(&m));
+    let packages = packages(&root, move || Ok(Some(m)))?;
     Ok(Image {
         name: digest.to_string(),
         origin: Origin::Store,
@@ -261,22 +264,23 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
     })
 }
 
-/// The manifest beside an image file (`NAME-VERSION.manifest.json`), if it
-/// is there, parses, and names this very file's digest.
-fn beside_manifest(path: &Path) -> Option<Manifest> {
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
-    let bytes = std::fs::read(path.with_file_name(format!("{stem}.manifest.json"))).ok()?;
-    let m: Manifest = serde_json::from_slice(&bytes).ok()?;
-    let digest = crate::util::digest::file_digest(path).ok()?;
-    (m.image.digest == digest).then_some(m)
+/// An image file's manifest, as [`locate`] finds it.
+fn file_manifest(store: &Store, path: &Path) -> Result<Option<Manifest>> {
+    let digest = Digest::of_file(path)?;
+    Ok(locate::locate(store, path, &digest)?
+        .found
+        .map(|f| f.manifest))
 }
 
-/// Installed packages: dpkg's status in the root, else the manifest's lists.
-fn packages(root: &Tree, manifest: Option<&Manifest>) -> Option<BTreeMap<String, Package>> {
+/// Installed packages: dpkg's status in the root, else the lists of the
+/// manifest `manifest` gives (called only then: it may hash the image).
+fn packages(
+    root: &Tree,
+    manifest: impl FnOnce() -> Result<Option<Manifest>>,
+) -> Result<Option<BTreeMap<String, Package>>> {
     let status = deb::dpkg_status(root);
     if !status.is_empty() {
-        return Some(
+        return Ok(Some(
             deb::parse_dpkg_status(&status)
                 .into_iter()
                 .filter(|e| e.is_installed())
@@ -290,10 +294,12 @@ fn packages(root: &Tree, manifest: Option<&Manifest>) -> Option<BTreeMap<String,
                     )
                 })
                 .collect(),
-        );
+        ));
     }
-    let m = manifest?;
-    Some(
+    let Some(m) = manifest()? else {
+        return Ok(None);
+    };
+    Ok(Some(
         m.layers
             .iter()
             .flat_map(|l| &l.packages)
@@ -307,5 +313,5 @@ fn packages(root: &Tree, manifest: Option<&Manifest>) -> Option<BTreeMap<String,
                 )
             })
             .collect(),
-    )
+    ))
 }

@@ -7,7 +7,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::model::manifest::Manifest;
+use crate::read::imagefs::FileKind;
+use crate::read::locate;
 use crate::store::Store;
+use crate::util::digest::Digest;
 use crate::util::error::InputError;
 
 /// `kiln ls` output.
@@ -92,13 +95,16 @@ pub fn list(store: &Store) -> Result<Listing> {
 /// `kiln inspect` output.
 #[derive(Debug, Serialize)]
 pub struct Inspection {
-    /// Where the manifest was found.
+    /// Where the manifest was found (or, when `digest_verified` is false,
+    /// the manifest beside the image that names another digest).
     pub manifest_path: Option<String>,
     /// The manifest, when one was found.
     pub manifest: Option<Manifest>,
     /// sha256 of the image file (when a file was given).
     pub digest: Option<String>,
-    /// Whether the image file's sha256 matches the manifest (when both are there).
+    /// For an image file: true when its manifest was found, false when the
+    /// only manifest naming it names another digest (the file changed since
+    /// it was built; that manifest is not used), absent when none names it.
     pub digest_verified: Option<bool>,
     /// What the disk image itself says: partitions, command line, root hash, kernel, os-release.
     pub disk: Option<crate::read::disk::DiskReport>,
@@ -106,10 +112,12 @@ pub struct Inspection {
     pub verdicts: Vec<crate::store::verdict::Verdict>,
 }
 
-/// Inspect an image file, a manifest file, or a digest in the store.
+/// Inspect an image file, a manifest file, or a digest in the store. An
+/// image file's manifest is the one [`locate`] finds.
 pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
     if target.starts_with("sha256:") {
-        let Some(bytes) = store.image(target)? else {
+        let digest = Digest::parse(target).map_err(|e| InputError::file(target, e.to_string()))?;
+        let Some(found) = locate::from_store(store, &digest)? else {
             bail!(InputError::file(
                 target,
                 format!(
@@ -120,7 +128,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         };
         return Ok(Inspection {
             manifest_path: None,
-            manifest: Some(serde_json::from_slice(&bytes)?),
+            manifest: Some(found.manifest),
             digest: Some(target.to_string()),
             digest_verified: None,
             disk: None,
@@ -131,60 +139,44 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
     if !path.exists() {
         bail!(InputError::file(target, "no such file"));
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (manifest_path, image_path) = if name.ends_with(".manifest.json") {
-        (path.to_path_buf(), None)
-    } else {
-        let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
-        (
-            path.with_file_name(format!("{stem}.manifest.json")),
-            Some(path),
-        )
-    };
-    let manifest = match std::fs::read(&manifest_path) {
-        Ok(bytes) => Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
-            InputError::file(
-                manifest_path.display().to_string(),
-                format!("not a kiln manifest: {e}"),
-            )
-        })?),
-        Err(_) if image_path.is_some() => None,
-        Err(e) => bail!(InputError::file(
-            manifest_path.display().to_string(),
-            format!("cannot read: {e}")
-        )),
-    };
-    let is_tar = manifest.as_ref().is_some_and(|m| m.image.format == "tar");
-    let (digest, disk) = match image_path {
-        Some(p) if is_tar => (Some(crate::util::digest::file_digest(p)?), None),
-        Some(p) => (
-            Some(crate::util::digest::file_digest(p)?),
-            Some(
-                crate::read::disk::read_disk(p)
-                    .map_err(|e| InputError::file(target, format!("{e:#}")))?,
-            ),
+    if target.ends_with(locate::MANIFEST_SUFFIX) {
+        let Some(found) = locate::manifest_file(path)? else {
+            bail!(InputError::file(target, "not a kiln manifest"));
+        };
+        return Ok(Inspection {
+            manifest_path: Some(target.to_string()),
+            manifest: Some(found.manifest),
+            digest: None,
+            digest_verified: None,
+            disk: None,
+            verdicts: Vec::new(),
+        });
+    }
+    let digest = Digest::of_file(path)?;
+    let lookup = locate::locate(store, path, &digest)?;
+    let (manifest_path, manifest, digest_verified) = match (lookup.found, lookup.stale.first()) {
+        (Some(f), _) => (
+            Some(f.source.path().to_path_buf()),
+            Some(f.manifest),
+            Some(true),
         ),
-        None => (None, None),
+        (None, Some(stale)) => (Some(stale.clone()), None, Some(false)),
+        (None, None) => (None, None, None),
     };
-    let digest_verified = match (&digest, &manifest) {
-        (Some(d), Some(m)) => Some(*d == m.image.digest),
-        _ => None,
+    let disk = match crate::read::imagefs::file_kind(path)? {
+        FileKind::Tar => None,
+        FileKind::Disk => Some(
+            crate::read::disk::read_disk(path)
+                .map_err(|e| InputError::file(target, format!("{e:#}")))?,
+        ),
     };
-    let verdicts = match &digest {
-        Some(d) => crate::store::verdict::list(store, d)?,
-        None => Vec::new(),
-    };
+    let digest = digest.to_string();
     Ok(Inspection {
-        manifest_path: manifest
-            .as_ref()
-            .map(|_| manifest_path.display().to_string()),
+        manifest_path: manifest_path.map(|p| p.display().to_string()),
         manifest,
-        digest,
+        verdicts: crate::store::verdict::list(store, &digest)?,
+        digest: Some(digest),
         digest_verified,
         disk,
-        verdicts,
     })
 }

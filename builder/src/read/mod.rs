@@ -7,3 +7,4 @@ pub mod disk;
 pub mod firstdiff;
 pub mod imagefs;
 pub mod inspect;
+pub mod locate;

@@ -11,7 +11,8 @@
 //!   outputs/<hex>          the stamp (inode, size, times) of an image file
 //!                          kiln wrote to an output directory (`output.rs`)
 //!   memo/<hex>             digest of a memoised computation's output blob
-//!                          (the initramfs's compression, `Store::memo`)
+//!                          (the initramfs's compression: the store is a
+//!                          [`Memo`])
 //!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
 //!   tmp/                   temporary files, renamed into place
 //!   lock                   flock(2) held while a build writes
@@ -31,7 +32,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fs::layer::sha256_digest;
+use crate::util::digest::Digest;
 use crate::util::error::EnvError;
+use crate::util::memo::Memo;
 
 /// The store's root and its layout.
 #[derive(Debug, Clone)]
@@ -76,32 +79,61 @@ pub fn default_root() -> PathBuf {
     home.join(".cache/kiln")
 }
 
-fn hex_of(digest: &str) -> Result<&str> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{digest:?} is not a sha256 digest");
-    }
-    Ok(hex)
+/// The 64 hex digits of a digest: its file name in the store.
+fn hex_of(digest: &str) -> Result<String> {
+    Ok(Digest::parse(digest)?.hex())
 }
 
-/// Write `data` to `dest` atomically: a temporary file in `tmp_dir`, fsync,
-/// rename, fsync of the directory. `dest` must be on the same filesystem.
-pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
+/// Whether [`write_file`] may replace a file already at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Rename over it.
+    Yes,
+    /// Fail instead (published files and keys are written once).
+    No,
+}
+
+/// Write `dest` atomically: `fill` writes a temporary file in `tmp_dir`,
+/// which gets `mode`, is fsynced and renamed into place; then the directory
+/// is fsynced. `dest` must be on the same filesystem as `tmp_dir`.
+pub fn write_file(
+    tmp_dir: &Path,
+    dest: &Path,
+    mode: u32,
+    replace: Replace,
+    fill: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-tmp-")
+        .tempfile_in(tmp_dir)
         .with_context(|| format!("creating a temporary file in {}", tmp_dir.display()))?;
-    tmp.write_all(data)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    // Published files are world-readable whatever the umask (tempfile makes them 0600).
+    fill(tmp.as_file_mut()).with_context(|| format!("writing {}", tmp.path().display()))?;
+    // tempfile makes files 0600 whatever the umask: give the one asked for.
     tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming into {}", dest.display()))?;
-    if let Some(dir) = dest.parent() {
+    match replace {
+        Replace::Yes => tmp
+            .persist(dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming into {}", dest.display()))?,
+        Replace::No => tmp
+            .persist_noclobber(dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("{} already exists or cannot be created", dest.display()))?,
+    };
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir).and_then(|d| d.sync_all()).ok();
     }
     Ok(())
+}
+
+/// Write `data` to `dest` atomically ([`write_file`]), world-readable,
+/// replacing what is there.
+pub fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
+    write_file(tmp_dir, dest, 0o644, Replace::Yes, |f| {
+        f.write_all(data).map_err(Into::into)
+    })
 }
 
 /// An exclusive flock(2) on `DIR/lock` (created if needed), held until the
@@ -258,10 +290,7 @@ impl Store {
 
     /// Record an image manifest under its image digest.
     pub fn record_image(&self, digest: &str, manifest: &[u8]) -> Result<()> {
-        let path = self
-            .root
-            .join("images")
-            .join(format!("{}.json", hex_of(digest)?));
+        let path = self.image_manifest(digest)?;
         if !path.exists() {
             write_atomic(&self.tmp_dir(), &path, manifest)?;
         }
@@ -276,37 +305,16 @@ impl Store {
         };
         for e in rd {
             let p = e?.path();
-            if let Some(stem) = p
+            if let Some(digest) = p
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .filter(|_| p.extension().is_some_and(|x| x == "json"))
+                .and_then(|s| Digest::parse(s).ok())
             {
-                out.push((format!("sha256:{stem}"), fs::read(&p)?));
+                out.push((digest.to_string(), fs::read(&p)?));
             }
         }
         out.sort();
-        Ok(out)
-    }
-
-    /// The output of a pure function of `input`, computed by `f` the first
-    /// time and kept as a blob under `memo/<sha256(kind, input)>` after that.
-    pub fn memo(&self, kind: &str, input: &[u8], f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>> {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(kind.as_bytes());
-        h.update([0u8]);
-        h.update(input);
-        let key = hex::encode(h.finalize());
-        let record = self.root.join("memo").join(&key);
-        if let Ok(digest) = fs::read_to_string(&record) {
-            if self.has_blob(digest.trim()) {
-                return self.get_blob(digest.trim());
-            }
-        }
-        let out = f();
-        let digest = self.put_blob(&out)?;
-        fs::create_dir_all(self.root.join("memo"))?;
-        write_atomic(&self.tmp_dir(), &record, digest.as_bytes())?;
         Ok(out)
     }
 
@@ -318,17 +326,44 @@ impl Store {
             .join(format!("{}.raw", hex_of(digest)?)))
     }
 
-    /// The manifest of an image digest, if recorded.
-    pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let path = self
+    /// Where the store keeps an image's manifest.
+    pub fn image_manifest(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
             .root
             .join("images")
-            .join(format!("{}.json", hex_of(digest)?));
+            .join(format!("{}.json", hex_of(digest)?)))
+    }
+
+    /// The manifest of an image digest, if recorded.
+    pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.image_manifest(digest)?;
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+}
+
+/// The output is kept as a blob, named under `memo/<sha256(kind, 0, input)>`.
+impl Memo for Store {
+    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(kind.as_bytes());
+        h.update([0u8]);
+        h.update(input);
+        let record = self.root.join("memo").join(Digest::finish(h).hex());
+        if let Ok(digest) = fs::read_to_string(&record) {
+            if self.has_blob(digest.trim()) {
+                return self.get_blob(digest.trim());
+            }
+        }
+        let out = f();
+        let digest = self.put_blob(&out)?;
+        fs::create_dir_all(self.root.join("memo"))?;
+        write_atomic(&self.tmp_dir(), &record, digest.as_bytes())?;
+        Ok(out)
     }
 }
 
@@ -379,5 +414,31 @@ mod tests {
         assert_eq!(s.lookup_key(&key).unwrap(), Some(e));
         fs::remove_file(s.blob_path(&d).unwrap()).unwrap();
         assert_eq!(s.lookup_key(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn memo_runs_once_per_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path());
+        s.init().unwrap();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let f = || {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            b"out".to_vec()
+        };
+        assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
+        assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        s.memo("k", b"other", &f).unwrap();
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn digests_are_checked_before_they_become_paths() {
+        let s = Store::new("/nonexistent");
+        for bad in ["sha256:../../etc/passwd", "sha256:", "", "sha256:AB"] {
+            assert!(s.blob_path(bad).is_err(), "{bad}");
+            assert!(s.image(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{write_atomic, Store};
+use crate::util::digest::Digest;
 
 /// Verdict schema identifier.
 pub const SCHEMA: &str = "kiln.verdict/v1";
@@ -77,13 +78,12 @@ pub struct Phases {
     pub ready: Option<f64>,
 }
 
+/// `STORE/verdicts/<hex>`: the verdicts of one image digest.
 fn dir(store: &Store, digest: &str) -> Result<PathBuf> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    anyhow::ensure!(
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{digest:?} is not a sha256 digest"
-    );
-    Ok(store.root().join("verdicts").join(hex))
+    Ok(store
+        .root()
+        .join("verdicts")
+        .join(Digest::parse(digest)?.hex()))
 }
 
 /// Record a verdict; returns the file it went to.

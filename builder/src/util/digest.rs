@@ -3,9 +3,12 @@
 //!
 //! [`Digest`] is the checked form: a string from a manifest, a store entry or
 //! a registry becomes a path, a tag or a short display only through it.
+//! Files and streams are hashed in one way, through [`HashWriter`]: alone
+//! ([`Digest::of_reader`], [`Digest::of_file`]) or while their bytes are
+//! copied somewhere ([`copy`]).
 
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -13,6 +16,9 @@ use sha2::{Digest as _, Sha256};
 
 /// The algorithm prefix of every digest kiln writes.
 pub const SHA256_PREFIX: &str = "sha256:";
+
+/// How much of a stream is read at a time while hashing it.
+const CHUNK: usize = 1 << 20;
 
 /// Hex digits shown by [`Digest::short`]: enough to tell images apart in a
 /// listing (git shows 7; container tools show 12).
@@ -53,16 +59,8 @@ impl Digest {
     }
 
     /// The digest of everything a reader yields, streamed.
-    pub fn of_reader(mut r: impl Read) -> std::io::Result<Digest> {
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                return Ok(Digest::finish(h));
-            }
-            h.update(&buf[..n]);
-        }
+    pub fn of_reader(r: impl Read) -> io::Result<Digest> {
+        copy(r, io::sink()).map(|(d, _)| d)
     }
 
     /// The digest of a file's bytes, streamed.
@@ -121,6 +119,61 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+/// A writer that hashes what passes through it to `inner`.
+pub struct HashWriter<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W> HashWriter<W> {
+    /// Hash what is written to `inner`.
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hash: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The inner writer, the digest and the length of what was written.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::finish(self.hash), self.len)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Copy everything `r` yields into `w`, [`CHUNK`] bytes at a time; returns
+/// the digest and the length of what was copied.
+pub fn copy(mut r: impl Read, w: impl Write) -> io::Result<(Digest, u64)> {
+    let mut w = HashWriter::new(w);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+    }
+    w.flush()?;
+    let (_, digest, len) = w.finish();
+    Ok((digest, len))
+}
+
 /// `sha256:<hex>` of a file, streamed.
 pub fn file_digest(path: &Path) -> Result<String> {
     Ok(Digest::of_file(path)?.to_string())
@@ -171,5 +224,14 @@ mod tests {
         assert_eq!(serde_json::from_str::<Digest>(&j).unwrap(), d);
         assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
         assert_eq!(Digest::of_reader(&b""[..]).unwrap(), d);
+    }
+
+    #[test]
+    fn copy_hashes_what_it_copies() {
+        let data: Vec<u8> = (0..3 * CHUNK as u32 + 7).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        let (d, n) = copy(&data[..], &mut out).unwrap();
+        assert_eq!((d, n), (Digest::of(&data), data.len() as u64));
+        assert_eq!(out, data);
     }
 }

@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod error;
 pub mod exec;
+pub mod memo;
 pub mod progress;
 pub mod scratch;
 pub mod time;

@@ -487,17 +487,24 @@ pub fn run(
     Ok(verdict)
 }
 
-/// `kiln test IMAGE`: read the manifest beside the image for its name and
-/// test settings, run the test, record the verdict in the store.
+/// `kiln test IMAGE`: read the image's manifest ([`crate::read::locate`])
+/// for its name and test settings, run the test, record the verdict in the
+/// store.
 pub fn test_image(
     store: &crate::store::Store,
     image: &Path,
     junit: Option<PathBuf>,
 ) -> Result<Verdict> {
-    let info = crate::read::inspect::inspect(store, &image.display().to_string())?;
-    let Some(manifest) = info.manifest else {
-        bail!(crate::util::error::InputError::file(image.display().to_string(), "no manifest beside the image (NAME-VERSION.manifest.json): kiln test needs its [test] settings"));
-    };
+    if !image.is_file() {
+        bail!(crate::util::error::InputError::file(
+            image.display().to_string(),
+            "no such file"
+        ));
+    }
+    let digest = crate::util::digest::Digest::of_file(image)?;
+    let manifest =
+        crate::read::locate::require(store, image, &digest, "kiln test needs its [test] settings")?
+            .manifest;
     if manifest.image.format != "raw" {
         bail!(crate::util::error::InputError::file(
             image.display().to_string(),

@@ -23,7 +23,7 @@
 //! does not create it.
 
 use std::fs::File;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use minisign::PublicKey;
@@ -144,8 +144,7 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
     )?;
 
     // 3. Signed from here on; the fields that become file names are checked.
-    let m: Manifest = serde_json::from_slice(&config)
-        .map_err(|e| InputError::file(&label, format!("not a kiln manifest: {e}")))?;
+    let m = Manifest::from_json(&config).map_err(|e| e.in_file(&label))?;
     let names = Names::of(&m, &label)?;
     let want = Digest::parse(&m.image.digest).map_err(|e| InputError {
         file: label.clone(),
@@ -219,14 +218,6 @@ impl Names {
             field: Some(field.into()),
             message,
         };
-        for (v, field) in [(&m.name, "name"), (&m.version, "version")] {
-            if !crate::input::recipe::valid_name(v) {
-                return Err(err(field, format!(
-                    "{v:?} must be 1-128 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit"
-                ))
-                .into());
-            }
-        }
         let base = format!("{}-{}", m.name, m.version);
         let names = Names {
             raw: m.image.file.clone(),
@@ -234,16 +225,6 @@ impl Names {
             manifest: format!("{base}.manifest.json"),
             manifest_sig: format!("{base}.manifest.json.minisig"),
         };
-        if !plain_file_name(&names.raw) || !plain_file_name(&names.raw_sig) {
-            return Err(err(
-                "image.file",
-                format!(
-                    "{:?} must be a plain file name (no directory, not hidden, no control characters)",
-                    m.image.file
-                ),
-            )
-            .into());
-        }
         if names.raw == names.manifest || names.raw == names.manifest_sig {
             return Err(err(
                 "image.file",
@@ -255,21 +236,11 @@ impl Names {
     }
 }
 
-/// A plain file name: exactly one normal path component (no `/`, not `.`
-/// or `..`), not hidden, at most 255 bytes, no control characters.
-fn plain_file_name(s: &str) -> bool {
-    let mut c = Path::new(s).components();
-    matches!((c.next(), c.next()), (Some(Component::Normal(n)), None) if n == s)
-        && !s.starts_with('.')
-        && s.len() <= 255
-        && !s.chars().any(char::is_control)
-}
-
 /// `dir/name` for a `name` proven to be a plain file name, so the path
 /// stays inside `dir`.
 fn inside(dir: &Path, name: &str) -> Result<PathBuf> {
     anyhow::ensure!(
-        plain_file_name(name),
+        crate::model::manifest::valid_file_name(name),
         "{name:?} is not a plain file name: refusing to write it in {}",
         dir.display()
     );
