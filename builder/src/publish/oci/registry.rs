@@ -3,6 +3,15 @@
 //! (Docker token protocol) authentication, and the Distribution API calls
 //! kiln makes (<https://github.com/opencontainers/distribution-spec>,
 //! "Pulling", "Pushing blobs", "Pushing manifests").
+//!
+//! Credentials go only to the registry's own origin (RFC 6454: scheme, host,
+//! port). A Bearer challenge may name a token service elsewhere; that service
+//! gets the credentials configured for its own host, over HTTPS (or to
+//! loopback), and nothing else ([`realm_credentials`]). Nothing secret reaches
+//! the log: ureq's byte-level trace of the wire (which holds `Authorization`
+//! headers and token responses) is switched off for kiln's requests, which
+//! kiln logs itself, and the token response is logged redacted
+//! ([`redact_token_response`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -81,17 +90,161 @@ impl Reference {
                     &self.host
                 }
             });
-        let loopback = name == "localhost"
-            || name == "[::1]"
-            || name
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|a| a.is_loopback());
         format!(
             "{}://{}",
-            if loopback { "http" } else { "https" },
+            if is_loopback(name) { "http" } else { "https" },
             self.host
         )
     }
+}
+
+/// Whether a host name (no port; IPv6 in brackets) is this machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// Where a URL is served from (RFC 6454 §4): scheme, host and port, the
+/// port filled in from the scheme when the URL leaves it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// `http` or `https`.
+    scheme: String,
+    /// Lower-cased host; IPv6 in brackets.
+    host: String,
+    /// Explicit or default port.
+    port: u16,
+    /// The URL's `host[:port]` as written, the key auth files use.
+    authority: String,
+}
+
+impl Origin {
+    /// The origin of an `http://` or `https://` URL; `None` for anything else.
+    pub(crate) fn of(url: &str) -> Option<Origin> {
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let auth = uri.authority()?;
+        // Credentials in the URL itself are not a host kiln talks to.
+        if auth.as_str().contains('@') || auth.host().is_empty() {
+            return None;
+        }
+        Some(Origin {
+            host: auth.host().to_ascii_lowercase(),
+            port: auth.port_u16().unwrap_or(default_port),
+            authority: auth.as_str().to_ascii_lowercase(),
+            scheme,
+        })
+    }
+
+    /// The same origin: scheme, host and port all equal.
+    fn same(&self, other: &Origin) -> bool {
+        (&self.scheme, &self.host, self.port) == (&other.scheme, &other.host, other.port)
+    }
+
+    /// Whether what is sent there cannot be read on the network: HTTPS, or
+    /// plain HTTP to this machine.
+    fn private(&self) -> bool {
+        self.scheme == "https" || (self.scheme == "http" && is_loopback(&self.host))
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Which credentials a token request to `realm` may carry, for a registry at
+/// `registry` whose own credentials are `registry_creds`:
+///
+/// - the registry's own origin gets the registry's credentials (a registry's
+///   origin is HTTPS, or HTTP on loopback: [`Reference::base_url`]);
+/// - another origin, over HTTPS or to loopback, gets only what the user
+///   configured for that host (`configured_for(authority)`, the auth files);
+/// - another origin over plain HTTP gets nothing.
+pub(crate) fn realm_credentials<C>(
+    registry: &Origin,
+    realm: &Origin,
+    registry_creds: Option<C>,
+    configured_for: impl FnOnce(&str) -> Option<C>,
+) -> Option<C> {
+    if realm.same(registry) {
+        registry_creds
+    } else if realm.private() {
+        configured_for(&realm.authority)
+    } else {
+        None
+    }
+}
+
+/// A token service's JSON answer for the log: the structure kept, every
+/// token-like value replaced by its length. Anything not JSON is shown by
+/// length only, since it may be a token too.
+pub(crate) fn redact_token_response(body: &[u8]) -> String {
+    fn redact(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    let k = k.to_ascii_lowercase();
+                    let secret = k.contains("token") || k.contains("secret") || k == "password";
+                    match v {
+                        Value::String(s) if secret => {
+                            *v = Value::String(format!("<redacted, {} bytes>", s.len()))
+                        }
+                        v if secret => *v = Value::String("<redacted>".into()),
+                        v => redact(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) => {
+            redact(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!("<{} bytes, not JSON>", body.len()),
+    }
+}
+
+/// Run `f` with logging off on this thread. At trace level (`-vvv`) ureq
+/// dumps every byte it sends and receives, `Authorization` headers and token
+/// responses included; kiln's requests run under this and are logged by
+/// [`logged_request`] instead.
+fn unlogged<T>(f: impl FnOnce() -> T) -> T {
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+}
+
+/// ureq middleware: every request of a [`Client`] runs [`unlogged`] and is
+/// logged at debug level as method, URL without its query, and outcome.
+fn logged_request(
+    req: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> std::result::Result<Response, ureq::Error> {
+    let method = req.method().clone();
+    let uri = req.uri();
+    let url = format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    );
+    let resp = unlogged(|| next.handle(req));
+    match &resp {
+        Ok(r) => tracing::debug!(%method, %url, status = r.status().as_u16(), "registry"),
+        Err(e) => tracing::debug!(%method, %url, error = %e, "registry"),
+    }
+    resp
 }
 
 /// A parsed `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
@@ -152,8 +305,8 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
     })
 }
 
-/// Registry credentials for a host: the environment, else containers'
-/// `auth.json`, else Docker's `config.json`.
+/// Registry credentials for the registry at `host`: the environment, else
+/// what the auth files hold for it ([`configured_credentials`]).
 pub(crate) fn credentials(host: &str) -> Option<(String, String)> {
     if let (Ok(u), Ok(p)) = (
         std::env::var("KILN_REGISTRY_USERNAME"),
@@ -161,6 +314,13 @@ pub(crate) fn credentials(host: &str) -> Option<(String, String)> {
     ) {
         return Some((u, p));
     }
+    configured_credentials(host)
+}
+
+/// The credentials the user stored for exactly `host` (`host[:port]`):
+/// containers' `auth.json`, else Docker's `config.json`. The environment's
+/// credentials are for the registry named on the command line only.
+pub(crate) fn configured_credentials(host: &str) -> Option<(String, String)> {
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
         files.push(p.into());
@@ -203,6 +363,9 @@ pub(crate) fn basic(u: &str, p: &str) -> String {
 pub(crate) struct Client {
     pub(crate) agent: ureq::Agent,
     pub(crate) base: String,
+    /// The origin of `base`: the only one the registry's credentials and
+    /// token are sent to.
+    pub(crate) origin: Origin,
     pub(crate) r: Reference,
     pub(crate) auth: Option<String>,
 }
@@ -219,12 +382,20 @@ impl Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .middleware(logged_request)
             .build()
             .into();
         let base = r.base_url();
+        let origin = Origin::of(&base).ok_or_else(|| InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("oci reference".into()),
+            message: format!("{:?}: not a host kiln can reach as {base}", r.host),
+        })?;
         let mut c = Client {
             agent,
             base: base.clone(),
+            origin,
             r: r.clone(),
             auth: None,
         };
@@ -258,7 +429,8 @@ impl Client {
         Ok(c)
     }
 
-    /// A bearer token from the challenge's realm (Docker token protocol).
+    /// A bearer token from the challenge's realm (Docker token protocol),
+    /// asked with the credentials [`realm_credentials`] allows there.
     pub(crate) fn token(
         &self,
         ch: &Challenge,
@@ -269,6 +441,15 @@ impl Client {
             .params
             .get("realm")
             .context("bearer challenge without a realm")?;
+        let realm_origin = Origin::of(realm).ok_or_else(|| CheckFailed {
+            message: format!(
+                "the registry {} names the token service {realm:?}, which is not an http(s) URL",
+                self.r.host
+            ),
+        })?;
+        let sent = realm_credentials(&self.origin, &realm_origin, creds.cloned(), |h| {
+            configured_credentials(h)
+        });
         let scope = format!(
             "repository:{}:{}",
             self.r.repo,
@@ -278,12 +459,18 @@ impl Client {
         if let Some(s) = ch.params.get("service") {
             req = req.query("service", s);
         }
-        if let Some((u, p)) = creds {
+        if let Some((u, p)) = &sent {
             req = req.header("Authorization", basic(u, p));
         }
         let mut resp = req.call().map_err(net(realm))?;
         if resp.status().as_u16() != 200 {
-            if creds.is_none() {
+            if sent.is_none() && creds.is_some() {
+                bail!(EnvError::new(format!(
+                    "the registry {} sends token requests to {realm_origin}, another origin: kiln sends credentials there only over HTTPS (or to loopback), and only those stored for {} in auth.json",
+                    self.r.host, realm_origin.authority
+                )));
+            }
+            if sent.is_none() {
                 return Err(no_creds(&self.r.host));
             }
             bail!(CheckFailed {
@@ -294,7 +481,11 @@ impl Client {
                 )
             });
         }
-        let v: Value = serde_json::from_slice(&read_small(&mut resp)?)?;
+        let body = unlogged(|| read_small(&mut resp))?;
+        tracing::trace!(realm = %realm_origin, response = %redact_token_response(&body), "token service answered");
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            anyhow::anyhow!("the token service {realm_origin} answered with unreadable JSON: {e}")
+        })?;
         v["token"]
             .as_str()
             .or(v["access_token"].as_str())
@@ -316,10 +507,20 @@ impl Client {
             "DELETE" => self.agent.delete(url),
             _ => self.agent.get(url),
         };
-        if let Some(a) = &self.auth {
+        if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
         }
         b
+    }
+
+    /// The `Authorization` header for a request to `url`: only to the
+    /// registry's own origin (an upload `Location` may name another host).
+    fn auth_for(&self, url: &str) -> Option<&str> {
+        let same = Origin::of(url).is_some_and(|o| o.same(&self.origin));
+        if !same && self.auth.is_some() {
+            tracing::debug!(%url, registry = %self.origin, "another origin: sent without the registry's credentials");
+        }
+        self.auth.as_deref().filter(|_| same)
     }
 
     pub(crate) fn req_body(
@@ -332,7 +533,7 @@ impl Client {
         } else {
             self.agent.put(url)
         };
-        if let Some(a) = &self.auth {
+        if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
         }
         b
@@ -548,6 +749,104 @@ mod tests {
                     .collect(),
             });
             assert_eq!(got, want, "{h}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let o = Origin::of("https://Auth.Example.com/token?x=1").unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("auth.example.com", 443));
+        assert_eq!(o.to_string(), "https://auth.example.com");
+        assert!(o.same(&Origin::of("https://auth.example.com:443/other").unwrap()));
+        let o = Origin::of("http://[::1]:5000/token").unwrap();
+        assert_eq!(
+            (o.host.as_str(), o.port, o.private()),
+            ("[::1]", 5000, true)
+        );
+        assert!(!Origin::of("http://10.0.0.1/token").unwrap().private());
+        for bad in ["ftp://h/x", "/token", "https://user:pw@h/x", "not a url"] {
+            assert_eq!(Origin::of(bad), None, "{bad}");
+        }
+    }
+
+    /// Which token services get which credentials.
+    #[test]
+    fn credentials_go_only_where_they_belong() {
+        let o = |u: &str| Origin::of(u).unwrap();
+        let configured = |h: &str| (h == "auth.example.com").then(|| format!("stored for {h}"));
+        let mine = Some("registry's".to_string());
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            // Same origin: the registry's own credentials.
+            (
+                "https://reg.example.com",
+                "https://reg.example.com/token",
+                Some("registry's"),
+            ),
+            (
+                "http://127.0.0.1:5000",
+                "http://127.0.0.1:5000/auth",
+                Some("registry's"),
+            ),
+            (
+                "http://localhost:5000",
+                "http://LOCALHOST:5000/auth",
+                Some("registry's"),
+            ),
+            // Another host or port over plain HTTP: nothing, even if stored.
+            (
+                "https://reg.example.com",
+                "http://reg.example.com/token",
+                None,
+            ),
+            (
+                "https://reg.example.com",
+                "http://auth.example.com/token",
+                None,
+            ),
+            ("http://127.0.0.1:5000", "http://10.0.0.2:5000/auth", None),
+            // Another port over HTTPS: only what was stored for host:port.
+            (
+                "https://reg.example.com",
+                "https://reg.example.com:8443/token",
+                None,
+            ),
+            // Another host over HTTPS: only what was stored for that host.
+            (
+                "https://reg.example.com",
+                "https://auth.example.com/token",
+                Some("stored for auth.example.com"),
+            ),
+            (
+                "https://reg.example.com",
+                "https://evil.example.net/token",
+                None,
+            ),
+            // Another port on loopback: only what was stored for it.
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5001/auth", None),
+        ];
+        for (registry, realm, want) in cases {
+            let got = realm_credentials(&o(registry), &o(realm), mine.clone(), configured);
+            assert_eq!(got.as_deref(), *want, "{registry} -> {realm}");
+        }
+    }
+
+    #[test]
+    fn token_responses_are_redacted() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"token":"eyJhbGciOi.secret","access_token":"eyJhbGciOi.secret","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#,
+                r#"{"access_token":"<redacted, 17 bytes>","expires_in":300,"issued_at":"2024-01-01T00:00:00Z","token":"<redacted, 17 bytes>"}"#,
+            ),
+            (
+                br#"{"details":[{"refresh_token":"r3fresh","scope":"pull"}],"Token":null}"#,
+                r#"{"Token":"<redacted>","details":[{"refresh_token":"<redacted, 7 bytes>","scope":"pull"}]}"#,
+            ),
+            (b"eyJhbGciOi.secret", "<17 bytes, not JSON>"),
+        ];
+        for (body, want) in cases {
+            let got = redact_token_response(body);
+            assert_eq!(got, *want);
+            assert!(!got.contains("secret") && !got.contains("r3fresh"), "{got}");
         }
     }
 
