@@ -7,7 +7,7 @@
 //!
 //! - `--dir DIR`: the tree extracted on disk (what the reference tools read);
 //! - `--tar FILE`: read kiln's tree from this tar (`kiln::fs::layer::read_tar`);
-//!   without it the tree is read from `--dir` with `kiln::layers::source::read_dir_tree`;
+//!   without it the tree is read from `--dir` with `kiln::input::files::read_dir_tree`;
 //! - `--label NAME`: names the rows; `--reps N` (default 5): timed runs per
 //!   side, after one untimed warm-up run; `--work DIR`: scratch space for the
 //!   ext4 images (default: a temporary directory).
@@ -148,7 +148,7 @@ fn main() -> Result<()> {
             kiln::fs::layer::read_tar(std::io::BufReader::new(f), i64::MAX)
                 .with_context(|| format!("reading {}", tar.display()))?
         }
-        None => kiln::layers::source::read_dir_tree(&args.dir, SDE)
+        None => kiln::input::files::read_dir_tree(&args.dir, SDE)
             .with_context(|| format!("reading {}", args.dir.display()))?,
     };
     let read_time = t.elapsed();
