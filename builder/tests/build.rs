@@ -437,6 +437,80 @@ fn escaping_symlink_is_refused() {
     assert!(!f.store().exists());
 }
 
+impl Fixture {
+    /// `kiln build` of the fixture's recipe into `out/`.
+    fn build(&self) -> (Option<i32>, String) {
+        let out = self.kiln(&[
+            "build",
+            &self.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &self.out().display().to_string(),
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Bad input found in planning: exit 2, the message names `want`, and
+    /// nothing ran, nothing was fetched and nothing was written.
+    fn refused_in_planning(&self, want: &[&str]) {
+        let (code, stderr) = self.build();
+        assert_eq!(code, Some(2), "{stderr}");
+        for w in want {
+            assert!(stderr.contains(w), "expected {w:?} in: {stderr}");
+        }
+        assert_eq!(self.mmdebstrap_calls(), 0, "{stderr}");
+        assert!(!self.store().exists(), "store created: {stderr}");
+        assert!(!self.out().exists(), "-o created: {stderr}");
+    }
+}
+
+/// `[files] dir` must stay inside the layer directory: `..`, an absolute
+/// path, a `files` that is a symlink out and a symlinked parent component
+/// all exit 2 naming the layer file, line and field.
+#[test]
+fn files_dir_outside_the_layer_is_refused() {
+    let layer = "layers/apps/app";
+    let cases: &[(&str, &str)] = &[
+        (
+            "../../../../../../../../../../etc",
+            "outside the layer directory",
+        ),
+        ("/etc", "must be a relative path"),
+        ("linked", "outside the layer directory"),
+        ("up/etc", "outside the layer directory"),
+    ];
+    for (dir, why) in cases {
+        let f = Fixture::new();
+        std::os::unix::fs::symlink("/etc", f.root().join(layer).join("linked")).unwrap();
+        std::os::unix::fs::symlink("/", f.root().join(layer).join("up")).unwrap();
+        write(
+            &f.root().join(layer).join("layer.toml"),
+            &format!("[layer]\nkind = \"app\"\n\n[files]\ndir = \"{dir}\"\n"),
+        );
+        f.refused_in_planning(&[&format!("{layer}/layer.toml:5"), "field `files.dir`", why]);
+    }
+}
+
+/// Whiteouts in an app's files reach the layers below; a malformed one
+/// (`.wh.` alone at the top once removed the whole root and failed late with
+/// exit 3) is bad input naming the file.
+#[test]
+fn malformed_whiteouts_in_files_are_refused() {
+    let files = "layers/apps/app/files";
+    for (path, why) in [
+        (".wh.", "names nothing"),
+        ("etc/.wh..", "own entry"),
+        ("etc/.wh..wh.motd", "reserved"),
+        (".wh..wh..opq", "every layer below"),
+    ] {
+        let f = Fixture::new();
+        write(&f.root().join(files).join(path), "");
+        f.refused_in_planning(&[&format!("{files}/{path}"), why]);
+    }
+}
+
 #[test]
 fn missing_mmdebstrap_is_an_environment_error() {
     let f = Fixture::new();

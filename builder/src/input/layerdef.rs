@@ -10,6 +10,7 @@ use globset::GlobMatcher;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::input::files::FilesDir;
 use crate::input::source_file::SourceFile;
 use crate::util::error::InputError;
 
@@ -118,8 +119,8 @@ pub struct LayerDef {
     pub debian: Option<DebianSource>,
     /// Strip rules applied after unpacking the packages.
     pub strip: StripRules,
-    /// A directory of files copied into the layer, if any.
-    pub files: Option<PathBuf>,
+    /// A directory of files copied into the layer, if any; inside the layer directory.
+    pub files: Option<FilesDir>,
     /// Per-path metadata overrides for the files.
     pub overrides: Vec<Override>,
     /// Services the layer declares.
@@ -397,17 +398,10 @@ impl LayerDef {
 
         let files = match &raw.files {
             None => None,
-            Some(f) => {
-                let p = dir.join(f.dir.get_ref());
-                if !p.is_dir() {
-                    return Err(src.error(
-                        f.dir.span(),
-                        "files.dir",
-                        format!("directory {} does not exist", p.display()),
-                    ));
-                }
-                Some(p)
-            }
+            Some(f) => Some(
+                FilesDir::resolve(dir, f.dir.get_ref())
+                    .map_err(|m| src.error(f.dir.span(), "files.dir", m))?,
+            ),
         };
         if files.is_none() && debian.is_none() {
             return Err(InputError {
