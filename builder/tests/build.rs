@@ -511,6 +511,64 @@ fn malformed_whiteouts_in_files_are_refused() {
     }
 }
 
+/// A service program that no layer can provide fails in planning when the
+/// plan can tell (the app's own files don't hold it and the base's strip
+/// rules delete everything else there), before mmdebstrap runs; when only the
+/// build can tell, it fails after building with no output directory made.
+#[test]
+fn missing_service_program_is_found_before_building() {
+    let strip_all = |f: &Fixture| {
+        let p = f.root().join("layers/base/mini/layer.toml");
+        let text = fs::read_to_string(&p).unwrap().replace(
+            "delete = [\"usr/share/doc/**\"]",
+            "delete = [\"**\"]\nkeep = [\"bin/busybox\", \"etc/motd\"]",
+        );
+        fs::write(p, text).unwrap();
+    };
+    let service = |f: &Fixture, prog: &str| {
+        let p = f.root().join("layers/apps/app/layer.toml");
+        let text = fs::read_to_string(&p)
+            .unwrap()
+            .replace("/bin/busybox", prog);
+        fs::write(p, text).unwrap();
+    };
+
+    // A typo beside the app's own files.
+    let f = Fixture::new();
+    strip_all(&f);
+    service(&f, "/srv/app/indx.html");
+    f.refused_in_planning(&[
+        "layers/apps/app/layer.toml:14",
+        "field `service.command`",
+        "/srv/app/indx.html does not exist",
+        "[strip] rules of base/mini",
+    ]);
+    // A directory of the app's own files.
+    let f = Fixture::new();
+    service(&f, "/srv/app");
+    f.refused_in_planning(&["/srv/app does not exist", "is a directory"]);
+    // Not a clean path.
+    let f = Fixture::new();
+    service(&f, "/bin/../bin/busybox");
+    f.refused_in_planning(&["field `service[0].command`", "clean absolute path"]);
+    // The base's packages may hold it: only the build can tell.
+    let f = Fixture::new();
+    service(&f, "/usr/bin/missing");
+    let (code, stderr) = f.build();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/usr/bin/missing does not exist"),
+        "{stderr}"
+    );
+    assert_eq!(f.mmdebstrap_calls(), 1);
+    assert!(!f.out().exists(), "-o created: {stderr}");
+    // What the strip rules keep is left to the build, which finds it.
+    let f = Fixture::new();
+    strip_all(&f);
+    let (code, stderr) = f.build();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn missing_mmdebstrap_is_an_environment_error() {
     let f = Fixture::new();

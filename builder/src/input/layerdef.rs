@@ -219,6 +219,14 @@ fn parse_mode(s: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok()
 }
 
+/// An absolute path naming a file: `/a/b`, with no empty, `.` or `..`
+/// component (the image's init resolves `..` after symlinks, kiln's checks
+/// lexically; a clean path means the same to both).
+fn clean_program_path(p: &str) -> bool {
+    p.strip_prefix('/')
+        .is_some_and(|rest| rest.split('/').all(|c| !matches!(c, "" | "." | "..")))
+}
+
 fn simple_word(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -478,7 +486,15 @@ impl LayerDef {
                 ));
             }
             match s.command.get_ref().first() {
-                Some(c) if c.starts_with('/') => {}
+                Some(c) if c.starts_with('/') => {
+                    if !clean_program_path(c) {
+                        return Err(src.error(
+                            s.command.span(),
+                            &format!("{field}.command"),
+                            format!("{c:?} must name a program by a clean absolute path (no trailing /, no empty, . or .. components)"),
+                        ));
+                    }
+                }
                 _ => {
                     return Err(src.error(
                         s.command.span(),
@@ -558,6 +574,22 @@ mod tests {
             ("12345", None),
         ] {
             assert_eq!(parse_mode(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn program_paths() {
+        for (p, ok) in [
+            ("/usr/lib/hello/start", true),
+            ("/bin/.hidden", true),
+            ("/", false),
+            ("/usr/bin/", false),
+            ("//usr/bin/x", false),
+            ("/usr/./bin/x", false),
+            ("/usr/../bin/x", false),
+            ("usr/bin/x", false),
+        ] {
+            assert_eq!(clean_program_path(p), ok, "{p}");
         }
     }
 
