@@ -127,7 +127,7 @@ pub enum TreeError {
         /// Its parent.
         parent: String,
     },
-    /// A whiteout-named entry that is not a valid whiteout ([`whiteout`]).
+    /// A whiteout-named entry that is not a valid whiteout ([`whiteout()`]).
     #[error("{name:?} is not a valid whiteout: {why}")]
     BadWhiteout {
         /// The entry's name.
@@ -402,7 +402,7 @@ impl Tree {
     /// Apply an upper layer on top of this tree, following OCI whiteout rules:
     /// `.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its directory of lower
     /// contents, everything else is added or replaces what was there. A
-    /// malformed whiteout ([`whiteout`]) is an error and nothing is changed.
+    /// malformed whiteout ([`whiteout()`]) is an error and nothing is changed.
     pub fn apply_layer(&mut self, upper: &Tree) -> Result<(), TreeError> {
         for (path, _) in upper.iter() {
             whiteout(file_name(path))?;
