@@ -437,6 +437,138 @@ fn escaping_symlink_is_refused() {
     assert!(!f.store().exists());
 }
 
+impl Fixture {
+    /// `kiln build` of the fixture's recipe into `out/`.
+    fn build(&self) -> (Option<i32>, String) {
+        let out = self.kiln(&[
+            "build",
+            &self.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &self.out().display().to_string(),
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Bad input found in planning: exit 2, the message names `want`, and
+    /// nothing ran, nothing was fetched and nothing was written.
+    fn refused_in_planning(&self, want: &[&str]) {
+        let (code, stderr) = self.build();
+        assert_eq!(code, Some(2), "{stderr}");
+        for w in want {
+            assert!(stderr.contains(w), "expected {w:?} in: {stderr}");
+        }
+        assert_eq!(self.mmdebstrap_calls(), 0, "{stderr}");
+        assert!(!self.store().exists(), "store created: {stderr}");
+        assert!(!self.out().exists(), "-o created: {stderr}");
+    }
+}
+
+/// `[files] dir` must stay inside the layer directory: `..`, an absolute
+/// path, a `files` that is a symlink out and a symlinked parent component
+/// all exit 2 naming the layer file, line and field.
+#[test]
+fn files_dir_outside_the_layer_is_refused() {
+    let layer = "layers/apps/app";
+    let cases: &[(&str, &str)] = &[
+        (
+            "../../../../../../../../../../etc",
+            "outside the layer directory",
+        ),
+        ("/etc", "must be a relative path"),
+        ("linked", "outside the layer directory"),
+        ("up/etc", "outside the layer directory"),
+    ];
+    for (dir, why) in cases {
+        let f = Fixture::new();
+        std::os::unix::fs::symlink("/etc", f.root().join(layer).join("linked")).unwrap();
+        std::os::unix::fs::symlink("/", f.root().join(layer).join("up")).unwrap();
+        write(
+            &f.root().join(layer).join("layer.toml"),
+            &format!("[layer]\nkind = \"app\"\n\n[files]\ndir = \"{dir}\"\n"),
+        );
+        f.refused_in_planning(&[&format!("{layer}/layer.toml:5"), "field `files.dir`", why]);
+    }
+}
+
+/// Whiteouts in an app's files reach the layers below; a malformed one
+/// (`.wh.` alone at the top once removed the whole root and failed late with
+/// exit 3) is bad input naming the file.
+#[test]
+fn malformed_whiteouts_in_files_are_refused() {
+    let files = "layers/apps/app/files";
+    for (path, why) in [
+        (".wh.", "names nothing"),
+        ("etc/.wh..", "own entry"),
+        ("etc/.wh..wh.motd", "reserved"),
+        (".wh..wh..opq", "every layer below"),
+    ] {
+        let f = Fixture::new();
+        write(&f.root().join(files).join(path), "");
+        f.refused_in_planning(&[&format!("{files}/{path}"), why]);
+    }
+}
+
+/// A service program that no layer can provide fails in planning when the
+/// plan can tell (the app's own files don't hold it and the base's strip
+/// rules delete everything else there), before mmdebstrap runs; when only the
+/// build can tell, it fails after building with no output directory made.
+#[test]
+fn missing_service_program_is_found_before_building() {
+    let strip_all = |f: &Fixture| {
+        let p = f.root().join("layers/base/mini/layer.toml");
+        let text = fs::read_to_string(&p).unwrap().replace(
+            "delete = [\"usr/share/doc/**\"]",
+            "delete = [\"**\"]\nkeep = [\"bin/busybox\", \"etc/motd\"]",
+        );
+        fs::write(p, text).unwrap();
+    };
+    let service = |f: &Fixture, prog: &str| {
+        let p = f.root().join("layers/apps/app/layer.toml");
+        let text = fs::read_to_string(&p)
+            .unwrap()
+            .replace("/bin/busybox", prog);
+        fs::write(p, text).unwrap();
+    };
+
+    // A typo beside the app's own files.
+    let f = Fixture::new();
+    strip_all(&f);
+    service(&f, "/srv/app/indx.html");
+    f.refused_in_planning(&[
+        "layers/apps/app/layer.toml:14",
+        "field `service.command`",
+        "/srv/app/indx.html does not exist",
+        "[strip] rules of base/mini",
+    ]);
+    // A directory of the app's own files.
+    let f = Fixture::new();
+    service(&f, "/srv/app");
+    f.refused_in_planning(&["/srv/app does not exist", "is a directory"]);
+    // Not a clean path.
+    let f = Fixture::new();
+    service(&f, "/bin/../bin/busybox");
+    f.refused_in_planning(&["field `service[0].command`", "clean absolute path"]);
+    // The base's packages may hold it: only the build can tell.
+    let f = Fixture::new();
+    service(&f, "/usr/bin/missing");
+    let (code, stderr) = f.build();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/usr/bin/missing does not exist"),
+        "{stderr}"
+    );
+    assert_eq!(f.mmdebstrap_calls(), 1);
+    assert!(!f.out().exists(), "-o created: {stderr}");
+    // What the strip rules keep is left to the build, which finds it.
+    let f = Fixture::new();
+    strip_all(&f);
+    let (code, stderr) = f.build();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn missing_mmdebstrap_is_an_environment_error() {
     let f = Fixture::new();

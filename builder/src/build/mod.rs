@@ -339,12 +339,12 @@ pub fn build(
 
     store.init()?;
     let _lock = store.lock()?;
-    let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
     let base = format!("{}-{}", recipe.name, recipe.version);
 
     // Nothing changed: every layer and the assembled image are in the store.
     if let Some(entries) = cached_entries(&plan, store)? {
         if let Some(hit) = crate::build::output::lookup(store, &image_key(&entries))? {
+            let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
             let m = hit.manifest;
             let name = m.image.file.clone();
             let out_path = opts.out_dir.join(&name);
@@ -393,6 +393,9 @@ pub fn build(
     }
 
     let layers = build_layers(&plan, store, progress)?;
+    // The output directory is made only now: bad input found while building
+    // (a service program no layer provides) leaves none behind.
+    let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
     let sde = image_epoch(&plan, &layers.entries);
     let (image_name, disk, digest) = if recipe.disk.format == DiskFormat::Tar {
         progress.step("writing the composed root as a tar");

@@ -21,6 +21,9 @@ pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Name of an OCI opaque-directory marker.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
+mod whiteout;
+pub use whiteout::{whiteout, Whiteout};
+
 /// File contents, shared cheaply between trees.
 pub type Content = Arc<Vec<u8>>;
 
@@ -123,6 +126,14 @@ pub enum TreeError {
         path: String,
         /// Its parent.
         parent: String,
+    },
+    /// A whiteout-named entry that is not a valid whiteout ([`whiteout()`]).
+    #[error("{name:?} is not a valid whiteout: {why}")]
+    BadWhiteout {
+        /// The entry's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// A hard link whose target is not a regular file of the tree.
     #[error("{path}: hard link target {target:?} is not a regular file in the tree")]
@@ -392,8 +403,12 @@ impl Tree {
 
     /// Apply an upper layer on top of this tree, following OCI whiteout rules:
     /// `.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its directory of lower
-    /// contents, everything else is added or replaces what was there.
+    /// contents, everything else is added or replaces what was there. A
+    /// malformed whiteout ([`whiteout()`]) is an error and nothing is changed.
     pub fn apply_layer(&mut self, upper: &Tree) -> Result<(), TreeError> {
+        for (path, _) in upper.iter() {
+            whiteout(file_name(path))?;
+        }
         // Contents of lower files that hard links point at, in case a link
         // survives its target.
         let link_targets: BTreeMap<String, Node> = self
@@ -407,12 +422,16 @@ impl Tree {
         // Opaque markers and whiteouts first, so that the upper layer's own
         // entries in the same directory survive them.
         for (path, _) in upper.iter() {
-            let name = file_name(path);
             let dir = parent(path).unwrap_or("");
-            if name == OPAQUE_MARKER {
-                self.remove_below(dir);
-            } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-                self.remove(&join(dir, hidden));
+            match whiteout(file_name(path)) {
+                Ok(Some(Whiteout::Opaque)) => {
+                    self.remove_below(dir);
+                }
+                Ok(Some(Whiteout::Hides(hidden))) => {
+                    self.remove(&join(dir, hidden));
+                }
+                // Malformed ones were refused above.
+                Ok(None) | Err(_) => {}
             }
         }
         for (path, node) in upper.iter() {
@@ -641,6 +660,29 @@ mod tests {
         assert!(lower.get("var/cache/b").is_some());
         assert!(lower.get("etc/.wh.motd").is_none());
         lower.validate().unwrap();
+    }
+
+    /// `.wh.` at the top once removed the whole lower root; a malformed
+    /// whiteout is now refused and the lower tree is left as it was.
+    #[test]
+    fn malformed_whiteouts_are_refused() {
+        for bad in [".wh.", "etc/.wh..", "etc/.wh...", "etc/.wh..wh.x"] {
+            let mut lower = Tree::new(0);
+            lower.insert("etc", dir()).unwrap();
+            lower.insert("etc/motd", file("hi")).unwrap();
+            let before = lower.clone();
+            let mut upper = Tree::new(0);
+            upper.insert("etc", dir()).unwrap();
+            upper.insert(bad, file("")).unwrap();
+            assert!(
+                matches!(
+                    lower.apply_layer(&upper),
+                    Err(TreeError::BadWhiteout { .. })
+                ),
+                "{bad}"
+            );
+            assert_eq!(lower, before, "{bad}");
+        }
     }
 
     #[test]

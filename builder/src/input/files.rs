@@ -1,14 +1,69 @@
 //! A layer's `[files]` directory, read into a tree: normalised metadata
 //! (root-owned, 0755 for directories and executables, 0644 otherwise, every
-//! time SOURCE_DATE_EPOCH), then the layer's overrides. Symlinks are stored,
-//! never followed; one whose target climbs out of the directory is an error.
+//! time SOURCE_DATE_EPOCH), then the layer's overrides. The directory itself
+//! must lie inside the layer's directory once every symlink on the way is
+//! resolved ([`FilesDir`]); below it, symlinks are stored, never followed, and
+//! one whose target climbs out of the directory is an error. OCI whiteouts
+//! (`.wh.NAME`, `.wh..wh..opq`) are allowed and reach the layers below; a
+//! malformed one is an error ([`crate::fs::tree::whiteout`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::fs::tree::{Meta, Node, NodeKind, Tree};
+use crate::fs::tree::{self, Meta, Node, NodeKind, Tree, Whiteout};
 use crate::input::layerdef::{glob, LayerDef};
 use crate::util::error::InputError;
+
+/// A layer's `[files]` directory, proven to lie inside the layer's
+/// directory: `dir` is relative, and its canonical path (every `..` and
+/// symlink resolved, the last component included) starts with the layer
+/// directory's canonical path. Only [`FilesDir::resolve`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesDir {
+    /// The canonical path: what is read.
+    real: PathBuf,
+}
+
+impl FilesDir {
+    /// Resolve `dir` (as written in `layer.toml`) against the layer
+    /// directory. The error says why it is not a directory inside it.
+    pub fn resolve(layer_dir: &Path, dir: &str) -> Result<FilesDir, String> {
+        let rel = Path::new(dir);
+        if dir.is_empty() || rel.is_absolute() {
+            return Err(format!(
+                "{dir:?} must be a relative path inside the layer directory {}",
+                layer_dir.display()
+            ));
+        }
+        let joined = layer_dir.join(rel);
+        let root = std::fs::canonicalize(layer_dir)
+            .map_err(|e| format!("cannot resolve {}: {e}", layer_dir.display()))?;
+        let real = match std::fs::canonicalize(&joined) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("directory {} does not exist", joined.display()))
+            }
+            Err(e) => return Err(format!("cannot resolve {}: {e}", joined.display())),
+        };
+        if !real.starts_with(&root) {
+            return Err(format!(
+                "{} resolves to {}, outside the layer directory {}; [files] must stay inside it",
+                joined.display(),
+                real.display(),
+                root.display()
+            ));
+        }
+        if !real.is_dir() {
+            return Err(format!("{} is not a directory", joined.display()));
+        }
+        Ok(FilesDir { real })
+    }
+
+    /// The directory to read (canonical).
+    pub fn path(&self) -> &Path {
+        &self.real
+    }
+}
 
 /// Files of this name in a `[files]` directory are not copied: they only keep
 /// an otherwise empty directory in git.
@@ -17,7 +72,8 @@ pub const KEEP_PLACEHOLDER: &str = ".keep";
 /// Read a layer's `[files]` directory into a tree with normalised metadata and
 /// the layer's overrides applied. Symlinks are stored, never followed; one
 /// whose target climbs out of the directory is an error naming it.
-pub fn files_tree(def: &LayerDef, dir: &Path, sde: i64) -> Result<Tree, InputError> {
+pub fn files_tree(def: &LayerDef, dir: &FilesDir, sde: i64) -> Result<Tree, InputError> {
+    let dir = dir.path();
     let mut tree = read_dir_tree(dir, sde)?;
     // Overrides, in file order; each must match something.
     for o in &def.overrides {
@@ -56,7 +112,8 @@ pub fn files_tree(def: &LayerDef, dir: &Path, sde: i64) -> Result<Tree, InputErr
 }
 
 /// Read a directory into a tree: root-owned, modes normalised, times `sde`,
-/// symlinks stored and checked not to escape `dir`, `.keep` files skipped.
+/// symlinks stored and checked not to escape `dir`, whiteouts checked,
+/// `.keep` files skipped.
 pub fn read_dir_tree(dir: &Path, sde: i64) -> Result<Tree, InputError> {
     let mut tree = Tree::new(sde);
     walk(dir, dir, "", &mut tree, sde)?;
@@ -87,6 +144,7 @@ fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, sde: i64) -> Result
         };
         let md = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e.to_string()))?;
         let ft = md.file_type();
+        check_whiteout(&name, rel, ft.is_dir()).map_err(|m| err(&path, m))?;
         let exec = std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o100 != 0;
         let kind = if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| err(&path, e.to_string()))?;
@@ -134,6 +192,27 @@ fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, sde: i64) -> Result
     Ok(())
 }
 
+/// A whiteout-named entry of a `[files]` directory (at `rel`, the relative
+/// path of its directory) must be well formed, must not be a directory (it
+/// only names what it hides), and an opaque marker must not sit at the top,
+/// where it would hide every layer below, the base's kernel and init with them.
+fn check_whiteout(name: &str, rel: &str, is_dir: bool) -> Result<(), String> {
+    let Some(w) = tree::whiteout(name).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if is_dir {
+        return Err(format!(
+            "{name:?} is a whiteout name: it must be an empty file naming what it hides, not a directory"
+        ));
+    }
+    if w == Whiteout::Opaque && rel.is_empty() {
+        return Err(format!(
+            "{name:?} at the top of the files directory would hide every layer below (the base's kernel and init with them); put it in the directory whose lower contents it hides"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a symlink at `link` (relative to the source root) with `target`
 /// resolves, lexically, outside the source root. Absolute targets are paths
 /// in the image, i.e. relative to the layer's root, and cannot escape.
@@ -170,6 +249,105 @@ mod tests {
             ("d/e/a", "../x/../../../y", true),
         ] {
             assert_eq!(escapes(link, target), bad, "{link} -> {target}");
+        }
+    }
+    /// A layer directory `root/layer` with `files/`, and host files beside it.
+    fn layer_dir() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let layer = t.path().join("layer");
+        std::fs::create_dir_all(layer.join("files/etc")).unwrap();
+        std::fs::create_dir_all(layer.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(t.path().join("host/etc")).unwrap();
+        std::fs::write(t.path().join("host/etc/passwd"), "root:x:0:0\n").unwrap();
+        (t, layer)
+    }
+
+    #[test]
+    fn files_dir_stays_inside_the_layer() {
+        use std::os::unix::fs::symlink;
+        let (t, layer) = layer_dir();
+        let host = t.path().join("host");
+        symlink(&host, layer.join("out")).unwrap();
+        symlink("../host", layer.join("out-relative")).unwrap();
+        symlink("files", layer.join("inside")).unwrap();
+        symlink(&host, layer.join("sub/deeper/up")).unwrap();
+        symlink("..", layer.join("sub/parent")).unwrap();
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("files", Ok("files")),
+            ("./files/", Ok("files")),
+            ("sub/../files", Ok("files")),
+            // A symlink that stays inside is followed: it is the layer's own.
+            ("inside", Ok("files")),
+            ("sub/parent/files", Ok("files")),
+            (".", Ok("")),
+            // `..` out of the layer.
+            ("..", Err("outside the layer directory")),
+            ("../host", Err("outside the layer directory")),
+            (
+                "../../../../../../../../etc",
+                Err("outside the layer directory"),
+            ),
+            ("files/../../host/etc", Err("outside the layer directory")),
+            // Absolute paths, even to the layer itself.
+            ("/etc", Err("must be a relative path")),
+            (layer.to_str().unwrap(), Err("must be a relative path")),
+            ("", Err("must be a relative path")),
+            // `files` itself a symlink out of the layer.
+            ("out", Err("outside the layer directory")),
+            ("out-relative", Err("outside the layer directory")),
+            // A symlink among the parent components.
+            ("out/etc", Err("outside the layer directory")),
+            ("sub/deeper/up/etc", Err("outside the layer directory")),
+            ("sub/parent/../host", Err("outside the layer directory")),
+            ("nothing", Err("does not exist")),
+            ("files/etc/../../layer.toml", Err("does not exist")),
+        ];
+        std::fs::write(layer.join("plain"), "x").unwrap();
+        let canonical = std::fs::canonicalize(&layer).unwrap();
+        for (dir, want) in cases {
+            match (FilesDir::resolve(&layer, dir), want) {
+                (Ok(got), Ok(rel)) => assert_eq!(got.path(), canonical.join(rel), "{dir}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{dir}: {e}"),
+                (got, want) => panic!("{dir:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        let e = FilesDir::resolve(&layer, "plain").unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn whiteouts_in_files() {
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            ("etc/.wh.motd", false, None),
+            (".wh.usr", false, None),
+            ("etc/.wh..wh..opq", false, None),
+            (".wh.", false, Some("names nothing")),
+            ("etc/.wh.", false, Some("names nothing")),
+            ("etc/.wh..", false, Some("own entry")),
+            ("etc/.wh...", false, Some("own entry")),
+            ("etc/.wh..wh.x", false, Some("reserved")),
+            (".wh..wh..opq", false, Some("every layer below")),
+            ("etc/.wh.motd", true, Some("not a directory")),
+        ];
+        for (path, is_dir, want) in cases {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if *is_dir {
+                std::fs::create_dir(&p).unwrap();
+            } else {
+                std::fs::write(&p, "").unwrap();
+            }
+            match (read_dir_tree(t.path(), 0), want) {
+                (Ok(tree), None) => assert!(tree.get(path).is_some(), "{path}"),
+                (Err(e), Some(w)) => {
+                    assert!(
+                        e.file.ends_with(path) && e.message.contains(w),
+                        "{path}: {e}"
+                    )
+                }
+                (got, want) => panic!("{path}: got {got:?}, want {want:?}"),
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use globset::GlobMatcher;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::input::files::FilesDir;
 use crate::input::source_file::SourceFile;
 use crate::util::error::InputError;
 
@@ -118,8 +119,8 @@ pub struct LayerDef {
     pub debian: Option<DebianSource>,
     /// Strip rules applied after unpacking the packages.
     pub strip: StripRules,
-    /// A directory of files copied into the layer, if any.
-    pub files: Option<PathBuf>,
+    /// A directory of files copied into the layer, if any; inside the layer directory.
+    pub files: Option<FilesDir>,
     /// Per-path metadata overrides for the files.
     pub overrides: Vec<Override>,
     /// Services the layer declares.
@@ -216,6 +217,14 @@ fn parse_mode(s: &str) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(digits, 8).ok()
+}
+
+/// An absolute path naming a file: `/a/b`, with no empty, `.` or `..`
+/// component (the image's init resolves `..` after symlinks, kiln's checks
+/// lexically; a clean path means the same to both).
+fn clean_program_path(p: &str) -> bool {
+    p.strip_prefix('/')
+        .is_some_and(|rest| rest.split('/').all(|c| !matches!(c, "" | "." | "..")))
 }
 
 fn simple_word(s: &str) -> bool {
@@ -397,17 +406,10 @@ impl LayerDef {
 
         let files = match &raw.files {
             None => None,
-            Some(f) => {
-                let p = dir.join(f.dir.get_ref());
-                if !p.is_dir() {
-                    return Err(src.error(
-                        f.dir.span(),
-                        "files.dir",
-                        format!("directory {} does not exist", p.display()),
-                    ));
-                }
-                Some(p)
-            }
+            Some(f) => Some(
+                FilesDir::resolve(dir, f.dir.get_ref())
+                    .map_err(|m| src.error(f.dir.span(), "files.dir", m))?,
+            ),
         };
         if files.is_none() && debian.is_none() {
             return Err(InputError {
@@ -484,7 +486,15 @@ impl LayerDef {
                 ));
             }
             match s.command.get_ref().first() {
-                Some(c) if c.starts_with('/') => {}
+                Some(c) if c.starts_with('/') => {
+                    if !clean_program_path(c) {
+                        return Err(src.error(
+                            s.command.span(),
+                            &format!("{field}.command"),
+                            format!("{c:?} must name a program by a clean absolute path (no trailing /, no empty, . or .. components)"),
+                        ));
+                    }
+                }
                 _ => {
                     return Err(src.error(
                         s.command.span(),
@@ -564,6 +574,22 @@ mod tests {
             ("12345", None),
         ] {
             assert_eq!(parse_mode(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn program_paths() {
+        for (p, ok) in [
+            ("/usr/lib/hello/start", true),
+            ("/bin/.hidden", true),
+            ("/", false),
+            ("/usr/bin/", false),
+            ("//usr/bin/x", false),
+            ("/usr/./bin/x", false),
+            ("/usr/../bin/x", false),
+            ("usr/bin/x", false),
+        ] {
+            assert_eq!(clean_program_path(p), ok, "{p}");
         }
     }
 

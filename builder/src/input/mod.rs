@@ -8,4 +8,5 @@ pub mod layerdef;
 pub mod lock;
 pub mod plan;
 pub mod recipe;
+pub mod services;
 pub mod source_file;

@@ -1,7 +1,9 @@
 //! From a recipe to a validated build plan: every layer file read and checked,
 //! layer order checked (base, then packages, then app), source directories
-//! read and hashed, SOURCE_DATE_EPOCH chosen. All input errors surface here,
-//! before anything is written to the store or the output directory.
+//! read and hashed, SOURCE_DATE_EPOCH chosen, service programs checked as far
+//! as the plan can tell ([`crate::input::services`]). Every input error that
+//! can be found without building surfaces here, before anything is fetched
+//! or written to the store or the output directory.
 
 use std::path::Path;
 
@@ -202,6 +204,7 @@ impl Plan {
                 locked,
             });
         }
+        crate::input::services::check(&layers)?;
         Ok(Plan {
             recipe,
             recipe_digest: sha256_digest(&recipe_bytes),

@@ -9,18 +9,31 @@
 //! when the descriptor's size is over the caller's limit, and refused when
 //! the registry sends more than that size (reading stops one byte past it),
 //! fewer, or bytes with another digest.
+//!
+//! Credentials go only to the registry's own origin (RFC 6454: scheme, host,
+//! port). A Bearer challenge may name a token service elsewhere; that service
+//! gets the credentials configured for its own host, over HTTPS (or to
+//! loopback), and nothing else ([`realm_credentials`]). Nothing secret reaches
+//! the log: ureq's byte-level trace of the wire (which holds `Authorization`
+//! headers and token responses) is switched off for kiln's requests, which
+//! kiln logs itself, and the token response is logged redacted
+//! ([`redact_token_response`]).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde_json::Value;
 
 use super::spec::Descriptor;
 use super::{HashWriter, INDEX_TYPE, MANIFEST_TYPE};
 use crate::util::error::{check_failed, EnvError, InputError};
+
+mod auth;
+use auth::{
+    basic, configured_credentials, credentials, is_loopback, realm_credentials,
+    redact_token_response, Origin,
+};
 
 /// Largest manifest or small blob read into memory (the spec's 4 MiB manifest limit).
 pub(crate) const SMALL_LIMIT: u64 = 4 << 20;
@@ -92,17 +105,42 @@ impl Reference {
                     &self.host
                 }
             });
-        let loopback = name == "localhost"
-            || name == "[::1]"
-            || name
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|a| a.is_loopback());
         format!(
             "{}://{}",
-            if loopback { "http" } else { "https" },
+            if is_loopback(name) { "http" } else { "https" },
             self.host
         )
     }
+}
+
+/// Run `f` with logging off on this thread. At trace level (`-vvv`) ureq
+/// dumps every byte it sends and receives, `Authorization` headers and token
+/// responses included; kiln's requests run under this and are logged by
+/// [`logged_request`] instead.
+fn unlogged<T>(f: impl FnOnce() -> T) -> T {
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+}
+
+/// ureq middleware: every request of a [`Client`] runs [`unlogged`] and is
+/// logged at debug level as method, URL without its query, and outcome.
+fn logged_request(
+    req: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> std::result::Result<Response, ureq::Error> {
+    let method = req.method().clone();
+    let uri = req.uri();
+    let url = format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    );
+    let resp = unlogged(|| next.handle(req));
+    match &resp {
+        Ok(r) => tracing::debug!(%method, %url, status = r.status().as_u16(), "registry"),
+        Err(e) => tracing::debug!(%method, %url, error = %e, "registry"),
+    }
+    resp
 }
 
 /// A parsed `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
@@ -163,57 +201,13 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
     })
 }
 
-/// Registry credentials for a host: the environment, else containers'
-/// `auth.json`, else Docker's `config.json`.
-pub(crate) fn credentials(host: &str) -> Option<(String, String)> {
-    if let (Ok(u), Ok(p)) = (
-        std::env::var("KILN_REGISTRY_USERNAME"),
-        std::env::var("KILN_REGISTRY_PASSWORD"),
-    ) {
-        return Some((u, p));
-    }
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
-        files.push(p.into());
-    }
-    if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
-        files.push(PathBuf::from(p).join("containers/auth.json"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        files.push(PathBuf::from(&h).join(".config/containers/auth.json"));
-        files.push(PathBuf::from(&h).join(".docker/config.json"));
-    }
-    for f in files {
-        let Some(v) = std::fs::read(&f)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
-            continue;
-        };
-        let auth = v["auths"][host]["auth"]
-            .as_str()
-            .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok());
-        if let Some((u, p)) = auth.and_then(|a| String::from_utf8(a).ok()).and_then(|s| {
-            s.split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-        }) {
-            return Some((u, p));
-        }
-    }
-    None
-}
-
-pub(crate) fn basic(u: &str, p: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-    )
-}
-
 /// A session with one repository of a registry.
 pub(crate) struct Client {
     pub(crate) agent: ureq::Agent,
     pub(crate) base: String,
+    /// The origin of `base`: the only one the registry's credentials and
+    /// token are sent to.
+    pub(crate) origin: Origin,
     pub(crate) r: Reference,
     pub(crate) auth: Option<String>,
 }
@@ -230,12 +224,20 @@ impl Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .middleware(logged_request)
             .build()
             .into();
         let base = r.base_url();
+        let origin = Origin::of(&base).ok_or_else(|| InputError {
+            file: "(command line)".into(),
+            line: None,
+            field: Some("oci reference".into()),
+            message: format!("{:?}: not a host kiln can reach as {base}", r.host),
+        })?;
         let mut c = Client {
             agent,
             base: base.clone(),
+            origin,
             r: r.clone(),
             auth: None,
         };
@@ -269,7 +271,8 @@ impl Client {
         Ok(c)
     }
 
-    /// A bearer token from the challenge's realm (Docker token protocol).
+    /// A bearer token from the challenge's realm (Docker token protocol),
+    /// asked with the credentials [`realm_credentials`] allows there.
     pub(crate) fn token(
         &self,
         ch: &Challenge,
@@ -280,6 +283,15 @@ impl Client {
             .params
             .get("realm")
             .context("bearer challenge without a realm")?;
+        let realm_origin = Origin::of(realm).ok_or_else(|| {
+            check_failed(format!(
+                "the registry {} names the token service {realm:?}, which is not an http(s) URL",
+                self.r.host
+            ))
+        })?;
+        let sent = realm_credentials(&self.origin, &realm_origin, creds.cloned(), |h| {
+            configured_credentials(h)
+        });
         let scope = format!(
             "repository:{}:{}",
             self.r.repo,
@@ -289,12 +301,18 @@ impl Client {
         if let Some(s) = ch.params.get("service") {
             req = req.query("service", s);
         }
-        if let Some((u, p)) = creds {
+        if let Some((u, p)) = &sent {
             req = req.header("Authorization", basic(u, p));
         }
         let mut resp = req.call().map_err(net(realm))?;
         if resp.status().as_u16() != 200 {
-            if creds.is_none() {
+            if sent.is_none() && creds.is_some() {
+                bail!(EnvError::new(format!(
+                    "the registry {} sends token requests to {realm_origin}, another origin: kiln sends credentials there only over HTTPS (or to loopback), and only those stored for {} in auth.json",
+                    self.r.host, realm_origin.authority
+                )));
+            }
+            if sent.is_none() {
                 return Err(no_creds(&self.r.host));
             }
             bail!(check_failed(format!(
@@ -303,7 +321,11 @@ impl Client {
                 resp.status()
             )));
         }
-        let v: Value = serde_json::from_slice(&read_small(&mut resp)?)?;
+        let body = unlogged(|| read_small(&mut resp))?;
+        tracing::trace!(realm = %realm_origin, response = %redact_token_response(&body), "token service answered");
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            anyhow::anyhow!("the token service {realm_origin} answered with unreadable JSON: {e}")
+        })?;
         v["token"]
             .as_str()
             .or(v["access_token"].as_str())
@@ -325,10 +347,20 @@ impl Client {
             "DELETE" => self.agent.delete(url),
             _ => self.agent.get(url),
         };
-        if let Some(a) = &self.auth {
+        if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
         }
         b
+    }
+
+    /// The `Authorization` header for a request to `url`: only to the
+    /// registry's own origin (an upload `Location` may name another host).
+    fn auth_for(&self, url: &str) -> Option<&str> {
+        let same = Origin::of(url).is_some_and(|o| o.same(&self.origin));
+        if !same && self.auth.is_some() {
+            tracing::debug!(%url, registry = %self.origin, "another origin: sent without the registry's credentials");
+        }
+        self.auth.as_deref().filter(|_| same)
     }
 
     pub(crate) fn req_body(
@@ -341,7 +373,7 @@ impl Client {
         } else {
             self.agent.put(url)
         };
-        if let Some(a) = &self.auth {
+        if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
         }
         b
@@ -653,13 +685,5 @@ mod tests {
             });
             assert_eq!(got, want, "{h}");
         }
-    }
-
-    #[test]
-    fn basic_header() {
-        assert_eq!(
-            basic("aladdin", "opensesame"),
-            "Basic YWxhZGRpbjpvcGVuc2VzYW1l"
-        );
     }
 }
