@@ -120,10 +120,10 @@ pub fn diff(mut out: impl Write, d: &ImageDiff) -> io::Result<()> {
 mod tests {
     use super::super::tests::{text, EMPTY};
     use super::*;
-    use crate::image::disk::DiskReport;
     use crate::model::disk::PartitionInfo;
     use crate::model::manifest::Manifest;
     use crate::read::diff::{FileChanges, Side};
+    use crate::read::disk::DiskReport;
     use crate::read::imagefs::Origin;
     use crate::store::verdict::Verdict;
 
