@@ -9,6 +9,7 @@ pub mod build;
 pub mod inspect;
 pub mod release;
 pub mod store;
+pub mod upkeep;
 
 use std::io::Write;
 
