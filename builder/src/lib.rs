@@ -3,7 +3,8 @@
 //! The modules follow the data flow, and each may use only the modules listed
 //! before it (`builder/ARCHITECTURE.md` draws the picture):
 //! [`util`] → [`fs`] → [`model`] → [`input`] → [`store`] → [`layers`] →
-//! [`image`] → [`read`] → [`build`] → [`vm`] → [`publish`] → [`cli`].
+//! [`image`] → [`read`] → [`build`] → [`vm`] → [`publish`] → [`upkeep`] →
+//! [`cli`].
 
 pub mod build;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod publish;
 pub mod read;
 pub mod store;
+pub mod upkeep;
 pub mod util;
 pub mod vm;
 

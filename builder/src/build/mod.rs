@@ -482,6 +482,9 @@ pub fn build(
     });
     let manifest_path = manifest_path?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
+    // Unlinked before the stamp is taken: dropping a second link changes
+    // the image's ctime, and the stamp would never match again.
+    std::fs::remove_file(&cache_src).ok();
     crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
     Ok(report(
         &manifest,

@@ -133,11 +133,23 @@ pub fn finish(
     Ok(out_dir.join(manifest_name))
 }
 
+/// The directory of output stamps in the store.
+pub fn outputs_dir(store: &Store) -> PathBuf {
+    store.root().join("outputs")
+}
+
 /// What identifies a file's state without reading it, as git's index
-/// does: any write changes its ctime, which no user can set.
+/// does: any write changes its ctime, which no user can set. Recorded in
+/// `STORE/outputs/<sha256 of the absolute path>` for each image file kiln
+/// writes to an output directory.
 #[derive(Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-struct Stamp {
+pub struct Stamp {
     digest: String,
+    /// The file's absolute path (its parent canonical), so `kiln gc` can
+    /// find the output directories kiln wrote. Absent in stamps written
+    /// before kiln recorded it: such a stamp never matches a file again.
+    #[serde(default)]
+    path: Option<PathBuf>,
     dev: u64,
     ino: u64,
     size: u64,
@@ -146,11 +158,13 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: &Path, digest: &str) -> Option<Stamp> {
+    /// The stamp of the file at `abs` (an absolute path, see [`absolute`]) holding `digest`.
+    fn of(abs: &Path, digest: &str) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
+        let m = std::fs::symlink_metadata(abs).ok()?;
         Some(Stamp {
             digest: digest.to_string(),
+            path: Some(abs.to_path_buf()),
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
@@ -158,35 +172,69 @@ impl Stamp {
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         })
     }
+
+    /// Parse a stamp record.
+    pub fn parse(bytes: &[u8]) -> serde_json::Result<Stamp> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The image file it describes, when the stamp records it.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The record's file name for this stamp's path (`None` without a path).
+    pub fn record_name(&self) -> Option<String> {
+        self.path.as_deref().map(record_name)
+    }
+
+    /// Whether the file is still there, unchanged since kiln wrote it.
+    pub fn is_current(&self) -> bool {
+        self.path
+            .as_deref()
+            .is_some_and(|p| Stamp::of(p, &self.digest).as_ref() == Some(self))
+    }
 }
 
-fn stamp_record(store: &Store, path: &Path) -> Result<PathBuf> {
-    let abs = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?
-        .join(path.file_name().unwrap_or_default());
-    let key = Digest::of(abs.as_os_str().as_encoded_bytes());
-    Ok(store.root().join("outputs").join(key.hex()))
+/// `path` made absolute through its parent's canonical path (the file
+/// itself may be absent, and is never followed if it is a link).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(
+        std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?
+            .join(path.file_name().unwrap_or_default()),
+    )
+}
+
+/// The stamp record's file name for an absolute path: its sha256 in hex.
+fn record_name(abs: &Path) -> String {
+    crate::util::digest::Digest::of(abs.as_os_str().as_encoded_bytes()).hex()
 }
 
 /// Whether `path` still holds the image `digest` that kiln wrote there
 /// (its stamp is unchanged since [`record_output`]).
 pub fn up_to_date(store: &Store, path: &Path, digest: &str) -> bool {
-    let Ok(record) = stamp_record(store, path) else {
+    let Ok(abs) = absolute(path) else {
         return false;
     };
-    let Ok(text) = std::fs::read(record) else {
+    let Ok(text) = std::fs::read(outputs_dir(store).join(record_name(&abs))) else {
         return false;
     };
-    serde_json::from_slice::<Stamp>(&text).is_ok_and(|s| Some(s) == Stamp::of(path, digest))
+    Stamp::parse(&text).is_ok_and(|s| Some(s) == Stamp::of(&abs, digest))
 }
 
 /// Remember that `path` (in an output directory) holds the image `digest`.
 pub fn record_output(store: &Store, path: &Path, digest: &str) -> Result<()> {
-    let Some(stamp) = Stamp::of(path, digest) else {
+    let abs = absolute(path)?;
+    let Some(stamp) = Stamp::of(&abs, digest) else {
         return Ok(());
     };
-    let record = stamp_record(store, path)?;
-    std::fs::create_dir_all(record.parent().unwrap_or(store.root()))?;
-    write_atomic(&store.tmp_dir(), &record, &serde_json::to_vec(&stamp)?)
+    let dir = outputs_dir(store);
+    std::fs::create_dir_all(&dir)?;
+    write_atomic(
+        &store.tmp_dir(),
+        &dir.join(record_name(&abs)),
+        &serde_json::to_vec(&stamp)?,
+    )
 }
 
 /// The data extents of a file as (offset, length), from SEEK_DATA/SEEK_HOLE.
@@ -239,6 +287,16 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<()> {
     copy(src, dst, false).map(drop)
 }
 
+/// The sha256 of a (sparse) file, reading only its data extents.
+pub fn file_digest_sparse(path: &Path) -> Result<crate::util::digest::Digest> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let extents = data_extents(&f, len);
+    let hex =
+        hash_extents(&f, len, &extents).with_context(|| format!("reading {}", path.display()))?;
+    crate::util::digest::Digest::parse(&hex).map_err(Into::into)
+}
+
 fn copy(src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
     let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let len = from.metadata()?.len();
@@ -280,34 +338,51 @@ pub struct CachedImage {
     pub file: PathBuf,
 }
 
+/// The directory of build records (image key → image digest) in the store.
+pub fn builds_dir(store: &Store) -> PathBuf {
+    store.root().join("builds")
+}
+
 fn build_record(store: &Store, key: &str) -> Result<PathBuf> {
-    Ok(store
-        .root()
-        .join("builds")
-        .join(format!("{}.json", Digest::parse(key)?.hex())))
+    Ok(builds_dir(store).join(format!("{}.json", Digest::parse(key)?.hex())))
+}
+
+/// A build record, `STORE/builds/<image key>.json`. Its mtime is when a
+/// build last used it (written when the image is assembled, touched when a
+/// build finds it cached), which is how `kiln gc --keep-last` orders builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BuildRecord {
+    /// The image digest.
+    pub image: crate::util::digest::Digest,
 }
 
 /// The cached image for an image key, if the store still holds its file.
 pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        image: String,
-    }
-    let Ok(text) = std::fs::read(build_record(store, key)?) else {
+    let record = build_record(store, key)?;
+    let Ok(text) = std::fs::read(&record) else {
         return Ok(None);
     };
-    let Ok(rec) = serde_json::from_slice::<Record>(&text) else {
+    let Ok(rec) = serde_json::from_slice::<BuildRecord>(&text) else {
         return Ok(None);
     };
-    let Some(manifest) = store.image(&rec.image)? else {
+    let image = rec.image.to_string();
+    let Some(manifest) = store.image(&image)? else {
         return Ok(None);
     };
     let manifest: Manifest = match serde_json::from_slice(&manifest) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
-    let file = store.image_file(&rec.image)?;
+    let file = store.image_file(&image)?;
     let fits = std::fs::metadata(&file).is_ok_and(|m| m.len() == manifest.image.size);
+    if fits {
+        // Only the record's time changes: it says when a build last used it.
+        if let Err(e) =
+            File::open(&record).and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        {
+            tracing::debug!(record = %record.display(), "cannot touch the build record: {e}");
+        }
+    }
     Ok(fits.then_some(CachedImage { manifest, file }))
 }
 
@@ -375,6 +450,60 @@ fn prune(store: &Store, name: &str, keep: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_record_their_path_and_old_ones_still_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        store.init().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let file = out.join("hello-1.0.raw");
+        std::fs::write(&file, b"image").unwrap();
+        let digest = sha256_digest(b"image");
+        record_output(&store, &file, &digest).unwrap();
+        assert!(up_to_date(&store, &file, &digest));
+        let records: Vec<_> = std::fs::read_dir(outputs_dir(&store))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let [record] = &records[..] else {
+            panic!("one stamp: {records:?}")
+        };
+        let s = Stamp::parse(&std::fs::read(record).unwrap()).unwrap();
+        let abs = std::fs::canonicalize(&out).unwrap().join("hello-1.0.raw");
+        assert_eq!(s.path(), Some(abs.as_path()));
+        assert_eq!(
+            s.record_name().as_deref(),
+            record.file_name().and_then(|n| n.to_str())
+        );
+        assert!(s.is_current());
+        std::fs::write(&file, b"edited").unwrap();
+        assert!(!s.is_current());
+        assert!(!up_to_date(&store, &file, &digest));
+
+        // A stamp written before stamps had a path parses, and matches nothing.
+        let old = Stamp::parse(
+            br#"{"digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_ns":5}"#,
+        )
+        .unwrap();
+        assert_eq!((old.path(), old.record_name()), (None, None));
+        assert!(!old.is_current());
+    }
+
+    #[test]
+    fn sparse_digest_is_the_digest_of_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse");
+        let f = File::create(&p).unwrap();
+        f.set_len(3 << 20).unwrap();
+        f.write_all_at(b"middle", 1 << 20).unwrap();
+        drop(f);
+        assert_eq!(
+            file_digest_sparse(&p).unwrap(),
+            crate::util::digest::Digest::of_file(&p).unwrap()
+        );
+    }
 
     #[test]
     fn copy_keeps_holes_and_hashes_every_byte() {

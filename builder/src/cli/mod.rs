@@ -18,7 +18,8 @@ use crate::publish::release::{self, Releases};
 use crate::publish::sign;
 use crate::read::inspect;
 use crate::store::{self, Store};
-use crate::util::error::check_failed;
+use crate::upkeep::{fsck, gc};
+use crate::util::error::{check_failed, EnvError};
 use crate::util::progress::Progress;
 
 pub use render::human;
@@ -180,6 +181,42 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         releases: Option<PathBuf>,
     },
+    /// Remove what the store no longer needs: scratch of dead kiln processes, blobs nothing
+    /// references, old cached images, stale records. Waits for a running build.
+    Gc {
+        /// Keep only the newest N builds of each image name (their manifest, layers and cached
+        /// image; "newest" by when a build last produced or reused them). Without it every
+        /// build's manifest and layers stay, and the newest two cached images per name.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep whatever a release references: manifest, cached image, layers (the default).
+        #[arg(long, overrides_with = "no_keep_released")]
+        keep_released: bool,
+        /// Do not keep what only releases reference: their cached images, and with --keep-last
+        /// their manifests and layers (release stores themselves are never touched).
+        #[arg(long)]
+        no_keep_released: bool,
+        /// Also empty the .deb download cache.
+        #[arg(long)]
+        debs: bool,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Another release store whose releases are kept (repeatable; STORE/releases always is).
+        #[arg(long = "releases", value_name = "DIR")]
+        releases: Vec<PathBuf>,
+    },
+    /// Check the store: re-hash every blob, cached image and .deb, check every record against
+    /// its name and what it points at. Exit 1 naming each bad path.
+    Fsck {
+        /// Remove the store entries at fault, so the next build recreates them (problems in a
+        /// release store are only reported), then check again.
+        #[arg(long)]
+        repair: bool,
+        /// Another release store to check (repeatable; STORE/releases always is).
+        #[arg(long = "releases", value_name = "DIR")]
+        releases: Vec<PathBuf>,
+    },
     /// Fetch an image from an OCI registry, verifying its digests and signature before writing it.
     Pull {
         /// `oci://HOST[:PORT]/REPO:TAG`.
@@ -266,6 +303,31 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             pubkey,
         } => pull(&cx, source, output, pubkey),
+        Command::Gc {
+            keep_last,
+            keep_released: _,
+            no_keep_released,
+            debs,
+            dry_run,
+            releases,
+        } => gc(
+            &cx,
+            &gc::GcOptions {
+                keep_last: *keep_last,
+                keep_released: !no_keep_released,
+                releases: cx.release_stores(releases),
+                debs: *debs,
+                dry_run: *dry_run,
+                temp_dir: Some(std::env::temp_dir()),
+            },
+        ),
+        Command::Fsck { repair, releases } => fsck(
+            &cx,
+            &fsck::FsckOptions {
+                repair: *repair,
+                releases: cx.release_stores(releases),
+            },
+        ),
     }
 }
 
@@ -315,6 +377,17 @@ impl Context {
             human(&mut out).map_err(Into::into)
         }
         .context("writing to stdout")
+    }
+
+    /// The store's own release store and `dirs` (each canonical, so a
+    /// link the user names is not taken for one inside a release store).
+    fn release_stores(&self, dirs: &[PathBuf]) -> Vec<Releases> {
+        let given = dirs
+            .iter()
+            .map(|d| Releases::new(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
+        std::iter::once(Releases::of_store(&self.store))
+            .chain(given)
+            .collect()
     }
 
     /// The release store: `dir`, else the store's `releases`.
@@ -501,4 +574,34 @@ fn channel_report(rel: &Releases, channel: &str) -> Result<release::ChannelRepor
 fn pull(cx: &Context, source: &str, output: &Path, pubkey: &Path) -> Result<()> {
     let r = crate::publish::oci::pull(source, output, pubkey)?;
     cx.report(&r, |out| render::release::pulled(out, &r))
+}
+
+/// `kiln gc`: exit 3 when an entry could not be removed.
+fn gc(cx: &Context, opts: &gc::GcOptions) -> Result<()> {
+    let report = gc::gc(&cx.store, opts)?;
+    cx.report(&report, |out| render::upkeep::gc(out, &report))?;
+    if let Some(first) = report.failed.first() {
+        return Err(EnvError::new(format!(
+            "{} could not be removed, the first {}: {}",
+            render::upkeep::count(report.failed.len(), "entry"),
+            first.path.display(),
+            first.error
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `kiln fsck`: exit 1 when the store is not healthy.
+fn fsck(cx: &Context, opts: &fsck::FsckOptions) -> Result<()> {
+    let report = fsck::fsck(&cx.store, opts)?;
+    cx.show(&report, |out| render::upkeep::fsck(out, &report))?;
+    if !report.healthy() {
+        anyhow::bail!(check_failed(format!(
+            "store {}: {}",
+            report.store.display(),
+            render::upkeep::count(report.problems.len(), "problem")
+        )));
+    }
+    Ok(())
 }

@@ -81,6 +81,11 @@ pub struct Entry {
     pub oci: Vec<String>,
 }
 
+/// The file name of the manifest a release directory holds for image `name` `version`.
+pub fn manifest_name(name: &str, version: &str) -> String {
+    format!("{name}-{version}.manifest.json")
+}
+
 /// A release store directory.
 #[derive(Debug, Clone)]
 pub struct Releases {
@@ -121,6 +126,11 @@ impl Releases {
     /// Its root.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where channel histories live: `channels/CHANNEL/NNNNNN.json`.
+    pub fn channels_dir(&self) -> PathBuf {
+        self.root.join("channels")
     }
 
     fn lock(&self) -> Result<nix::fcntl::Flock<File>> {

@@ -184,6 +184,26 @@ impl Store {
         self.root.join("tmp")
     }
 
+    /// Where blobs live: `blobs/sha256/`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// Where the key index lives: `keys/`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    /// Where image manifests and cached image files live: `images/`.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// Where memoised computations are recorded: `memo/`.
+    pub fn memo_dir(&self) -> PathBuf {
+        self.root.join("memo")
+    }
+
     /// The download cache of .deb files (see `source::debian_tree`).
     pub fn deb_cache(&self) -> PathBuf {
         self.root.join("debs")

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::store::{write_atomic, Store};
 use crate::util::digest::Digest;
 
+/// The store's directory of verdicts.
+pub const DIR: &str = "verdicts";
+
 /// Verdict schema identifier.
 pub const SCHEMA: &str = "kiln.verdict/v1";
 
@@ -80,10 +83,7 @@ pub struct Phases {
 
 /// `STORE/verdicts/<hex>`: the verdicts of one image digest.
 fn dir(store: &Store, digest: &str) -> Result<PathBuf> {
-    Ok(store
-        .root()
-        .join("verdicts")
-        .join(Digest::parse(digest)?.hex()))
+    Ok(store.root().join(DIR).join(Digest::parse(digest)?.hex()))
 }
 
 /// Record a verdict; returns the file it went to.
@@ -92,7 +92,9 @@ pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
     let d = dir(store, &v.image_digest)?;
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     let _lock = store.lock()?;
-    let n = list(store, &v.image_digest)?.len() + 1;
+    // After the highest number present, so a removed verdict file (a corrupt
+    // one, by `kiln fsck --repair`) never makes a new one overwrite another.
+    let n = numbered(&d).last().map_or(0, |(n, _)| *n) + 1;
     let path = d.join(format!("{n}.json"));
     write_atomic(&store.tmp_dir(), &path, &serde_json::to_vec_pretty(v)?)?;
     Ok(path)
@@ -101,8 +103,20 @@ pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
 /// Every verdict recorded for an image digest, oldest first.
 pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
     let d = dir(store, digest)?;
-    let Ok(rd) = std::fs::read_dir(&d) else {
-        return Ok(Vec::new());
+    let files = numbered(&d);
+    files
+        .into_iter()
+        .map(|(_, p)| {
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+        })
+        .collect()
+}
+
+/// The verdict files in a digest's directory, `(n, path)` by n.
+fn numbered(dir: &std::path::Path) -> Vec<(u64, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
     let mut files: Vec<(u64, PathBuf)> = rd
         .flatten()
@@ -114,12 +128,6 @@ pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
         .collect();
     files.sort();
     files
-        .into_iter()
-        .map(|(_, p)| {
-            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
-        })
-        .collect()
 }
 
 /// The latest verdict for a digest, if any.

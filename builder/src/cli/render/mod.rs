@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod release;
 pub mod store;
 pub mod test;
+pub mod upkeep;
 
 use std::io::Write;
 
