@@ -220,7 +220,7 @@ fn build_layer(
                 deb,
                 pl.locked.as_deref(),
                 rule.fixed,
-                &store.tmp_dir(),
+                &store.tmp_dir()?,
                 &store.deb_cache(),
             )?;
             if let Some(locked) = &pl.locked {

@@ -23,6 +23,7 @@ use crate::fs::layer::{finish_digest, hash_zeros, sha256_digest};
 use crate::model::manifest::Manifest;
 use crate::store::{write_atomic, Store};
 use crate::util::digest::Digest;
+use crate::util::scratch::{self, ScratchDir};
 
 /// Bumped whenever disk assembly changes its output for the same inputs.
 pub const ASSEMBLY_VERSION: u32 = 1;
@@ -71,12 +72,13 @@ pub struct OutFile {
 }
 
 /// The temporary directory beside the output files.
-pub fn temp_dir(out_dir: &Path) -> Result<tempfile::TempDir> {
+/// What killed builds left there (their scratch locks died with them) is
+/// removed first.
+pub fn temp_dir(out_dir: &Path) -> Result<ScratchDir> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating output directory {}", out_dir.display()))?;
-    tempfile::Builder::new()
-        .prefix(".kiln-tmp-")
-        .tempdir_in(out_dir)
+    scratch::sweep(out_dir, false)?;
+    ScratchDir::new_in(out_dir)
         .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))
 }
 
@@ -231,7 +233,7 @@ pub fn record_output(store: &Store, path: &Path, digest: &str) -> Result<()> {
     let dir = outputs_dir(store);
     std::fs::create_dir_all(&dir)?;
     write_atomic(
-        &store.tmp_dir(),
+        &store.tmp_dir()?,
         &dir.join(record_name(&abs)),
         &serde_json::to_vec(&stamp)?,
     )
@@ -394,9 +396,7 @@ pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> R
     let dest = store.image_file(digest)?;
     if !dest.exists() {
         // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
-        let tmp = store
-            .tmp_dir()
-            .join(format!(".image-{}", std::process::id()));
+        let tmp = store.tmp_dir()?.join("image.raw");
         copy_sparse(file, &tmp)?;
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("renaming into {}", dest.display()))?;
@@ -404,7 +404,7 @@ pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> R
     let record = build_record(store, key)?;
     std::fs::create_dir_all(record.parent().unwrap_or(store.root()))?;
     write_atomic(
-        &store.tmp_dir(),
+        &store.tmp_dir()?,
         &record,
         serde_json::to_string(&serde_json::json!({ "image": digest }))?.as_bytes(),
     )?;

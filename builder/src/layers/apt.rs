@@ -133,7 +133,7 @@ pub fn install(
     let debs = store.deb_cache();
     std::fs::create_dir_all(debs.join("partial"))
         .map_err(|e| EnvError::new(format!("cannot create {}: {e}", debs.display())))?;
-    let tmp = store.tmp_dir();
+    let tmp = store.tmp_dir()?;
     std::fs::create_dir_all(&tmp)
         .map_err(|e| EnvError::new(format!("cannot create {}: {e}", tmp.display())))?;
     // Removed when dropped, on every path out of here. The mounts never

@@ -27,6 +27,7 @@ pub mod verdict;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,15 @@ use crate::fs::layer::sha256_digest;
 use crate::util::digest::Digest;
 use crate::util::error::EnvError;
 use crate::util::memo::Memo;
+use crate::util::scratch::{self, ScratchDir};
 
 /// The store's root and its layout.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// This process's scratch directory in `tmp/`, made on first use and
+    /// removed when the last clone of the store is dropped.
+    scratch: Arc<Mutex<Option<ScratchDir>>>,
 }
 
 /// What the key index says about a built layer.
@@ -152,7 +157,10 @@ pub fn lock_dir(dir: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
 impl Store {
     /// A handle on a store directory; nothing is created yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            scratch: Arc::default(),
+        }
     }
 
     /// The store's root.
@@ -171,6 +179,16 @@ impl Store {
                 ))
             })?;
         }
+        // What killed kiln processes left in tmp/ (their locks died with them).
+        let swept = scratch::sweep(&self.tmp_root(), false)?;
+        if !swept.paths.is_empty() {
+            tracing::info!(
+                count = swept.paths.len(),
+                bytes = swept.bytes,
+                "removed the scratch of dead kiln processes in {}",
+                self.tmp_root().display()
+            );
+        }
         Ok(())
     }
 
@@ -179,9 +197,33 @@ impl Store {
         lock_dir(&self.root, "the store")
     }
 
-    /// Temporary directory inside the store (same filesystem as the blobs).
-    pub fn tmp_dir(&self) -> PathBuf {
+    /// `STORE/tmp/`, where every kiln process using the store has its own
+    /// scratch directory ([`ScratchDir`]).
+    pub fn tmp_root(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// This process's temporary directory inside the store (the same
+    /// filesystem as the blobs, so files written there are renamed into
+    /// place), created on first use. A killed kiln's is swept by the next
+    /// [`Store::init`] or `kiln gc`.
+    pub fn tmp_dir(&self) -> Result<PathBuf> {
+        let mut s = self
+            .scratch
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the store's scratch lock is poisoned"))?;
+        if let Some(d) = s.as_ref() {
+            return Ok(d.path().to_path_buf());
+        }
+        let d = ScratchDir::new_in(&self.tmp_root()).map_err(|e| {
+            EnvError::new(format!(
+                "cannot create a temporary directory in {}: {e:#}",
+                self.tmp_root().display()
+            ))
+        })?;
+        let path = d.path().to_path_buf();
+        *s = Some(d);
+        Ok(path)
     }
 
     /// Where blobs live: `blobs/sha256/`.
@@ -224,7 +266,7 @@ impl Store {
         let digest = sha256_digest(data);
         let path = self.blob_path(&digest)?;
         if !path.exists() {
-            write_atomic(&self.tmp_dir(), &path, data)?;
+            write_atomic(&self.tmp_dir()?, &path, data)?;
         }
         Ok(digest)
     }
@@ -282,7 +324,7 @@ impl Store {
     pub fn record_key(&self, entry: &KeyEntry) -> Result<()> {
         let path = self.key_path(&entry.key)?;
         if !path.exists() {
-            write_atomic(&self.tmp_dir(), &path, &serde_json::to_vec_pretty(entry)?)?;
+            write_atomic(&self.tmp_dir()?, &path, &serde_json::to_vec_pretty(entry)?)?;
         }
         Ok(())
     }
@@ -312,7 +354,7 @@ impl Store {
     pub fn record_image(&self, digest: &str, manifest: &[u8]) -> Result<()> {
         let path = self.image_manifest(digest)?;
         if !path.exists() {
-            write_atomic(&self.tmp_dir(), &path, manifest)?;
+            write_atomic(&self.tmp_dir()?, &path, manifest)?;
         }
         Ok(())
     }
@@ -382,7 +424,7 @@ impl Memo for Store {
         let out = f();
         let digest = self.put_blob(&out)?;
         fs::create_dir_all(self.root.join("memo"))?;
-        write_atomic(&self.tmp_dir(), &record, digest.as_bytes())?;
+        write_atomic(&self.tmp_dir()?, &record, digest.as_bytes())?;
         Ok(out)
     }
 }
@@ -407,8 +449,13 @@ mod tests {
         fs::write(&p, b"jello").unwrap();
         let e = s.get_blob(&d).unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
-        // Nothing left in tmp/.
-        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+        // Nothing left in this process's scratch, which goes with the store.
+        assert_eq!(fs::read_dir(s.tmp_dir().unwrap()).unwrap().count(), 0);
+        drop(s);
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
     // one, by `kiln fsck --repair`) never makes a new one overwrite another.
     let n = numbered(&d).last().map_or(0, |(n, _)| *n) + 1;
     let path = d.join(format!("{n}.json"));
-    write_atomic(&store.tmp_dir(), &path, &serde_json::to_vec_pretty(v)?)?;
+    write_atomic(&store.tmp_dir()?, &path, &serde_json::to_vec_pretty(v)?)?;
     Ok(path)
 }
 

@@ -172,8 +172,14 @@ impl Fixture {
 
     /// Every file below the store (links included, directories not),
     /// relative to it, sorted; `lock` left out.
+    /// (The store's own scratch in `tmp/`, which lives as long as the
+    /// fixture's store, is left out.)
     pub fn files(&self) -> Vec<String> {
-        files_below(self.root())
+        let own = self.store.tmp_dir().unwrap();
+        let own_lock = format!("tmp/{}.lock", own.file_name().unwrap().to_str().unwrap());
+        let mut files = files_below(self.root());
+        files.retain(|f| *f != own_lock);
+        files
     }
 }
 

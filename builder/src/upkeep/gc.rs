@@ -351,7 +351,7 @@ fn collect(
     r: &mut Removals,
 ) -> Result<Kept> {
     // 1. Scratch.
-    let tmp = store.tmp_dir();
+    let tmp = store.tmp_root();
     r.sweep(&tmp);
     for e in entries(&tmp).with_context(|| format!("reading {}", tmp.display()))? {
         if !e.name().is_some_and(|n| announced(&tmp, n)) {

@@ -86,7 +86,7 @@ fn gc_keeps_what_builds_use_and_removes_the_rest() {
     fs::write(f.root().join(raw(&missing)), b"no manifest").unwrap();
 
     // STORE/tmp: the living, the dead, and older kiln's leftovers.
-    let tmp = f.store.tmp_dir();
+    let tmp = f.store.tmp_root();
     let live = ScratchDir::new_in(&tmp).unwrap();
     dead_scratch(&tmp, "1-dead");
     fs::write(tmp.join(".image-4242"), vec![1u8; 4096]).unwrap();

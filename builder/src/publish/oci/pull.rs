@@ -39,6 +39,7 @@ use crate::model::manifest::Manifest;
 use crate::publish::sign;
 use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
+use crate::util::scratch::{self, ScratchDir};
 
 /// Largest signature blob: a minisig is four lines, its trusted comment at
 /// most 1 KiB (minisign's `COMMENTMAXBYTES`).
@@ -249,8 +250,9 @@ fn inside(dir: &Path, name: &str) -> Result<PathBuf> {
 
 /// A temporary directory on `out`'s file system, so the final renames never
 /// cross file systems: inside `out` when it exists, else in its nearest
-/// existing ancestor. Dropped, it goes with everything in it.
-fn stage_dir(out: &Path) -> Result<tempfile::TempDir> {
+/// existing ancestor. Dropped, it goes with everything in it; a killed
+/// pull's is swept by the next one.
+fn stage_dir(out: &Path) -> Result<ScratchDir> {
     let at = out
         .ancestors()
         .map(|p| {
@@ -262,9 +264,8 @@ fn stage_dir(out: &Path) -> Result<tempfile::TempDir> {
         })
         .find(|p| p.is_dir())
         .unwrap_or(Path::new("."));
-    tempfile::Builder::new()
-        .prefix(".kiln-pull-")
-        .tempdir_in(at)
+    scratch::sweep(at, false)?;
+    ScratchDir::new_in(at)
         .with_context(|| format!("creating a temporary directory in {}", at.display()))
 }
 
