@@ -65,6 +65,7 @@ fn main() {
     for input in [
         init_dir.join("src"),
         init_dir.join("Cargo.toml"),
+        manifest_dir.join("format"),
         root.join("Cargo.toml"),
         root.join("Cargo.lock"),
     ] {

@@ -10,5 +10,5 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --locked -p kiln
 KILN_BIN=$(bash scripts/build-kiln.sh)
 export KILN_BIN
-cargo test --locked -p kiln-init
+cargo test --locked -p kiln-init -p kiln-format
 cargo test --locked -p kiln-qemu-tests -- --test-threads=1
