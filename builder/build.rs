@@ -14,8 +14,10 @@
 //!   stripped;
 //! - the checkout and the cargo home remapped to `/kiln` and `/cargo`, so
 //!   the bytes do not depend on where kiln was built;
-//! - `--locked --offline`: the outer build has already fetched every crate
-//!   kiln-init uses (kiln depends on the same `libc` and `nix`).
+//! - `--locked`: kiln-init is always built from the versions in `Cargo.lock`,
+//!   even when kiln itself is not (`cargo install` without `--locked`). A
+//!   locked build of kiln has already fetched all of them (kiln depends on
+//!   the same `libc` and `nix`), so cargo then needs no network.
 //!
 //! `builder/init/build-static.sh` prints the path of the binary this script
 //! built, for tools that want the file itself.
@@ -75,19 +77,12 @@ fn main() {
 
     let target_dir = out_dir.join("target");
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args([
-        "build",
-        "--locked",
-        "--offline",
-        "--quiet",
-        "--target",
-        TARGET,
-    ])
-    .args(["--profile", PROFILE])
-    .arg("--manifest-path")
-    .arg(init_dir.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
+    cmd.args(["build", "--locked", "--quiet", "--target", TARGET])
+        .args(["--profile", PROFILE])
+        .arg("--manifest-path")
+        .arg(init_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
     for setting in PROFILE_SETTINGS {
         cmd.arg("--config")
             .arg(format!("profile.{PROFILE}.{setting}"));
