@@ -9,7 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --locked -p kiln
 KILN_BIN=$(bash scripts/build-kiln.sh)
-KILN_INIT=$(bash builder/init/build-static.sh)
-export KILN_BIN KILN_INIT
-cargo test --locked -p kiln-init
+export KILN_BIN
+cargo test --locked -p kiln-init -p kiln-format
 cargo test --locked -p kiln-qemu-tests -- --test-threads=1

@@ -1,23 +1,16 @@
 #!/bin/sh
-# Build kiln-init, the initramfs's /init, as a static, stripped, reproducible
-# x86-64 binary. Run from anywhere; prints the binary's path.
-#
-# Static with only the x86_64-unknown-linux-gnu target: glibc's static
-# libraries (libc6-dev) and rustc's crt-static. The explicit --target keeps
-# RUSTFLAGS off build scripts and proc macros. Paths of the checkout and the
-# cargo home are remapped so the bytes do not depend on where it was built.
+# Print the path of kiln-init, the initramfs's /init, exactly as the kiln
+# binary carries it. builder/build.rs builds it (a static, stripped,
+# reproducible x86-64 binary; the flags live there) whenever cargo builds
+# kiln, so this builds the release kiln and reads the path from cargo's
+# report of the build script. kiln itself needs none of this; it is for
+# tools that want the file (scripts/plain-image.sh).
 set -eu
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cargo_home=${CARGO_HOME:-$HOME/.cargo}
-target=x86_64-unknown-linux-gnu
-cd "$root"
-RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/kiln --remap-path-prefix=$cargo_home=/cargo" \
-cargo build --locked --quiet -p kiln-init --target "$target" \
-    --profile kiln-init \
-    --config 'profile.kiln-init.inherits="release"' \
-    --config 'profile.kiln-init.opt-level="s"' \
-    --config 'profile.kiln-init.panic="abort"' \
-    --config 'profile.kiln-init.lto=true' \
-    --config 'profile.kiln-init.codegen-units=1' \
-    --config 'profile.kiln-init.strip=true'
-echo "${CARGO_TARGET_DIR:-$root/target}/$target/kiln-init/kiln-init"
+cd "$(dirname "$0")/../.."
+init=$(cargo build --release --locked --quiet -p kiln --message-format=json |
+  sed -n 's/.*\["KILN_INIT_BINARY","\([^"]*\)"\].*/\1/p')
+if [ -z "$init" ] || [ ! -f "$init" ]; then
+  echo "build-static.sh: cargo did not report the kiln-init that builder/build.rs built" >&2
+  exit 1
+fi
+echo "$init"

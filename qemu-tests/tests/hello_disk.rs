@@ -286,12 +286,6 @@ fn unprivileged_assembly_gives_the_same_digest() {
             .unwrap();
         assert!(ok.success());
     }
-    let init = work.path().join("kiln-init");
-    fs::copy(
-        repo_root().join("target/x86_64-unknown-linux-gnu/kiln-init/kiln-init"),
-        &init,
-    )
-    .expect("kiln-init built by builder/init/build-static.sh");
     let ok = Command::new("chown")
         .args(["-R", "65534:65534"])
         .arg(work.path())
@@ -323,7 +317,6 @@ fn unprivileged_assembly_gives_the_same_digest() {
             "store",
         ])
         .current_dir(work.path())
-        .env("KILN_INIT", &init)
         .env("HOME", work.path())
         .output()
         .unwrap();

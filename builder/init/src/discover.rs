@@ -3,13 +3,17 @@
 //! The kernel lists block devices in `/sys/class/block`; a whole disk's
 //! directory holds one subdirectory per partition, each with a `partition`
 //! file (its number), `dev` (`major:minor`) and `uevent` (`DEVNAME=`, the
-//! node devtmpfs made in `/dev`). The GPT GUIDs are not in sysfs, so each
-//! disk's table is read from its `/dev` node (see [`crate::gpt`]). Disks are
-//! scanned in name order and the first disk holding both partitions wins,
-//! following the Discoverable Partitions Specification's rule that they live
-//! on one disk.
+//! node devtmpfs made in `/dev`). The GPT GUIDs are not in sysfs (a
+//! partition's uevent has `PARTN` and `PARTNAME` only), so each disk's table
+//! is read from its `/dev` node: the header at LBA 1 or, if that is damaged,
+//! the backup header in the disk's last LBA, then the entry array, decoded
+//! by [`kiln_format::gpt`] (the layout kiln writes). Nothing here is trusted
+//! for integrity (dm-verity does that); the checks only keep a damaged table
+//! from being misread. Disks are scanned in name order and the first disk
+//! holding both partitions wins, following the Discoverable Partitions
+//! Specification's rule that they live on one disk.
 
-use crate::gpt;
+use kiln_format::gpt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -59,9 +63,14 @@ fn block_dev(dir: &Path) -> Option<BlockDev> {
     Some(BlockDev { name, major, minor })
 }
 
-/// Read the used GPT entries of the disk at `node`, from the primary header
-/// or, if that is damaged, the backup header in the last LBA.
-pub fn read_gpt(node: &Path, sector: u64, disk_bytes: u64) -> Result<Vec<gpt::Entry>, String> {
+/// Read the used GPT entries of the disk at `node`, each with its partition
+/// number, from the primary header or, if that is damaged, the backup header
+/// in the last LBA.
+pub fn read_gpt(
+    node: &Path,
+    sector: u64,
+    disk_bytes: u64,
+) -> Result<Vec<(u32, gpt::Entry)>, String> {
     let f = File::open(node).map_err(|e| format!("{}: {e}", node.display()))?;
     let read = |lba: u64, len: u64| -> Result<Vec<u8>, String> {
         let mut buf = vec![0u8; len as usize];
@@ -73,7 +82,7 @@ pub fn read_gpt(node: &Path, sector: u64, disk_bytes: u64) -> Result<Vec<gpt::En
     let last = (disk_bytes / sector).saturating_sub(1);
     for lba in [1, last] {
         let header = match read(lba, sector)
-            .and_then(|s| gpt::parse_header(&s).map_err(|e| e.to_string()))
+            .and_then(|s| gpt::Header::decode(&s).map_err(|e| e.to_string()))
         {
             Ok(h) => h,
             Err(e) => {
@@ -82,7 +91,7 @@ pub fn read_gpt(node: &Path, sector: u64, disk_bytes: u64) -> Result<Vec<gpt::En
             }
         };
         match read(header.entries_lba, header.entry_array_len())
-            .and_then(|a| gpt::parse_entries(&header, &a).map_err(|e| e.to_string()))
+            .and_then(|a| gpt::decode_entries(&header, &a).map_err(|e| e.to_string()))
         {
             Ok(entries) => return Ok(entries),
             Err(e) => why = e,
@@ -139,10 +148,10 @@ pub fn scan(sysfs_block: &Path, dev_dir: &Path, data: &[u8; 16], hash: &[u8; 16]
             }
         };
         let find = |guid: &[u8; 16]| -> Option<BlockDev> {
-            let number = entries.iter().find(|e| &e.unique_guid == guid)?.number;
+            let (number, _) = entries.iter().find(|(_, e)| &e.unique_guid == guid)?;
             parts.iter().find_map(|p| {
                 let n: u32 = read_trimmed(&p.join("partition"))?.parse().ok()?;
-                if n == number {
+                if n == *number {
                     block_dev(p)
                 } else {
                     None
@@ -171,7 +180,33 @@ pub fn scan(sysfs_block: &Path, dev_dir: &Path, data: &[u8; 16], hash: &[u8; 16]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::tests::disk;
+    use kiln_format::gpt::{crc32, Entry, Header, ENTRY_SIZE, ESP_TYPE};
+
+    /// A 512-byte-sector disk image with a primary GPT holding `parts`
+    /// (unique GUID, first LBA, last LBA).
+    fn disk(parts: &[([u8; 16], u64, u64)]) -> Vec<u8> {
+        let mut img = vec![0u8; 512 * 40];
+        let mut array = vec![0u8; 128 * ENTRY_SIZE];
+        for (i, &(guid, first, last)) in parts.iter().enumerate() {
+            array[i * ENTRY_SIZE..(i + 1) * ENTRY_SIZE]
+                .copy_from_slice(&Entry::new(ESP_TYPE, guid, first, last).encode());
+        }
+        let header = Header {
+            my_lba: 1,
+            alternate_lba: 39,
+            first_usable_lba: 34,
+            last_usable_lba: 38,
+            disk_guid: [0x42; 16],
+            entries_lba: 2,
+            num_entries: 128,
+            entry_size: ENTRY_SIZE as u32,
+            entries_crc: crc32(&array),
+        }
+        .encode();
+        img[512..512 + header.len()].copy_from_slice(&header);
+        img[1024..1024 + array.len()].copy_from_slice(&array);
+        img
+    }
 
     fn write(p: &Path, s: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -309,7 +344,7 @@ mod tests {
         let entries = read_gpt(&img, 512, 4 << 20).unwrap();
         let guids: Vec<String> = entries
             .iter()
-            .map(|e| gpt::format_guid(&e.unique_guid))
+            .map(|(_, e)| gpt::format_guid(&e.unique_guid))
             .collect();
         assert_eq!(
             guids,
@@ -318,13 +353,9 @@ mod tests {
                 "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
             ]
         );
-        assert_eq!(
-            gpt::format_guid(&entries[1].type_guid),
-            "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
-        );
-        assert_eq!(
-            (entries[1].number, entries[1].first_lba, entries[1].last_lba),
-            (2, 4096, 6143)
-        );
+        let (number, hash) = &entries[1];
+        assert_eq!(hash.type_guid, gpt::ROOT_X86_64_VERITY_TYPE);
+        assert_eq!(entries[0].1.type_guid, gpt::ROOT_X86_64_TYPE);
+        assert_eq!((*number, hash.first_lba, hash.last_lba), (2, 4096, 6143));
     }
 }

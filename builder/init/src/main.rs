@@ -24,37 +24,20 @@
 //! `/dev/console`) and to `/dev/kmsg` at debug level, so they are in
 //! `dmesg` without appearing twice on the console.
 //!
-//! It must be statically linked (the initramfs holds no libc). Build it,
-//! reproducibly, from the workspace root with `builder/init/build-static.sh`,
-//! which runs:
-//!
-//! ```text
-//! RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$PWD=/kiln \
-//!            --remap-path-prefix=$CARGO_HOME=/cargo" \
-//! cargo build --locked -p kiln-init --target x86_64-unknown-linux-gnu \
-//!     --profile kiln-init \
-//!     --config 'profile.kiln-init.inherits="release"' \
-//!     --config 'profile.kiln-init.opt-level="s"' \
-//!     --config 'profile.kiln-init.panic="abort"' \
-//!     --config 'profile.kiln-init.lto=true' \
-//!     --config 'profile.kiln-init.codegen-units=1' \
-//!     --config 'profile.kiln-init.strip=true'
-//! ```
-//!
-//! The binary is `$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/kiln-init/kiln-init`.
-//! The explicit `--target` keeps the static flag away from build scripts and
-//! proc macros; the custom profile keeps the size settings away from the rest
-//! of the workspace.
+//! It must be statically linked (the initramfs holds no libc). The kiln
+//! crate's build script (`builder/build.rs`) builds it, static and
+//! reproducible, whenever kiln is built, and kiln carries the binary;
+//! `builder/init/build-static.sh` prints its path.
 
 mod cmdline;
 mod discover;
 mod dm;
 mod dmctl;
-mod gpt;
 mod modules;
 mod switch;
 mod verity;
 
+use kiln_format::gpt;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use std::convert::Infallible;
@@ -179,7 +162,7 @@ fn load_modules() -> Result<(), String> {
 fn wait_for_partitions(
     cfg: &cmdline::Config,
 ) -> Result<(discover::BlockDev, discover::BlockDev), String> {
-    let (data, hash) = gpt::verity_partition_guids(&cfg.roothash);
+    let (data, hash) = gpt::verity_partition_uuids(&cfg.roothash);
     let what = format!(
         "root data partition PARTUUID={} and verity hash partition PARTUUID={}",
         gpt::format_guid(&data),
@@ -238,7 +221,8 @@ fn setup_verity(
         .and_then(|f| f.read_exact_at(&mut sb, 0))
         .map_err(|e| format!("reading the verity superblock from {hash_node}: {e}"))?;
     let sb = verity::parse_superblock(&sb).map_err(|e| format!("{hash_node}: {e}"))?;
-    let params = sb.table_params(
+    let params = verity::table_params(
+        &sb,
         (data.major, data.minor),
         (hash.major, hash.minor),
         &cfg.roothash,
@@ -253,7 +237,7 @@ fn setup_verity(
         .map_err(|e| format!("creating device-mapper device {DM_NAME}: {e}"))?;
     let (major, minor) = dm::reply_dev(&buf);
     let mut buf =
-        dm::table_load(DM_NAME, sb.sectors(), "verity", &params).map_err(|e| e.to_string())?;
+        dm::table_load(DM_NAME, sb.data_sectors(), "verity", &params).map_err(|e| e.to_string())?;
     ctl.ioctl(dm::Command::TableLoad, &mut buf).map_err(|e| {
         format!("the kernel rejected the verity table for /dev/{} + /dev/{}: {e} (the device-mapper line in the kernel log says why)", data.name, hash.name)
     })?;

@@ -319,7 +319,7 @@ pub fn build(
         DiskFormat::Tar => None,
         _ => Some(crate::image::initramfs::find_init()?),
     };
-    let init_digest = init.as_ref().map(|(_, bytes)| sha256_digest(bytes));
+    let init_digest = init.as_deref().map(sha256_digest);
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
@@ -411,7 +411,7 @@ pub fn build(
             .iter()
             .map(|(e, _)| e.digest.clone())
             .collect();
-        let (_, init) = init.as_ref().context("kiln-init")?;
+        let init = init.as_deref().context("kiln-init")?;
         let (disk, digest) = crate::image::disk::assemble(
             recipe,
             &layers.root,

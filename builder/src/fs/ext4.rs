@@ -31,6 +31,7 @@
 
 mod alloc;
 mod dir;
+pub mod format;
 mod inode;
 mod layout;
 mod plan;
@@ -222,7 +223,7 @@ pub fn build(tree: &Tree, opts: &Ext4Options) -> Result<Ext4Image, Ext4Error> {
         // Group 0's superblock sits 1024 bytes in (after the boot sector
         // area); backups start their group. The GDT follows in the next block.
         let sb_at = if g == 0 { SUPERBLOCK_OFFSET } else { start };
-        img[sb_at..sb_at + 1024].copy_from_slice(&layout::superblock(&info, g));
+        img[sb_at..sb_at + format::SUPERBLOCK_SIZE].copy_from_slice(&layout::superblock(&info, g));
         let gdt_at = start + BLOCK_SIZE as usize;
         img[gdt_at..gdt_at + gdt.len()].copy_from_slice(&gdt);
     }

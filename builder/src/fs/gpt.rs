@@ -8,7 +8,9 @@
 //! Specification, so systemd and kiln's initramfs find root and its verity
 //! hash by type alone.
 //!
-//! The headers and entries are serialised by the `gpt` crate, which takes
+//! The type GUIDs and the verity partition GUIDs come from
+//! [`kiln_format::gpt`], which kiln-init reads the table with. The headers
+//! and entries are serialised by the `gpt` crate, which takes
 //! care of GPT's mixed-endian GUID encoding (first three fields little
 //! endian) and both CRC32s. It is driven so that nothing random goes in: the
 //! disk GUID is passed explicitly and the entries are built here with the
@@ -28,6 +30,7 @@
 //! are skipped, not written.
 
 use hmac::{Hmac, KeyInit, Mac};
+use kiln_format::gpt as format;
 use sha2::{Digest, Sha256};
 
 use crate::fs::layer::{finish_digest, hash_zeros};
@@ -36,11 +39,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use uuid::Uuid;
 
 /// EFI System Partition (UEFI spec; DPS "EFI System Partition").
-pub const ESP_TYPE: Uuid = uuid::uuid!("c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+pub const ESP_TYPE: Uuid = Uuid::from_bytes(format::ESP_TYPE);
 /// Root partition for x86-64 (DPS `SD_GPT_ROOT_X86_64`).
-pub const ROOT_X86_64_TYPE: Uuid = uuid::uuid!("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
+pub const ROOT_X86_64_TYPE: Uuid = Uuid::from_bytes(format::ROOT_X86_64_TYPE);
 /// dm-verity hash partition of the x86-64 root (DPS `SD_GPT_ROOT_X86_64_VERITY`).
-pub const ROOT_X86_64_VERITY_TYPE: Uuid = uuid::uuid!("2c7357ed-ebd2-46d9-aec1-23d437ec2bf5");
+pub const ROOT_X86_64_VERITY_TYPE: Uuid = Uuid::from_bytes(format::ROOT_X86_64_VERITY_TYPE);
 
 /// Partition attribute bit 0: required by the platform (UEFI spec).
 pub const ATTR_REQUIRED: u64 = 1 << 0;
@@ -202,12 +205,10 @@ pub fn derive_disk_uuid(seed: &[u8]) -> Uuid {
 }
 
 /// The partition GUIDs of a verity-protected partition and its hash
-/// partition: the first and last 128 bits of the root hash (DPS), used as is.
+/// partition: the first and last 128 bits of the root hash (DPS), used as is
+/// ([`format::verity_partition_uuids`], which kiln-init looks for).
 pub fn verity_partition_uuids(root_hash: &[u8; 32]) -> (Uuid, Uuid) {
-    let mut data = [0u8; 16];
-    let mut hash = [0u8; 16];
-    data.copy_from_slice(&root_hash[..16]);
-    hash.copy_from_slice(&root_hash[16..]);
+    let (data, hash) = format::verity_partition_uuids(root_hash);
     (Uuid::from_bytes(data), Uuid::from_bytes(hash))
 }
 
@@ -618,15 +619,27 @@ print(derive(b"disk-uuid"))
     }
     const PINNED_ROOT_UUID: &str = "c37aba5d-fddb-4cc3-820e-38863f168015";
 
+    /// kiln-init's reader ([`kiln_format::gpt`]) finds what was written:
+    /// types, the root hash's GUID halves and the partitions' extents.
     #[test]
-    fn verity_uuids_split_root_hash() {
-        let mut h = [0u8; 32];
-        for (i, b) in h.iter_mut().enumerate() {
-            *b = i as u8;
+    fn shared_decoder_reads_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        let f = fixture();
+        let parts = specs(&f);
+        let layout = write(&img, &parts);
+        let bytes = std::fs::read(&img).unwrap();
+        let h = format::Header::decode(&bytes[512..1024]).unwrap();
+        assert_eq!(h.disk_guid, *derive_disk_uuid(&SEED).as_bytes());
+        let at = (h.entries_lba * SECTOR_SIZE) as usize;
+        let entries = format::decode_entries(&h, &bytes[at..]).unwrap();
+        for ((n, e), (p, l)) in entries.iter().zip(parts.iter().zip(&layout.partitions)) {
+            assert_eq!((*n, e.type_guid), (l.index, *p.type_guid.as_bytes()));
+            assert_eq!(e.unique_guid, *p.part_guid.as_bytes());
+            assert_eq!(e.first_lba * SECTOR_SIZE, l.offset);
+            assert_eq!((e.last_lba + 1) * SECTOR_SIZE, l.offset + l.size);
         }
-        let (d, v) = verity_partition_uuids(&h);
-        assert_eq!(d.to_string(), "00010203-0405-0607-0809-0a0b0c0d0e0f");
-        assert_eq!(v.to_string(), "10111213-1415-1617-1819-1a1b1c1d1e1f");
+        assert_eq!(entries.len(), parts.len());
     }
 
     /// sfdisk reads back the types, GUIDs, names and 1 MiB-aligned starts;

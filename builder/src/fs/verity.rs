@@ -6,7 +6,8 @@
 //! every digest is `sha256(salt || block)`, digests packed 128 to a 4096-byte
 //! hash block and zero padded, the levels stored top level first) and
 //! cryptsetup's on-disk superblock (`lib/verity/verity.c`, `struct verity_sb`,
-//! superblock version 1). The superblock occupies hash block 0, so the tree
+//! superblock version 1; its layout is shared with kiln-init through
+//! [`kiln_format::verity`]). The superblock occupies hash block 0, so the tree
 //! starts at hash block 1 — the layout `veritysetup format` writes with its
 //! defaults, which the tests check byte for byte.
 //!
@@ -15,6 +16,7 @@
 //! level `i` holds `ceil(data_blocks / 128^(i+1))` blocks. A single data block
 //! therefore has no tree at all: its own digest is the root hash.
 
+use kiln_format::verity::{Superblock, SuperblockError, HASH_TYPE_NORMAL};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
@@ -28,12 +30,8 @@ const DIGEST_SIZE: usize = 32;
 const HASHES_PER_BLOCK: usize = BLOCK_SIZE / DIGEST_SIZE;
 /// The kernel's `DM_VERITY_MAX_LEVELS`.
 const MAX_LEVELS: usize = 63;
-/// Superblock signature, `VERITY_SIGNATURE` in cryptsetup.
-const SB_SIGNATURE: &[u8; 8] = b"verity\0\0";
-/// Superblock version understood by cryptsetup.
-const SB_VERSION: u32 = 1;
 /// Hash format 1 ("normal"; 0 is the Chrome OS variant with salt last).
-const HASH_TYPE: u32 = 1;
+const HASH_TYPE: u32 = HASH_TYPE_NORMAL;
 /// Algorithm name as stored in the superblock and passed in the dm table.
 pub const ALGORITHM: &str = "sha256";
 /// Hash block holding the first tree block (block 0 is the superblock).
@@ -57,6 +55,9 @@ pub enum VerityError {
         /// Number of data blocks.
         blocks: u64,
     },
+    /// The superblock could not be encoded.
+    #[error(transparent)]
+    Superblock(#[from] SuperblockError),
 }
 
 /// The hash device built for one data image, with the parameters needed to
@@ -106,7 +107,7 @@ pub fn build(data: &[u8], salt: &[u8; 32], uuid: [u8; 16]) -> Result<VerityHash,
 
     let tree_blocks: usize = level_sizes.iter().sum();
     let mut hash_image = Vec::with_capacity((1 + tree_blocks) * BLOCK_SIZE);
-    hash_image.extend_from_slice(&superblock(data_blocks, salt, uuid));
+    hash_image.extend_from_slice(&superblock(data_blocks, salt, uuid).encode()?);
     hash_image.resize(BLOCK_SIZE, 0);
     // On disk the top level comes first.
     for level in levels.iter().rev() {
@@ -189,21 +190,18 @@ fn hash_blocks_parallel(blocks: &[u8], salt: &[u8; 32]) -> Vec<u8> {
     out
 }
 
-/// cryptsetup's `struct verity_sb`: 512 bytes, little endian.
-fn superblock(data_blocks: u64, salt: &[u8; 32], uuid: [u8; 16]) -> [u8; 512] {
-    let mut sb = [0u8; 512];
-    sb[0..8].copy_from_slice(SB_SIGNATURE);
-    sb[8..12].copy_from_slice(&SB_VERSION.to_le_bytes());
-    sb[12..16].copy_from_slice(&HASH_TYPE.to_le_bytes());
-    sb[16..32].copy_from_slice(&uuid);
-    sb[32..32 + ALGORITHM.len()].copy_from_slice(ALGORITHM.as_bytes());
-    sb[64..68].copy_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
-    sb[68..72].copy_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
-    sb[72..80].copy_from_slice(&data_blocks.to_le_bytes());
-    sb[80..82].copy_from_slice(&(salt.len() as u16).to_le_bytes());
-    // 6 bytes padding, then the salt field of 256 bytes.
-    sb[88..88 + salt.len()].copy_from_slice(salt);
-    sb
+/// The superblock of a hash device kiln builds (cryptsetup's `struct
+/// verity_sb`, whose layout [`kiln_format::verity`] declares).
+fn superblock(data_blocks: u64, salt: &[u8; 32], uuid: [u8; 16]) -> Superblock {
+    Superblock {
+        hash_type: HASH_TYPE,
+        uuid,
+        algorithm: ALGORITHM.to_owned(),
+        data_block_size: BLOCK_SIZE as u32,
+        hash_block_size: BLOCK_SIZE as u32,
+        data_blocks,
+        salt: salt.to_vec(),
+    }
 }
 
 impl VerityHash {

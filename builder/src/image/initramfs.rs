@@ -5,9 +5,11 @@
 //! ([`crate::fs::cpio`]) and compressed with zstd.
 //!
 //! kiln-init is a small static Rust program (`builder/init`, built by
-//! `builder/init/build-static.sh`): it needs no libc or shell in the
-//! initramfs, so the same initramfs works over a busybox or a systemd root.
+//! `builder/build.rs` and carried inside the kiln binary): it needs no libc
+//! or shell in the initramfs, so the same initramfs works over a busybox or
+//! a systemd root.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,39 +35,34 @@ pub struct Initramfs {
     pub kver: String,
 }
 
-/// Find the kiln-init binary: `$KILN_INIT`, else beside the kiln executable
-/// (installed layout), else where `builder/init/build-static.sh` puts it in
-/// the cargo target directory. It must be statically linked.
-pub fn find_init() -> Result<(PathBuf, Vec<u8>)> {
-    let mut candidates = Vec::new();
-    if let Some(p) = std::env::var_os("KILN_INIT") {
-        candidates.push(PathBuf::from(p));
-    } else if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("kiln-init"));
-            if let Some(target) = dir.parent() {
-                candidates.push(target.join("x86_64-unknown-linux-gnu/kiln-init/kiln-init"));
-            }
-        }
-    }
-    for c in &candidates {
-        if c.is_file() {
-            let bytes = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
-            check_static(c, &bytes)?;
-            return Ok((c.clone(), bytes));
-        }
-    }
-    bail!(EnvError::new(format!(
-        "kiln-init (the initramfs's /init) not found (looked at {}): build it with builder/init/build-static.sh, or set KILN_INIT",
-        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
-    )))
+/// kiln-init as built with kiln (by `builder/build.rs`: static, stripped,
+/// the same bytes wherever it is built).
+const EMBEDDED_INIT: &[u8] = include_bytes!(env!("KILN_INIT_BINARY"));
+
+/// The kiln-init binary: the file named by `$KILN_INIT` when set (to try a
+/// modified init without rebuilding kiln), else the one kiln carries. It
+/// must be statically linked.
+pub fn find_init() -> Result<Cow<'static, [u8]>> {
+    let Some(path) = std::env::var_os("KILN_INIT").map(PathBuf::from) else {
+        check_static(Path::new("the kiln-init built into kiln"), EMBEDDED_INIT)?;
+        return Ok(Cow::Borrowed(EMBEDDED_INIT));
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        EnvError::new(format!(
+            "KILN_INIT={}: cannot read the kiln-init binary: {e} (unset KILN_INIT to use the one built into kiln)",
+            path.display()
+        ))
+    })?;
+    check_static(&path, &bytes)?;
+    tracing::debug!("kiln-init from KILN_INIT={}", path.display());
+    Ok(Cow::Owned(bytes))
 }
 
 /// An init for an initramfs must not need a dynamic loader: ELF without PT_INTERP.
 fn check_static(path: &Path, elf: &[u8]) -> Result<()> {
     let bad = |why: &str| {
         EnvError::new(format!(
-            "{} is not a usable init ({why}): rebuild it with builder/init/build-static.sh",
+            "{} is not a usable init ({why}): the initramfs's /init must be a static x86-64 executable",
             path.display()
         ))
     };
@@ -234,5 +231,13 @@ mod tests {
         assert!(check_static(Path::new("x"), &elf).is_err());
         elf[0x40] = 1; // PT_LOAD
         assert!(check_static(Path::new("x"), &elf).is_ok());
+    }
+
+    /// The kiln-init kiln carries is a static x86-64 executable.
+    #[test]
+    fn embedded_init_is_static() {
+        check_static(Path::new("embedded"), EMBEDDED_INIT).unwrap();
+        // e_machine: EM_X86_64.
+        assert_eq!(EMBEDDED_INIT.get(0x12..0x14), Some(&[0x3e, 0][..]));
     }
 }

@@ -5,7 +5,11 @@
 //! Reference: `directory.rst` ("Linear (Classic) Directories", "Checksums")
 //! in the kernel's `Documentation/filesystems/ext4/`.
 
-use super::layout::{crc32c_raw, put16, put32, BLOCK_SIZE};
+use super::format::{
+    DET_CHECKSUM, DE_FILE_TYPE, DE_INODE, DE_NAME_LEN, DE_REC_LEN, DIRENT_HEADER_SIZE,
+    DIR_TAIL_SIZE,
+};
+use super::layout::{crc32c_raw, BLOCK_SIZE};
 
 /// `file_type` values of a directory entry.
 pub(super) const FT_REG_FILE: u8 = 1;
@@ -24,7 +28,7 @@ pub(super) const NAME_MAX: usize = 255;
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 /// Size of the checksum tail that ends every directory block.
-const TAIL: usize = 12;
+const TAIL: usize = DIR_TAIL_SIZE;
 /// `det_reserved_ft` of the tail: marks the fake entry.
 const TAIL_FT: u8 = 0xDE;
 /// Where real entries must end.
@@ -39,7 +43,7 @@ pub(super) struct DirEntry<'a> {
 }
 
 fn rec_len(name_len: usize) -> usize {
-    (8 + name_len + 3) & !3
+    (DIRENT_HEADER_SIZE + name_len + 3) & !3
 }
 
 /// The directory's blocks: `.`, `..`, then `entries` in order. The last
@@ -70,11 +74,11 @@ pub(super) fn encode(ino: u32, parent: u32, entries: &[DirEntry<'_>], seed: u32)
             pos = 0;
         }
         let b = &mut out[block + pos..block + pos + len];
-        put32(b, 0, e.ino);
-        put16(b, 4, len as u16);
-        b[6] = e.name.len() as u8;
-        b[7] = e.file_type;
-        b[8..8 + e.name.len()].copy_from_slice(e.name);
+        DE_INODE.put(b, e.ino);
+        DE_REC_LEN.put(b, len as u16);
+        DE_NAME_LEN.put(b, e.name.len() as u8);
+        DE_FILE_TYPE.put(b, e.file_type);
+        b[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + e.name.len()].copy_from_slice(e.name);
         last = pos;
         pos += len;
     }
@@ -84,13 +88,15 @@ pub(super) fn encode(ino: u32, parent: u32, entries: &[DirEntry<'_>], seed: u32)
 
 /// Stretch the last entry to the tail and write the tail with the block's checksum.
 fn seal(b: &mut [u8], last: usize, seed: u32) {
-    put16(b, last + 4, (LIMIT - last) as u16);
-    put32(b, LIMIT, 0);
-    put16(b, LIMIT + 4, TAIL as u16);
-    b[LIMIT + 6] = 0;
-    b[LIMIT + 7] = TAIL_FT;
+    DE_REC_LEN.put(&mut b[last..], (LIMIT - last) as u16);
+    // The tail is shaped as an unused entry: inode 0, name_len 0.
+    let tail = &mut b[LIMIT..];
+    DE_INODE.put(tail, 0u32);
+    DE_REC_LEN.put(tail, TAIL as u16);
+    DE_NAME_LEN.put(tail, 0u8);
+    DE_FILE_TYPE.put(tail, TAIL_FT);
     let crc = crc32c_raw(seed, &b[..LIMIT]);
-    put32(b, LIMIT + 8, crc);
+    DET_CHECKSUM.put(&mut b[LIMIT..], crc);
 }
 
 #[cfg(test)]

@@ -1,24 +1,27 @@
 //! Inode records and extent trees.
 //!
-//! References: `inodes.rst` (field offsets, `i_blocks` units, extra timestamp
-//! bits, device numbers in `i_block`) and `ifork.rst` (extent header, index and
-//! leaf entries, the checksum tail of tree blocks) in the kernel's
-//! `Documentation/filesystems/ext4/`.
+//! Field offsets are declared in [`super::format`]. References: `inodes.rst`
+//! (`i_blocks` units, extra timestamp bits, device numbers in `i_block`) and
+//! `ifork.rst` (extent header, index and leaf entries, the checksum tail of
+//! tree blocks) in the kernel's `Documentation/filesystems/ext4/`.
 
-use super::layout::{crc32c_raw, put16, put32, BLOCK_SIZE, EXTRA_ISIZE, INODE_SIZE};
+use super::format::*;
+use super::layout::{crc32c_raw, BLOCK_SIZE, EXTRA_ISIZE, INODE_SIZE};
 
 /// `i_flags`: the inode maps its blocks with an extent tree.
 pub(super) const EXTENTS_FL: u32 = 0x0008_0000;
 /// Size of `i_block`.
-pub(super) const I_BLOCK_LEN: usize = 60;
+pub(super) const I_BLOCK_LEN: usize = I_BLOCK.len;
 /// Bytes after `i_extra_isize` where in-inode xattrs live.
-pub(super) const IBODY_XATTR_LEN: usize = INODE_SIZE as usize - 128 - EXTRA_ISIZE as usize;
+pub(super) const IBODY_XATTR_LEN: usize =
+    INODE_SIZE as usize - GOOD_OLD_INODE_SIZE - EXTRA_ISIZE as usize;
 /// Longest run one initialised extent can map.
 pub(super) const MAX_EXTENT_LEN: u64 = 32768;
 
-const EXTENT_MAGIC: u16 = 0xF30A;
+/// `eh_magic`.
+pub(super) const EXTENT_MAGIC: u16 = 0xF30A;
 /// Header and entries are 12 bytes each.
-const ENTRY: usize = 12;
+const ENTRY: usize = EXTENT_ENTRY_SIZE;
 /// Entries in the root node inside `i_block`.
 const ROOT_ENTRIES: usize = (I_BLOCK_LEN - ENTRY) / ENTRY;
 /// Entries in a tree block, leaving room for the 4-byte checksum tail.
@@ -53,11 +56,10 @@ pub(super) fn encode_time(secs: i64) -> (u32, u32) {
 pub(super) fn device_i_block(major: u32, minor: u32) -> [u8; I_BLOCK_LEN] {
     let mut b = [0u8; I_BLOCK_LEN];
     if major < 256 && minor < 256 {
-        put32(&mut b, 0, (major << 8) | minor);
+        I_BLOCK_OLD_DEV.put(&mut b, (major << 8) | minor);
     } else {
-        put32(
+        I_BLOCK_NEW_DEV.put(
             &mut b,
-            4,
             (minor & 0xFF) | (major << 8) | ((minor & !0xFF) << 12),
         );
     }
@@ -90,36 +92,36 @@ pub(super) fn encode(r: &InodeRecord<'_>, seed: u32) -> [u8; INODE_SIZE as usize
     let (t, t_extra) = encode_time(r.time);
     // i_blocks counts 512-byte sectors (huge_file without HUGE_FILE_FL: 48 bits).
     let sectors = r.fs_blocks * (BLOCK_SIZE / 512);
-    put16(&mut b, 0x00, r.mode);
-    put16(&mut b, 0x02, r.uid as u16);
-    put32(&mut b, 0x04, r.size as u32);
-    put32(&mut b, 0x08, t); // i_atime
-    put32(&mut b, 0x0C, t); // i_ctime
-    put32(&mut b, 0x10, t); // i_mtime
-    put16(&mut b, 0x18, r.gid as u16);
-    put16(&mut b, 0x1A, r.links);
-    put32(&mut b, 0x1C, sectors as u32);
-    put32(&mut b, 0x20, r.flags);
-    b[0x28..0x28 + I_BLOCK_LEN].copy_from_slice(&r.i_block);
-    put32(&mut b, 0x68, r.file_acl as u32);
-    put32(&mut b, 0x6C, (r.size >> 32) as u32);
-    put16(&mut b, 0x74, (sectors >> 32) as u16);
-    put16(&mut b, 0x76, (r.file_acl >> 32) as u16);
-    put16(&mut b, 0x78, (r.uid >> 16) as u16);
-    put16(&mut b, 0x7A, (r.gid >> 16) as u16);
-    put16(&mut b, 0x80, EXTRA_ISIZE);
-    put32(&mut b, 0x84, t_extra); // i_ctime_extra
-    put32(&mut b, 0x88, t_extra); // i_mtime_extra
-    put32(&mut b, 0x8C, t_extra); // i_atime_extra
-    put32(&mut b, 0x90, t); // i_crtime
-    put32(&mut b, 0x94, t_extra); // i_crtime_extra
+    I_MODE.put(&mut b, r.mode);
+    I_UID.put(&mut b, r.uid as u16);
+    I_SIZE_LO.put(&mut b, r.size as u32);
+    I_ATIME.put(&mut b, t);
+    I_CTIME.put(&mut b, t);
+    I_MTIME.put(&mut b, t);
+    I_GID.put(&mut b, r.gid as u16);
+    I_LINKS_COUNT.put(&mut b, r.links);
+    I_BLOCKS_LO.put(&mut b, sectors as u32);
+    I_FLAGS.put(&mut b, r.flags);
+    I_BLOCK.put_bytes(&mut b, &r.i_block);
+    I_FILE_ACL_LO.put(&mut b, r.file_acl as u32);
+    I_SIZE_HIGH.put(&mut b, (r.size >> 32) as u32);
+    I_BLOCKS_HIGH.put(&mut b, (sectors >> 32) as u16);
+    I_FILE_ACL_HIGH.put(&mut b, (r.file_acl >> 32) as u16);
+    I_UID_HIGH.put(&mut b, (r.uid >> 16) as u16);
+    I_GID_HIGH.put(&mut b, (r.gid >> 16) as u16);
+    I_EXTRA_ISIZE.put(&mut b, EXTRA_ISIZE);
+    I_CTIME_EXTRA.put(&mut b, t_extra);
+    I_MTIME_EXTRA.put(&mut b, t_extra);
+    I_ATIME_EXTRA.put(&mut b, t_extra);
+    I_CRTIME.put(&mut b, t);
+    I_CRTIME_EXTRA.put(&mut b, t_extra);
     if let Some(x) = r.ibody_xattrs {
-        b[128 + EXTRA_ISIZE as usize..].copy_from_slice(x);
+        b[GOOD_OLD_INODE_SIZE + EXTRA_ISIZE as usize..].copy_from_slice(x);
     }
     // Checksum over the whole inode with both checksum fields still zero.
     let crc = crc32c_raw(seed, &b);
-    put16(&mut b, 0x7C, crc as u16);
-    put16(&mut b, 0x82, (crc >> 16) as u16);
+    I_CHECKSUM_LO.put(&mut b, crc as u16);
+    I_CHECKSUM_HI.put(&mut b, (crc >> 16) as u16);
     b
 }
 
@@ -136,23 +138,23 @@ pub(super) fn tree_blocks(n: usize) -> usize {
 }
 
 fn put_header(b: &mut [u8], entries: usize, max: usize, depth: u16) {
-    put16(b, 0, EXTENT_MAGIC);
-    put16(b, 2, entries as u16);
-    put16(b, 4, max as u16);
-    put16(b, 6, depth);
+    EH_MAGIC.put(b, EXTENT_MAGIC);
+    EH_ENTRIES.put(b, entries as u16);
+    EH_MAX.put(b, max as u16);
+    EH_DEPTH.put(b, depth);
 }
 
 fn put_leaf_entry(b: &mut [u8], e: &Extent) {
-    put32(b, 0, e.lblk);
-    put16(b, 4, e.len);
-    put16(b, 6, (e.pblk >> 32) as u16);
-    put32(b, 8, e.pblk as u32);
+    EE_BLOCK.put(b, e.lblk);
+    EE_LEN.put(b, e.len);
+    EE_START_HI.put(b, (e.pblk >> 32) as u16);
+    EE_START_LO.put(b, e.pblk as u32);
 }
 
 fn put_index_entry(b: &mut [u8], lblk: u32, child: u64) {
-    put32(b, 0, lblk);
-    put32(b, 4, child as u32);
-    put16(b, 8, (child >> 32) as u16);
+    EI_BLOCK.put(b, lblk);
+    EI_LEAF_LO.put(b, child as u32);
+    EI_LEAF_HI.put(b, (child >> 32) as u16);
 }
 
 /// Writes the extent tree of `extents` into `img`, bottom-up with full nodes
@@ -220,7 +222,7 @@ fn tree_node(img: &mut [u8], blk: u64) -> &mut [u8] {
 fn seal_tree_block(node: &mut [u8], seed: u32) {
     let tail = ENTRY + BLOCK_ENTRIES * ENTRY;
     let crc = crc32c_raw(seed, &node[..tail]);
-    put32(node, tail, crc);
+    EB_CHECKSUM.put(&mut node[tail..], crc);
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! the superblock and group descriptor encoders, bitmaps, and the crc32c
 //! helper every metadata checksum is built on.
 //!
-//! References: `super.rst`, `group_descr.rst`, `bitmaps.rst`, `checksums.rst`
-//! and `overview.rst` ("Layout", "Flexible/sparse superblock") in the kernel's
+//! Field offsets are declared in [`super::format`]. References: `super.rst`,
+//! `group_descr.rst`, `bitmaps.rst`, `checksums.rst` and `overview.rst`
+//! ("Layout", "Flexible/sparse superblock") in the kernel's
 //! `Documentation/filesystems/ext4/`.
+
+use super::format::*;
 
 /// Block size in bytes. kiln always writes 4 KiB blocks (`s_log_block_size` = 2).
 pub(super) const BLOCK_SIZE: u64 = 4096;
@@ -16,8 +19,6 @@ pub(super) const BLOCKS_PER_GROUP: u64 = BLOCK_SIZE * 8;
 pub(super) const INODE_SIZE: u64 = 256;
 /// Inodes in one inode-table block.
 pub(super) const INODES_PER_BLOCK: u32 = (BLOCK_SIZE / INODE_SIZE) as u32;
-/// Size of a group descriptor without the `64bit` feature.
-const DESC_SIZE: usize = 32;
 /// First inode number ordinary files may use (`s_first_ino`); 1..=10 are reserved.
 pub(super) const FIRST_INO: u32 = 11;
 /// The root directory's inode number.
@@ -29,7 +30,7 @@ pub(super) const EXTRA_ISIZE: u16 = 32;
 pub(super) const MAX_GROUPS: u64 = (1 << 32) / BLOCKS_PER_GROUP;
 
 /// `s_magic`.
-const EXT4_MAGIC: u16 = 0xEF53;
+pub(super) const EXT4_MAGIC: u16 = 0xEF53;
 // Feature flags (super.rst, "s_feature_compat" ff.).
 const COMPAT_EXT_ATTR: u32 = 0x0008;
 const INCOMPAT_FILETYPE: u32 = 0x0002;
@@ -57,15 +58,6 @@ pub(super) fn crc32c_raw(seed: u32, data: &[u8]) -> u32 {
     !crc32c::crc32c_append(!seed, data)
 }
 
-/// Little-endian stores into a byte buffer at an offset.
-pub(super) fn put16(buf: &mut [u8], off: usize, v: u16) {
-    buf[off..off + 2].copy_from_slice(&v.to_le_bytes());
-}
-/// See [`put16`].
-pub(super) fn put32(buf: &mut [u8], off: usize, v: u32) {
-    buf[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-
 /// Where everything is: block count, group count, inodes per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Geometry {
@@ -80,7 +72,7 @@ pub(super) struct Geometry {
 impl Geometry {
     /// Blocks of the group descriptor table (one copy).
     pub fn gdt_blocks(&self) -> u64 {
-        (u64::from(self.groups) * DESC_SIZE as u64).div_ceil(BLOCK_SIZE)
+        (u64::from(self.groups) * GROUP_DESC_SIZE as u64).div_ceil(BLOCK_SIZE)
     }
 
     /// Blocks of one group's inode table.
@@ -204,20 +196,20 @@ pub(super) struct GroupStats {
 pub(super) fn group_descriptors(geo: &Geometry, stats: &[GroupStats], fs_seed: u32) -> Vec<u8> {
     let mut out = vec![0u8; (geo.gdt_blocks() * BLOCK_SIZE) as usize];
     for (g, st) in (0u32..).zip(stats) {
-        let d = &mut out[g as usize * DESC_SIZE..(g as usize + 1) * DESC_SIZE];
-        put32(d, 0x00, geo.block_bitmap(g) as u32);
-        put32(d, 0x04, geo.inode_bitmap(g) as u32);
-        put32(d, 0x08, geo.inode_table(g) as u32);
-        put16(d, 0x0C, st.free_blocks as u16);
-        put16(d, 0x0E, st.free_inodes as u16);
-        put16(d, 0x10, st.used_dirs as u16);
-        put16(d, 0x12, BG_INODE_ZEROED);
-        put16(d, 0x18, st.block_bitmap_csum as u16);
-        put16(d, 0x1A, st.inode_bitmap_csum as u16);
-        put16(d, 0x1C, st.itable_unused as u16);
-        // bg_checksum at 0x1E is still zero here, which is what the crc covers.
+        let d = &mut out[g as usize * GROUP_DESC_SIZE..(g as usize + 1) * GROUP_DESC_SIZE];
+        BG_BLOCK_BITMAP_LO.put(d, geo.block_bitmap(g) as u32);
+        BG_INODE_BITMAP_LO.put(d, geo.inode_bitmap(g) as u32);
+        BG_INODE_TABLE_LO.put(d, geo.inode_table(g) as u32);
+        BG_FREE_BLOCKS_COUNT_LO.put(d, st.free_blocks as u16);
+        BG_FREE_INODES_COUNT_LO.put(d, st.free_inodes as u16);
+        BG_USED_DIRS_COUNT_LO.put(d, st.used_dirs as u16);
+        BG_FLAGS.put(d, BG_INODE_ZEROED);
+        BG_BLOCK_BITMAP_CSUM_LO.put(d, st.block_bitmap_csum as u16);
+        BG_INODE_BITMAP_CSUM_LO.put(d, st.inode_bitmap_csum as u16);
+        BG_ITABLE_UNUSED_LO.put(d, st.itable_unused as u16);
+        // bg_checksum is still zero here, which is what the crc covers.
         let crc = crc32c_raw(crc32c_raw(fs_seed, &g.to_le_bytes()), d);
-        put16(d, 0x1E, crc as u16);
+        BG_CHECKSUM.put(d, crc as u16);
     }
     out
 }
@@ -234,37 +226,36 @@ pub(super) struct SuperInfo<'a> {
 }
 
 /// The 1024-byte superblock as stored in group `group` (primary: 0).
-pub(super) fn superblock(s: &SuperInfo<'_>, group: u32) -> [u8; 1024] {
+pub(super) fn superblock(s: &SuperInfo<'_>, group: u32) -> [u8; SUPERBLOCK_SIZE] {
     let geo = s.geo;
-    let mut b = [0u8; 1024];
+    let mut b = [0u8; SUPERBLOCK_SIZE];
     // Times are 32 bits plus an 8-bit high part; clamp to what fits.
     let t = s.timestamp.clamp(0, (1 << 40) - 1);
     let (t_lo, t_hi) = (t as u32, (t >> 32) as u8);
-    put32(&mut b, 0x00, geo.inodes());
-    put32(&mut b, 0x04, geo.blocks as u32);
-    put32(&mut b, 0x0C, s.free_blocks as u32);
-    put32(&mut b, 0x10, s.free_inodes);
-    put32(&mut b, 0x14, 0); // s_first_data_block: 0 for blocks > 1 KiB
-    put32(&mut b, 0x18, LOG_BLOCK_SIZE);
-    put32(&mut b, 0x1C, LOG_BLOCK_SIZE); // s_log_cluster_size
-    put32(&mut b, 0x20, BLOCKS_PER_GROUP as u32);
-    put32(&mut b, 0x24, BLOCKS_PER_GROUP as u32); // s_clusters_per_group
-    put32(&mut b, 0x28, geo.inodes_per_group);
-    put32(&mut b, 0x30, t_lo); // s_wtime
-    put16(&mut b, 0x36, 0xFFFF); // s_max_mnt_count: -1, no forced checks
-    put16(&mut b, 0x38, EXT4_MAGIC);
-    put16(&mut b, 0x3A, 1); // s_state: cleanly unmounted
-    put16(&mut b, 0x3C, 1); // s_errors: continue
-    put32(&mut b, 0x40, t_lo); // s_lastcheck
-    put32(&mut b, 0x4C, 1); // s_rev_level: dynamic
-    put32(&mut b, 0x54, FIRST_INO);
-    put16(&mut b, 0x58, INODE_SIZE as u16);
-    put16(&mut b, 0x5A, group as u16); // s_block_group_nr
-    put32(&mut b, 0x5C, COMPAT_EXT_ATTR);
-    put32(&mut b, 0x60, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS);
-    put32(
+    S_INODES_COUNT.put(&mut b, geo.inodes());
+    S_BLOCKS_COUNT_LO.put(&mut b, geo.blocks as u32);
+    S_FREE_BLOCKS_COUNT_LO.put(&mut b, s.free_blocks as u32);
+    S_FREE_INODES_COUNT.put(&mut b, s.free_inodes);
+    S_FIRST_DATA_BLOCK.put(&mut b, 0u32); // 0 for blocks > 1 KiB
+    S_LOG_BLOCK_SIZE.put(&mut b, LOG_BLOCK_SIZE);
+    S_LOG_CLUSTER_SIZE.put(&mut b, LOG_BLOCK_SIZE);
+    S_BLOCKS_PER_GROUP.put(&mut b, BLOCKS_PER_GROUP as u32);
+    S_CLUSTERS_PER_GROUP.put(&mut b, BLOCKS_PER_GROUP as u32);
+    S_INODES_PER_GROUP.put(&mut b, geo.inodes_per_group);
+    S_WTIME.put(&mut b, t_lo);
+    S_MAX_MNT_COUNT.put(&mut b, 0xFFFFu16); // -1, no forced checks
+    S_MAGIC.put(&mut b, EXT4_MAGIC);
+    S_STATE.put(&mut b, 1u16); // cleanly unmounted
+    S_ERRORS.put(&mut b, 1u16); // continue
+    S_LASTCHECK.put(&mut b, t_lo);
+    S_REV_LEVEL.put(&mut b, 1u32); // dynamic
+    S_FIRST_INO.put(&mut b, FIRST_INO);
+    S_INODE_SIZE.put(&mut b, INODE_SIZE as u16);
+    S_BLOCK_GROUP_NR.put(&mut b, group as u16);
+    S_FEATURE_COMPAT.put(&mut b, COMPAT_EXT_ATTR);
+    S_FEATURE_INCOMPAT.put(&mut b, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS);
+    S_FEATURE_RO_COMPAT.put(
         &mut b,
-        0x64,
         RO_COMPAT_SPARSE_SUPER
             | RO_COMPAT_LARGE_FILE
             | RO_COMPAT_HUGE_FILE
@@ -272,23 +263,23 @@ pub(super) fn superblock(s: &SuperInfo<'_>, group: u32) -> [u8; 1024] {
             | RO_COMPAT_EXTRA_ISIZE
             | RO_COMPAT_METADATA_CSUM,
     );
-    b[0x68..0x78].copy_from_slice(&s.uuid);
-    b[0x78..0x78 + s.label.len()].copy_from_slice(s.label);
-    b[0xEC..0xFC].copy_from_slice(&s.hash_seed);
-    b[0xFC] = HASH_HALF_MD4;
-    put32(&mut b, 0x100, DEFM_XATTR_USER_ACL);
-    put32(&mut b, 0x108, t_lo); // s_mkfs_time
-    put32(&mut b, 0x150, (geo.blocks >> 32) as u32);
-    put32(&mut b, 0x158, (s.free_blocks >> 32) as u32);
-    put16(&mut b, 0x15C, EXTRA_ISIZE); // s_min_extra_isize
-    put16(&mut b, 0x15E, EXTRA_ISIZE); // s_want_extra_isize
-    put32(&mut b, 0x160, FLAGS_SIGNED_HASH);
-    b[0x175] = CHECKSUM_TYPE_CRC32C;
-    b[0x274] = t_hi; // s_wtime_hi
-    b[0x276] = t_hi; // s_mkfs_time_hi
-    b[0x277] = t_hi; // s_lastcheck_hi
-    let crc = crc32c_raw(!0, &b[..0x3FC]);
-    put32(&mut b, 0x3FC, crc);
+    S_UUID.put_bytes(&mut b, &s.uuid);
+    S_VOLUME_NAME.put_bytes(&mut b, s.label);
+    S_HASH_SEED.put_bytes(&mut b, &s.hash_seed);
+    S_DEF_HASH_VERSION.put(&mut b, HASH_HALF_MD4);
+    S_DEFAULT_MOUNT_OPTS.put(&mut b, DEFM_XATTR_USER_ACL);
+    S_MKFS_TIME.put(&mut b, t_lo);
+    S_BLOCKS_COUNT_HI.put(&mut b, (geo.blocks >> 32) as u32);
+    S_FREE_BLOCKS_COUNT_HI.put(&mut b, (s.free_blocks >> 32) as u32);
+    S_MIN_EXTRA_ISIZE.put(&mut b, EXTRA_ISIZE);
+    S_WANT_EXTRA_ISIZE.put(&mut b, EXTRA_ISIZE);
+    S_FLAGS.put(&mut b, FLAGS_SIGNED_HASH);
+    S_CHECKSUM_TYPE.put(&mut b, CHECKSUM_TYPE_CRC32C);
+    S_WTIME_HI.put(&mut b, t_hi);
+    S_MKFS_TIME_HI.put(&mut b, t_hi);
+    S_LASTCHECK_HI.put(&mut b, t_hi);
+    let crc = crc32c_raw(!0, &b[..S_CHECKSUM.offset]);
+    S_CHECKSUM.put(&mut b, crc);
     b
 }
 

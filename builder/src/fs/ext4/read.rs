@@ -21,16 +21,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::inode::{EXTENTS_FL, I_BLOCK_LEN};
-use super::layout::ROOT_INO;
+use kiln_format::field::{Field, Le};
+
+use super::format::*;
+use super::inode::{EXTENTS_FL, EXTENT_MAGIC, I_BLOCK_LEN};
+use super::layout::{EXT4_MAGIC, ROOT_INO};
 use super::xattr::{
     ACL_GROUP, ACL_USER, ACL_XATTR_VERSION, BLOCK_HEADER, EXT4_ACL_VERSION, NAME_INDEX, XATTR_MAGIC,
 };
 use super::SUPERBLOCK_OFFSET;
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 
-/// `s_magic`.
-const EXT4_MAGIC: u16 = 0xEF53;
 /// `s_feature_incompat` bits that change how the image must be read.
 const INCOMPAT_META_BG: u32 = 0x0010;
 const INCOMPAT_64BIT: u32 = 0x0080;
@@ -38,14 +39,10 @@ const INCOMPAT_64BIT: u32 = 0x0080;
 const INLINE_DATA_FL: u32 = 0x1000_0000;
 /// `i_flags`: an xattr value inode (`ea_inode`).
 const EA_INODE_FL: u32 = 0x0020_0000;
-/// Magic of an extent tree node header.
-const EXTENT_MAGIC: u16 = 0xF30A;
 /// `ee_len` above this marks an uninitialised extent (reads as zeros).
 const INIT_MAX_LEN: u16 = 32768;
 /// Deepest extent tree the kernel accepts (`EXT4_MAX_EXTENT_DEPTH`).
 const MAX_EXTENT_DEPTH: u16 = 5;
-/// Size of the original (rev 0) inode, and of the fields before `i_extra_isize`.
-const GOOD_OLD_INODE_SIZE: usize = 128;
 /// ACL id of entries that carry none (`ACL_UNDEFINED_ID`).
 const ACL_UNDEFINED_ID: u32 = u32::MAX;
 
@@ -77,16 +74,15 @@ fn bad(what: impl Into<String>) -> ReadError {
     ReadError::Malformed(what.into())
 }
 
-fn le16(b: &[u8], at: usize) -> Result<u16, ReadError> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or_else(|| bad(format!("truncated structure (offset {at})")))
-}
-
-fn le32(b: &[u8], at: usize) -> Result<u32, ReadError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| bad(format!("truncated structure (offset {at})")))
+/// Field `f` of the structure at byte `at` of `b`.
+fn get<T: Le>(b: &[u8], at: usize, f: Field) -> Result<T, ReadError> {
+    f.get_at(b, at).ok_or_else(|| {
+        bad(format!(
+            "truncated structure ({} at byte {})",
+            f.name,
+            at.saturating_add(f.offset)
+        ))
+    })
 }
 
 /// Decode an inode time: the signed low 32 bits plus the two epoch bits of
@@ -134,41 +130,42 @@ impl<'a> Fs<'a> {
     /// Parse the superblock and group descriptors of `img`.
     pub fn open(img: &'a [u8]) -> Result<Self, ReadError> {
         let sb = img
-            .get(SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + 1024)
+            .get(SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE)
             .ok_or(ReadError::NotExt4)?;
-        if le16(sb, 0x38)? != EXT4_MAGIC {
+        let field = |f: Field| get::<u32>(sb, 0, f);
+        if get::<u16>(sb, 0, S_MAGIC)? != EXT4_MAGIC {
             return Err(ReadError::NotExt4);
         }
-        let log = le32(sb, 0x18)?;
+        let log = field(S_LOG_BLOCK_SIZE)?;
         if log > 6 {
             return Err(bad(format!("s_log_block_size {log}")));
         }
         let block_size = 1024u64 << log;
-        let rev = le32(sb, 0x4C)?;
+        let rev = field(S_REV_LEVEL)?;
         let inode_size = if rev == 0 {
             GOOD_OLD_INODE_SIZE
         } else {
-            usize::from(le16(sb, 0x58)?)
+            usize::from(get::<u16>(sb, 0, S_INODE_SIZE)?)
         };
         if inode_size < GOOD_OLD_INODE_SIZE || !inode_size.is_power_of_two() {
             return Err(bad(format!("s_inode_size {inode_size}")));
         }
-        let incompat = le32(sb, 0x60)?;
+        let incompat = field(S_FEATURE_INCOMPAT)?;
         if incompat & INCOMPAT_META_BG != 0 {
             return Err(ReadError::Unsupported("meta_bg".into()));
         }
         let desc_size = if incompat & INCOMPAT_64BIT != 0 {
-            usize::from(le16(sb, 0xFE)?).max(32)
+            usize::from(get::<u16>(sb, 0, S_DESC_SIZE)?).max(GROUP_DESC_SIZE)
         } else {
-            32
+            GROUP_DESC_SIZE
         };
-        let first_data_block = u64::from(le32(sb, 0x14)?);
-        let blocks_per_group = u64::from(le32(sb, 0x20)?);
-        let inodes_per_group = le32(sb, 0x28)?;
-        let inodes_count = le32(sb, 0x00)?;
-        let blocks = u64::from(le32(sb, 0x04)?)
+        let first_data_block = u64::from(field(S_FIRST_DATA_BLOCK)?);
+        let blocks_per_group = u64::from(field(S_BLOCKS_PER_GROUP)?);
+        let inodes_per_group = field(S_INODES_PER_GROUP)?;
+        let inodes_count = field(S_INODES_COUNT)?;
+        let blocks = u64::from(field(S_BLOCKS_COUNT_LO)?)
             | if incompat & INCOMPAT_64BIT != 0 {
-                u64::from(le32(sb, 0x150)?) << 32
+                u64::from(field(S_BLOCKS_COUNT_HI)?) << 32
             } else {
                 0
             };
@@ -180,9 +177,9 @@ impl<'a> Fs<'a> {
         let mut inode_tables = Vec::with_capacity(groups as usize);
         for g in 0..groups as usize {
             let d = gdt + g * desc_size;
-            let mut table = u64::from(le32(img, d + 0x08)?);
+            let mut table = u64::from(get::<u32>(img, d, BG_INODE_TABLE_LO)?);
             if desc_size >= 64 {
-                table |= u64::from(le32(img, d + 0x28)?) << 32;
+                table |= u64::from(get::<u32>(img, d, BG_INODE_TABLE_HI)?) << 32;
             }
             inode_tables.push(table);
         }
@@ -243,26 +240,32 @@ impl<'a> Fs<'a> {
 
     fn inode(&self, ino: u32) -> Result<Inode<'a>, ReadError> {
         let b = &self.img[self.inode_range(ino)?];
+        let u16_at = |f: Field| get::<u16>(b, 0, f);
+        let u32_at = |f: Field| get::<u32>(b, 0, f);
         let extra = if self.inode_size > GOOD_OLD_INODE_SIZE {
-            usize::from(le16(b, 0x80)?)
+            usize::from(u16_at(I_EXTRA_ISIZE)?)
         } else {
             0
         };
-        let mtime_extra = if extra >= 0x8C - GOOD_OLD_INODE_SIZE {
-            le32(b, 0x88)?
+        // i_mtime_extra is there when i_extra_isize covers it.
+        let mtime_extra = if GOOD_OLD_INODE_SIZE + extra >= I_MTIME_EXTRA.range().end {
+            u32_at(I_MTIME_EXTRA)?
         } else {
             0
         };
         let ibody_at = GOOD_OLD_INODE_SIZE + extra;
         Ok(Inode {
-            mode: le16(b, 0x00)?,
-            uid: u32::from(le16(b, 0x02)?) | (u32::from(le16(b, 0x78)?) << 16),
-            gid: u32::from(le16(b, 0x18)?) | (u32::from(le16(b, 0x7A)?) << 16),
-            size: u64::from(le32(b, 0x04)?) | (u64::from(le32(b, 0x6C)?) << 32),
-            mtime: decode_time(le32(b, 0x10)?, mtime_extra),
-            flags: le32(b, 0x20)?,
-            i_block: &b[0x28..0x28 + I_BLOCK_LEN],
-            file_acl: u64::from(le32(b, 0x68)?) | (u64::from(le16(b, 0x76)?) << 32),
+            mode: u16_at(I_MODE)?,
+            uid: u32::from(u16_at(I_UID)?) | (u32::from(u16_at(I_UID_HIGH)?) << 16),
+            gid: u32::from(u16_at(I_GID)?) | (u32::from(u16_at(I_GID_HIGH)?) << 16),
+            size: u64::from(u32_at(I_SIZE_LO)?) | (u64::from(u32_at(I_SIZE_HIGH)?) << 32),
+            mtime: decode_time(u32_at(I_MTIME)?, mtime_extra),
+            flags: u32_at(I_FLAGS)?,
+            i_block: I_BLOCK
+                .bytes(b)
+                .ok_or_else(|| bad(format!("inode {ino}: record too short")))?,
+            file_acl: u64::from(u32_at(I_FILE_ACL_LO)?)
+                | (u64::from(u16_at(I_FILE_ACL_HIGH)?) << 32),
             ibody: b.get(ibody_at..).unwrap_or(&[]),
         })
     }
@@ -293,28 +296,30 @@ impl<'a> Fs<'a> {
         max_depth: u16,
         out: &mut Vec<(u64, u64, u64, bool)>,
     ) -> Result<(), ReadError> {
-        if le16(node, 0)? != EXTENT_MAGIC {
+        if get::<u16>(node, 0, EH_MAGIC)? != EXTENT_MAGIC {
             return Err(bad(format!("inode {ino}: bad extent header magic")));
         }
-        let entries = usize::from(le16(node, 2)?);
-        let depth = le16(node, 6)?;
+        let entries = usize::from(get::<u16>(node, 0, EH_ENTRIES)?);
+        let depth = get::<u16>(node, 0, EH_DEPTH)?;
         if depth >= max_depth {
             return Err(bad(format!("inode {ino}: extent tree too deep")));
         }
         for k in 0..entries {
-            let e = 12 * (k + 1);
-            let lblk = u64::from(le32(node, e)?);
+            let e = EXTENT_ENTRY_SIZE * (k + 1);
             if depth == 0 {
-                let raw_len = le16(node, e + 4)?;
+                let lblk = u64::from(get::<u32>(node, e, EE_BLOCK)?);
+                let raw_len = get::<u16>(node, e, EE_LEN)?;
                 let (len, init) = if raw_len > INIT_MAX_LEN {
                     (raw_len - INIT_MAX_LEN, false)
                 } else {
                     (raw_len, true)
                 };
-                let pblk = (u64::from(le16(node, e + 6)?) << 32) | u64::from(le32(node, e + 8)?);
+                let pblk = (u64::from(get::<u16>(node, e, EE_START_HI)?) << 32)
+                    | u64::from(get::<u32>(node, e, EE_START_LO)?);
                 out.push((lblk, pblk, u64::from(len), init));
             } else {
-                let child = u64::from(le32(node, e + 4)?) | (u64::from(le16(node, e + 8)?) << 32);
+                let child = u64::from(get::<u32>(node, e, EI_LEAF_LO)?)
+                    | (u64::from(get::<u16>(node, e, EI_LEAF_HI)?) << 32);
                 self.walk_extents(ino, self.block(child)?, depth, out)?;
             }
         }
@@ -366,15 +371,16 @@ impl<'a> Fs<'a> {
         let mut out = Vec::new();
         for block in data.chunks(self.block_size as usize) {
             let mut pos = 0;
-            while pos + 8 <= block.len() {
-                let child = le32(block, pos)?;
-                let rec_len = usize::from(le16(block, pos + 4)?);
-                let name_len = usize::from(block[pos + 6]);
-                if rec_len < 8 || pos + rec_len > block.len() {
+            while pos + DIRENT_HEADER_SIZE <= block.len() {
+                let child = get::<u32>(block, pos, DE_INODE)?;
+                let rec_len = usize::from(get::<u16>(block, pos, DE_REC_LEN)?);
+                let name_len = usize::from(get::<u8>(block, pos, DE_NAME_LEN)?);
+                if rec_len < DIRENT_HEADER_SIZE || pos + rec_len > block.len() {
                     return Err(bad(format!("directory inode {ino}: bad rec_len {rec_len}")));
                 }
+                let name_at = pos + DIRENT_HEADER_SIZE;
                 let name = block
-                    .get(pos + 8..pos + 8 + name_len)
+                    .get(name_at..name_at + name_len)
                     .ok_or_else(|| bad(format!("directory inode {ino}: bad name_len")))?;
                 if child != 0 && name != b"." && name != b".." {
                     let name = String::from_utf8(name.to_vec()).map_err(|_| {
@@ -393,13 +399,13 @@ impl<'a> Fs<'a> {
 
     fn xattrs(&self, ino: u32, i: &Inode<'_>) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
         let mut out = BTreeMap::new();
-        if i.ibody.len() >= 4 && le32(i.ibody, 0)? == XATTR_MAGIC {
+        if H_MAGIC.get::<u32>(i.ibody) == Some(XATTR_MAGIC) {
             // Value offsets count from the first entry, just after the magic.
-            read_xattr_entries(ino, &i.ibody[4..], 0, &mut out)?;
+            read_xattr_entries(ino, &i.ibody[H_MAGIC.len..], 0, &mut out)?;
         }
         if i.file_acl != 0 {
             let b = self.block(i.file_acl)?;
-            if le32(b, 0)? != XATTR_MAGIC {
+            if get::<u32>(b, 0, H_MAGIC)? != XATTR_MAGIC {
                 return Err(bad(format!("inode {ino}: xattr block without magic")));
             }
             read_xattr_entries(ino, b, BLOCK_HEADER, &mut out)?;
@@ -499,11 +505,11 @@ impl<'a> Fs<'a> {
 /// Device numbers from `i_block`: the old 8:8 encoding in word 0, else the
 /// new one in word 1 (`ext4_write_inode`'s `new_encode_dev`).
 fn device(i_block: &[u8]) -> Result<(u32, u32), ReadError> {
-    let w0 = le32(i_block, 0)?;
+    let w0 = get::<u32>(i_block, 0, I_BLOCK_OLD_DEV)?;
     if w0 != 0 {
         return Ok(((w0 >> 8) & 0xFF, w0 & 0xFF));
     }
-    let w1 = le32(i_block, 4)?;
+    let w1 = get::<u32>(i_block, 0, I_BLOCK_NEW_DEV)?;
     Ok(((w1 & 0xF_FF00) >> 8, (w1 & 0xFF) | ((w1 >> 12) & 0xF_FF00)))
 }
 
@@ -516,18 +522,20 @@ fn read_xattr_entries(
     out: &mut BTreeMap<String, Vec<u8>>,
 ) -> Result<(), ReadError> {
     let mut pos = start;
-    while pos + 4 <= area.len() && le32(area, pos)? != 0 {
-        let name_len = usize::from(area[pos]);
-        let index = area[pos + 1];
-        let value_off = usize::from(le16(area, pos + 2)?);
-        if le32(area, pos + 4)? != 0 {
+    // The table ends with four zero bytes (or the area's end).
+    while area.get(pos..pos + 4).is_some_and(|end| end != [0; 4]) {
+        let name_len = usize::from(get::<u8>(area, pos, E_NAME_LEN)?);
+        let index = get::<u8>(area, pos, E_NAME_INDEX)?;
+        let value_off = usize::from(get::<u16>(area, pos, E_VALUE_OFFS)?);
+        if get::<u32>(area, pos, E_VALUE_INUM)? != 0 {
             return Err(ReadError::Unsupported(format!(
                 "inode {ino}: xattr value in an inode (ea_inode)"
             )));
         }
-        let value_len = le32(area, pos + 8)? as usize;
+        let value_len = get::<u32>(area, pos, E_VALUE_SIZE)? as usize;
+        let name_at = pos + XATTR_ENTRY_HEADER_SIZE;
         let suffix = area
-            .get(pos + 16..pos + 16 + name_len)
+            .get(name_at..name_at + name_len)
             .ok_or_else(|| bad(format!("inode {ino}: xattr entry overruns its area")))?;
         let value = area
             .get(value_off..value_off + value_len)
@@ -550,7 +558,7 @@ fn read_xattr_entries(
             value.to_vec()
         };
         out.insert(name, value);
-        pos += (16 + name_len + 3) & !3;
+        pos += (XATTR_ENTRY_HEADER_SIZE + name_len + 3) & !3;
     }
     Ok(())
 }

@@ -7,17 +7,19 @@
 //! `ext4_acl` form (`fs/ext4/acl.h`), not the `posix_acl_xattr` form user
 //! space sees.
 
+use super::format::{
+    E_HASH, E_NAME_INDEX, E_NAME_LEN, E_VALUE_INUM, E_VALUE_OFFS, E_VALUE_SIZE, H_BLOCKS,
+    H_CHECKSUM, H_HASH, H_MAGIC, H_REFCOUNT, XATTR_BLOCK_HEADER_SIZE, XATTR_ENTRY_HEADER_SIZE,
+};
 use super::inode::IBODY_XATTR_LEN;
-use super::layout::{crc32c_raw, put16, put32, BLOCK_SIZE};
+use super::layout::{crc32c_raw, BLOCK_SIZE};
 use super::Ext4Error;
 use std::collections::BTreeMap;
 
 /// `h_magic` of an xattr block and of the in-inode area.
 pub(super) const XATTR_MAGIC: u32 = 0xEA02_0000;
 /// Size of the xattr block header (`ext4_xattr_header`).
-pub(super) const BLOCK_HEADER: usize = 32;
-/// Offset of `h_checksum` in the block header.
-const BLOCK_CSUM_OFF: usize = 16;
+pub(super) const BLOCK_HEADER: usize = XATTR_BLOCK_HEADER_SIZE;
 const BLOCK: usize = BLOCK_SIZE as usize;
 /// The four zero bytes that end an entry table.
 const END: usize = 4;
@@ -60,7 +62,7 @@ struct Attr<'a> {
 
 impl Attr<'_> {
     fn entry_len(&self) -> usize {
-        (16 + self.name.len() + 3) & !3
+        (XATTR_ENTRY_HEADER_SIZE + self.name.len() + 3) & !3
     }
     fn value_len(&self) -> usize {
         (self.value.len() + 3) & !3
@@ -167,20 +169,20 @@ pub(super) fn layout(path: &str, xattrs: &BTreeMap<String, Vec<u8>>) -> Result<X
 
     let ibody = (!in_inode.is_empty()).then(|| {
         let mut area = Box::new([0u8; IBODY_XATTR_LEN]);
-        put32(&mut area[..], 0, XATTR_MAGIC);
+        H_MAGIC.put(&mut area[..], XATTR_MAGIC);
         // Value offsets count from the first entry, just after the magic.
         write_entries(&mut area[END..], &in_inode);
         area
     });
     let block = (!in_block.is_empty()).then(|| {
         let mut b = vec![0u8; BLOCK];
-        put32(&mut b, 0, XATTR_MAGIC);
-        put32(&mut b, 4, 1); // h_refcount
-        put32(&mut b, 8, 1); // h_blocks
+        H_MAGIC.put(&mut b, XATTR_MAGIC);
+        H_REFCOUNT.put(&mut b, 1u32);
+        H_BLOCKS.put(&mut b, 1u32);
         let hashes = write_entries_at(&mut b, BLOCK_HEADER, &in_block);
         // ext4_xattr_rehash: fold the entry hashes.
         let h = hashes.iter().fold(0u32, |h, &e| (h << 16) ^ (h >> 16) ^ e);
-        put32(&mut b, 12, h);
+        H_HASH.put(&mut b, h);
         b
     });
     Ok(Xattrs { ibody, block })
@@ -207,13 +209,13 @@ fn write_entries_at(area: &mut [u8], start: usize, attrs: &[Attr<'_>]) -> Vec<u3
         let h = a.hash();
         hashes.push(h);
         let e = &mut area[pos..pos + a.entry_len()];
-        e[0] = a.name.len() as u8;
-        e[1] = a.index;
-        put16(e, 2, value_off as u16);
-        put32(e, 4, 0); // e_value_inum
-        put32(e, 8, a.value.len() as u32);
-        put32(e, 12, h);
-        e[16..16 + a.name.len()].copy_from_slice(a.name);
+        E_NAME_LEN.put(e, a.name.len() as u8);
+        E_NAME_INDEX.put(e, a.index);
+        E_VALUE_OFFS.put(e, value_off as u16);
+        E_VALUE_INUM.put(e, 0u32);
+        E_VALUE_SIZE.put(e, a.value.len() as u32);
+        E_HASH.put(e, h);
+        e[XATTR_ENTRY_HEADER_SIZE..XATTR_ENTRY_HEADER_SIZE + a.name.len()].copy_from_slice(a.name);
         pos += a.entry_len();
     }
     hashes
@@ -221,9 +223,9 @@ fn write_entries_at(area: &mut [u8], start: usize, attrs: &[Attr<'_>]) -> Vec<u3
 
 /// Set the block's checksum now that its block number is known.
 pub(super) fn seal_block(b: &mut [u8], blocknr: u64, fs_seed: u32) {
-    put32(b, BLOCK_CSUM_OFF, 0);
+    H_CHECKSUM.put(b, 0u32);
     let crc = crc32c_raw(crc32c_raw(fs_seed, &blocknr.to_le_bytes()), b);
-    put32(b, BLOCK_CSUM_OFF, crc);
+    H_CHECKSUM.put(b, crc);
 }
 
 #[cfg(test)]

@@ -1,0 +1,541 @@
+//! The GUID Partition Table: header and partition entry layouts, their
+//! CRC32s, GPT's mixed-endian GUIDs, the partition type GUIDs kiln uses, and
+//! the partition GUIDs of a dm-verity pair, taken from its root hash.
+//!
+//! Layouts and CRC rules: UEFI Specification 2.10, section 5.3 "GUID
+//! Partition Table (GPT) Disk Layout" (table 5.5, the header; table 5.6, a
+//! partition entry). Type GUIDs and the root hash rule: the UAPI Group's
+//! Discoverable Partitions Specification (DPS).
+//!
+//! A [`Guid`] here is 16 bytes in the order of its textual form
+//! (`c12a7328-f81f-…` starts `c1 2a 73 28`), the order systemd uses for the
+//! root hash halves and `uuid::Uuid::from_bytes` takes. On disk, GPT stores
+//! the first three fields little-endian and the last 8 bytes as they are
+//! ([`guid_from_disk`], [`guid_to_disk`]).
+
+use crate::field::Field;
+
+/// A GUID, in the byte order of its textual form.
+pub type Guid = [u8; 16];
+
+/// EFI System Partition (UEFI; DPS "EFI System Partition").
+pub const ESP_TYPE: Guid = parse_guid("c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+/// Root partition for x86-64 (DPS `SD_GPT_ROOT_X86_64`).
+pub const ROOT_X86_64_TYPE: Guid = parse_guid("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
+/// dm-verity hash partition of the x86-64 root (DPS `SD_GPT_ROOT_X86_64_VERITY`).
+pub const ROOT_X86_64_VERITY_TYPE: Guid = parse_guid("2c7357ed-ebd2-46d9-aec1-23d437ec2bf5");
+
+/// "EFI PART", the header signature.
+pub const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// The header revision UEFI 2.x defines (1.0).
+pub const REVISION: u32 = 0x0001_0000;
+/// Size of the header's fields (the `HeaderSize` kiln writes, and the
+/// smallest one the specification allows).
+pub const HEADER_SIZE: usize = 92;
+/// Size of a partition entry (the `SizeOfPartitionEntry` kiln writes, and
+/// the smallest one allowed: any `128 * 2^n` is valid).
+pub const ENTRY_SIZE: usize = 128;
+/// Bytes of a partition name: 36 UTF-16LE code units.
+pub const NAME_LEN: usize = 72;
+/// The largest entry array a decoder accepts (1 MiB); real tables use 16 KiB.
+pub const MAX_ENTRY_ARRAY_BYTES: u64 = 1 << 20;
+
+/// The header's fields (UEFI 2.10, table 5.5).
+pub mod header {
+    use crate::field::Field;
+
+    /// `Signature`: [`super::SIGNATURE`].
+    pub const SIGNATURE: Field = Field::new("Signature", 0, 8);
+    /// `Revision`.
+    pub const REVISION: Field = Field::new("Revision", 8, 4);
+    /// `HeaderSize`.
+    pub const HEADER_SIZE: Field = Field::new("HeaderSize", 12, 4);
+    /// `HeaderCRC32`, over `HeaderSize` bytes with this field zero.
+    pub const HEADER_CRC32: Field = Field::new("HeaderCRC32", 16, 4);
+    /// `MyLBA`: where this copy of the header is.
+    pub const MY_LBA: Field = Field::new("MyLBA", 24, 8);
+    /// `AlternateLBA`: where the other copy is.
+    pub const ALTERNATE_LBA: Field = Field::new("AlternateLBA", 32, 8);
+    /// `FirstUsableLBA`.
+    pub const FIRST_USABLE_LBA: Field = Field::new("FirstUsableLBA", 40, 8);
+    /// `LastUsableLBA`.
+    pub const LAST_USABLE_LBA: Field = Field::new("LastUsableLBA", 48, 8);
+    /// `DiskGUID`, mixed-endian.
+    pub const DISK_GUID: Field = Field::new("DiskGUID", 56, 16);
+    /// `PartitionEntryLBA`: the first block of the entry array.
+    pub const PARTITION_ENTRY_LBA: Field = Field::new("PartitionEntryLBA", 72, 8);
+    /// `NumberOfPartitionEntries`.
+    pub const NUMBER_OF_PARTITION_ENTRIES: Field = Field::new("NumberOfPartitionEntries", 80, 4);
+    /// `SizeOfPartitionEntry`.
+    pub const SIZE_OF_PARTITION_ENTRY: Field = Field::new("SizeOfPartitionEntry", 84, 4);
+    /// `PartitionEntryArrayCRC32`.
+    pub const PARTITION_ENTRY_ARRAY_CRC32: Field = Field::new("PartitionEntryArrayCRC32", 88, 4);
+
+    /// Every field, in the order of the table (the CRC, a checksum over the
+    /// others, last).
+    pub const FIELDS: &[Field] = &[
+        SIGNATURE,
+        REVISION,
+        HEADER_SIZE,
+        MY_LBA,
+        ALTERNATE_LBA,
+        FIRST_USABLE_LBA,
+        LAST_USABLE_LBA,
+        DISK_GUID,
+        PARTITION_ENTRY_LBA,
+        NUMBER_OF_PARTITION_ENTRIES,
+        SIZE_OF_PARTITION_ENTRY,
+        PARTITION_ENTRY_ARRAY_CRC32,
+        HEADER_CRC32,
+    ];
+}
+
+/// A partition entry's fields (UEFI 2.10, table 5.6).
+pub mod entry {
+    use crate::field::Field;
+
+    /// `PartitionTypeGUID`, mixed-endian; all zero in an unused entry.
+    pub const TYPE_GUID: Field = Field::new("PartitionTypeGUID", 0, 16);
+    /// `UniquePartitionGUID`, mixed-endian.
+    pub const UNIQUE_GUID: Field = Field::new("UniquePartitionGUID", 16, 16);
+    /// `StartingLBA`.
+    pub const STARTING_LBA: Field = Field::new("StartingLBA", 32, 8);
+    /// `EndingLBA`, inclusive.
+    pub const ENDING_LBA: Field = Field::new("EndingLBA", 40, 8);
+    /// `Attributes`.
+    pub const ATTRIBUTES: Field = Field::new("Attributes", 48, 8);
+    /// `PartitionName`: UTF-16LE, zero padded.
+    pub const PARTITION_NAME: Field = Field::new("PartitionName", 56, super::NAME_LEN);
+
+    /// Every field, in the order of the table.
+    pub const FIELDS: &[Field] = &[
+        TYPE_GUID,
+        UNIQUE_GUID,
+        STARTING_LBA,
+        ENDING_LBA,
+        ATTRIBUTES,
+        PARTITION_NAME,
+    ];
+}
+
+/// Why a header or entry array was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GptError {
+    /// Not a GPT header, or a damaged one.
+    BadHeader(&'static str),
+    /// The entry array does not match the header's CRC or size.
+    BadEntries(&'static str),
+}
+
+impl std::fmt::Display for GptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GptError::BadHeader(why) => write!(f, "GPT header: {why}"),
+            GptError::BadEntries(why) => write!(f, "GPT partition entries: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for GptError {}
+
+/// The fields of a GPT header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// LBA of this header.
+    pub my_lba: u64,
+    /// LBA of the other copy of the header.
+    pub alternate_lba: u64,
+    /// First LBA a partition may use.
+    pub first_usable_lba: u64,
+    /// Last LBA a partition may use.
+    pub last_usable_lba: u64,
+    /// Disk GUID.
+    pub disk_guid: Guid,
+    /// First LBA of the partition entry array.
+    pub entries_lba: u64,
+    /// Number of entries in the array.
+    pub num_entries: u32,
+    /// Size of one entry in bytes.
+    pub entry_size: u32,
+    /// CRC32 of the entry array.
+    pub entries_crc: u32,
+}
+
+impl Header {
+    /// Bytes of the entry array.
+    pub fn entry_array_len(&self) -> u64 {
+        u64::from(self.num_entries) * u64::from(self.entry_size)
+    }
+
+    /// Parses and checks a header from the first bytes of its sector:
+    /// signature, size, CRC32, an entry size of `128 * 2^n` and an entry
+    /// array of at most [`MAX_ENTRY_ARRAY_BYTES`].
+    pub fn decode(sector: &[u8]) -> Result<Header, GptError> {
+        let bad = GptError::BadHeader;
+        if header::SIGNATURE.bytes(sector) != Some(&SIGNATURE[..]) {
+            return Err(bad("no \"EFI PART\" signature"));
+        }
+        let size = header::HEADER_SIZE
+            .get::<u32>(sector)
+            .and_then(|s| usize::try_from(s).ok())
+            .filter(|s| (HEADER_SIZE..=sector.len()).contains(s))
+            .ok_or(bad("header size out of range"))?;
+        let mut copy = sector[..size].to_vec();
+        copy[header::HEADER_CRC32.range()].fill(0);
+        if header::HEADER_CRC32.get::<u32>(sector) != Some(crc32(&copy)) {
+            return Err(bad("header CRC32 mismatch"));
+        }
+        // The header is at least HEADER_SIZE bytes from here on.
+        let u64_at = |f: Field| f.get::<u64>(sector).unwrap_or_default();
+        let u32_at = |f: Field| f.get::<u32>(sector).unwrap_or_default();
+        let mut disk_guid = [0u8; 16];
+        if let Some(g) = header::DISK_GUID.bytes(sector) {
+            disk_guid.copy_from_slice(g);
+        }
+        let h = Header {
+            my_lba: u64_at(header::MY_LBA),
+            alternate_lba: u64_at(header::ALTERNATE_LBA),
+            first_usable_lba: u64_at(header::FIRST_USABLE_LBA),
+            last_usable_lba: u64_at(header::LAST_USABLE_LBA),
+            disk_guid: guid_from_disk(&disk_guid),
+            entries_lba: u64_at(header::PARTITION_ENTRY_LBA),
+            num_entries: u32_at(header::NUMBER_OF_PARTITION_ENTRIES),
+            entry_size: u32_at(header::SIZE_OF_PARTITION_ENTRY),
+            entries_crc: u32_at(header::PARTITION_ENTRY_ARRAY_CRC32),
+        };
+        if (h.entry_size as usize) < ENTRY_SIZE || !h.entry_size.is_power_of_two() {
+            return Err(bad("partition entry size is not 128 * 2^n"));
+        }
+        if h.entry_array_len() > MAX_ENTRY_ARRAY_BYTES {
+            return Err(bad("partition entry array larger than 1 MiB"));
+        }
+        Ok(h)
+    }
+
+    /// The header's [`HEADER_SIZE`] bytes, CRC32 included (on disk, the
+    /// rest of its sector is zero).
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        header::SIGNATURE.put_bytes(&mut b, SIGNATURE);
+        header::REVISION.put(&mut b, REVISION);
+        header::HEADER_SIZE.put(&mut b, HEADER_SIZE as u32);
+        header::MY_LBA.put(&mut b, self.my_lba);
+        header::ALTERNATE_LBA.put(&mut b, self.alternate_lba);
+        header::FIRST_USABLE_LBA.put(&mut b, self.first_usable_lba);
+        header::LAST_USABLE_LBA.put(&mut b, self.last_usable_lba);
+        header::DISK_GUID.put_bytes(&mut b, &guid_to_disk(&self.disk_guid));
+        header::PARTITION_ENTRY_LBA.put(&mut b, self.entries_lba);
+        header::NUMBER_OF_PARTITION_ENTRIES.put(&mut b, self.num_entries);
+        header::SIZE_OF_PARTITION_ENTRY.put(&mut b, self.entry_size);
+        header::PARTITION_ENTRY_ARRAY_CRC32.put(&mut b, self.entries_crc);
+        let crc = crc32(&b);
+        header::HEADER_CRC32.put(&mut b, crc);
+        b
+    }
+}
+
+/// One partition entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Partition type GUID; all zero for an unused entry.
+    pub type_guid: Guid,
+    /// Unique partition GUID.
+    pub unique_guid: Guid,
+    /// First LBA.
+    pub first_lba: u64,
+    /// Last LBA, inclusive.
+    pub last_lba: u64,
+    /// Attribute bits.
+    pub attributes: u64,
+    /// The name, UTF-16LE, zero padded.
+    pub name: [u8; NAME_LEN],
+}
+
+impl Entry {
+    /// An entry with no attributes and no name.
+    pub fn new(type_guid: Guid, unique_guid: Guid, first_lba: u64, last_lba: u64) -> Self {
+        Entry {
+            type_guid,
+            unique_guid,
+            first_lba,
+            last_lba,
+            attributes: 0,
+            name: [0; NAME_LEN],
+        }
+    }
+
+    /// Reads an entry from the first [`ENTRY_SIZE`] bytes of `b`.
+    pub fn decode(b: &[u8]) -> Result<Entry, GptError> {
+        let short = GptError::BadEntries("entry shorter than 128 bytes");
+        let b = b.get(..ENTRY_SIZE).ok_or(short)?;
+        // `b` holds every field from here on.
+        let guid = |f: Field| {
+            let mut g = [0u8; 16];
+            if let Some(s) = f.bytes(b) {
+                g.copy_from_slice(s);
+            }
+            guid_from_disk(&g)
+        };
+        let mut name = [0u8; NAME_LEN];
+        if let Some(s) = entry::PARTITION_NAME.bytes(b) {
+            name.copy_from_slice(s);
+        }
+        Ok(Entry {
+            type_guid: guid(entry::TYPE_GUID),
+            unique_guid: guid(entry::UNIQUE_GUID),
+            first_lba: entry::STARTING_LBA.get(b).unwrap_or_default(),
+            last_lba: entry::ENDING_LBA.get(b).unwrap_or_default(),
+            attributes: entry::ATTRIBUTES.get(b).unwrap_or_default(),
+            name,
+        })
+    }
+
+    /// The entry's [`ENTRY_SIZE`] bytes.
+    pub fn encode(&self) -> [u8; ENTRY_SIZE] {
+        let mut b = [0u8; ENTRY_SIZE];
+        entry::TYPE_GUID.put_bytes(&mut b, &guid_to_disk(&self.type_guid));
+        entry::UNIQUE_GUID.put_bytes(&mut b, &guid_to_disk(&self.unique_guid));
+        entry::STARTING_LBA.put(&mut b, self.first_lba);
+        entry::ENDING_LBA.put(&mut b, self.last_lba);
+        entry::ATTRIBUTES.put(&mut b, self.attributes);
+        entry::PARTITION_NAME.put_bytes(&mut b, &self.name);
+        b
+    }
+
+    /// Whether the entry describes a partition (its type GUID is not zero).
+    pub fn is_used(&self) -> bool {
+        self.type_guid != [0; 16]
+    }
+}
+
+/// The used entries of the entry array `h` describes, each with its
+/// partition number (its index in the array plus one, as the kernel counts),
+/// after checking the array's length and CRC32.
+pub fn decode_entries(h: &Header, array: &[u8]) -> Result<Vec<(u32, Entry)>, GptError> {
+    let len = usize::try_from(h.entry_array_len())
+        .map_err(|_| GptError::BadEntries("array too large"))?;
+    let array = array
+        .get(..len)
+        .ok_or(GptError::BadEntries("array shorter than the header says"))?;
+    if crc32(array) != h.entries_crc {
+        return Err(GptError::BadEntries("entry array CRC32 mismatch"));
+    }
+    let mut used = Vec::new();
+    for (b, number) in array.chunks_exact(h.entry_size as usize).zip(1u32..) {
+        let e = Entry::decode(b)?;
+        if e.is_used() {
+            used.push((number, e));
+        }
+    }
+    Ok(used)
+}
+
+/// CRC-32 as GPT uses it (IEEE 802.3, reflected, polynomial 0xEDB88320).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A GUID's on-disk (mixed-endian) bytes in textual byte order.
+pub fn guid_from_disk(d: &[u8; 16]) -> Guid {
+    let mut g = *d;
+    g[0..4].reverse();
+    g[4..6].reverse();
+    g[6..8].reverse();
+    g
+}
+
+/// A GUID's on-disk (mixed-endian) bytes: the inverse of [`guid_from_disk`]
+/// (the swap is its own inverse).
+pub fn guid_to_disk(g: &Guid) -> [u8; 16] {
+    guid_from_disk(g)
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase.
+pub fn format_guid(g: &Guid) -> String {
+    let h: String = g.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The unique partition GUIDs of a verity-protected partition and of its
+/// hash partition: the first and the last 128 bits of the root hash, taken
+/// as they are (DPS; what systemd-repart writes and
+/// systemd-veritysetup-generator looks for).
+pub fn verity_partition_uuids(root_hash: &[u8; 32]) -> (Guid, Guid) {
+    let mut data = [0u8; 16];
+    let mut hash = [0u8; 16];
+    data.copy_from_slice(&root_hash[..16]);
+    hash.copy_from_slice(&root_hash[16..]);
+    (data, hash)
+}
+
+/// A GUID literal, at compile time (a malformed one fails the build).
+const fn parse_guid(s: &str) -> Guid {
+    let s = s.as_bytes();
+    assert!(s.len() == 36, "a GUID is 36 characters long");
+    let mut out = [0u8; 16];
+    let (mut i, mut n) = (0, 0);
+    while i < s.len() {
+        if i == 8 || i == 13 || i == 18 || i == 23 {
+            assert!(s[i] == b'-', "GUID groups are separated by dashes");
+        } else {
+            let digit = match s[i] {
+                c @ b'0'..=b'9' => c - b'0',
+                c @ b'a'..=b'f' => c - b'a' + 10,
+                _ => panic!("GUID literals are lowercase hex"),
+            };
+            out[n / 2] |= digit << (4 * (1 - n % 2));
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::check_layout;
+
+    /// The ESP type GUID as sfdisk and the UEFI specification store it.
+    const ESP_ON_DISK: [u8; 16] = [
+        0x28, 0x73, 0x2A, 0xC1, 0x1F, 0xF8, 0xD2, 0x11, 0xBA, 0x4B, 0x00, 0xA0, 0xC9, 0x3E, 0xC9,
+        0x3B,
+    ];
+
+    #[test]
+    fn layouts_are_consistent() {
+        check_layout(header::FIELDS, HEADER_SIZE).unwrap();
+        check_layout(entry::FIELDS, ENTRY_SIZE).unwrap();
+        let covered: usize = entry::FIELDS.iter().map(|f| f.len).sum();
+        assert_eq!(covered, ENTRY_SIZE);
+    }
+
+    #[test]
+    fn crc32_check_value() {
+        // The standard CRC-32 check value.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn guid_byte_order() {
+        let g = guid_from_disk(&ESP_ON_DISK);
+        assert_eq!(g, ESP_TYPE);
+        assert_eq!(format_guid(&g), "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+        assert_eq!(guid_to_disk(&g), ESP_ON_DISK);
+        assert_eq!(
+            format_guid(&ROOT_X86_64_TYPE),
+            "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+        );
+        assert_eq!(
+            format_guid(&ROOT_X86_64_VERITY_TYPE),
+            "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
+        );
+    }
+
+    #[test]
+    fn root_hash_halves() {
+        let h: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let (d, v) = verity_partition_uuids(&h);
+        assert_eq!(format_guid(&d), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert_eq!(format_guid(&v), "10111213-1415-1617-1819-1a1b1c1d1e1f");
+    }
+
+    fn header(array: &[u8]) -> Header {
+        Header {
+            my_lba: 1,
+            alternate_lba: 39,
+            first_usable_lba: 34,
+            last_usable_lba: 38,
+            disk_guid: [0x42; 16],
+            entries_lba: 2,
+            num_entries: 128,
+            entry_size: ENTRY_SIZE as u32,
+            entries_crc: crc32(array),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut array = vec![0u8; 128 * ENTRY_SIZE];
+        let mut second = Entry::new(ROOT_X86_64_TYPE, [0xBB; 16], 36, 38);
+        second.attributes = 1 << 60;
+        second.name[..4].copy_from_slice(&[b'r', 0, b't', 0]);
+        array[ENTRY_SIZE..2 * ENTRY_SIZE].copy_from_slice(&second.encode());
+        let h = header(&array);
+        let bytes = h.encode();
+        assert_eq!(&bytes[..8], SIGNATURE);
+        assert_eq!(Header::decode(&bytes), Ok(h.clone()));
+        assert_eq!(decode_entries(&h, &array), Ok(vec![(2, second)]));
+    }
+
+    #[test]
+    fn damage_is_rejected() {
+        let array = vec![0u8; 128 * ENTRY_SIZE];
+        let mut sector = [0u8; 512];
+        sector[..HEADER_SIZE].copy_from_slice(&header(&array).encode());
+        let cases: Vec<(usize, GptError)> = vec![
+            (0, GptError::BadHeader("no \"EFI PART\" signature")),
+            (13, GptError::BadHeader("header size out of range")),
+            (30, GptError::BadHeader("header CRC32 mismatch")),
+        ];
+        for (at, want) in cases {
+            let mut bad = sector;
+            bad[at] ^= 0x40;
+            assert_eq!(Header::decode(&bad), Err(want), "flip at {at}");
+        }
+        let mut bad_array = array.clone();
+        bad_array[17] ^= 0x40;
+        let h = Header::decode(&sector).unwrap();
+        assert_eq!(
+            decode_entries(&h, &bad_array),
+            Err(GptError::BadEntries("entry array CRC32 mismatch"))
+        );
+        assert_eq!(
+            decode_entries(&h, &array[..100]),
+            Err(GptError::BadEntries("array shorter than the header says"))
+        );
+        for size in [64u32, 129, 1 << 20] {
+            let mut h = header(&array);
+            h.entry_size = size;
+            assert!(Header::decode(&h.encode()).is_err(), "entry size {size}");
+        }
+        assert!(Entry::decode(&[0u8; 127]).is_err());
+    }
+
+    /// Any bytes decode to a header or an error, never a panic.
+    #[test]
+    fn arbitrary_bytes_do_not_panic() {
+        let good = header(&[0u8; ENTRY_SIZE]).encode();
+        for len in 0..=good.len() {
+            let _ = Header::decode(&good[..len]);
+        }
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..2000 {
+            let mut b = good;
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b[(state % HEADER_SIZE as u64) as usize] = (state >> 32) as u8;
+            }
+            if let Ok(h) = Header::decode(&b) {
+                let _ = decode_entries(&h, &[0u8; 4096]);
+            }
+        }
+    }
+}
