@@ -1,29 +1,20 @@
-//! The GUID Partition Table: header and partition entry layouts, their
-//! CRC32s, GPT's mixed-endian GUIDs, the partition type GUIDs kiln uses, and
-//! the partition GUIDs of a dm-verity pair, taken from its root hash.
+//! The GUID Partition Table: header and partition entry layouts and their
+//! CRC32s.
 //!
 //! Layouts and CRC rules: UEFI Specification 2.10, section 5.3 "GUID
 //! Partition Table (GPT) Disk Layout" (table 5.5, the header; table 5.6, a
 //! partition entry). Type GUIDs and the root hash rule: the UAPI Group's
 //! Discoverable Partitions Specification (DPS).
 //!
-//! A [`Guid`] here is 16 bytes in the order of its textual form
-//! (`c12a7328-f81f-…` starts `c1 2a 73 28`), the order systemd uses for the
-//! root hash halves and `uuid::Uuid::from_bytes` takes. On disk, GPT stores
-//! the first three fields little-endian and the last 8 bytes as they are
-//! ([`guid_from_disk`], [`guid_to_disk`]).
+//! GUIDs, their on-disk byte order and the type GUIDs are in [`crate::guid`]
+//! (re-exported here).
 
 use crate::field::Field;
-
-/// A GUID, in the byte order of its textual form.
-pub type Guid = [u8; 16];
-
-/// EFI System Partition (UEFI; DPS "EFI System Partition").
-pub const ESP_TYPE: Guid = parse_guid("c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
-/// Root partition for x86-64 (DPS `SD_GPT_ROOT_X86_64`).
-pub const ROOT_X86_64_TYPE: Guid = parse_guid("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
-/// dm-verity hash partition of the x86-64 root (DPS `SD_GPT_ROOT_X86_64_VERITY`).
-pub const ROOT_X86_64_VERITY_TYPE: Guid = parse_guid("2c7357ed-ebd2-46d9-aec1-23d437ec2bf5");
+pub use crate::gpt_entry::{entry, Entry, GptError, ENTRY_SIZE, NAME_LEN};
+pub use crate::guid::{
+    format_guid, guid_from_disk, guid_to_disk, verity_partition_uuids, Guid, ESP_TYPE,
+    ROOT_X86_64_TYPE, ROOT_X86_64_VERITY_TYPE,
+};
 
 /// "EFI PART", the header signature.
 pub const SIGNATURE: &[u8; 8] = b"EFI PART";
@@ -32,11 +23,6 @@ pub const REVISION: u32 = 0x0001_0000;
 /// Size of the header's fields (the `HeaderSize` kiln writes, and the
 /// smallest one the specification allows).
 pub const HEADER_SIZE: usize = 92;
-/// Size of a partition entry (the `SizeOfPartitionEntry` kiln writes, and
-/// the smallest one allowed: any `128 * 2^n` is valid).
-pub const ENTRY_SIZE: usize = 128;
-/// Bytes of a partition name: 36 UTF-16LE code units.
-pub const NAME_LEN: usize = 72;
 /// The largest entry array a decoder accepts (1 MiB); real tables use 16 KiB.
 pub const MAX_ENTRY_ARRAY_BYTES: u64 = 1 << 20;
 
@@ -89,54 +75,6 @@ pub mod header {
         HEADER_CRC32,
     ];
 }
-
-/// A partition entry's fields (UEFI 2.10, table 5.6).
-pub mod entry {
-    use crate::field::Field;
-
-    /// `PartitionTypeGUID`, mixed-endian; all zero in an unused entry.
-    pub const TYPE_GUID: Field = Field::new("PartitionTypeGUID", 0, 16);
-    /// `UniquePartitionGUID`, mixed-endian.
-    pub const UNIQUE_GUID: Field = Field::new("UniquePartitionGUID", 16, 16);
-    /// `StartingLBA`.
-    pub const STARTING_LBA: Field = Field::new("StartingLBA", 32, 8);
-    /// `EndingLBA`, inclusive.
-    pub const ENDING_LBA: Field = Field::new("EndingLBA", 40, 8);
-    /// `Attributes`.
-    pub const ATTRIBUTES: Field = Field::new("Attributes", 48, 8);
-    /// `PartitionName`: UTF-16LE, zero padded.
-    pub const PARTITION_NAME: Field = Field::new("PartitionName", 56, super::NAME_LEN);
-
-    /// Every field, in the order of the table.
-    pub const FIELDS: &[Field] = &[
-        TYPE_GUID,
-        UNIQUE_GUID,
-        STARTING_LBA,
-        ENDING_LBA,
-        ATTRIBUTES,
-        PARTITION_NAME,
-    ];
-}
-
-/// Why a header or entry array was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GptError {
-    /// Not a GPT header, or a damaged one.
-    BadHeader(&'static str),
-    /// The entry array does not match the header's CRC or size.
-    BadEntries(&'static str),
-}
-
-impl std::fmt::Display for GptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GptError::BadHeader(why) => write!(f, "GPT header: {why}"),
-            GptError::BadEntries(why) => write!(f, "GPT partition entries: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for GptError {}
 
 /// The fields of a GPT header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,80 +172,6 @@ impl Header {
     }
 }
 
-/// One partition entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Partition type GUID; all zero for an unused entry.
-    pub type_guid: Guid,
-    /// Unique partition GUID.
-    pub unique_guid: Guid,
-    /// First LBA.
-    pub first_lba: u64,
-    /// Last LBA, inclusive.
-    pub last_lba: u64,
-    /// Attribute bits.
-    pub attributes: u64,
-    /// The name, UTF-16LE, zero padded.
-    pub name: [u8; NAME_LEN],
-}
-
-impl Entry {
-    /// An entry with no attributes and no name.
-    pub fn new(type_guid: Guid, unique_guid: Guid, first_lba: u64, last_lba: u64) -> Self {
-        Entry {
-            type_guid,
-            unique_guid,
-            first_lba,
-            last_lba,
-            attributes: 0,
-            name: [0; NAME_LEN],
-        }
-    }
-
-    /// Reads an entry from the first [`ENTRY_SIZE`] bytes of `b`.
-    pub fn decode(b: &[u8]) -> Result<Entry, GptError> {
-        let short = GptError::BadEntries("entry shorter than 128 bytes");
-        let b = b.get(..ENTRY_SIZE).ok_or(short)?;
-        // `b` holds every field from here on.
-        let guid = |f: Field| {
-            let mut g = [0u8; 16];
-            if let Some(s) = f.bytes(b) {
-                g.copy_from_slice(s);
-            }
-            guid_from_disk(&g)
-        };
-        let mut name = [0u8; NAME_LEN];
-        if let Some(s) = entry::PARTITION_NAME.bytes(b) {
-            name.copy_from_slice(s);
-        }
-        Ok(Entry {
-            type_guid: guid(entry::TYPE_GUID),
-            unique_guid: guid(entry::UNIQUE_GUID),
-            first_lba: entry::STARTING_LBA.get(b).unwrap_or_default(),
-            last_lba: entry::ENDING_LBA.get(b).unwrap_or_default(),
-            attributes: entry::ATTRIBUTES.get(b).unwrap_or_default(),
-            name,
-        })
-    }
-
-    /// The entry's [`ENTRY_SIZE`] bytes.
-    pub fn encode(&self) -> [u8; ENTRY_SIZE] {
-        let mut b = [0u8; ENTRY_SIZE];
-        entry::TYPE_GUID.put_bytes(&mut b, &guid_to_disk(&self.type_guid));
-        entry::UNIQUE_GUID.put_bytes(&mut b, &guid_to_disk(&self.unique_guid));
-        entry::STARTING_LBA.put(&mut b, self.first_lba);
-        entry::ENDING_LBA.put(&mut b, self.last_lba);
-        entry::ATTRIBUTES.put(&mut b, self.attributes);
-        entry::PARTITION_NAME.put_bytes(&mut b, &self.name);
-        b
-    }
-
-    /// Whether the entry describes a partition (its type GUID is not zero).
-    pub fn is_used(&self) -> bool {
-        self.type_guid != [0; 16]
-    }
-}
-
 /// The used entries of the entry array `h` describes, each with its
 /// partition number (its index in the array plus one, as the kernel counts),
 /// after checking the array's length and CRC32.
@@ -340,69 +204,6 @@ pub fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
-}
-
-/// A GUID's on-disk (mixed-endian) bytes in textual byte order.
-pub fn guid_from_disk(d: &[u8; 16]) -> Guid {
-    let mut g = *d;
-    g[0..4].reverse();
-    g[4..6].reverse();
-    g[6..8].reverse();
-    g
-}
-
-/// A GUID's on-disk (mixed-endian) bytes: the inverse of [`guid_from_disk`]
-/// (the swap is its own inverse).
-pub fn guid_to_disk(g: &Guid) -> [u8; 16] {
-    guid_from_disk(g)
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase.
-pub fn format_guid(g: &Guid) -> String {
-    let h: String = g.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// The unique partition GUIDs of a verity-protected partition and of its
-/// hash partition: the first and the last 128 bits of the root hash, taken
-/// as they are (DPS; what systemd-repart writes and
-/// systemd-veritysetup-generator looks for).
-pub fn verity_partition_uuids(root_hash: &[u8; 32]) -> (Guid, Guid) {
-    let mut data = [0u8; 16];
-    let mut hash = [0u8; 16];
-    data.copy_from_slice(&root_hash[..16]);
-    hash.copy_from_slice(&root_hash[16..]);
-    (data, hash)
-}
-
-/// A GUID literal, at compile time (a malformed one fails the build).
-const fn parse_guid(s: &str) -> Guid {
-    let s = s.as_bytes();
-    assert!(s.len() == 36, "a GUID is 36 characters long");
-    let mut out = [0u8; 16];
-    let (mut i, mut n) = (0, 0);
-    while i < s.len() {
-        if i == 8 || i == 13 || i == 18 || i == 23 {
-            assert!(s[i] == b'-', "GUID groups are separated by dashes");
-        } else {
-            let digit = match s[i] {
-                c @ b'0'..=b'9' => c - b'0',
-                c @ b'a'..=b'f' => c - b'a' + 10,
-                _ => panic!("GUID literals are lowercase hex"),
-            };
-            out[n / 2] |= digit << (4 * (1 - n % 2));
-            n += 1;
-        }
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

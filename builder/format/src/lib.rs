@@ -12,6 +12,8 @@
 
 pub mod field;
 pub mod gpt;
+pub mod gpt_entry;
+pub mod guid;
 pub mod verity;
 
 pub use field::Field;
