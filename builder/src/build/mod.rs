@@ -26,7 +26,7 @@ use crate::util::error::InputError;
 use crate::util::exec::CommandRunExt;
 use crate::util::progress::Progress;
 
-/// What `kiln build --json` prints (DESIGN.md's shape).
+/// What `kiln build --json` prints (ARCHITECTURE.md, "The command-line contract").
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
     /// The image.

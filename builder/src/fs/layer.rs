@@ -1,6 +1,6 @@
 //! Layer blobs: a [`Tree`] as a deterministic tar, compressed with zstd.
 //!
-//! The tar follows DESIGN.md "Layer": entries sorted by path (every directory
+//! The tar follows ARCHITECTURE.md "Layer": entries sorted by path (every directory
 //! before its contents; the root as `./`), GNU headers with numeric uid/gid and
 //! empty user/group names, mtimes as the tree has them (already clamped to
 //! SOURCE_DATE_EPOCH), no atime/ctime, extended attributes as PAX

@@ -1,6 +1,6 @@
 //! Disk assembly: composed root → ext4 root filesystem → dm-verity hash tree →
 //! initramfs → UKI → FAT ESP → GPT disk, all offline, in memory and without
-//! privileges (DESIGN.md "Read-only image", "Disk layout", "Boot chain").
+//! privileges (ARCHITECTURE.md "Read-only image", "Disk layout", "Boot chain").
 //!
 //! Every identifier is derived from content so that the same inputs give the
 //! same bytes: the ext4 UUID and hash seed from the layer digests, the verity

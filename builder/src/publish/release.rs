@@ -1,4 +1,4 @@
-//! The release store, channels and `kiln publish` (DESIGN.md "Publication").
+//! The release store, channels and `kiln publish` (ARCHITECTURE.md "Publication").
 //!
 //! ```text
 //! RELEASES/                                  default STORE/releases, or publish --to DIR

@@ -1,4 +1,4 @@
-//! The content-addressed store (DESIGN.md "Content addressing").
+//! The content-addressed store (ARCHITECTURE.md "Content addressing").
 //!
 //! ```text
 //! STORE/

@@ -1,5 +1,5 @@
 //! Boot-test verdicts, recorded in the store against the image digest
-//! (DESIGN.md "Verification"): what was checked, how each check went, how
+//! (ARCHITECTURE.md "Verification"): what was checked, how each check went, how
 //! long the boot phases took, and with which QEMU, firmware and accelerator.
 //! Publication requires a passing verdict for the digest it publishes.
 //!

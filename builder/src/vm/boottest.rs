@@ -1,5 +1,5 @@
 //! `kiln test`: boot the very image that will be published, byte for byte
-//! unchanged, and judge it from outside (DESIGN.md "Verification"):
+//! unchanged, and judge it from outside (ARCHITECTURE.md "Verification"):
 //! console patterns that must appear in order and patterns that must never
 //! appear, TCP and HTTP probes through QEMU port forwards, and a clean ACPI
 //! power-off requested over QMP (QEMU Machine Protocol, docs/interop/qmp-spec).
