@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::model::checks::TestSettings;
+use crate::model::checks::{HttpCheck, TestSettings};
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
@@ -279,38 +279,16 @@ pub fn run(
     if stop.is_none() {
         for (i, t) in settings.tcp.iter().enumerate() {
             let name = format!("tcp[{i}] :{}", t.port);
-            let begin = Instant::now();
             let addr = SocketAddr::from(([127, 0, 0, 1], host_port(t.port)));
-            let mut last = String::new();
-            let ok = loop {
-                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
-                    last = why.clone();
-                    stop = Some(why);
-                    break false;
-                }
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                    Ok(mut s) => {
-                        // QEMU's forward accepts before the guest does: a
-                        // connection the guest refuses is closed at once.
-                        s.set_read_timeout(Some(Duration::from_millis(300))).ok();
-                        let mut b = [0u8; 1];
-                        match s.read(&mut b) {
-                            Ok(0) => last = "connection closed by the guest".into(),
-                            _ => break true,
-                        }
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-                if begin.elapsed() > Duration::from_secs(t.timeout) {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            };
-            let secs = begin.elapsed().as_secs_f64();
-            if ok {
+            let p = probe(
+                t.timeout,
+                || watch(&mut con, &mut vm, &mut phases),
+                || tcp_accepts(addr),
+            );
+            if p.ok {
                 run.pass(
                     name,
-                    secs,
+                    p.secs,
                     format!(
                         "guest port {} accepts connections (host 127.0.0.1:{})",
                         t.port,
@@ -320,10 +298,10 @@ pub fn run(
             } else {
                 run.fail(
                     name,
-                    secs,
-                    format!("no connection within {} s: {last}", t.timeout),
+                    p.secs,
+                    format!("no connection within {} s: {}", t.timeout, p.last),
                 );
-                stop.get_or_insert("tcp".into());
+                stop = Some(p.stopped.unwrap_or_else(|| "tcp".into()));
                 break;
             }
         }
@@ -331,46 +309,17 @@ pub fn run(
     if stop.is_none() {
         for (i, h) in settings.http.iter().enumerate() {
             let name = format!("http[{i}] GET :{}{}", h.port, h.path);
-            let begin = Instant::now();
             let addr = SocketAddr::from(([127, 0, 0, 1], host_port(h.port)));
-            let mut last = String::new();
-            let ok = loop {
-                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
-                    last = why.clone();
-                    stop = Some(why);
-                    break false;
-                }
-                match http_get(addr, &h.path) {
-                    Ok((status, body)) => {
-                        let body_ok = h
-                            .body_contains
-                            .as_ref()
-                            .is_none_or(|want| body.contains(want.as_str()));
-                        if status == h.status && body_ok {
-                            break true;
-                        }
-                        last = if status != h.status {
-                            format!("status {status}, expected {}", h.status)
-                        } else {
-                            format!(
-                                "body does not contain {:?}",
-                                h.body_contains.as_deref().unwrap_or("")
-                            )
-                        };
-                    }
-                    Err(e) => last = format!("{e:#}"),
-                }
-                if begin.elapsed() > Duration::from_secs(h.timeout) {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            };
-            let secs = begin.elapsed().as_secs_f64();
-            if ok {
-                run.pass(name, secs, format!("status {}", h.status));
+            let p = probe(
+                h.timeout,
+                || watch(&mut con, &mut vm, &mut phases),
+                || http_answers(addr, h),
+            );
+            if p.ok {
+                run.pass(name, p.secs, format!("status {}", h.status));
             } else {
-                run.fail(name, secs, format!("within {} s: {last}", h.timeout));
-                stop.get_or_insert("http".into());
+                run.fail(name, p.secs, format!("within {} s: {}", h.timeout, p.last));
+                stop = Some(p.stopped.unwrap_or_else(|| "http".into()));
                 break;
             }
         }
@@ -533,6 +482,81 @@ pub fn test_image(
     )?;
     crate::store::verdict::record(store, &v)?;
     Ok(v)
+}
+
+/// How a network probe ended.
+struct Probe {
+    /// It succeeded.
+    ok: bool,
+    /// The last failure, for the report.
+    last: String,
+    /// Why the boot stopped while probing (the guest died, a forbidden
+    /// pattern appeared), when it did.
+    stopped: Option<String>,
+    /// Seconds from the first attempt.
+    secs: f64,
+}
+
+/// Try `attempt` every half second until it succeeds or `timeout` seconds
+/// pass, checking before each try (`watch`) that the boot has not stopped.
+fn probe(
+    timeout: u64,
+    mut watch: impl FnMut() -> Option<String>,
+    mut attempt: impl FnMut() -> Result<(), String>,
+) -> Probe {
+    let begin = Instant::now();
+    let mut last = String::new();
+    let mut stopped = None;
+    let ok = loop {
+        if let Some(why) = watch() {
+            last = why.clone();
+            stopped = Some(why);
+            break false;
+        }
+        match attempt() {
+            Ok(()) => break true,
+            Err(e) => last = e,
+        }
+        if begin.elapsed() > Duration::from_secs(timeout) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    Probe {
+        ok,
+        last,
+        stopped,
+        secs: begin.elapsed().as_secs_f64(),
+    }
+}
+
+/// Whether the guest accepts a connection through the forward to `addr`.
+fn tcp_accepts(addr: SocketAddr) -> Result<(), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    // QEMU's forward accepts before the guest does: a connection the guest
+    // refuses is closed at once.
+    s.set_read_timeout(Some(Duration::from_millis(300))).ok();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => Err("connection closed by the guest".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `GET h.path` through the forward to `addr` answers `h.status`
+/// with a body containing `h.body_contains`.
+fn http_answers(addr: SocketAddr, h: &HttpCheck) -> Result<(), String> {
+    let (status, body) = http_get(addr, &h.path).map_err(|e| format!("{e:#}"))?;
+    if status != h.status {
+        return Err(format!("status {status}, expected {}", h.status));
+    }
+    match &h.body_contains {
+        Some(want) if !body.contains(want.as_str()) => {
+            Err(format!("body does not contain {want:?}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The console tail of a finished test, for failure reports.
