@@ -96,10 +96,7 @@ pub fn check(kiln: &Path, recipe: &Path, out_dir: &Path, quiet: bool) -> Result<
     }
     let recipe = std::fs::canonicalize(recipe)
         .with_context(|| format!("{}: cannot read the recipe", recipe.display()))?;
-    let tmp = std::env::temp_dir();
-    crate::util::scratch::sweep(&tmp, false)?;
-    let scratch =
-        crate::util::scratch::ScratchDir::new_in(&tmp).context("creating a temporary directory")?;
+    let scratch = crate::util::scratch::in_temp_dir()?;
     let conds = conditions();
     let dirs: Vec<PathBuf> = ["a", "b"].iter().map(|n| scratch.path().join(n)).collect();
     for d in &dirs {

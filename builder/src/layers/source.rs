@@ -9,6 +9,7 @@
 //! modes and xattrs; its times are clamped to SOURCE_DATE_EPOCH.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crate::fs::kmod::{is_module_path, ModuleIndex};
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::input::layerdef::{DebianSource, LayerDef, Restart, StripRules};
 use crate::model::deb::{deb_file_name, parse_deb_filename, DebPackage};
-use crate::util::exec::{shell_quote, CommandFailed, CommandRunExt};
+use crate::util::exec::{shell_quote, whole_tree, CommandFailed, CommandRunExt};
 
 /// Where declared services live in the image: one directory per service with
 /// an executable `run` and a `restart` policy file (`always` or `no`).
@@ -257,8 +258,19 @@ pub fn debian_tree(
     tmp: &Path,
     deb_cache: &Path,
 ) -> Result<(Tree, Vec<DebPackage>)> {
-    let mut cmd = std::process::Command::new("mmdebstrap");
-    cmd.arg(format!("--variant={}", src.variant))
+    // mmdebstrap and everything it starts die with kiln (see `whole_tree`).
+    let mut cmd = whole_tree("mmdebstrap")?;
+    // It unpacks into a directory in $TMPDIR (`mmdebstrap.XXXXXXXXXX`): one
+    // in a scratch directory of kiln's there, so that a killed build's is
+    // swept by the next kiln run or `kiln gc`. Readable by all, as /tmp is:
+    // apt's `_apt` user must reach the root, or mmdebstrap has apt download
+    // as root (unsandboxed), which changes the owner of apt's `partial/`
+    // directories in the tree.
+    let unpack = crate::util::scratch::in_temp_dir()?;
+    std::fs::set_permissions(unpack.path(), std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} readable", unpack.path().display()))?;
+    cmd.env("TMPDIR", unpack.path())
+        .arg(format!("--variant={}", src.variant))
         .arg("--mode=auto")
         .arg("--format=tar")
         .arg("--quiet")

@@ -17,6 +17,9 @@
 //! reproducibility check) are bound to kiln's life with
 //! [`CommandRunExt::lifecycle_bind`] (Linux's parent-death signal,
 //! prctl(2) `PR_SET_PDEATHSIG`), so that a killed kiln leaves none behind.
+//! That signal reaches the child alone; a child whose own children must die
+//! with it too (mmdebstrap) is started through [`whole_tree`], which makes it
+//! the init of a PID namespace of its own.
 //!
 //! This module also holds kiln's one `PATH` search ([`find_program`]) and its
 //! one POSIX shell quoting ([`shell_quote`]).
@@ -28,6 +31,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 
 use anyhow::Result;
 
@@ -58,7 +62,8 @@ pub fn package_for(program: &str) -> Option<&'static str> {
         "zstd" => "zstd",
         "tar" => "tar",
         "cpio" => "cpio",
-        "chroot" | "du" | "env" | "printf" | "sleep" => "coreutils",
+        "chroot" | "du" | "env" | "printf" | "sleep" | "true" => "coreutils",
+        "unshare" => "util-linux",
         "sh" => "dash",
         "python3" => "python3",
         _ => return None,
@@ -82,6 +87,11 @@ pub fn is_secret(name: &OsStr) -> bool {
 /// executable file of that name in a `PATH` directory or, after those, in
 /// the system directories ([`SYSTEM_DIRS`]).
 pub fn find_program(program: &str) -> Option<PathBuf> {
+    search(program, &SYSTEM_DIRS)
+}
+
+/// [`find_program`] with `also` searched after `PATH`.
+fn search(program: &str, also: &[&str]) -> Option<PathBuf> {
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
@@ -91,7 +101,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(SYSTEM_DIRS.map(PathBuf::from))
+        .chain(also.iter().map(PathBuf::from))
         .map(|d| d.join(program))
         .find(|p| executable(p))
 }
@@ -118,6 +128,67 @@ fn not_installed(program: &str) -> EnvError {
     EnvError::new(format!(
         "`{program}` is not installed: {install} (or run scripts/setup-host.sh)"
     ))
+}
+
+/// The `unshare(1)` options (util-linux) under which [`whole_tree`] runs a
+/// program: as the init of a new PID namespace (`--pid --fork`), SIGKILLed
+/// when `unshare` dies (`--kill-child`), in a mount namespace of its own
+/// whose mounts never reach the host (`--mount`: propagation private).
+const WHOLE_TREE: [&str; 5] = ["--pid", "--mount", "--fork", "--kill-child", "--"];
+
+/// A command running `program` (looked up on `PATH`, as [`Command::new`]
+/// would) so that, once bound with [`CommandRunExt::lifecycle_bind`], its
+/// whole process tree dies with kiln, not only the program itself.
+///
+/// The parent-death signal reaches the direct child alone: what mmdebstrap
+/// forks (a second mmdebstrap, apt-get and its download methods, dpkg-deb,
+/// tar) would run on after kiln's death, unpacking into a directory nobody
+/// removes. Where kiln may make namespaces (as root), the program runs under
+/// `unshare` ([`WHOLE_TREE`]): kiln's death kills `unshare`, which kills the
+/// program, whose death as the namespace's init makes the kernel kill every
+/// other process in the namespace; whatever they mounted goes with their
+/// mount namespace. Where it may not (no privileges, no `unshare`), the
+/// program runs as it is, bound alone.
+///
+/// A `program` missing from `PATH` is an [`EnvError`] naming its package,
+/// as it would be from a plain [`Command`].
+pub fn whole_tree(program: &str) -> Result<Command> {
+    let path = search(program, &[]).ok_or_else(|| not_installed(program))?;
+    Ok(match namespace_runner() {
+        Some(unshare) => {
+            let mut c = Command::new(unshare);
+            c.args(WHOLE_TREE).arg(path);
+            c
+        }
+        None => Command::new(path),
+    })
+}
+
+/// `unshare`, when it can run a program under [`WHOLE_TREE`] here (tried
+/// once per process).
+fn namespace_runner() -> Option<&'static Path> {
+    static RUNNER: OnceLock<Option<PathBuf>> = OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let unshare = find_program("unshare")?;
+            let probe = find_program("true")?;
+            let usable = Command::new(&unshare)
+                .args(WHOLE_TREE)
+                .arg(probe)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !usable {
+                tracing::debug!(
+                    "`unshare` cannot make PID and mount namespaces here: a long-running \
+                     child is bound to kiln alone, without what it starts"
+                );
+            }
+            usable.then_some(unshare)
+        })
+        .as_deref()
 }
 
 /// `word` quoted for a POSIX shell: in single quotes, each `'` written `'\''`.
@@ -176,8 +247,9 @@ pub trait CommandRunExt {
     /// the process: a bound child must be waited for by the thread that
     /// started it (every `run*` method does; keep a [`Child`] from
     /// [`CommandRunExt::spawn_bound`] on its thread). Only the child itself
-    /// is bound, not what it starts: whatever a maintainer script leaves
-    /// running in the apt chroot is killed by the chroot's own clean-up.
+    /// is bound, not what it starts (a command from [`whole_tree`] takes its
+    /// descendants along): whatever a maintainer script leaves running in
+    /// the apt chroot is killed by the chroot's own clean-up.
     fn lifecycle_bind(&mut self) -> &mut Self;
 
     /// Run to completion with stdin closed and stdout and stderr captured;
@@ -479,6 +551,76 @@ mod tests {
         };
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(nix::libc::SIGKILL), "{status}");
+    }
+
+    /// Processes whose command line is exactly `argv`.
+    fn processes(argv: &[&str]) -> Vec<u32> {
+        let want: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse().ok()?;
+                (std::fs::read(e.path().join("cmdline")).ok()? == want).then_some(pid)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_tree_takes_the_grandchildren_along() {
+        // A grandchild no parent-death signal reaches: `sleep` under `sh`.
+        let marker = format!("3600.{}", std::process::id());
+        let script = format!("sleep {marker} & wait");
+        let started = marker.clone();
+        let mut child = std::thread::spawn(move || {
+            let child = whole_tree("sh")
+                .unwrap()
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn_bound()
+                .unwrap();
+            // The thread ends (and the signal comes) once sleep is running.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while processes(&["sleep", &started]).is_empty() {
+                assert!(Instant::now() < deadline, "sleep never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child
+        })
+        .join()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let left = loop {
+            let left = processes(&["sleep", &marker]);
+            if left.is_empty() || Instant::now() > deadline {
+                break left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.wait();
+        if namespace_runner().is_some() {
+            assert!(left.is_empty(), "sleep {marker} outlived kiln: {left:?}");
+        } else {
+            // Unprivileged: only the child itself is bound.
+            for pid in left {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whole_tree_of_a_missing_program_names_its_package() {
+        let err = whole_tree("kiln-no-such-program").unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_ENVIRONMENT);
+        assert!(err.to_string().contains("not installed"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Scratch space that a killed kiln leaves nothing of for long.
 //!
 //! Every temporary directory kiln creates (in the store's `tmp/`, beside the
-//! output files, in `$TMPDIR` for QEMU) is a [`ScratchDir`]:
+//! output files, in `$TMPDIR` for QEMU and mmdebstrap) is a [`ScratchDir`]:
 //! `PARENT/.kiln-tmp-<pid>-<random>/`, announced by a sibling
 //! `PARENT/.kiln-tmp-<pid>-<random>.lock` on which the owner holds an
 //! exclusive flock(2) for as long as the directory lives. The kernel drops
@@ -93,6 +93,24 @@ impl Drop for ScratchDir {
         let _ = fs::remove_dir_all(&self.path);
         let _ = fs::remove_file(&self.lock_path);
     }
+}
+
+/// A new scratch directory in `$TMPDIR` ([`std::env::temp_dir`]), after
+/// sweeping what dead kiln processes left there (QEMU's files, mmdebstrap's
+/// unpacked root, the builds of a reproducibility check).
+pub fn in_temp_dir() -> Result<ScratchDir> {
+    let tmp = std::env::temp_dir();
+    let swept = sweep(&tmp, false)?;
+    if !swept.paths.is_empty() {
+        tracing::info!(
+            count = swept.paths.len(),
+            bytes = swept.bytes,
+            "removed the scratch of dead kiln processes in {}",
+            tmp.display()
+        );
+    }
+    ScratchDir::new_in(&tmp)
+        .with_context(|| format!("creating a scratch directory in {}", tmp.display()))
 }
 
 /// 64 random bits from the kernel, falling back to the clock and pid (names

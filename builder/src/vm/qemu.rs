@@ -166,17 +166,7 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
     }
     let image = std::fs::canonicalize(image)
         .with_context(|| format!("{}: no such image", image.display()))?;
-    let tmp = std::env::temp_dir();
-    let swept = scratch::sweep(&tmp, false)?;
-    if !swept.paths.is_empty() {
-        tracing::info!(
-            count = swept.paths.len(),
-            bytes = swept.bytes,
-            "removed the scratch of dead kiln processes in {}",
-            tmp.display()
-        );
-    }
-    let dir = ScratchDir::new_in(&tmp)?;
+    let dir = scratch::in_temp_dir()?;
     let vars = dir.path().join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
     let overlay = dir.path().join("overlay.qcow2");
