@@ -40,7 +40,7 @@ use crate::input::layerdef::DebianSource;
 use crate::model::deb::{deb_file_name, dpkg_status, installed_between};
 use crate::store::Store;
 use crate::util::error::{EnvError, InputError};
-use crate::util::exec::CommandRunExt;
+use crate::util::exec::{whole_tree, CommandRunExt};
 
 /// invoke-rc.d's policy hook (Debian Policy 9.3.3, `/usr/sbin/policy-rc.d`):
 /// exit status 101 means "action forbidden", so no maintainer script starts a
@@ -444,9 +444,11 @@ impl Chroot {
     }
 
     /// `chroot ROOT ARGV…` with a clean, fixed environment, bound to kiln's
-    /// life: it runs on the apt thread, which waits for it.
-    fn cmd(&self, argv: &[String]) -> std::process::Command {
-        let mut c = std::process::Command::new("chroot");
+    /// life with everything it starts (dpkg, maintainer scripts: a PID
+    /// namespace where kiln may make one, [`whole_tree`]): it runs on the
+    /// apt thread, which waits for it.
+    fn cmd(&self, argv: &[String]) -> Result<std::process::Command> {
+        let mut c = whole_tree("chroot")?;
         c.arg(&self.root)
             .args(argv)
             .env_clear()
@@ -458,7 +460,7 @@ impl Chroot {
             .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
             .env("SOURCE_DATE_EPOCH", self.sde.to_string())
             .lifecycle_bind();
-        c
+        Ok(c)
     }
 
     fn apt(&self) -> Result<()> {
@@ -502,13 +504,13 @@ impl Chroot {
                 self.src.packages.join(", ")
             )
         };
-        self.cmd(&with_opts(&["update"]))
+        self.cmd(&with_opts(&["update"]))?
             .run()
             .with_context(|| failed("apt-get update"))?;
         let mut install = with_opts(&["install", "-y", "--no-install-recommends"]);
         install.extend(self.src.packages.iter().cloned());
         let out = self
-            .cmd(&install)
+            .cmd(&install)?
             .run_get_output()
             .with_context(|| failed("apt-get install"))?;
         tracing::debug!(stdout = %String::from_utf8_lossy(&out), "apt-get install");
