@@ -206,8 +206,17 @@ impl Header {
         // At most MAX_ENTRY_ARRAY_BYTES / 512 sectors: no overflow below.
         let array_sectors = self.entry_array_len().div_ceil(sector.max(1));
         let array_end = self.entries_lba.saturating_add(array_sectors);
+        let array = || {
+            format!(
+                "the entry array ({} entries of {} bytes) at LBAs {}..{array_end}",
+                self.num_entries, self.entry_size, self.entries_lba
+            )
+        };
         if array_end > sectors {
-            return Err(past(header::PARTITION_ENTRY_LBA, self.entries_lba));
+            return Err(GptError::header(
+                header::PARTITION_ENTRY_LBA.name,
+                format!("{} runs past the disk's last LBA {last}", array()),
+            ));
         }
         let overlaps_usable = self.entries_lba <= self.last_usable_lba
             && array_end > self.first_usable_lba
@@ -216,8 +225,10 @@ impl Header {
             return Err(GptError::header(
                 header::PARTITION_ENTRY_LBA.name,
                 format!(
-                    "the entry array at {}..{array_end} overlaps the usable LBAs {}..={}",
-                    self.entries_lba, self.first_usable_lba, self.last_usable_lba
+                    "{} overlaps the usable LBAs {}..={}",
+                    array(),
+                    self.first_usable_lba,
+                    self.last_usable_lba
                 ),
             ));
         }

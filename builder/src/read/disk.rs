@@ -55,20 +55,23 @@ pub struct Disk {
     pub outside_sha256: String,
 }
 
-/// The partitions of a GPT disk image file, each with its bytes.
+/// The partitions of a GPT disk image file, each with its bytes (errors
+/// name the file).
 pub fn read_partitions(path: &Path) -> Result<Vec<(PartitionInfo, Vec<u8>)>> {
-    Ok(read_disk_file(path)?.partitions)
+    Ok(read_disk_file(path)
+        .with_context(|| path.display().to_string())?
+        .partitions)
 }
 
-/// A GPT disk image file: its table and partitions.
+/// A GPT disk image file: its table and partitions. Errors do not repeat
+/// the path, which callers name.
 pub fn read_disk_file(path: &Path) -> Result<Disk> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?
         .len();
-    read_gpt_disk(std::io::BufReader::new(file), len)
-        .with_context(|| format!("{}: not a readable GPT disk image", path.display()))
+    read_gpt_disk(std::io::BufReader::new(file), len).context("not a readable GPT disk image")
 }
 
 /// A GPT disk image of `len` bytes from `r`: its table and partitions.
@@ -85,9 +88,7 @@ pub fn read_gpt_disk<R: Read + Seek>(mut r: R, len: u64) -> Result<Disk> {
                 tracing::warn!("primary GPT refused ({primary:#}); using the backup GPT");
                 t
             }
-            Err(backup) => {
-                return Err(primary.context(format!("the backup GPT too: {backup:#}")));
-            }
+            Err(backup) => bail!("{primary:#}, and the {backup:#}"),
         },
     };
     let mut partitions = Vec::with_capacity(entries.len());
@@ -235,15 +236,6 @@ pub fn uki_facts(uki: &[u8]) -> Result<UkiFacts> {
     })
 }
 
-/// A UKI text section (`.cmdline`, `.uname`, `.osrel`) without trailing NULs.
-pub fn uki_text(uki: &[u8], section: &str) -> Option<String> {
-    uki::read_section(uki, section).map(|b| {
-        String::from_utf8_lossy(b)
-            .trim_end_matches('\0')
-            .to_string()
-    })
-}
-
 /// The `roothash=` value of a kernel command line.
 pub fn cmdline_root_hash(cmdline: &str) -> Option<String> {
     cmdline
@@ -252,10 +244,10 @@ pub fn cmdline_root_hash(cmdline: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Read a disk image: GPT, then the UKI on the ESP.
+/// Read a disk image: GPT, then the UKI on the ESP. Errors do not repeat
+/// the path, which callers name.
 pub fn read_disk(path: &Path) -> Result<DiskReport> {
-    let disk = read_disk_file(path)?;
-    report(&disk).with_context(|| path.display().to_string())
+    report(&read_disk_file(path)?)
 }
 
 /// What [`read_disk`] reports of a disk already read.

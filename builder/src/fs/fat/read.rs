@@ -441,7 +441,8 @@ pub fn files(img: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
             } else {
                 format!("{dir}/{name}")
             };
-            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            let bad_char = |c: char| c == '/' || c.is_control();
+            if name.is_empty() || name == "." || name == ".." || name.contains(bad_char) {
                 return Err(entry_error(
                     &path,
                     Field::new("DIR_Name", 0, 11),
