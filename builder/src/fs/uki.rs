@@ -215,9 +215,11 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
         )));
     }
     let table = opt + opt_size;
-    if table + n * SECTION_HEADER > pe.len() {
+    let size_of_headers = (rd32(pe, opt + opt::SIZE_OF_HEADERS)? as usize).min(pe.len());
+    if table + n * SECTION_HEADER > size_of_headers {
         return Err(bad(format!(
-            "NumberOfSections {n}: the section table runs past the end of the file"
+            "NumberOfSections {n}: the section table runs past SizeOfHeaders \
+             (or the end of the file), byte {size_of_headers}"
         )));
     }
     let mut sections = Vec::with_capacity(n);
@@ -237,7 +239,7 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
         };
         if s.raw_size > 0 && s.file_range().end > pe.len() {
             return Err(bad(format!(
-                "section {}: PointerToRawData {} + SizeOfRawData {} is past the end of the file",
+                "section {:?}: PointerToRawData {} + SizeOfRawData {} is past the end of the file",
                 s.name, s.raw_offset, s.raw_size
             )));
         }
@@ -557,6 +559,29 @@ mod tests {
         let mut initrd = objcopy_section(&path, ".initrd", &out);
         initrd.truncate(p.initrd.len());
         assert!(initrd == p.initrd, ".initrd differs");
+    }
+
+    /// Damaged headers of a UKI read back give errors naming the field.
+    #[test]
+    fn damaged_headers_name_the_field() {
+        let uki = build_uki(&payloads());
+        let h = parse(&uki).unwrap();
+        let cases: [(usize, &[u8], &str); 4] = [
+            (E_LFANEW, &[0xff, 0xff, 0, 0], "e_lfanew"),
+            (
+                h.coff + coff::NUMBER_OF_SECTIONS,
+                &[0xff, 0xff],
+                "NumberOfSections",
+            ),
+            (h.opt, &[0x0b, 0x03], "Magic"),
+            (h.table + 20, &[0xff, 0xff, 0xff, 0x7f], "PointerToRawData"),
+        ];
+        for (at, bytes, want) in cases {
+            let mut b = uki.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            let e = sections(&b).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     #[test]

@@ -275,3 +275,44 @@ pub fn report(disk: &Disk) -> Result<DiskReport> {
     report.os_release = facts.os_release;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{fake_disk, fake_root};
+
+    /// What the table reader finds is what the disk writer recorded; a
+    /// damaged primary GPT falls back to the backup; with both damaged the
+    /// error names both.
+    #[test]
+    fn reads_what_the_writer_recorded_and_falls_back_to_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.raw");
+        let info = fake_disk(&fake_root(&[("etc/motd", "hi\n")], 0), 0, &path);
+        let disk = read_disk_file(&path).unwrap();
+        let got: Vec<PartitionInfo> = disk.partitions.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(got, info.partitions);
+        assert_eq!(disk.disk_guid, info.disk_guid);
+        let report = report(&disk).unwrap();
+        assert_eq!(report.cmdline.as_deref(), Some(info.cmdline.as_str()));
+        assert_eq!(report.root_hash.as_deref(), Some(info.root_hash.as_str()));
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[512 + 40] ^= 1; // FirstUsableLBA, under the header's CRC
+        std::fs::write(&path, &bytes).unwrap();
+        let backup = read_disk_file(&path).unwrap();
+        assert_eq!(backup.partitions.len(), disk.partitions.len());
+        assert_ne!(backup.outside_sha256, disk.outside_sha256);
+
+        let len = bytes.len();
+        bytes[len - 512] ^= 1; // the backup header's signature
+        std::fs::write(&path, &bytes).unwrap();
+        let e = format!("{:#}", read_disk_file(&path).unwrap_err());
+        assert!(
+            e.contains("primary GPT at LBA 1: GPT header: field `HeaderCRC32`")
+                && e.contains("and the backup GPT at LBA")
+                && e.contains("field `Signature`"),
+            "{e}"
+        );
+    }
+}
