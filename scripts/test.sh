@@ -8,6 +8,7 @@ bash scripts/setup-host.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --locked -p kiln
+bash scripts/fuzz.sh 10
 KILN_BIN=$(bash scripts/build-kiln.sh)
 export KILN_BIN
 cargo test --locked -p kiln-init -p kiln-format

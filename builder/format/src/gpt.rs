@@ -106,22 +106,34 @@ impl Header {
     }
 
     /// Parses and checks a header from the first bytes of its sector:
-    /// signature, size, CRC32, an entry size of `128 * 2^n` and an entry
-    /// array of at most [`MAX_ENTRY_ARRAY_BYTES`].
+    /// signature, size, CRC32, an entry size of `128 * 2^n`, an entry
+    /// array of at most [`MAX_ENTRY_ARRAY_BYTES`] and a usable range whose
+    /// first LBA is not after its last.
     pub fn decode(sector: &[u8]) -> Result<Header, GptError> {
-        let bad = GptError::BadHeader;
         if header::SIGNATURE.bytes(sector) != Some(&SIGNATURE[..]) {
-            return Err(bad("no \"EFI PART\" signature"));
+            return Err(GptError::header(header::SIGNATURE.name, "not \"EFI PART\""));
         }
-        let size = header::HEADER_SIZE
-            .get::<u32>(sector)
-            .and_then(|s| usize::try_from(s).ok())
+        let size = header::HEADER_SIZE.get::<u32>(sector).unwrap_or_default();
+        let size = usize::try_from(size)
+            .ok()
             .filter(|s| (HEADER_SIZE..=sector.len()).contains(s))
-            .ok_or(bad("header size out of range"))?;
+            .ok_or_else(|| {
+                GptError::header(
+                    header::HEADER_SIZE.name,
+                    format!("{size} is not in {HEADER_SIZE}..={}", sector.len()),
+                )
+            })?;
         let mut copy = sector[..size].to_vec();
         copy[header::HEADER_CRC32.range()].fill(0);
-        if header::HEADER_CRC32.get::<u32>(sector) != Some(crc32(&copy)) {
-            return Err(bad("header CRC32 mismatch"));
+        let crc = header::HEADER_CRC32.get::<u32>(sector).unwrap_or_default();
+        if crc != crc32(&copy) {
+            return Err(GptError::header(
+                header::HEADER_CRC32.name,
+                format!(
+                    "{crc:#010x} does not match the header ({:#010x})",
+                    crc32(&copy)
+                ),
+            ));
         }
         // The header is at least HEADER_SIZE bytes from here on.
         let u64_at = |f: Field| f.get::<u64>(sector).unwrap_or_default();
@@ -142,12 +154,85 @@ impl Header {
             entries_crc: u32_at(header::PARTITION_ENTRY_ARRAY_CRC32),
         };
         if (h.entry_size as usize) < ENTRY_SIZE || !h.entry_size.is_power_of_two() {
-            return Err(bad("partition entry size is not 128 * 2^n"));
+            return Err(GptError::header(
+                header::SIZE_OF_PARTITION_ENTRY.name,
+                format!("{} is not 128 * 2^n", h.entry_size),
+            ));
         }
         if h.entry_array_len() > MAX_ENTRY_ARRAY_BYTES {
-            return Err(bad("partition entry array larger than 1 MiB"));
+            return Err(GptError::header(
+                header::NUMBER_OF_PARTITION_ENTRIES.name,
+                format!(
+                    "{} entries of {} bytes are more than {MAX_ENTRY_ARRAY_BYTES} bytes",
+                    h.num_entries, h.entry_size
+                ),
+            ));
+        }
+        if h.first_usable_lba > h.last_usable_lba {
+            return Err(GptError::header(
+                header::LAST_USABLE_LBA.name,
+                format!(
+                    "{} is before FirstUsableLBA {}",
+                    h.last_usable_lba, h.first_usable_lba
+                ),
+            ));
         }
         Ok(h)
+    }
+
+    /// Checks the header against the disk it was read from, `disk_bytes`
+    /// long in sectors of `sector` bytes: every LBA it names lies on the
+    /// disk, and the entry array lies outside the usable range.
+    pub fn check_disk(&self, sector: u64, disk_bytes: u64) -> Result<(), GptError> {
+        let sectors = disk_bytes / sector.max(1);
+        let last = sectors.checked_sub(1).ok_or_else(|| {
+            GptError::header(header::MY_LBA.name, "the disk holds no whole sector")
+        })?;
+        let past = |f: Field, lba: u64| {
+            GptError::header(
+                f.name,
+                format!("{lba} is past the disk's last LBA {last} ({disk_bytes} bytes)"),
+            )
+        };
+        for (f, lba) in [
+            (header::MY_LBA, self.my_lba),
+            (header::ALTERNATE_LBA, self.alternate_lba),
+            (header::LAST_USABLE_LBA, self.last_usable_lba),
+        ] {
+            if lba > last {
+                return Err(past(f, lba));
+            }
+        }
+        // At most MAX_ENTRY_ARRAY_BYTES / 512 sectors: no overflow below.
+        let array_sectors = self.entry_array_len().div_ceil(sector.max(1));
+        let array_end = self.entries_lba.saturating_add(array_sectors);
+        let array = || {
+            format!(
+                "the entry array ({} entries of {} bytes) at LBAs {}..{array_end}",
+                self.num_entries, self.entry_size, self.entries_lba
+            )
+        };
+        if array_end > sectors {
+            return Err(GptError::header(
+                header::PARTITION_ENTRY_LBA.name,
+                format!("{} runs past the disk's last LBA {last}", array()),
+            ));
+        }
+        let overlaps_usable = self.entries_lba <= self.last_usable_lba
+            && array_end > self.first_usable_lba
+            && array_sectors > 0;
+        if overlaps_usable {
+            return Err(GptError::header(
+                header::PARTITION_ENTRY_LBA.name,
+                format!(
+                    "{} overlaps the usable LBAs {}..={}",
+                    array(),
+                    self.first_usable_lba,
+                    self.last_usable_lba
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The header's [`HEADER_SIZE`] bytes, CRC32 included (on disk, the
@@ -174,21 +259,75 @@ impl Header {
 
 /// The used entries of the entry array `h` describes, each with its
 /// partition number (its index in the array plus one, as the kernel counts),
-/// after checking the array's length and CRC32.
+/// after checking the array's length and CRC32, and that each partition
+/// lies in the header's usable range, ends after it starts and overlaps no
+/// other.
 pub fn decode_entries(h: &Header, array: &[u8]) -> Result<Vec<(u32, Entry)>, GptError> {
-    let len = usize::try_from(h.entry_array_len())
-        .map_err(|_| GptError::BadEntries("array too large"))?;
-    let array = array
-        .get(..len)
-        .ok_or(GptError::BadEntries("array shorter than the header says"))?;
+    let len = usize::try_from(h.entry_array_len()).map_err(|_| {
+        GptError::entries(header::NUMBER_OF_PARTITION_ENTRIES.name, "array too large")
+    })?;
+    let array = array.get(..len).ok_or_else(|| {
+        GptError::entries(
+            header::NUMBER_OF_PARTITION_ENTRIES.name,
+            format!(
+                "array of {} bytes, shorter than the {len} the header says",
+                array.len()
+            ),
+        )
+    })?;
     if crc32(array) != h.entries_crc {
-        return Err(GptError::BadEntries("entry array CRC32 mismatch"));
+        return Err(GptError::entries(
+            header::PARTITION_ENTRY_ARRAY_CRC32.name,
+            format!(
+                "{:#010x} does not match the entry array ({:#010x})",
+                h.entries_crc,
+                crc32(array)
+            ),
+        ));
     }
     let mut used = Vec::new();
     for (b, number) in array.chunks_exact(h.entry_size as usize).zip(1u32..) {
         let e = Entry::decode(b)?;
-        if e.is_used() {
-            used.push((number, e));
+        if !e.is_used() {
+            continue;
+        }
+        if e.last_lba < e.first_lba {
+            return Err(GptError::entry(
+                number,
+                entry::ENDING_LBA.name,
+                format!("{} is before StartingLBA {}", e.last_lba, e.first_lba),
+            ));
+        }
+        if e.first_lba < h.first_usable_lba || e.last_lba > h.last_usable_lba {
+            let (field, lba) = if e.first_lba < h.first_usable_lba {
+                (entry::STARTING_LBA.name, e.first_lba)
+            } else {
+                (entry::ENDING_LBA.name, e.last_lba)
+            };
+            return Err(GptError::entry(
+                number,
+                field,
+                format!(
+                    "{lba} is outside the usable LBAs {}..={}",
+                    h.first_usable_lba, h.last_usable_lba
+                ),
+            ));
+        }
+        used.push((number, e));
+    }
+    let mut by_start: Vec<&(u32, Entry)> = used.iter().collect();
+    by_start.sort_by_key(|(_, e)| e.first_lba);
+    for pair in by_start.windows(2) {
+        let ((n, a), (m, b)) = (pair[0], pair[1]);
+        if b.first_lba <= a.last_lba {
+            return Err(GptError::entry(
+                *m,
+                entry::STARTING_LBA.name,
+                format!(
+                    "{} is inside partition {n} ({}..={})",
+                    b.first_lba, a.first_lba, a.last_lba
+                ),
+            ));
         }
     }
     Ok(used)
@@ -284,38 +423,128 @@ mod tests {
         assert_eq!(decode_entries(&h, &array), Ok(vec![(2, second)]));
     }
 
+    /// The field an error names.
+    fn field(e: GptError) -> &'static str {
+        match e {
+            GptError::Header { field, .. }
+            | GptError::Entries { field, .. }
+            | GptError::Entry { field, .. } => field,
+        }
+    }
+
     #[test]
     fn damage_is_rejected() {
         let array = vec![0u8; 128 * ENTRY_SIZE];
         let mut sector = [0u8; 512];
         sector[..HEADER_SIZE].copy_from_slice(&header(&array).encode());
-        let cases: Vec<(usize, GptError)> = vec![
-            (0, GptError::BadHeader("no \"EFI PART\" signature")),
-            (13, GptError::BadHeader("header size out of range")),
-            (30, GptError::BadHeader("header CRC32 mismatch")),
-        ];
-        for (at, want) in cases {
+        for (at, want) in [(0, "Signature"), (13, "HeaderSize"), (30, "HeaderCRC32")] {
             let mut bad = sector;
             bad[at] ^= 0x40;
-            assert_eq!(Header::decode(&bad), Err(want), "flip at {at}");
+            assert_eq!(
+                Header::decode(&bad).map_err(field),
+                Err(want),
+                "flip at {at}"
+            );
         }
         let mut bad_array = array.clone();
         bad_array[17] ^= 0x40;
         let h = Header::decode(&sector).unwrap();
         assert_eq!(
-            decode_entries(&h, &bad_array),
-            Err(GptError::BadEntries("entry array CRC32 mismatch"))
+            decode_entries(&h, &bad_array).map_err(field),
+            Err("PartitionEntryArrayCRC32")
         );
         assert_eq!(
-            decode_entries(&h, &array[..100]),
-            Err(GptError::BadEntries("array shorter than the header says"))
+            decode_entries(&h, &array[..100]).map_err(field),
+            Err("NumberOfPartitionEntries")
         );
         for size in [64u32, 129, 1 << 20] {
             let mut h = header(&array);
             h.entry_size = size;
             assert!(Header::decode(&h.encode()).is_err(), "entry size {size}");
         }
+        let mut h = header(&array);
+        h.first_usable_lba = 40;
+        assert_eq!(
+            Header::decode(&h.encode()).map_err(field),
+            Err("LastUsableLBA")
+        );
         assert!(Entry::decode(&[0u8; 127]).is_err());
+        assert_eq!(
+            GptError::entry(2, "EndingLBA", "5 is before StartingLBA 40").to_string(),
+            "GPT partition entry 2: field `EndingLBA`: 5 is before StartingLBA 40"
+        );
+    }
+
+    /// An entry size of 256 (128 * 2) is valid: each entry's first 128
+    /// bytes are read, the rest skipped.
+    #[test]
+    fn larger_entries_are_read() {
+        let e = Entry::new(ROOT_X86_64_TYPE, [0xBB; 16], 36, 38);
+        let mut array = vec![0u8; 4 * 256];
+        array[256..384].copy_from_slice(&e.encode());
+        array[384..512].fill(0x77);
+        let mut h = header(&array);
+        h.num_entries = 4;
+        h.entry_size = 256;
+        let h = Header::decode(&h.encode()).unwrap();
+        assert_eq!(decode_entries(&h, &array), Ok(vec![(2, e)]));
+    }
+
+    /// Entries that end before they start, leave the usable range or
+    /// overlap are refused, naming the entry and field.
+    #[test]
+    fn entries_are_checked_against_each_other() {
+        // (StartingLBA, EndingLBA) of each entry, the entry and field at fault.
+        type Case = (Vec<(u64, u64)>, u32, &'static str);
+        let cases: Vec<Case> = vec![
+            (vec![(36, 35)], 1, "EndingLBA"),
+            (vec![(20, 36)], 1, "StartingLBA"),
+            (vec![(36, 1 << 40)], 1, "EndingLBA"),
+            (vec![(34, 36), (36, 38)], 2, "StartingLBA"),
+            (vec![(37, 38), (34, 37)], 1, "StartingLBA"),
+        ];
+        for (extents, number, want) in cases {
+            let mut array = vec![0u8; 128 * ENTRY_SIZE];
+            for (i, &(first, last)) in extents.iter().enumerate() {
+                let e = Entry::new(ROOT_X86_64_TYPE, [i as u8 + 1; 16], first, last);
+                array[i * ENTRY_SIZE..(i + 1) * ENTRY_SIZE].copy_from_slice(&e.encode());
+            }
+            let h = header(&array);
+            match decode_entries(&h, &array) {
+                Err(GptError::Entry {
+                    number: n, field, ..
+                }) => {
+                    assert_eq!((n, field), (number, want), "{extents:?}")
+                }
+                other => panic!("{extents:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn header_is_checked_against_the_disk() {
+        let h = header(&[0u8; 128 * ENTRY_SIZE]);
+        assert_eq!(h.check_disk(512, 40 * 512), Ok(()));
+        let cases: Vec<(u64, &str)> = vec![(39 * 512, "AlternateLBA"), (511, "MyLBA")];
+        for (bytes, want) in cases {
+            assert_eq!(
+                h.check_disk(512, bytes).map_err(field),
+                Err(want),
+                "{bytes}"
+            );
+        }
+        let mut far = h.clone();
+        far.entries_lba = 39;
+        assert_eq!(
+            far.check_disk(512, 40 * 512).map_err(field),
+            Err("PartitionEntryLBA")
+        );
+        let mut inside = h.clone();
+        inside.entries_lba = 30;
+        assert_eq!(
+            inside.check_disk(512, 1 << 20).map_err(field),
+            Err("PartitionEntryLBA")
+        );
     }
 
     /// Any bytes decode to a header or an error, never a panic.

@@ -39,20 +39,79 @@ pub mod entry {
     ];
 }
 
-/// Why a header or entry array was not accepted.
+/// Why a header or entry array was not accepted: the structure, the field
+/// (as the specification names it) and what is wrong with its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GptError {
     /// Not a GPT header, or a damaged one.
-    BadHeader(&'static str),
-    /// The entry array does not match the header's CRC or size.
-    BadEntries(&'static str),
+    Header {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The entry array as a whole: its length or CRC32.
+    Entries {
+        /// The header field describing the array.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// One entry of the array.
+    Entry {
+        /// The partition number (index in the array plus one).
+        number: u32,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl GptError {
+    /// A header field at fault.
+    pub fn header(field: &'static str, problem: impl Into<String>) -> Self {
+        GptError::Header {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The entry array at fault, as `field` of the header describes it.
+    pub fn entries(field: &'static str, problem: impl Into<String>) -> Self {
+        GptError::Entries {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// A field of entry `number` at fault.
+    pub fn entry(number: u32, field: &'static str, problem: impl Into<String>) -> Self {
+        GptError::Entry {
+            number,
+            field,
+            problem: problem.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for GptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GptError::BadHeader(why) => write!(f, "GPT header: {why}"),
-            GptError::BadEntries(why) => write!(f, "GPT partition entries: {why}"),
+            GptError::Header { field, problem } => {
+                write!(f, "GPT header: field `{field}`: {problem}")
+            }
+            GptError::Entries { field, problem } => {
+                write!(f, "GPT partition entry array: field `{field}`: {problem}")
+            }
+            GptError::Entry {
+                number,
+                field,
+                problem,
+            } => write!(
+                f,
+                "GPT partition entry {number}: field `{field}`: {problem}"
+            ),
         }
     }
 }
@@ -91,8 +150,9 @@ impl Entry {
 
     /// Reads an entry from the first [`ENTRY_SIZE`] bytes of `b`.
     pub fn decode(b: &[u8]) -> Result<Entry, GptError> {
-        let short = GptError::BadEntries("entry shorter than 128 bytes");
-        let b = b.get(..ENTRY_SIZE).ok_or(short)?;
+        let b = b.get(..ENTRY_SIZE).ok_or_else(|| {
+            GptError::entries("SizeOfPartitionEntry", "entry shorter than 128 bytes")
+        })?;
         // `b` holds every field from here on.
         let guid = |f: Field| {
             let mut g = [0u8; 16];

@@ -108,22 +108,27 @@ impl Superblock {
             ))?;
         // `b` is SIZE bytes long from here on and holds every field.
         if F_VERSION.get::<u32>(b) != Some(VERSION) {
-            return Err(SuperblockError("unknown superblock version"));
+            return Err(SuperblockError("field `version` is not 1"));
         }
         let hash_type = F_HASH_TYPE.get::<u32>(b).unwrap_or(u32::MAX);
         if hash_type > HASH_TYPE_NORMAL {
-            return Err(SuperblockError("unknown hash type"));
+            return Err(SuperblockError("field `hash_type` is neither 0 nor 1"));
         }
         let alg = F_ALGORITHM.bytes(b).unwrap_or_default();
         let alg_len = alg.iter().position(|&c| c == 0).unwrap_or(alg.len());
         let algorithm = std::str::from_utf8(&alg[..alg_len])
-            .map_err(|_| SuperblockError("algorithm name is not text"))?
+            .map_err(|_| SuperblockError("field `algorithm` is not UTF-8"))?
             .to_string();
         let data_block_size = F_DATA_BLOCK_SIZE.get::<u32>(b).unwrap_or_default();
         let hash_block_size = F_HASH_BLOCK_SIZE.get::<u32>(b).unwrap_or_default();
-        if !block_size_ok(data_block_size) || !block_size_ok(hash_block_size) {
+        if !block_size_ok(data_block_size) {
             return Err(SuperblockError(
-                "block size is not a power of two in 512..=65536",
+                "field `data_block_size` is not a power of two in 512..=65536",
+            ));
+        }
+        if !block_size_ok(hash_block_size) {
+            return Err(SuperblockError(
+                "field `hash_block_size` is not a power of two in 512..=65536",
             ));
         }
         let data_blocks = F_DATA_BLOCKS.get::<u64>(b).unwrap_or_default();
@@ -132,13 +137,15 @@ impl Superblock {
                 .checked_mul(u64::from(data_block_size))
                 .is_none()
         {
-            return Err(SuperblockError("data block count out of range"));
+            return Err(SuperblockError(
+                "field `data_blocks` is 0 or too large for 64-bit byte offsets",
+            ));
         }
         let salt_size = usize::from(F_SALT_SIZE.get::<u16>(b).unwrap_or(u16::MAX));
         let salt = F_SALT
             .bytes(b)
             .and_then(|s| s.get(..salt_size))
-            .ok_or(SuperblockError("salt longer than 256 bytes"))?;
+            .ok_or(SuperblockError("field `salt_size` is over 256"))?;
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(F_UUID.bytes(b).unwrap_or(&[0; 16]));
         Ok(Superblock {
@@ -254,12 +261,20 @@ mod tests {
                 b'V',
                 "no \"verity\" magic at the start of the hash partition",
             ),
-            (8, 2, "unknown superblock version"),
-            (12, 7, "unknown hash type"),
-            (32, 0xff, "algorithm name is not text"),
-            (65, 0x11, "block size is not a power of two in 512..=65536"),
-            (69, 0x00, "block size is not a power of two in 512..=65536"),
-            (81, 0x01, "salt longer than 256 bytes"),
+            (8, 2, "field `version` is not 1"),
+            (12, 7, "field `hash_type` is neither 0 nor 1"),
+            (32, 0xff, "field `algorithm` is not UTF-8"),
+            (
+                65,
+                0x11,
+                "field `data_block_size` is not a power of two in 512..=65536",
+            ),
+            (
+                69,
+                0x00,
+                "field `hash_block_size` is not a power of two in 512..=65536",
+            ),
+            (81, 0x01, "field `salt_size` is over 256"),
         ];
         for (at, value, why) in cases {
             let mut b = good;
@@ -273,7 +288,9 @@ mod tests {
         let empty = sample(&[], 0).encode().unwrap();
         assert_eq!(
             Superblock::decode(&empty),
-            Err(SuperblockError("data block count out of range"))
+            Err(SuperblockError(
+                "field `data_blocks` is 0 or too large for 64-bit byte offsets"
+            ))
         );
         for len in 0..SIZE {
             assert!(Superblock::decode(&good[..len]).is_err());

@@ -96,8 +96,8 @@ pub enum Command {
         target: String,
     },
     /// Compare two images: files added, removed and changed (kind, size, sha256, mode, owner,
-    /// xattrs, mtime), packages, kernel command line, root hash, kernel, os-release.
-    /// Exit 0 when they are the same in every compared respect, 1 when they differ.
+    /// xattrs, mtime), packages, kernel command line, root hash, kernel, os-release, and every
+    /// partition's digest. Exit 0 when they are the same in every compared respect, 1 when they differ.
     Diff {
         /// The first image: a disk image file (`.raw`), a tar image (`.tar`) or a `sha256:` digest from the store.
         a: String,

@@ -19,8 +19,13 @@
 //! long-name entries; the other entries in `fatfs`'s order; and every date
 //! set to the caller's timestamp. The FAT chains and file data are left as
 //! `fatfs` wrote them.
+//!
+//! Reading a volume back from an image that may be hostile is [`read`]'s
+//! job, with no help from `fatfs`.
 
 use std::io::{Cursor, Write};
+
+pub mod read;
 
 /// Smallest volume made: big enough that `fatfs` formats FAT16 (≥ 4085
 /// clusters of 1 KiB) rather than FAT12. Free space costs nothing in a

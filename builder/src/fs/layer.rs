@@ -8,6 +8,11 @@
 //! layer format use), hard links pointing at the first path of their group,
 //! OCI `.wh.` whiteouts as ordinary empty files. The same tree always gives the
 //! same bytes, whatever the host, umask or order in which files were found.
+//!
+//! Reading takes any tar (a pulled or cached layer, an image tar), so sizes
+//! in it are claims: a file's bytes are allocated as they arrive, and a
+//! zstd frame's declared size is used up front only when the blob could
+//! plausibly hold it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,6 +32,17 @@ pub const ZSTD_LEVEL: i32 = 3;
 
 /// PAX record prefix for extended attributes (GNU tar / libarchive convention).
 const PAX_XATTR: &str = "SCHILY.xattr.";
+
+/// Most bytes a tar entry's declared size (or a zstd frame's declared
+/// content size) allocates up front; anything larger grows as its bytes
+/// actually arrive, so a forged header cannot ask for more than the input
+/// holds.
+const PREALLOC_MAX: u64 = 8 << 20;
+/// A zstd frame's declared content size is trusted for one up-front
+/// allocation when at most this many times the blob (plus
+/// [`PREALLOC_MAX`]): kiln's layers compress 3-5:1. A larger claim is
+/// decompressed as a stream, growing with the bytes zstd actually produces.
+const PREALLOC_RATIO: u64 = 64;
 
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
@@ -247,10 +263,8 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
         };
         let kind = match kind {
             NodeKind::File(_) => {
-                // Exactly the entry's size: read_to_end would grow (copy) a
-                // full buffer just to find the end.
-                let mut data = vec![0u8; e.size() as usize];
-                e.read_exact(&mut data)
+                let size = e.size();
+                let data = read_exactly(&mut e, size)
                     .with_context(|| format!("reading {path} from tar"))?;
                 NodeKind::File(Arc::new(data))
             }
@@ -269,12 +283,29 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
     Ok(tree)
 }
 
+/// Exactly `size` bytes from `r`, allocated as they arrive beyond
+/// [`PREALLOC_MAX`] (a tar header's size is only a claim), in one
+/// allocation of the right size below it.
+fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(size.min(PREALLOC_MAX) as usize);
+    while (data.len() as u64) < size {
+        let at = data.len();
+        let n = (size - at as u64).min(PREALLOC_MAX) as usize;
+        data.resize(at + n, 0);
+        r.read_exact(&mut data[at..])?;
+    }
+    Ok(data)
+}
+
 /// Unpack a layer blob (zstd-compressed tar) into a tree.
 pub fn unpack(blob: &[u8]) -> Result<Tree> {
+    let plausible = (blob.len() as u64)
+        .saturating_mul(PREALLOC_RATIO)
+        .saturating_add(PREALLOC_MAX);
     // kiln's blobs carry their size in the frame header: one allocation of
-    // the right size instead of a growing buffer.
+    // the right size instead of a growing buffer, when the size is plausible.
     let tar = match zstd::zstd_safe::get_frame_content_size(blob) {
-        Ok(Some(n)) if n < (1 << 40) => zstd::bulk::decompress(blob, n as usize),
+        Ok(Some(n)) if n <= plausible => zstd::bulk::decompress(blob, n as usize),
         _ => zstd::stream::decode_all(blob),
     }
     .context("layer blob is not valid zstd")?;

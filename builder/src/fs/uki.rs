@@ -31,6 +31,8 @@ const SCN_CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
 const SCN_MEM_READ: u32 = 0x4000_0000;
 /// Size of a section header.
 const SECTION_HEADER: usize = 40;
+/// `e_lfanew`: where the MZ header keeps the offset of the PE signature.
+const E_LFANEW: usize = 0x3c;
 /// Size of the COFF file header that follows the `PE\0\0` signature.
 const COFF_HEADER: usize = 20;
 /// Optional header magics.
@@ -44,8 +46,8 @@ const PAGE: u32 = 4096;
 /// Errors building or reading a UKI.
 #[derive(Debug, thiserror::Error)]
 pub enum UkiError {
-    /// The stub is not a PE image kiln understands.
-    #[error("EFI stub is not a valid PE image: {what}")]
+    /// Not a PE image kiln understands (a stub, or a UKI read back).
+    #[error("not a valid PE image: {what}")]
     BadPe {
         /// What was wrong.
         what: String,
@@ -190,9 +192,11 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
     if pe.get(0..2) != Some(b"MZ") {
         return Err(bad("no MZ signature"));
     }
-    let sig = rd32(pe, 0x3c)? as usize;
+    // Offsets below come from 32-bit fields plus small constants: they fit
+    // a usize (64 bits), and every read is bounds-checked.
+    let sig = rd32(pe, E_LFANEW)? as usize;
     if pe.get(sig..sig + 4) != Some(b"PE\0\0") {
-        return Err(bad(format!("no PE signature at byte {sig}")));
+        return Err(bad(format!("e_lfanew: no PE signature at byte {sig}")));
     }
     let coff = sig + 4;
     let n = usize::from(rd16(pe, coff + coff::NUMBER_OF_SECTIONS)?);
@@ -202,13 +206,22 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
     let (n_dirs_at, dirs) = match rd16(pe, opt)? {
         PE32_MAGIC => (opt + 92, opt + 96),
         PE32_PLUS_MAGIC => (opt + 108, opt + 112),
-        m => return Err(bad(format!("unknown optional header magic {m:#x}"))),
+        m => return Err(bad(format!("optional header Magic {m:#x} is unknown"))),
     };
     let n_dirs = rd32(pe, n_dirs_at)? as usize;
     if dirs + n_dirs * 8 > opt + opt_size {
-        return Err(bad("data directories overrun the optional header"));
+        return Err(bad(format!(
+            "NumberOfRvaAndSizes {n_dirs}: the data directories overrun SizeOfOptionalHeader {opt_size}"
+        )));
     }
     let table = opt + opt_size;
+    let size_of_headers = (rd32(pe, opt + opt::SIZE_OF_HEADERS)? as usize).min(pe.len());
+    if table + n * SECTION_HEADER > size_of_headers {
+        return Err(bad(format!(
+            "NumberOfSections {n}: the section table runs past SizeOfHeaders \
+             (or the end of the file), byte {size_of_headers}"
+        )));
+    }
     let mut sections = Vec::with_capacity(n);
     for i in 0..n {
         let at = table + i * SECTION_HEADER;
@@ -226,8 +239,8 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
         };
         if s.raw_size > 0 && s.file_range().end > pe.len() {
             return Err(bad(format!(
-                "section {} extends past the end of the file",
-                s.name
+                "section {:?}: PointerToRawData {} + SizeOfRawData {} is past the end of the file",
+                s.name, s.raw_offset, s.raw_size
             )));
         }
         sections.push(s);
@@ -254,6 +267,12 @@ pub fn read_section<'a>(pe: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let headers = parse(pe).ok()?;
     let s = headers.sections.iter().find(|s| s.name == name)?;
     pe.get(s.file_range())
+}
+
+/// The payload of section `s` of `pe` (as [`sections`] listed it), trimmed
+/// to its `VirtualSize`; empty if `s` is not from `pe`.
+pub fn section_bytes<'a>(pe: &'a [u8], s: &Section) -> &'a [u8] {
+    pe.get(s.file_range()).unwrap_or_default()
 }
 
 fn align(n: u64, to: u64) -> u64 {
@@ -540,6 +559,29 @@ mod tests {
         let mut initrd = objcopy_section(&path, ".initrd", &out);
         initrd.truncate(p.initrd.len());
         assert!(initrd == p.initrd, ".initrd differs");
+    }
+
+    /// Damaged headers of a UKI read back give errors naming the field.
+    #[test]
+    fn damaged_headers_name_the_field() {
+        let uki = build_uki(&payloads());
+        let h = parse(&uki).unwrap();
+        let cases: [(usize, &[u8], &str); 4] = [
+            (E_LFANEW, &[0xff, 0xff, 0, 0], "e_lfanew"),
+            (
+                h.coff + coff::NUMBER_OF_SECTIONS,
+                &[0xff, 0xff],
+                "NumberOfSections",
+            ),
+            (h.opt, &[0x0b, 0x03], "Magic"),
+            (h.table + 20, &[0xff, 0xff, 0xff, 0x7f], "PointerToRawData"),
+        ];
+        for (at, bytes, want) in cases {
+            let mut b = uki.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            let e = sections(&b).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     #[test]

@@ -46,6 +46,18 @@ pub use pull::{pull, PullReport};
 use registry::Client;
 pub use registry::{parse_challenge, Challenge, Reference};
 
+/// Parses `bytes` as an OCI image manifest and as an image index, the way
+/// `kiln pull` reads a registry's answers; for the fuzz harness
+/// (`builder/tests/fuzz_readers.rs`), which checks that every answer gives a
+/// value or an error, never a panic.
+#[doc(hidden)]
+pub fn parse_registry_json(bytes: &[u8]) -> (Result<()>, Result<()>) {
+    (
+        spec::ImageManifest::parse(bytes, "manifest").map(drop),
+        spec::Index::parse(bytes, "index").map(drop),
+    )
+}
+
 /// OCI image manifest media type.
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index media type.

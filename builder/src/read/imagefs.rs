@@ -32,6 +32,7 @@ use crate::fs::tree::Tree;
 use crate::fs::{ext4, gpt, layer};
 use crate::image::disk::{self, UKI_ESP_PATH};
 use crate::model::deb;
+use crate::model::disk::PartitionInfo;
 use crate::model::manifest::Manifest;
 use crate::read::locate;
 use crate::store::Store;
@@ -125,6 +126,20 @@ pub struct Boot {
     pub uki: Option<String>,
 }
 
+/// A disk's partition table as `kiln diff` compares it: every partition
+/// with the digest of its bytes, so that a partition whose contents are not
+/// compared file by file (the verity hash tree, the ESP's FAT) still counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// The GPT's disk GUID.
+    pub disk_guid: String,
+    /// The partitions in table order.
+    pub partitions: Vec<PartitionInfo>,
+    /// `sha256:` of the bytes outside the partitions (MBR, both GPTs, gaps),
+    /// when known: a disk image file says, a manifest does not.
+    pub outside_sha256: Option<String>,
+}
+
 /// An image, read back.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -138,6 +153,8 @@ pub struct Image {
     pub packages: Option<BTreeMap<String, Package>>,
     /// Boot facts; all `None` for a tar image.
     pub boot: Boot,
+    /// The partition table; `None` for a tar image.
+    pub table: Option<Table>,
 }
 
 /// Read an image file (disk or tar) or a store digest. Bad arguments (no
@@ -159,6 +176,7 @@ pub fn load(store: &Store, target: &str) -> Result<Image> {
             root,
             packages,
             boot: Boot::default(),
+            table: None,
         })
     }
 }
@@ -179,7 +197,8 @@ pub fn read_tar_file(path: &Path) -> Result<Tree> {
 
 fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
     let bad = |m: String| InputError::file(target, m);
-    let parts = crate::read::disk::read_partitions(path).map_err(|e| bad(format!("{e:#}")))?;
+    let disk = crate::read::disk::read_disk_file(path).map_err(|e| bad(format!("{e:#}")))?;
+    let parts = &disk.partitions;
     let find = |t: uuid::Uuid| {
         parts
             .iter()
@@ -193,13 +212,15 @@ fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
     if let Some(esp) = find(gpt::ESP_TYPE) {
         let uki = crate::read::disk::read_uki(esp).map_err(|e| bad(format!("ESP: {e:#}")))?;
         if let Some(uki) = uki {
-            boot.cmdline = crate::read::disk::uki_text(&uki, ".cmdline");
-            boot.root_hash = boot
+            let facts =
+                crate::read::disk::uki_facts(&uki).map_err(|e| bad(format!("ESP: {e:#}")))?;
+            boot.root_hash = facts
                 .cmdline
                 .as_deref()
                 .and_then(crate::read::disk::cmdline_root_hash);
-            boot.kernel = crate::read::disk::uki_text(&uki, ".uname");
-            boot.os_release = crate::read::disk::uki_text(&uki, ".osrel");
+            boot.cmdline = facts.cmdline;
+            boot.kernel = facts.kernel_version;
+            boot.os_release = facts.os_release;
             boot.uki = Some(sha256_digest(&uki));
         } else {
             tracing::warn!("{target}: the ESP has no {UKI_ESP_PATH}");
@@ -212,6 +233,11 @@ fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
         root,
         packages,
         boot,
+        table: Some(Table {
+            disk_guid: disk.disk_guid.clone(),
+            partitions: disk.partitions.into_iter().map(|(p, _)| p).collect(),
+            outside_sha256: Some(disk.outside_sha256),
+        }),
     })
 }
 
@@ -240,6 +266,11 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
             .with_context(|| format!("applying layer {}", l.name))?;
     }
     let mut boot = Boot::default();
+    let table = m.disk.as_ref().map(|d| Table {
+        disk_guid: d.disk_guid.clone(),
+        partitions: d.partitions.clone(),
+        outside_sha256: None,
+    });
     if let Some(d) = &m.disk {
         boot = Boot {
             cmdline: Some(d.cmdline.clone()),
@@ -261,6 +292,7 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
         root,
         packages,
         boot,
+        table,
     })
 }
 

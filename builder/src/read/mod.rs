@@ -3,6 +3,8 @@
 //! and the data `kiln inspect` and `kiln ls` report.
 
 pub mod diff;
+#[cfg(test)]
+mod diff_tests;
 pub mod disk;
 pub mod firstdiff;
 pub mod imagefs;

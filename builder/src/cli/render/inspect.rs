@@ -295,6 +295,7 @@ mod tests {
             files: FileChanges::default(),
             packages: None,
             boot: Vec::new(),
+            disk: None,
         };
         assert_eq!(
             text(|o| diff(o, &d)),

@@ -82,6 +82,8 @@ pub const S_WANT_EXTRA_ISIZE: Field = Field::new("s_want_extra_isize", 0x15E, 2)
 pub const S_FLAGS: Field = Field::new("s_flags", 0x160, 4);
 /// `s_checksum_type`.
 pub const S_CHECKSUM_TYPE: Field = Field::new("s_checksum_type", 0x175, 1);
+/// `s_checksum_seed`: the metadata_csum seed when `csum_seed` is set.
+pub const S_CHECKSUM_SEED: Field = Field::new("s_checksum_seed", 0x270, 4);
 /// `s_wtime_hi`.
 pub const S_WTIME_HI: Field = Field::new("s_wtime_hi", 0x274, 1);
 /// `s_mkfs_time_hi`.
@@ -129,6 +131,7 @@ pub const SUPERBLOCK: &[Field] = &[
     S_WANT_EXTRA_ISIZE,
     S_FLAGS,
     S_CHECKSUM_TYPE,
+    S_CHECKSUM_SEED,
     S_WTIME_HI,
     S_MKFS_TIME_HI,
     S_LASTCHECK_HI,
@@ -203,6 +206,8 @@ pub const I_BLOCKS_LO: Field = Field::new("i_blocks_lo", 0x1C, 4);
 pub const I_FLAGS: Field = Field::new("i_flags", 0x20, 4);
 /// `i_block`: the extent tree's root, a symlink's target or a device number.
 pub const I_BLOCK: Field = Field::new("i_block", 0x28, 60);
+/// `i_generation`: part of the inode's checksum seed.
+pub const I_GENERATION: Field = Field::new("i_generation", 0x64, 4);
 /// `i_file_acl_lo`: the xattr block.
 pub const I_FILE_ACL_LO: Field = Field::new("i_file_acl_lo", 0x68, 4);
 /// `i_size_high`.
@@ -245,6 +250,7 @@ pub const INODE: &[Field] = &[
     I_BLOCKS_LO,
     I_FLAGS,
     I_BLOCK,
+    I_GENERATION,
     I_FILE_ACL_LO,
     I_SIZE_HIGH,
     I_BLOCKS_HIGH,
@@ -326,6 +332,8 @@ pub const H_CHECKSUM: Field = Field::new("h_checksum", 16, 4);
 /// as an unused entry (inode 0, `rec_len` 12, `name_len` 0, `file_type`
 /// 0xDE), then the block's checksum.
 pub const DIR_TAIL_SIZE: usize = 12;
+/// `det_reserved_ft` of the tail: the file type that marks it.
+pub const DET_RESERVED_FT: u8 = 0xDE;
 /// `det_checksum` (offset within the tail).
 pub const DET_CHECKSUM: Field = Field::new("det_checksum", 8, 4);
 

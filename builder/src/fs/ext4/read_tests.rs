@@ -97,6 +97,78 @@ fn garbage_is_an_error_not_a_panic() {
     }
 }
 
+/// Damage to each kind of metadata gives an error naming the structure and
+/// field: the checksums catch flipped bits; fields with their checksum
+/// redone are checked against the image.
+#[test]
+fn damaged_metadata_names_the_field() {
+    use super::format::*;
+    use super::layout::crc32c_raw;
+    let img = build(&every_kind_tree(), &opts()).unwrap().bytes;
+    let fs = Fs::open(&img).unwrap();
+    const SB: usize = super::SUPERBLOCK_OFFSET;
+    fn reseal(b: &mut [u8]) {
+        let crc = crc32c_raw(!0, &b[SB..SB + S_CHECKSUM.offset]);
+        S_CHECKSUM.put(&mut b[SB..], crc);
+    }
+    let root_inode = fs.inode_range(2).unwrap().start;
+    let root_dir_block = {
+        let i_block = &img[root_inode + I_BLOCK.offset..];
+        // Depth 0 root: the first extent's start, low 32 bits.
+        u32::from_le_bytes(i_block[12 + 8..12 + 12].try_into().unwrap()) as usize
+    };
+    type Damage = (&'static str, Box<dyn Fn(&mut Vec<u8>)>);
+    let cases: Vec<Damage> = vec![
+        ("`s_checksum`", Box::new(|b| b[SB + 0x30] ^= 1)),
+        (
+            "`s_blocks_count_lo`",
+            Box::new(|b| {
+                S_BLOCKS_COUNT_LO.put(&mut b[SB..], u32::MAX);
+                reseal(b);
+            }),
+        ),
+        (
+            "`s_first_data_block`",
+            Box::new(|b| {
+                S_FIRST_DATA_BLOCK.put(&mut b[SB..], 0x7fff_ffffu32);
+                reseal(b);
+            }),
+        ),
+        (
+            "`s_log_block_size`",
+            Box::new(|b| {
+                S_LOG_BLOCK_SIZE.put(&mut b[SB..], 40u32);
+                reseal(b);
+            }),
+        ),
+        (
+            "`s_inodes_per_group`",
+            Box::new(|b| {
+                S_INODES_PER_GROUP.put(&mut b[SB..], 0u32);
+                reseal(b);
+            }),
+        ),
+        (
+            "group descriptor 0: field `bg_checksum`",
+            Box::new(|b| b[4096 + 8] ^= 1),
+        ),
+        (
+            "inode 2: field `i_checksum_lo`",
+            Box::new(move |b| b[root_inode] ^= 1),
+        ),
+        (
+            "field `det_checksum`",
+            Box::new(move |b| b[root_dir_block * 4096 + 30] ^= 1),
+        ),
+    ];
+    for (want, damage) in cases {
+        let mut b = img.clone();
+        damage(&mut b);
+        let e = read(&b).unwrap_err().to_string();
+        assert!(e.contains(want), "want {want}: {e}");
+    }
+}
+
 /// A directory of every kind `mkfs.ext4 -d` copies, with the host metadata
 /// it will carry.
 #[test]
@@ -134,6 +206,11 @@ fn reads_what_mkfs_ext4_writes() {
     );
     assert_eq!(rc, 0, "mkfs.ext4: {err}");
     let bytes = std::fs::read(&img_path).unwrap();
+    // The read verifies the checksums mkfs wrote.
+    let ro_compat: u32 = super::format::S_FEATURE_RO_COMPAT
+        .get(&bytes[super::SUPERBLOCK_OFFSET..])
+        .unwrap();
+    assert_ne!(ro_compat & 0x400, 0, "mkfs.ext4 wrote no metadata_csum");
     let got = read(&bytes).unwrap();
 
     let mut want_paths: Vec<String> = vec!["".into(), "lost+found".into()];
