@@ -369,7 +369,9 @@ fn ext4_difference(part: &str, a: &[u8], b: &[u8]) -> Difference {
                     .find(|(_, i)| *i == ino)
                     .map(|(p, _)| shown_path(&p))
             });
-            if let Some((f, va, vb)) = first_field(a, b, r.start, EXT4_INODE, EXT4_CHECKSUMS) {
+            if let Some((f, va, vb)) = first_field(a, b, r.start, EXT4_INODE, EXT4_CHECKSUMS)
+                .or_else(|| first_field(a, b, r.start, EXT4_INODE_XATTRS, &[]))
+            {
                 let mut d = diff_at(part, format!("inode {ino} {f}"), Some(va), Some(vb));
                 d.file = path;
                 return d;
