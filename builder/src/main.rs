@@ -24,8 +24,10 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
+            // ureq's byte-level wire trace would dump whole blobs (and, for
+            // requests kiln does not wrap, headers): never on by `-v`.
             tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-                .unwrap_or_else(|_| level.into()),
+                .unwrap_or_else(|_| format!("{level},ureq_proto=off").into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)

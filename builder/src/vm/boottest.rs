@@ -402,7 +402,9 @@ pub fn run(
             .unwrap_or_else(|| "image".into());
         image.with_file_name(format!("{stem}.console.log"))
     });
-    std::fs::copy(&console_path, &log_dest)
+    let log = std::fs::read(&console_path)
+        .with_context(|| format!("reading the console log {}", console_path.display()))?;
+    write_whole(&log_dest, &log)
         .with_context(|| format!("keeping the console log at {}", log_dest.display()))?;
 
     let digest_after = crate::util::digest::file_digest(image)?;
@@ -430,7 +432,7 @@ pub fn run(
         console_log: Some(log_dest),
     };
     if let Some(j) = &opts.junit {
-        std::fs::write(j, junit_xml(&verdict))
+        write_whole(j, junit_xml(&verdict).as_bytes())
             .with_context(|| format!("writing {}", j.display()))?;
     }
     Ok(verdict)
@@ -482,6 +484,20 @@ pub fn test_image(
     )?;
     crate::store::verdict::record(store, &v)?;
     Ok(v)
+}
+
+/// Write `dest` whole or not at all: into a scratch directory beside it,
+/// then renamed into place (a killed kiln leaves an announced scratch
+/// directory, which the next run sweeps, never a half-written file).
+fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let scratch = crate::util::scratch::ScratchDir::new_in(dir)?;
+    let tmp = scratch.path().join("file");
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming into {}", dest.display()))
 }
 
 /// How a network probe ended.
