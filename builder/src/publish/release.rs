@@ -176,7 +176,8 @@ impl Releases {
         files
             .into_iter()
             .map(|(_, p)| {
-                let b = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                let b = crate::util::record::read_record(&p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))
             })
             .collect()

@@ -20,7 +20,7 @@
 //! [`InputError`](crate::util::error::InputError) naming the manifest file
 //! and the field, never a path.
 
-use std::io::Read;
+use crate::util::record::{read_record, ReadError, MAX_RECORD};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -32,7 +32,7 @@ use crate::util::error::InputError;
 
 /// The largest manifest file read (a Debian image's package lists take a
 /// few hundred KiB).
-pub const MAX_MANIFEST: u64 = 16 << 20;
+pub const MAX_MANIFEST: u64 = MAX_RECORD;
 
 /// The suffix of a manifest's file name (`NAME-VERSION.manifest.json`).
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
@@ -198,22 +198,15 @@ fn beside(image: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A regular file's bytes, when it is at most [`MAX_MANIFEST`] long
-/// (`None` otherwise). Opened without blocking, so a name that points at a
-/// FIFO or a device cannot hang the command.
+/// A manifest file's bytes: [`read_record`]'s rules (a regular file, not
+/// through a link, never blocking, at most [`MAX_MANIFEST`] bytes); `None`
+/// when the name holds something else.
 fn read_small(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() || meta.len() > MAX_MANIFEST {
-        return Ok(None);
+    match read_record(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadError::Io(e)) => Err(e),
+        Err(_) => Ok(None),
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(MAX_MANIFEST + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= MAX_MANIFEST).then_some(bytes))
 }
 
 #[cfg(test)]

@@ -107,7 +107,8 @@ pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
     files
         .into_iter()
         .map(|(_, p)| {
-            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let bytes = crate::util::record::read_record(&p)
+                .with_context(|| format!("reading {}", p.display()))?;
             serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
         })
         .collect()

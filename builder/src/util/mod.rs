@@ -7,5 +7,6 @@ pub mod error;
 pub mod exec;
 pub mod memo;
 pub mod progress;
+pub mod record;
 pub mod scratch;
 pub mod time;
