@@ -148,13 +148,18 @@ const WHOLE_TREE: [&str; 5] = ["--pid", "--mount", "--fork", "--kill-child", "--
 /// program, whose death as the namespace's init makes the kernel kill every
 /// other process in the namespace; whatever they mounted goes with their
 /// mount namespace. Where it may not (no privileges, no `unshare`), the
-/// program runs as it is, bound alone.
+/// program runs as it is, bound alone; so does it when kiln runs under an
+/// `LD_PRELOAD` shim such as libfaketime, which breaks apt under unshare.
 ///
 /// A `program` missing from `PATH` is an [`EnvError`] naming its package,
 /// as it would be from a plain [`Command`].
 pub fn whole_tree(program: &str) -> Result<Command> {
     let path = search(program, &[]).ok_or_else(|| not_installed(program))?;
-    Ok(match namespace_runner() {
+    // A preloaded shim (libfaketime, as `--check-reproducible` and the
+    // reproducibility tests use) breaks under unshare: apt's gpgv then
+    // rejects the archive's signatures. Such runs keep the plain binding.
+    let shimmed = std::env::var_os("LD_PRELOAD").is_some_and(|v| !v.is_empty());
+    Ok(match namespace_runner().filter(|_| !shimmed) {
         Some(unshare) => {
             let mut c = Command::new(unshare);
             c.args(WHOLE_TREE).arg(path);
