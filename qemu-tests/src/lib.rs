@@ -240,3 +240,28 @@ pub fn offline_env(dir: &Path, tools: &[&str]) -> Vec<(&'static str, String)> {
         ("HTTPS_PROXY", dead),
     ]
 }
+
+/// Test set-up: record a passing boot-test verdict for `digest` in `store`
+/// through the library, as `kiln test` would after a good boot.
+pub fn record_passing_verdict(store: &Path, digest: &str, label: &str) {
+    use kiln::store::verdict::{record, Phases, Verdict, SCHEMA};
+    let v = Verdict {
+        schema: SCHEMA.into(),
+        image_digest: digest.into(),
+        image: label.into(),
+        passed: true,
+        failed_check: None,
+        checks: vec![],
+        phases: Phases::default(),
+        duration_secs: 0.0,
+        qemu_version: "test set-up: no boot".into(),
+        firmware: "none".into(),
+        accel: "none".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        kiln_version: "test".into(),
+        console_log: None,
+    };
+    let store = kiln::store::Store::new(store);
+    store.init().expect("creating the store");
+    record(&store, &v).expect("recording the verdict");
+}

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Mutex;
 
-use kiln_qemu_tests::{free_port, kiln, kiln_json, require_tool, scratch_repo};
+use kiln_qemu_tests::{
+    free_port, kiln, kiln_json, record_passing_verdict, require_tool, scratch_repo,
+};
 
 /// The layer cache shared by the tests (content-addressed and append-only,
 /// so sharing it across tests and runs is safe).
@@ -56,29 +58,6 @@ fn build_hello(repo: &Path, version: &str, out: &Path) -> (PathBuf, String) {
         PathBuf::from(r["image"]["path"].as_str().unwrap()),
         r["image"]["digest"].as_str().unwrap().to_string(),
     )
-}
-
-/// Test set-up: record a passing boot-test verdict for `digest` in `store`
-/// through the library, as `kiln test` would after a good boot.
-fn record_passing_verdict(store: &Path, digest: &str, label: &str) {
-    use kiln::store::verdict::{record, Phases, Verdict, SCHEMA};
-    let v = Verdict {
-        schema: SCHEMA.into(),
-        image_digest: digest.into(),
-        image: label.into(),
-        passed: true,
-        failed_check: None,
-        checks: vec![],
-        phases: Phases::default(),
-        duration_secs: 0.0,
-        qemu_version: "test set-up: no boot".into(),
-        firmware: "none".into(),
-        accel: "none".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
-        kiln_version: "test".into(),
-        console_log: None,
-    };
-    record(&kiln::store::Store::new(store), &v).unwrap();
 }
 
 fn ok(out: &Output, what: &str) {

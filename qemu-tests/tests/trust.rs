@@ -31,7 +31,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_qemu_tests::{kiln_bin, layers_cached, require_tool, scratch_repo};
+use kiln_qemu_tests::{
+    kiln_bin, layers_cached, record_passing_verdict, require_tool, scratch_repo,
+};
 use serde_json::Value;
 
 /// The page of the app-only rebuild (hello's HTTP check still passes).
@@ -515,37 +517,11 @@ fn kill_9_leaves_nothing_running_and_nothing_after_the_next_run_and_gc() {
     passed(w);
 }
 
-/// Test set-up: a passing verdict for `digest` in `store`, recorded through
-/// the library (as publish.rs does), so that only the manifest stands
-/// between the image and publication.
-fn record_passing_verdict(store: &Path, digest: &str) {
-    use kiln::store::verdict::{record, Phases, Verdict, SCHEMA};
-    let store = kiln::store::Store::new(store);
-    store.init().unwrap();
-    let v = Verdict {
-        schema: SCHEMA.into(),
-        image_digest: digest.into(),
-        image: "hello 1.0".into(),
-        passed: true,
-        failed_check: None,
-        checks: vec![],
-        phases: Phases::default(),
-        duration_secs: 0.0,
-        qemu_version: "test set-up: no boot".into(),
-        firmware: "none".into(),
-        accel: "none".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
-        kiln_version: "test".into(),
-        console_log: None,
-    };
-    record(&store, &v).unwrap();
-}
-
 #[test]
 fn publish_refuses_forged_manifests_and_writes_nothing() {
     let r = reference();
     let w = Work::new();
-    record_passing_verdict(&w.store(), &r.digest);
+    record_passing_verdict(&w.store(), &r.digest, "hello 1.0");
     let key = w.path("ci.key");
     w.json(&["keygen", "-o", key.to_str().unwrap(), "--unencrypted"]);
     let genuine: Value = serde_json::from_slice(
