@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::build::output::OutFile;
 use crate::fs::layer::{self, sha256_digest};
 use crate::fs::tree::{self, file_name, Meta, NodeKind, Tree, WHITEOUT_PREFIX};
+use crate::fs::usrmerge;
 use crate::input::epoch::{self, EpochRule};
 use crate::input::layerdef::LayerKind;
 use crate::input::plan::{Plan, PlannedLayer};
@@ -206,7 +207,9 @@ fn build_layer(
                 crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
             let mut t = built.tree;
-            let st = source::strip(&mut t, &pl.def.strip)?;
+            usrmerge::merge(&mut t, false)
+                .with_context(|| format!("layer {}: what apt installed", pl.def.name))?;
+            let st = source::strip_layer(&mut t, &pl.def)?;
             tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, epoch = built.epoch, "packages installed");
             (t, debs, built.epoch)
         }
@@ -236,7 +239,13 @@ fn build_layer(
             };
             let epoch = rule.layer_epoch(lower_epoch, newest);
             t.clamp_mtimes(epoch);
-            let st = source::strip(&mut t, &pl.def.strip)?;
+            usrmerge::merge(&mut t, pl.def.kind == LayerKind::Base).with_context(|| {
+                format!(
+                    "layer {}: merging /usr in the unpacked packages",
+                    pl.def.name
+                )
+            })?;
+            let st = source::strip_layer(&mut t, &pl.def)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, epoch, "stripped");
             (t, debs, epoch)
         }
@@ -259,6 +268,11 @@ fn build_layer(
         }
     }
     source::add_services(&pl.def, &mut tree, epoch)?;
+    if pl.def.kind == LayerKind::Base {
+        // A base layer is a whole root: it carries the merged-/usr links.
+        usrmerge::merge(&mut tree, true)
+            .with_context(|| format!("layer {}: merging /usr", pl.def.name))?;
+    }
     if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
