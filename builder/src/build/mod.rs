@@ -219,13 +219,16 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
-            let (mut t, debs) = source::debian_tree(
+            let (mut t, mut debs) = source::debian_tree(
                 deb,
                 pl.locked.as_deref(),
                 rule.fixed,
                 &store.tmp_dir()?,
                 &store.deb_cache(),
             )?;
+            // Purged packages (`[strip] purge`) are not in the image: not
+            // in its package list (manifest, SBOM) and not in its lock.
+            debs.retain(|d| !pl.def.strip.purge.contains(&d.name));
             if let Some(locked) = &pl.locked {
                 crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
@@ -247,6 +250,9 @@ fn build_layer(
             })?;
             let st = source::strip_layer(&mut t, &pl.def)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, epoch, "stripped");
+            for (rule, bytes) in &st.rule_bytes {
+                tracing::info!(layer = %pl.def.name, rule = %rule, bytes, "strip rule saved");
+            }
             (t, debs, epoch)
         }
         None => {
@@ -580,6 +586,7 @@ pub fn lock(
             .filter(|(_, pl)| pl.def.debian.is_some())
             .map(|((e, _), pl)| crate::input::lock::LockedLayer {
                 name: pl.def.name.clone(),
+                suite: pl.def.debian.as_ref().map(|d| d.suite.clone()),
                 packages: e.packages.iter().map(Into::into).collect(),
             })
             .collect(),

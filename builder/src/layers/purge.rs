@@ -30,7 +30,7 @@ pub enum PurgeError {
 }
 
 /// What a purge removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PurgeStats {
     /// Packages removed from the database.
     pub packages: usize,
@@ -38,6 +38,8 @@ pub struct PurgeStats {
     pub files: usize,
     /// Bytes of regular files removed.
     pub bytes: u64,
+    /// Bytes of regular files removed, per package, in the order given.
+    pub per_package: Vec<u64>,
 }
 
 fn text(tree: &Tree, path: &str) -> Option<String> {
@@ -84,12 +86,12 @@ pub fn purge(tree: &mut Tree, packages: &[String]) -> Result<PurgeStats, PurgeEr
     }
     // What the packages that stay own, in merged-/usr form.
     let mut owned_by_others: BTreeSet<String> = BTreeSet::new();
-    let mut purged_lists: Vec<String> = Vec::new();
+    let mut purged_lists: Vec<(usize, String)> = Vec::new();
     for e in &entries {
         let name = info_name(tree, &e.package, &e.architecture);
         let list = text(tree, &format!("{ADMIN_DIR}/info/{name}.list")).unwrap_or_default();
-        if doomed.contains(e.package.as_str()) {
-            purged_lists.push(list);
+        if let Some(i) = packages.iter().position(|p| p == &e.package) {
+            purged_lists.push((i, list));
         } else {
             owned_by_others.extend(
                 list.lines()
@@ -99,7 +101,8 @@ pub fn purge(tree: &mut Tree, packages: &[String]) -> Result<PurgeStats, PurgeEr
     }
     // Files and links first, then directories left empty, deepest first.
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    for list in &purged_lists {
+    stats.per_package = vec![0; packages.len()];
+    for (i, list) in &purged_lists {
         for line in list.lines() {
             let path = canonical(line.trim_start_matches('/')).into_owned();
             if path.is_empty() || owned_by_others.contains(&path) {
@@ -112,6 +115,7 @@ pub fn purge(tree: &mut Tree, packages: &[String]) -> Result<PurgeStats, PurgeEr
                 Some(kind) => {
                     if let NodeKind::File(d) = kind {
                         stats.bytes += d.len() as u64;
+                        stats.per_package[*i] += d.len() as u64;
                     }
                     tree.remove(&path);
                     stats.files += 1;

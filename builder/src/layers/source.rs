@@ -372,8 +372,11 @@ pub fn debian_tree(
 }
 
 /// What stripping did, for the progress report.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct StripStats {
+    /// Bytes of regular files each rule removed, in the order the rules
+    /// apply (`purge PKG`, `delete GLOB`, `keep_modules`).
+    pub rule_bytes: Vec<(String, u64)>,
     /// Entries removed by globs.
     pub deleted: usize,
     /// Kernel modules removed.
@@ -460,6 +463,45 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats, StripErr
             pattern: rules.keep[index].clone(),
         });
     }
+    // What each rule saves: the bytes of the regular files it removes (a
+    // path two rules match counts for the first; a directory's contents for
+    // the rule that removes the directory).
+    let mut saved = vec![0u64; delete.len()];
+    let mut removed_by: Option<(String, usize)> = None;
+    for (p, n) in tree.iter() {
+        let NodeKind::File(d) = &n.kind else {
+            if let Some(i) = (!kept.contains(p))
+                .then(|| delete.iter().position(|g| g.is_match(p)))
+                .flatten()
+            {
+                removed_by = Some((format!("{p}/"), i));
+            }
+            continue;
+        };
+        if kept.contains(p) {
+            continue;
+        }
+        let rule = match &removed_by {
+            Some((dir, i)) if p.starts_with(dir.as_str()) => Some(*i),
+            _ => delete.iter().position(|g| g.is_match(p)),
+        };
+        if let Some(i) = rule {
+            saved[i] += d.len() as u64;
+        }
+    }
+    stats.rule_bytes = rules
+        .purge
+        .iter()
+        .map(|p| format!("purge {p}"))
+        .zip(purged.per_package.iter().copied())
+        .chain(
+            rules
+                .delete
+                .iter()
+                .map(|g| format!("delete {g}"))
+                .zip(saved),
+        )
+        .collect();
     tree.retain(|p, _| kept.contains(p) || !delete.iter().any(|g| g.is_match(p)));
     stats.deleted = before - tree.len();
 
@@ -492,6 +534,14 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats, StripErr
             .map(|(p, _)| p.to_string())
             .collect();
         stats.modules_removed = doomed.len();
+        let module_bytes: u64 = doomed
+            .iter()
+            .filter_map(|p| match &tree.get(p)?.kind {
+                NodeKind::File(d) => Some(d.len() as u64),
+                _ => None,
+            })
+            .sum();
+        stats.rule_bytes.push(("keep_modules".into(), module_bytes));
         stats.modules_kept = keep.len();
         for p in doomed {
             tree.remove(&p);
