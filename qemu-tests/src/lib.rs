@@ -84,9 +84,7 @@ pub fn kiln_json(args: &[&str], store: &Path, envs: &[(&str, String)]) -> serde_
 /// content-addressed, so what one test leaves is exactly what another would
 /// build.
 pub fn shared_store(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("stores")
-        .join(name);
+    let dir = repo_root().join("target/qemu-test-stores").join(name);
     std::fs::create_dir_all(&dir).expect("creating a shared store");
     dir
 }
