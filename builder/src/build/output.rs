@@ -26,7 +26,7 @@ use crate::util::digest::Digest;
 use crate::util::scratch::{self, ScratchDir};
 
 /// Bumped whenever disk assembly changes its output for the same inputs.
-pub const ASSEMBLY_VERSION: u32 = 1;
+pub const ASSEMBLY_VERSION: u32 = 2;
 
 /// Cached image files kept per image name (older ones are removed; their
 /// manifests stay).

@@ -133,7 +133,9 @@ pub fn assemble(
         .into()
     })?;
     let kver = idx.kver.clone();
-    let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver, &recipe.path)?;
+    let (kernel, stub, mut rootfs_tree) = split_boot_files(root, &kver, &recipe.path)?;
+    crate::image::volatile::add(&mut rootfs_tree, sde)
+        .context("adding the tmpfiles.d file for directories under tmpfs mounts")?;
 
     // Root filesystem, identified by what it is made of.
     let ident = sha(&[

@@ -460,7 +460,7 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats, StripErr
     if let Some(index) = used.iter().position(|u| !u) {
         return Err(StripError::UnmatchedKeep {
             index,
-            pattern: rules.keep[index].clone(),
+            pattern: crate::fs::usrmerge::canonical(&rules.keep[index]).into_owned(),
         });
     }
     // What each rule saves: the bytes of the regular files it removes (a
@@ -685,6 +685,168 @@ mod tests {
         );
         assert_eq!(parse_deb_filename("lock"), None);
         assert_eq!(parse_deb_filename("x_1.deb"), None);
+    }
+
+    fn layer_def(packages: &[&str], keep: &[&str]) -> LayerDef {
+        LayerDef {
+            dir: "layers/base/x".into(),
+            file: "layers/base/x/layer.toml".into(),
+            name: "base/x".into(),
+            kind: crate::input::layerdef::LayerKind::Base,
+            description: None,
+            debian: Some(DebianSource {
+                suite: "trixie".into(),
+                variant: "extract".into(),
+                packages: packages.iter().map(|p| p.to_string()).collect(),
+                mirror: None,
+                components: vec!["main".into()],
+                architecture: "amd64".into(),
+            }),
+            strip: StripRules {
+                delete: vec!["**".into()],
+                keep: keep.iter().map(|k| k.to_string()).collect(),
+                keep_modules: Some(vec!["virtio_blk".into()]),
+                purge: Vec::new(),
+            },
+            files: None,
+            overrides: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_layer_without_a_kernel_says_what_to_change() {
+        use crate::util::error::{exit_code, EXIT_BAD_INPUT, EXIT_ENVIRONMENT};
+        let with_busybox = || {
+            let mut t = Tree::new(0);
+            let d = Meta::root(0o755, 0);
+            t.insert_with_parents(
+                "usr/bin/busybox",
+                Node {
+                    kind: NodeKind::File(Arc::new(vec![1])),
+                    meta: d.clone(),
+                },
+                &d,
+            )
+            .unwrap();
+            t
+        };
+        // No linux-image package: the layer definition is at fault.
+        let err = strip_layer(
+            &mut with_busybox(),
+            &layer_def(&["busybox-static"], &["usr/bin/busybox"]),
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{msg}");
+        assert!(
+            msg.contains("layers/base/x/layer.toml")
+                && msg.contains("debian.packages")
+                && msg.contains("usr/lib/modules")
+                && msg.contains("linux-image-cloud-amd64"),
+            "{msg}"
+        );
+        // A linux-image package that holds no kernel: the mirror is.
+        let err = strip_layer(
+            &mut with_busybox(),
+            &layer_def(
+                &["busybox-static", "linux-image-cloud-amd64"],
+                &["usr/bin/busybox"],
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_ENVIRONMENT, "{err:#}");
+        // Strip rules that delete the modules.
+        let mut t = crate::fs::kmod::tests::module_tree(&[("b/virtio_blk.ko", "virtio_blk", "")]);
+        crate::fs::usrmerge::merge(&mut t, true).unwrap();
+        let err =
+            strip_layer(&mut t, &layer_def(&["linux-image-cloud-amd64"], &["lib"])).unwrap_err();
+        let msg = format!("{err:#}");
+        assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{msg}");
+        assert!(msg.contains("usr/lib/modules/**"), "{msg}");
+        // A keep glob that matches nothing is named.
+        let mut t = crate::fs::kmod::tests::module_tree(&[("b/virtio_blk.ko", "virtio_blk", "")]);
+        crate::fs::usrmerge::merge(&mut t, true).unwrap();
+        let err = strip_layer(
+            &mut t,
+            &layer_def(
+                &["linux-image-cloud-amd64"],
+                &["lib/modules/**", "bin/busybox"],
+            ),
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert_eq!(exit_code(&err), EXIT_BAD_INPUT, "{msg}");
+        assert!(
+            msg.contains("strip.keep[1]") && msg.contains("usr/bin/busybox"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn compressed_and_built_in_modules() {
+        use std::io::Write;
+        let info = "license=GPL\0depends=\0name=virtio_blk\0vermagic=6.12\0";
+        let ko = crate::fs::kmod::tests::fake_ko(info);
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&ko).unwrap();
+        let xz = xz.finish().unwrap();
+        let mut t = Tree::new(0);
+        let d = Meta::root(0o755, 0);
+        let base = "usr/lib/modules/6.12.0-test";
+        for (path, data) in [
+            (
+                format!("{base}/kernel/drivers/block/virtio_blk.ko.xz"),
+                xz.clone(),
+            ),
+            (format!("{base}/kernel/sound/snd.ko.xz"), xz),
+            (
+                format!("{base}/modules.builtin"),
+                b"kernel/drivers/virtio/virtio_pci.ko\n".to_vec(),
+            ),
+        ] {
+            t.insert_with_parents(
+                &path,
+                Node {
+                    kind: NodeKind::File(Arc::new(data)),
+                    meta: d.clone(),
+                },
+                &d,
+            )
+            .unwrap();
+        }
+        let rules = StripRules {
+            delete: Vec::new(),
+            keep: Vec::new(),
+            keep_modules: Some(vec!["virtio_pci".into(), "virtio_blk".into()]),
+            purge: Vec::new(),
+        };
+        let st = strip(&mut t, &rules).unwrap();
+        assert_eq!(
+            (st.modules_kept, st.modules_removed),
+            (1, 1),
+            "virtio_pci is built in"
+        );
+        assert!(t
+            .get(&format!("{base}/kernel/drivers/block/virtio_blk.ko.xz"))
+            .is_some());
+        let NodeKind::File(dep) = &t.get(&format!("{base}/modules.dep")).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            String::from_utf8_lossy(dep),
+            "kernel/drivers/block/virtio_blk.ko.xz:\n"
+        );
+        // A module that is neither a file nor built in is named.
+        let rules = StripRules {
+            keep_modules: Some(vec!["nope".into()]),
+            ..rules
+        };
+        let err = strip(&mut t, &rules).unwrap_err().to_string();
+        assert!(
+            err.contains("\"nope\"") && err.contains("modules.builtin"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,6 +33,18 @@ pub enum Accel {
 }
 
 impl Accel {
+    /// Guest CPUs: two with KVM; one under TCG, where QEMU's multi-threaded
+    /// TCG does not keep one vCPU's view of code the other patches coherent:
+    /// Linux 6.12 patching its static keys (`text_poke_bp`, an int3 on each
+    /// patched site) oopses at boot, "Oops: int3" in `sched_clock_tick` on
+    /// the other CPU, on QEMU 7.2 (seen booting trixie's cloud kernel).
+    pub fn cpus(self) -> &'static str {
+        match self {
+            Accel::Kvm => "2",
+            Accel::Tcg => "1",
+        }
+    }
+
     /// QEMU's name for it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -206,7 +218,7 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
         "-m",
         &cfg.memory_mib.to_string(),
         "-smp",
-        "2",
+        cfg.accel.cpus(),
     ]);
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
     push(&[
