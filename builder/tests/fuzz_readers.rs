@@ -65,6 +65,7 @@ fuzz_tests!(
     fuzz_manifest: "manifest" * 500,
     fuzz_oci: "oci" * 500,
     fuzz_dpkg_status: "dpkg_status" * 500,
+    fuzz_kmod: "kmod" * 300,
 );
 
 /// Every target has a test, and every corpus directory a target.

@@ -421,50 +421,53 @@ impl<'t> ModuleIndex<'t> {
     }
 }
 
+/// A minimal ELF64 relocatable object with a `.modinfo` section, laid out
+/// as the gABI says: header, section data, string table, section headers.
+/// For tests and fuzz seeds: it is what [`modinfo`] reads, and nothing more.
+pub fn fake_ko(modinfo: &str) -> Vec<u8> {
+    let shstrtab = b"\0.modinfo\0.shstrtab\0";
+    let mut elf = vec![0u8; 0x40];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[6] = 1;
+    let info_off = elf.len();
+    elf.extend_from_slice(modinfo.as_bytes());
+    let str_off = elf.len();
+    elf.extend_from_slice(shstrtab);
+    while !elf.len().is_multiple_of(8) {
+        elf.push(0);
+    }
+    let shoff = elf.len();
+    let sh = |name: u32, off: usize, size: usize| {
+        let mut h = vec![0u8; 0x40];
+        h[0..4].copy_from_slice(&name.to_le_bytes());
+        h[4..8].copy_from_slice(&1u32.to_le_bytes());
+        h[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
+        h[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+        h
+    };
+    let headers = [
+        vec![0u8; 0x40],
+        sh(1, info_off, modinfo.len()),
+        sh(10, str_off, shstrtab.len()),
+    ]
+    .concat();
+    elf.extend_from_slice(&headers);
+    elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+    elf[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
+    elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+    elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+    elf
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::fs::tree::{Meta, Node};
     use std::sync::Arc;
 
-    /// A minimal ELF64 relocatable object with a `.modinfo` section, laid out
-    /// as the gABI says: header, section data, string table, section headers.
-    pub(crate) fn fake_ko(modinfo: &str) -> Vec<u8> {
-        let shstrtab = b"\0.modinfo\0.shstrtab\0";
-        let mut elf = vec![0u8; 0x40];
-        elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 2;
-        elf[5] = 1;
-        elf[6] = 1;
-        let info_off = elf.len();
-        elf.extend_from_slice(modinfo.as_bytes());
-        let str_off = elf.len();
-        elf.extend_from_slice(shstrtab);
-        while !elf.len().is_multiple_of(8) {
-            elf.push(0);
-        }
-        let shoff = elf.len();
-        let sh = |name: u32, off: usize, size: usize| {
-            let mut h = vec![0u8; 0x40];
-            h[0..4].copy_from_slice(&name.to_le_bytes());
-            h[4..8].copy_from_slice(&1u32.to_le_bytes());
-            h[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
-            h[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
-            h
-        };
-        let headers = [
-            vec![0u8; 0x40],
-            sh(1, info_off, modinfo.len()),
-            sh(10, str_off, shstrtab.len()),
-        ]
-        .concat();
-        elf.extend_from_slice(&headers);
-        elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
-        elf[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
-        elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
-        elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
-        elf
-    }
+    pub(crate) use super::fake_ko;
 
     pub(crate) fn module_tree(mods: &[(&str, &str, &str)]) -> Tree {
         let mut t = Tree::new(0);

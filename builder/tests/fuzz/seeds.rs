@@ -363,3 +363,14 @@ pub fn oci_json() -> Vec<Vec<u8>> {
         b"registry.example:5000/kiln/hello:1.0".to_vec(),
     ]
 }
+
+/// A module object, and the same compressed with xz and with zstd.
+pub fn kernel_modules() -> Vec<Vec<u8>> {
+    use std::io::Write;
+    let ko = kiln::fs::kmod::fake_ko("license=GPL\0depends=dm-mod,dm-bufio\0name=dm_verity\0");
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(&ko).expect("xz in memory");
+    let xz = xz.finish().expect("xz in memory");
+    let zst = zstd::encode_all(ko.as_slice(), 3).expect("zstd in memory");
+    vec![ko, xz, zst]
+}

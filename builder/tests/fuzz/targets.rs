@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use kiln::fs::ext4::{self, format as e4};
-use kiln::fs::{fat, layer, uki};
+use kiln::fs::{fat, kmod, layer, uki};
 use kiln::model::{deb, manifest::Manifest};
 use kiln::publish::oci;
 use kiln::read::{disk, firstdiff};
@@ -18,7 +18,7 @@ use super::seeds;
 
 /// Every target, in the order the tests list them.
 pub const ALL: &[Target] = &[
-    DISK, FIRSTDIFF, EXT4, FAT, UKI, VERITY, TAR, LAYER, MANIFEST, OCI, DPKG,
+    DISK, FIRSTDIFF, EXT4, FAT, UKI, VERITY, TAR, LAYER, MANIFEST, OCI, DPKG, KMOD,
 ];
 
 /// A GPT disk image read as `kiln inspect` reads it, and its root
@@ -200,6 +200,20 @@ pub const DPKG: Target = Target {
     fixup: None,
     run: |b| {
         let _ = deb::parse_dpkg_status(&String::from_utf8_lossy(b));
+    },
+};
+
+/// A kernel module as the module index reads it from a layer: plain, or
+/// compressed (`.ko.xz`, `.ko.zst`; decompression is bounded).
+pub const KMOD: Target = Target {
+    name: "kmod",
+    seeds: seeds::kernel_modules,
+    aims: |b| vec![(0, b.len())],
+    fixup: None,
+    run: |b| {
+        for name in ["m.ko", "m.ko.xz", "m.ko.zst", "m.ko.gz"] {
+            let _ = kmod::modinfo(name, b);
+        }
     },
 };
 
