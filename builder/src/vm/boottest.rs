@@ -1,8 +1,10 @@
 //! `kiln test`: boot the very image that will be published, byte for byte
 //! unchanged, and judge it from outside (ARCHITECTURE.md "Verification"):
 //! console patterns that must appear in order and patterns that must never
-//! appear, TCP and HTTP probes through QEMU port forwards, and a clean ACPI
-//! power-off requested over QMP (QEMU Machine Protocol, docs/interop/qmp-spec).
+//! appear, TCP and HTTP probes through QEMU port forwards, the recipe's own
+//! programs run on the host against those forwards (`vm::hostcheck`), and a
+//! clean ACPI power-off requested over QMP (QEMU Machine Protocol,
+//! docs/interop/qmp-spec).
 //!
 //! The verdict is recorded in the store against the image's digest. QEMU, its
 //! sockets and scratch files never outlive the test: they are removed after a
@@ -19,11 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use regex::RegexBuilder;
 
 use crate::model::checks::{HttpCheck, TestSettings};
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
+use crate::vm::hostcheck;
 use crate::vm::qemu::{self, VmConfig};
 
 /// How often the console and the guest are polled.
@@ -141,6 +145,7 @@ pub fn run(
     let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
 
+    crate::vm::hostcheck::require_programs(settings)?;
     let scratch = qemu::prepare(image)?;
     let accel = qemu::probe_kvm(scratch.dir.path());
     let qemu_version = Command::new(qemu::QEMU)
@@ -148,16 +153,8 @@ pub fn run(
         .run_get_output()
         .map(|out| first_line(&out))
         .unwrap_or_default();
-    let mut guest_ports: Vec<u16> = settings
-        .tcp
-        .iter()
-        .map(|t| t.port)
-        .chain(settings.http.iter().map(|h| h.port))
-        .collect();
-    guest_ports.sort_unstable();
-    guest_ports.dedup();
     let mut forwards = Vec::new();
-    for g in &guest_ports {
+    for g in &settings.forwarded_ports() {
         forwards.push((qemu::free_port()?, *g));
     }
     let host_port = |g: u16| {
@@ -280,17 +277,30 @@ pub fn run(
         for (i, t) in settings.tcp.iter().enumerate() {
             let name = format!("tcp[{i}] :{}", t.port);
             let addr = SocketAddr::from(([127, 0, 0, 1], host_port(t.port)));
+            // Validated when the recipe was read.
+            let expect = t
+                .expect
+                .as_deref()
+                .map(|e| RegexBuilder::new(e).multi_line(true).build())
+                .transpose()?;
             let p = probe(
                 t.timeout,
                 || watch(&mut con, &mut vm, &mut phases),
-                || tcp_accepts(addr),
+                || match &expect {
+                    Some(re) => hostcheck::tcp_exchange(addr, t.send.as_deref(), re),
+                    None => tcp_accepts(addr),
+                },
             );
             if p.ok {
+                let what = match &t.expect {
+                    Some(e) => format!("replies matching /{e}/"),
+                    None => "accepts connections".into(),
+                };
                 run.pass(
                     name,
                     p.secs,
                     format!(
-                        "guest port {} accepts connections (host 127.0.0.1:{})",
+                        "guest port {} {what} (host 127.0.0.1:{})",
                         t.port,
                         addr.port()
                     ),
@@ -325,7 +335,35 @@ pub fn run(
         }
     }
 
-    // 3. Clean shutdown: ACPI power button through QMP; the guest must power off.
+    // 3. The recipe's programs, run on the host.
+    if stop.is_none() {
+        let subst = hostcheck::Substitutions {
+            forwards: &forwards,
+            image: std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf()),
+            console_log: std::path::absolute(&console_path).unwrap_or(console_path.clone()),
+        };
+        for (i, c) in settings.command.iter().enumerate() {
+            let name = c.name(i);
+            let begin = Instant::now();
+            let (outcome, stopped) = match subst.argv(&c.argv) {
+                Ok(argv) => hostcheck::run_with_retries(c, &argv, scratch.dir.path(), || {
+                    watch(&mut con, &mut vm, &mut phases)
+                }),
+                Err(e) => (Err(e), None),
+            };
+            let secs = begin.elapsed().as_secs_f64();
+            match outcome {
+                Ok(detail) => run.pass(name, secs, detail),
+                Err(detail) => {
+                    run.fail(name, secs, detail);
+                    stop = Some(stopped.unwrap_or_else(|| "command".into()));
+                    break;
+                }
+            }
+        }
+    }
+
+    // 4. Clean shutdown: ACPI power button through QMP; the guest must power off.
     if let (None, Some(timeout)) = (&stop, settings.shutdown_timeout) {
         let begin = Instant::now();
         let result = qmp_powerdown(&qmp_path);

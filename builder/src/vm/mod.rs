@@ -2,4 +2,5 @@
 //! QMP) and `kiln test`, which judges the booted image from outside.
 
 pub mod boottest;
+pub mod hostcheck;
 pub mod qemu;
