@@ -142,17 +142,25 @@ pub fn run(
 ) -> Result<Verdict> {
     let started_at = crate::util::time::rfc3339_now();
     let t0 = Instant::now();
-    let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
 
     crate::vm::hostcheck::require_programs(settings)?;
     let scratch = qemu::prepare(image)?;
+    // The image's digest and QEMU's version are taken while the firmware
+    // runs (the image is only read, by both), not before the boot starts.
+    let host_side = {
+        let image = image.to_path_buf();
+        std::thread::spawn(move || {
+            let digest = crate::util::digest::file_digest(&image);
+            let version = Command::new(qemu::QEMU)
+                .arg("--version")
+                .run_get_output()
+                .map(|out| first_line(&out))
+                .unwrap_or_default();
+            (digest, version)
+        })
+    };
     let accel = qemu::probe_kvm(scratch.dir.path());
-    let qemu_version = Command::new(qemu::QEMU)
-        .arg("--version")
-        .run_get_output()
-        .map(|out| first_line(&out))
-        .unwrap_or_default();
     let mut forwards = Vec::new();
     for g in &settings.forwarded_ports() {
         forwards.push((qemu::free_port()?, *g));
@@ -431,6 +439,10 @@ pub fn run(
         _ => {}
     }
     drop(vm);
+    let (digest_before, qemu_version) = host_side
+        .join()
+        .map_err(|_| anyhow::anyhow!("hashing {} failed", image.display()))?;
+    let digest_before = digest_before?;
 
     // The console log is kept beside the image (or where asked).
     let log_dest = opts.console_log.clone().unwrap_or_else(|| {
