@@ -468,7 +468,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
     } else {
         target.to_path_buf()
     };
-    let v = crate::vm::boottest::test_image(&cx.store, &image, junit)?;
+    let v = crate::vm::boottest::test_image_with(&cx.store, &image, junit, !cx.quiet && !cx.json)?;
     cx.report(&v, |out| {
         render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;

@@ -27,6 +27,7 @@ use crate::model::checks::{HttpCheck, TestSettings};
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
+use crate::util::progress::Progress;
 use crate::vm::hostcheck;
 use crate::vm::qemu::{self, VmConfig};
 
@@ -90,6 +91,12 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     /// Where to keep the console log (default: beside the image, `NAME.console.log`).
     pub console_log: Option<PathBuf>,
+    /// Show each boot phase and step on the terminal (`util::progress`:
+    /// only when stdout is one).
+    pub progress: bool,
+    /// The store whose prepared firmware variables the boot starts from
+    /// (`vm::firmware`); `None` boots from OVMF's empty variable store.
+    pub firmware_cache: Option<crate::store::Store>,
 }
 
 /// The outcome of checks run so far, and the first failure.
@@ -143,6 +150,11 @@ pub fn run(
     let started_at = crate::util::time::rfc3339_now();
     let t0 = Instant::now();
     let flag = interrupted().clone();
+    let progress = std::cell::RefCell::new(if opts.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    });
 
     crate::vm::hostcheck::require_programs(settings)?;
     let scratch = qemu::prepare(image)?;
@@ -161,6 +173,20 @@ pub fn run(
         })
     };
     let accel = qemu::probe_kvm(scratch.dir.path());
+    if let Some(cache) = &opts.firmware_cache {
+        progress
+            .borrow_mut()
+            .step("preparing the firmware variables (once per OVMF build)");
+        let begin = Instant::now();
+        let prepared = crate::vm::firmware::prepared_vars(cache, accel, settings.memory_mib);
+        if begin.elapsed() < Duration::from_secs(1) {
+            progress.borrow_mut().clear();
+        }
+        if let Some(vars) = prepared {
+            std::fs::copy(&vars, &scratch.vars)
+                .with_context(|| format!("copying {}", vars.display()))?;
+        }
+    }
     let mut forwards = Vec::new();
     for g in &settings.forwarded_ports() {
         forwards.push((qemu::free_port()?, *g));
@@ -192,6 +218,10 @@ pub fn run(
         .stderr(qemu_log)
         .spawn_bound()?;
     let mut vm = Vm { child };
+    progress.borrow_mut().step(format!(
+        "booting {image_label} ({}): firmware",
+        accel.as_str()
+    ));
     let mut con = Console {
         path: console_path.clone(),
         text: String::new(),
@@ -212,12 +242,15 @@ pub fn run(
         let now = con.secs();
         if phases.firmware.is_none() && con.text.contains("BdsDxe: starting") {
             phases.firmware = Some(now);
+            progress.borrow_mut().step("kernel");
         }
         if phases.kernel.is_none() && con.text.contains("kiln-init:") {
             phases.kernel = Some(now);
+            progress.borrow_mut().step("kiln-init: verity root");
         }
         if phases.init.is_none() && con.text.contains("kiln-init: exec") {
             phases.init = Some(now);
+            progress.borrow_mut().step("the image's init");
         }
         if forbid_hit.is_none() {
             for re in &settings.forbid {
@@ -278,6 +311,7 @@ pub fn run(
     }
     if stop.is_none() {
         phases.ready = Some(con.secs());
+        progress.borrow_mut().step("probes and commands");
     }
 
     // 2. Probes through the port forwards.
@@ -373,6 +407,7 @@ pub fn run(
 
     // 4. Clean shutdown: ACPI power button through QMP; the guest must power off.
     if let (None, Some(timeout)) = (&stop, settings.shutdown_timeout) {
+        progress.borrow_mut().step("ACPI power-off");
         let begin = Instant::now();
         let result = qmp_powerdown(&qmp_path);
         let mut outcome = match result {
@@ -404,6 +439,7 @@ pub fn run(
         }
     }
     con.refresh();
+    progress.borrow_mut().finish(None);
 
     // Forbidden patterns are one check, judged over the whole console.
     match &forbid_hit {
@@ -496,6 +532,16 @@ pub fn test_image(
     image: &Path,
     junit: Option<PathBuf>,
 ) -> Result<Verdict> {
+    test_image_with(store, image, junit, false)
+}
+
+/// [`test_image`], with the boot's progress on the terminal when `progress`.
+pub fn test_image_with(
+    store: &crate::store::Store,
+    image: &Path,
+    junit: Option<PathBuf>,
+    progress: bool,
+) -> Result<Verdict> {
     if !image.is_file() {
         bail!(crate::util::error::InputError::file(
             image.display().to_string(),
@@ -530,6 +576,8 @@ pub fn test_image(
         &TestOptions {
             junit,
             console_log: None,
+            progress,
+            firmware_cache: Some(store.clone()),
         },
     )?;
     crate::store::verdict::record(store, &v)?;

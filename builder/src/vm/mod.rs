@@ -2,5 +2,6 @@
 //! QMP) and `kiln test`, which judges the booted image from outside.
 
 pub mod boottest;
+pub mod firmware;
 pub mod hostcheck;
 pub mod qemu;
