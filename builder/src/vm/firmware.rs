@@ -126,7 +126,10 @@ fn prepare(store: &Store, dest: &Path, accel: Accel, memory_mib: u32) -> Result<
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    crate::store::write_atomic(&store.tmp_dir()?, dest, &vars)?;
+    // A scratch of its own in STORE/tmp (the store's filesystem), gone
+    // once the file is renamed into place.
+    let tmp = crate::util::scratch::ScratchDir::new_in(&store.tmp_root())?;
+    crate::store::write_atomic(tmp.path(), dest, &vars)?;
     tracing::info!(path = %dest.display(), secs = begin.elapsed().as_secs_f64(), "prepared firmware variables");
     Ok(())
 }
