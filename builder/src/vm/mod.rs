@@ -4,4 +4,5 @@
 pub mod boottest;
 pub mod firmware;
 pub mod hostcheck;
+pub mod junit;
 pub mod qemu;
