@@ -173,7 +173,10 @@ pub fn run(
         })
     };
     let accel = qemu::probe_kvm(scratch.dir.path());
-    if let Some(cache) = &opts.firmware_cache {
+    // Prepared variables replace only OVMF's stock empty store: a boot
+    // given variables of its own (enrolled keys, say) keeps them.
+    let stock_vars = std::fs::read(&scratch.vars).ok() == std::fs::read(qemu::OVMF_VARS).ok();
+    if let (Some(cache), true) = (&opts.firmware_cache, stock_vars) {
         progress
             .borrow_mut()
             .step("preparing the firmware variables (once per OVMF build)");
