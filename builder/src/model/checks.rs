@@ -91,7 +91,17 @@ impl TestSettings {
     }
 
     /// Back from the serialisable form (patterns recompiled).
+    /// The TCP and command patterns are compiled here too, so a manifest
+    /// edited by hand fails before anything boots, as a recipe would.
     pub fn from_spec(spec: &TestSpec) -> Result<TestSettings, regex::Error> {
+        let patterns = spec.tcp.iter().filter_map(|t| t.expect.as_ref()).chain(
+            spec.command
+                .iter()
+                .flat_map(|c| c.stdout.iter().chain(c.stderr.iter())),
+        );
+        for p in patterns {
+            Regex::new(p)?;
+        }
         Ok(TestSettings {
             timeout: spec.timeout,
             memory_mib: spec.memory_mib,
@@ -293,6 +303,29 @@ mod tests {
                 (g, w) => panic!("{arg}: got {g:?}, want {w:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_manifest_with_a_bad_pattern_is_refused() {
+        let mut spec = TestSpec {
+            timeout: 1,
+            memory_mib: 64,
+            console: vec![],
+            forbid: vec![],
+            tcp: vec![TcpCheck {
+                port: 1,
+                timeout: 1,
+                send: None,
+                expect: Some("ok".into()),
+            }],
+            http: vec![],
+            command: vec![],
+            forward: vec![],
+            shutdown_timeout: None,
+        };
+        assert!(TestSettings::from_spec(&spec).is_ok());
+        spec.tcp[0].expect = Some("(".into());
+        assert!(TestSettings::from_spec(&spec).is_err());
     }
 
     #[test]
