@@ -18,10 +18,13 @@ PACKAGES=(
   # booting and checking images
   qemu-system-x86 qemu-utils ovmf systemd-boot-efi
   e2fsprogs dosfstools mtools cryptsetup-bin fdisk gdisk binutils cpio busybox-static
+  # systemd-dissect reads the images as systemd would; curl is the client
+  # that debian-web's [[test.command]] runs against the guest
+  systemd-container curl
   # publishing
   minisign skopeo docker-registry
   # reproducibility checks and benchmarks
-  faketime python3 python3-venv curl
+  faketime python3 python3-venv
 )
 
 # What kiln and its tests use from each package: a command name (looked up in
@@ -56,6 +59,7 @@ declare -A PROVIDES=(
   [python3]="/usr/bin/python3"
   [python3-venv]="/usr/bin/python3"
   [curl]="curl"
+  [systemd-container]="systemd-dissect"
 )
 
 # Commands that must also run, not only exist (a missing shared library or a

@@ -1,5 +1,6 @@
 //! debian-web end to end: nginx on the Debian base boots and serves its page
-//! (`kiln test`), `kiln inspect` lists nginx, the SBOM validates with the
+//! (`kiln test`: an HTTP probe, a HEAD exchange, curl run on the host),
+//! `kiln inspect` lists nginx, the SBOM validates with the
 //! SPDX tools, a locked rebuild with every layer cached needs no network and
 //! gives the same image, and a change to the site rebuilds only the app layer.
 
@@ -14,6 +15,7 @@ use kiln_qemu_tests::{
 #[test]
 fn debian_web_end_to_end() {
     require_tool("mmdebstrap", "mmdebstrap");
+    require_tool("curl", "curl");
     let repo = scratch_repo();
     let store = shared_store("debian");
     let recipe = repo.path().join("recipes/debian-web.toml");
@@ -28,6 +30,24 @@ fn debian_web_end_to_end() {
         "{}\n{v:#}",
         String::from_utf8_lossy(&res.stderr)
     );
+    // The recipe's own protocol exchange and host program ran and passed.
+    let checks = v["checks"]
+        .as_array()
+        .expect("the verdict lists its checks");
+    for (want, detail) in [
+        ("tcp[0] :80", "replies matching /^HTTP/1\\.1 200 OK/"),
+        (
+            "command[0] curl --silent --show-error --fail --max-time 10 http://127.0.0.1:{port:80}/",
+            "stdout matches /debian-web, built by kiln/",
+        ),
+    ] {
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == want)
+            .unwrap_or_else(|| panic!("{want} missing from {v:#}"));
+        assert_eq!(c["passed"], true, "{c}");
+        assert!(c["detail"].as_str().unwrap().contains(detail), "{c}");
+    }
     let image = out.join("debian-web-1.0.raw");
     let built = kiln_json(&["inspect", image.to_str().unwrap()], &store, &[]);
     let digest = built["digest"].as_str().unwrap().to_string();

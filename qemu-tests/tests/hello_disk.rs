@@ -1,5 +1,5 @@
 //! The hello image as a disk: checked with tools nobody here wrote (sfdisk,
-//! fsck.vfat, e2fsck, objcopy, veritysetup), booted under QEMU TCG with OVMF,
+//! fsck.vfat, e2fsck, objcopy, veritysetup, systemd-dissect), booted under QEMU TCG with OVMF,
 //! refused when a block of its init is overwritten, byte-identical across
 //! builds, and assembled without privileges.
 
@@ -328,6 +328,63 @@ fn unprivileged_assembly_gives_the_same_digest() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(layers_cached(&r).iter().all(|c| *c), "{r}");
     assert_eq!(r["image"]["digest"], built.report["image"]["digest"]);
+}
+
+/// systemd's own image dissector finds every partition by its Discoverable
+/// Partitions type and, from the `.roothash` sidecar beside the image, the
+/// verity data for the root (no mount: the host has no device-mapper).
+#[test]
+fn systemd_dissect_finds_the_partitions_and_the_verity_root() {
+    require_tool("systemd-dissect", "systemd-container");
+    let roothash = fs::read_to_string(image().with_file_name("hello-1.0.roothash")).unwrap();
+    assert_eq!(
+        roothash,
+        format!(
+            "{}\n",
+            hello().manifest["disk"]["root_hash"].as_str().unwrap()
+        )
+    );
+    let sums = fs::read_to_string(image().with_file_name("SHA256SUMS")).unwrap();
+    assert!(sums.contains("  hello-1.0.roothash\n"), "{sums}");
+
+    let (ok, out) = run(Command::new("systemd-dissect")
+        .arg("--json=short")
+        .arg(image()));
+    assert!(ok, "systemd-dissect: {out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut found: Vec<(String, String, Value, u64)> = v["mounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mounts in {v}"))
+        .iter()
+        .map(|m| {
+            (
+                m["designator"].as_str().unwrap().to_string(),
+                m["partition_label"].as_str().unwrap().to_string(),
+                m["verity"].clone(),
+                m["partno"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort_by_key(|f| f.3);
+    let want = [
+        ("esp", "esp", Value::Null, 1),
+        ("root", "root-x86-64", Value::from("yes"), 2),
+        ("root-verity", "root-x86-64-verity", Value::Null, 3),
+    ];
+    let want: Vec<(String, String, Value, u64)> = want
+        .into_iter()
+        .map(|(d, l, v, n)| (d.to_string(), l.to_string(), v, n))
+        .collect();
+    assert_eq!(found, want, "{v}");
+    // The root is the verity data partition its hash names.
+    let root = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["designator"] == "root")
+        .unwrap();
+    let uuid = root["partition_uuid"].as_str().unwrap().replace('-', "");
+    assert_eq!(uuid, roothash.trim()[..32], "{root}");
 }
 
 fn nix_is_root() -> bool {

@@ -1,7 +1,8 @@
 //! `kiln test` end to end: hello passes (JUnit, verdict, image untouched,
 //! nothing left behind), and each negative case fails for the right reason:
 //! an app that never comes up, a tampered root (verity), a hung guest
-//! (timeout), and SIGTERM to kiln mid-boot.
+//! (timeout), a host command that fails (after a TCP exchange that passes),
+//! a command whose program is missing, and SIGTERM to kiln mid-boot.
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -253,6 +254,54 @@ fn app_that_never_comes_up_fails_its_console_check() {
         v["failed_check"], "console[0] hello: listening on :8080",
         "{v:#}"
     );
+    assert_nothing_left(tmp.path());
+}
+
+#[test]
+fn failing_command_fails_the_verdict_naming_it_and_its_output() {
+    require_tool("curl", "curl");
+    let command = "curl --silent --show-error --fail http://127.0.0.1:{port:8080}/missing";
+    let (repo, recipe) = scratch_recipe(|r| {
+        let hello = fs::read_to_string(r.join("recipes/hello.toml")).unwrap();
+        let checks = "\n[[test.tcp]]\nport = 8080\nsend = \"GET / HTTP/1.0\\r\\n\\r\\n\"\n\
+                      expect = '^HTTP/1\\.[01] 200'\n\n[[test.command]]\nargv = [";
+        let argv: Vec<String> = command.split(' ').map(|w| format!("{w:?}")).collect();
+        fs::write(
+            r.join("recipes/hello.toml"),
+            format!("{hello}{checks}{}]\n", argv.join(", ")),
+        )
+        .unwrap();
+        // The same checks with a client that is not installed.
+        fs::write(
+            r.join("recipes/missing.toml"),
+            format!("{hello}{checks}\"/nonexistent/redis-cli\", \"PING\"]\n")
+                .replace("name = \"hello\"", "name = \"missing\""),
+        )
+        .unwrap();
+    });
+    let out = repo.path().join("out");
+
+    // A missing client: exit 3 naming its package, before anything boots.
+    let missing = repo.path().join("recipes/missing.toml");
+    let (code, _, stderr, tmp) = kiln_test(&missing, &["-o", out.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("redis-tools"), "{stderr}");
+    assert_nothing_left(tmp.path());
+
+    let (code, v, stderr, tmp) = kiln_test(&recipe, &["-o", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}\n{v:#}");
+    let name = format!("command[0] {command}");
+    assert_eq!(v["failed_check"], name.as_str(), "{v:#}");
+    let checks = v["checks"].as_array().unwrap();
+    let exchange = checks.iter().find(|c| c["name"] == "tcp[1] :8080").unwrap();
+    assert_eq!(exchange["passed"], true, "{exchange}");
+    let failed = checks.iter().find(|c| c["name"] == name.as_str()).unwrap();
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("exit status 22, expected 0") && detail.contains("404"),
+        "{detail}"
+    );
+    assert!(stderr.contains(&name), "{stderr}");
     assert_nothing_left(tmp.path());
 }
 

@@ -72,6 +72,7 @@ fn hello_is_identical_under_faketime_umask_and_tz_and_diff_names_the_changed_pag
         "hello-1.0.raw",
         "hello-1.0.manifest.json",
         "hello-1.0.spdx.json",
+        "hello-1.0.roothash",
         "SHA256SUMS",
     ] {
         assert_eq!(

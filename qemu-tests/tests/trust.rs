@@ -40,11 +40,12 @@ use serde_json::Value;
 const CHANGED_PAGE: &str = "<h1>hello from kiln, rebuilt after a crash</h1>\n";
 
 /// What an output directory may hold once kiln is done with it.
-const OUTPUTS: [&str; 5] = [
+const OUTPUTS: [&str; 6] = [
     "SHA256SUMS",
     "hello-1.0.console.log",
     "hello-1.0.manifest.json",
     "hello-1.0.raw",
+    "hello-1.0.roothash",
     "hello-1.0.spdx.json",
 ];
 

@@ -82,8 +82,15 @@ pub fn temp_dir(out_dir: &Path) -> Result<ScratchDir> {
         .with_context(|| format!("creating a temporary directory in {}", out_dir.display()))
 }
 
-/// Write the manifest, the SBOM and SHA256SUMS beside `files` (the image
-/// files, already in `tmp`), then rename everything into `out_dir`.
+/// Write the root hash sidecar (disk images), the manifest, the SBOM and
+/// SHA256SUMS beside `files` (the image files, already in `tmp`), then
+/// rename everything into `out_dir`.
+///
+/// The sidecar `NAME-VERSION.roothash` is the root partition's dm-verity
+/// root hash in hex and a newline, the file systemd looks for beside
+/// `NAME-VERSION.raw` (systemd.exec(5) `RootHash=`, as systemd-repart and
+/// mkosi write it), so that systemd-dissect, systemd-nspawn `--image` and
+/// `RootImage=` set up verity for the root on their own.
 pub fn finish(
     tmp: &Path,
     out_dir: &Path,
@@ -105,6 +112,13 @@ pub fn finish(
         });
         Ok(())
     };
+    if let Some(disk) = &manifest.disk {
+        add(
+            &mut files,
+            format!("{base}.roothash"),
+            format!("{}\n", disk.root_hash).as_bytes(),
+        )?;
+    }
     add(
         &mut files,
         format!("{base}.spdx.json"),

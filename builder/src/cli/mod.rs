@@ -217,6 +217,17 @@ pub enum Command {
         #[arg(long = "releases", value_name = "DIR")]
         releases: Vec<PathBuf>,
     },
+    /// Print a shell completion script for kiln on stdout (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print kiln's manual page (roff, for man(1)) on stdout; with COMMAND, that command's page.
+    Man {
+        /// A command (`build`, `test`, …): print `kiln-COMMAND(1)` instead of `kiln(1)`.
+        command: Option<String>,
+    },
     /// Fetch an image from an OCI registry, verifying its digests and signature before writing it.
     Pull {
         /// `oci://HOST[:PORT]/REPO:TAG`.
@@ -321,6 +332,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 temp_dir: Some(std::env::temp_dir()),
             },
         ),
+        Command::Completions { shell } => completions(*shell, &mut io::stdout().lock()),
+        Command::Man { command } => man(command.as_deref(), &mut io::stdout().lock()),
         Command::Fsck { repair, releases } => fsck(
             &cx,
             &fsck::FsckOptions {
@@ -455,7 +468,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
     } else {
         target.to_path_buf()
     };
-    let v = crate::vm::boottest::test_image(&cx.store, &image, junit)?;
+    let v = crate::vm::boottest::test_image_with(&cx.store, &image, junit, !cx.quiet && !cx.json)?;
     cx.report(&v, |out| {
         render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;
@@ -467,6 +480,45 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
         )));
     }
     Ok(())
+}
+
+/// `kiln completions SHELL`: the completion script, generated from the
+/// same clap definitions that parse the command line.
+fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "kiln", out);
+    out.flush().context("writing to stdout")
+}
+
+/// `kiln man [COMMAND]`: the manual page, generated from the clap
+/// definitions; with a command, `kiln-COMMAND(1)`.
+fn man(command: Option<&str>, out: &mut dyn Write) -> Result<()> {
+    let mut kiln = <Cli as clap::CommandFactory>::command();
+    // Built, so that each command's page lists the global options too.
+    kiln.build();
+    let page = match command {
+        None => kiln,
+        Some(name) => {
+            let Some(sub) = kiln.find_subcommand(name) else {
+                let names: Vec<&str> = kiln.get_subcommands().map(|c| c.get_name()).collect();
+                return Err(crate::util::error::InputError::file(
+                    "(command line)",
+                    format!("no command {name:?}: one of {}", names.join(", ")),
+                )
+                .into());
+            };
+            // Named for its page (kiln-build(1)), and titled as invoked.
+            let full = format!("kiln-{name}");
+            sub.clone()
+                .name(full.clone())
+                .bin_name(format!("kiln {name}"))
+                .display_name(full)
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    clap_mangen::Man::new(page)
+        .render(out)
+        .context("writing to stdout")
 }
 
 /// `kiln inspect`.
@@ -604,4 +656,66 @@ fn fsck(cx: &Context, opts: &fsck::FsckOptions) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::exec::CommandRunExt;
+
+    #[test]
+    fn completions_are_generated_from_the_clap_definitions() {
+        let mut bash = Vec::new();
+        completions(clap_complete::Shell::Bash, &mut bash).unwrap();
+        let text = String::from_utf8(bash).unwrap();
+        for word in [
+            "kiln",
+            "build",
+            "publish",
+            "completions",
+            "--junit",
+            "--store",
+        ] {
+            assert!(
+                text.contains(word),
+                "{word} missing from the bash completions"
+            );
+        }
+        // bash itself accepts the script.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("kiln.bash");
+        std::fs::write(&f, &text).unwrap();
+        std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&f)
+            .run()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for shell in [clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            completions(shell, &mut out).unwrap();
+            assert!(
+                String::from_utf8(out).unwrap().contains("publish"),
+                "{shell}"
+            );
+        }
+    }
+
+    #[test]
+    fn man_pages_are_generated_for_kiln_and_each_command() {
+        let mut page = Vec::new();
+        man(None, &mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.starts_with(".ie"), "{page}");
+        assert!(page.contains(".TH kiln 1"), "{page}");
+        assert!(page.contains("kiln\\-build(1)"), "{page}");
+        let mut page = Vec::new();
+        man(Some("test"), &mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH kiln-test 1"), "{page}");
+        for option in ["\\-\\-junit", "\\-\\-store"] {
+            assert!(page.contains(option), "{option} missing from {page}");
+        }
+        let e = man(Some("nope"), &mut Vec::new()).unwrap_err();
+        assert_eq!(crate::util::error::exit_code(&e), 2);
+    }
 }

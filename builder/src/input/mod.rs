@@ -2,6 +2,7 @@
 //! files (with their line and field for errors), a layer's `[files]`, the
 //! lock, SOURCE_DATE_EPOCH, and the validated plan with each layer's key.
 
+pub mod checks;
 pub mod epoch;
 pub mod files;
 pub mod layerdef;

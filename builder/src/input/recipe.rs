@@ -7,25 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::input::source_file::SourceFile;
-use crate::model::checks::{ConsoleCheck, HttpCheck, TcpCheck, TestSettings};
+use crate::model::checks::TestSettings;
 use crate::model::manifest::valid_name;
 use crate::util::error::InputError;
 
-/// Console patterns that fail a boot test whenever they appear, unless the
-/// recipe turns the defaults off (`test.default_forbid = false`).
-pub const DEFAULT_FORBID: &[&str] = &[
-    "Kernel panic",
-    "Call Trace",
-    r"device-mapper: verity: .*(corrupted|error)",
-    r"(I/O|i/o) error, dev (vd|sd|dm-)",
-    "Failed to start",
-    "kiln-init: FATAL",
-];
+pub use crate::input::checks::DEFAULT_FORBID;
 
 /// Kernel modules the initramfs loads to reach a virtio disk with dm-verity
 /// (their dependencies are added from each module's `.modinfo`).
@@ -40,7 +30,7 @@ struct RawRecipe {
     #[serde(default)]
     boot: RawBoot,
     #[serde(default)]
-    test: RawTest,
+    test: crate::input::checks::RawTest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,55 +59,6 @@ struct RawBoot {
     cmdline: Option<Spanned<String>>,
     init: Option<Spanned<String>>,
     initrd_modules: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTest {
-    timeout: Option<Spanned<u64>>,
-    memory_mib: Option<Spanned<u32>>,
-    #[serde(default)]
-    console: Vec<RawConsole>,
-    #[serde(default)]
-    forbid: Vec<Spanned<String>>,
-    default_forbid: Option<bool>,
-    #[serde(default)]
-    tcp: Vec<RawTcp>,
-    #[serde(default)]
-    http: Vec<RawHttp>,
-    shutdown: Option<RawShutdown>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConsole {
-    pattern: Spanned<String>,
-    timeout: Option<Spanned<u64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTcp {
-    port: Spanned<u16>,
-    timeout: Option<Spanned<u64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    port: Spanned<u16>,
-    #[serde(default)]
-    path: Option<Spanned<String>>,
-    status: Option<Spanned<u16>>,
-    body_contains: Option<String>,
-    timeout: Option<Spanned<u64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawShutdown {
-    enabled: Option<bool>,
-    timeout: Option<Spanned<u64>>,
 }
 
 /// A validated recipe.
@@ -185,32 +126,6 @@ pub struct BootSettings {
     pub init: String,
     /// Modules the initramfs loads (dependencies added automatically).
     pub initrd_modules: Vec<String>,
-}
-
-fn positive(
-    src: &SourceFile,
-    v: &Option<Spanned<u64>>,
-    field: &str,
-    default: u64,
-) -> Result<u64, InputError> {
-    match v {
-        None => Ok(default),
-        Some(s) if *s.get_ref() == 0 => Err(src.error(s.span(), field, "must be greater than 0")),
-        Some(s) => Ok(*s.get_ref()),
-    }
-}
-
-fn regex(src: &SourceFile, s: &Spanned<String>, field: &str) -> Result<Regex, InputError> {
-    if s.get_ref().is_empty() {
-        return Err(src.error(s.span(), field, "pattern must not be empty"));
-    }
-    Regex::new(s.get_ref()).map_err(|e| {
-        src.error(
-            s.span(),
-            field,
-            format!("not a valid regular expression: {e}"),
-        )
-    })
 }
 
 impl Recipe {
@@ -367,97 +282,7 @@ impl Recipe {
             initrd_modules,
         };
 
-        let t = &raw.test;
-        let mut console = Vec::new();
-        for (i, c) in t.console.iter().enumerate() {
-            console.push(ConsoleCheck {
-                pattern: regex(src, &c.pattern, &format!("test.console[{i}].pattern"))?,
-                timeout: positive(src, &c.timeout, &format!("test.console[{i}].timeout"), 60)?,
-            });
-        }
-        let mut forbid = Vec::new();
-        if t.default_forbid.unwrap_or(true) {
-            for p in DEFAULT_FORBID {
-                // The defaults are constants checked by a unit test.
-                forbid.push(Regex::new(p).expect("default pattern is valid"));
-            }
-        }
-        for (i, p) in t.forbid.iter().enumerate() {
-            forbid.push(regex(src, p, &format!("test.forbid[{i}]"))?);
-        }
-        let mut tcp = Vec::new();
-        for (i, c) in t.tcp.iter().enumerate() {
-            if *c.port.get_ref() == 0 {
-                return Err(src.error(
-                    c.port.span(),
-                    &format!("test.tcp[{i}].port"),
-                    "port must be 1-65535",
-                ));
-            }
-            tcp.push(TcpCheck {
-                port: *c.port.get_ref(),
-                timeout: positive(src, &c.timeout, &format!("test.tcp[{i}].timeout"), 30)?,
-            });
-        }
-        let mut http = Vec::new();
-        for (i, h) in t.http.iter().enumerate() {
-            if *h.port.get_ref() == 0 {
-                return Err(src.error(
-                    h.port.span(),
-                    &format!("test.http[{i}].port"),
-                    "port must be 1-65535",
-                ));
-            }
-            let path = match &h.path {
-                None => "/".to_string(),
-                Some(p) if !p.get_ref().starts_with('/') => {
-                    return Err(src.error(
-                        p.span(),
-                        &format!("test.http[{i}].path"),
-                        "must start with /",
-                    ))
-                }
-                Some(p) => p.get_ref().clone(),
-            };
-            let status = match &h.status {
-                None => 200,
-                Some(s) if !(100..=599).contains(s.get_ref()) => {
-                    return Err(src.error(
-                        s.span(),
-                        &format!("test.http[{i}].status"),
-                        "must be an HTTP status code (100-599)",
-                    ))
-                }
-                Some(s) => *s.get_ref(),
-            };
-            http.push(HttpCheck {
-                port: *h.port.get_ref(),
-                path,
-                status,
-                body_contains: h.body_contains.clone(),
-                timeout: positive(src, &h.timeout, &format!("test.http[{i}].timeout"), 30)?,
-            });
-        }
-        let shutdown_timeout = match &t.shutdown {
-            Some(s) if s.enabled == Some(false) => None,
-            Some(s) => Some(positive(src, &s.timeout, "test.shutdown.timeout", 30)?),
-            None => Some(30),
-        };
-        let memory_mib = match &t.memory_mib {
-            Some(m) if *m.get_ref() < 64 => {
-                return Err(src.error(m.span(), "test.memory_mib", "must be at least 64"))
-            }
-            m => m.as_ref().map_or(512, |m| *m.get_ref()),
-        };
-        let test = TestSettings {
-            timeout: positive(src, &t.timeout, "test.timeout", 300)?,
-            memory_mib,
-            console,
-            forbid,
-            tcp,
-            http,
-            shutdown_timeout,
-        };
+        let test = crate::input::checks::test_settings(src, &raw.test)?;
 
         Ok(Recipe {
             path: src.path.clone(),
@@ -470,17 +295,5 @@ impl Recipe {
             boot,
             test,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_patterns_compile() {
-        for p in DEFAULT_FORBID {
-            Regex::new(p).unwrap();
-        }
     }
 }

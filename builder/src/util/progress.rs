@@ -64,6 +64,16 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// End the current step without leaving a line: for a step that turned
+    /// out to need no work.
+    pub fn clear(&mut self) {
+        if let Some((pb, _)) = self.current.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         if let Some((pb, _)) = self.current.take() {

@@ -1,8 +1,10 @@
 //! `kiln test`: boot the very image that will be published, byte for byte
 //! unchanged, and judge it from outside (ARCHITECTURE.md "Verification"):
 //! console patterns that must appear in order and patterns that must never
-//! appear, TCP and HTTP probes through QEMU port forwards, and a clean ACPI
-//! power-off requested over QMP (QEMU Machine Protocol, docs/interop/qmp-spec).
+//! appear, TCP and HTTP probes through QEMU port forwards, the recipe's own
+//! programs run on the host against those forwards (`vm::hostcheck`), and a
+//! clean ACPI power-off requested over QMP (QEMU Machine Protocol,
+//! docs/interop/qmp-spec).
 //!
 //! The verdict is recorded in the store against the image's digest. QEMU, its
 //! sockets and scratch files never outlive the test: they are removed after a
@@ -19,11 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use regex::RegexBuilder;
 
 use crate::model::checks::{HttpCheck, TestSettings};
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
+use crate::util::progress::Progress;
+use crate::vm::hostcheck;
 use crate::vm::qemu::{self, VmConfig};
 
 /// How often the console and the guest are polled.
@@ -89,6 +94,12 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     /// Where to keep the console log (default: beside the image, `NAME.console.log`).
     pub console_log: Option<PathBuf>,
+    /// Show each boot phase and step on the terminal (`util::progress`:
+    /// only when stdout is one).
+    pub progress: bool,
+    /// The store whose prepared firmware variables the boot starts from
+    /// (`vm::firmware`); `None` boots from OVMF's empty variable store.
+    pub firmware_cache: Option<crate::store::Store>,
 }
 
 /// The outcome of checks run so far, and the first failure.
@@ -141,26 +152,49 @@ pub fn run(
 ) -> Result<Verdict> {
     let started_at = crate::util::time::rfc3339_now();
     let t0 = Instant::now();
-    let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
+    let progress = std::cell::RefCell::new(if opts.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    });
 
+    crate::vm::hostcheck::require_programs(settings)?;
     let scratch = qemu::prepare(image)?;
+    // The image's digest and QEMU's version are taken while the firmware
+    // runs (the image is only read, by both), not before the boot starts.
+    let host_side = {
+        let image = image.to_path_buf();
+        std::thread::spawn(move || {
+            let digest = crate::util::digest::file_digest(&image);
+            let version = Command::new(qemu::QEMU)
+                .arg("--version")
+                .run_get_output()
+                .map(|out| first_line(&out))
+                .unwrap_or_default();
+            (digest, version)
+        })
+    };
     let accel = qemu::probe_kvm(scratch.dir.path());
-    let qemu_version = Command::new(qemu::QEMU)
-        .arg("--version")
-        .run_get_output()
-        .map(|out| first_line(&out))
-        .unwrap_or_default();
-    let mut guest_ports: Vec<u16> = settings
-        .tcp
-        .iter()
-        .map(|t| t.port)
-        .chain(settings.http.iter().map(|h| h.port))
-        .collect();
-    guest_ports.sort_unstable();
-    guest_ports.dedup();
+    // Prepared variables replace only OVMF's stock empty store: a boot
+    // given variables of its own (enrolled keys, say) keeps them.
+    let stock_vars = std::fs::read(&scratch.vars).ok() == std::fs::read(qemu::OVMF_VARS).ok();
+    if let (Some(cache), true) = (&opts.firmware_cache, stock_vars) {
+        progress
+            .borrow_mut()
+            .step("preparing the firmware variables (once per OVMF build)");
+        let begin = Instant::now();
+        let prepared = crate::vm::firmware::prepared_vars(cache, accel, settings.memory_mib);
+        if begin.elapsed() < Duration::from_secs(1) {
+            progress.borrow_mut().clear();
+        }
+        if let Some(vars) = prepared {
+            std::fs::copy(&vars, &scratch.vars)
+                .with_context(|| format!("copying {}", vars.display()))?;
+        }
+    }
     let mut forwards = Vec::new();
-    for g in &guest_ports {
+    for g in &settings.forwarded_ports() {
         forwards.push((qemu::free_port()?, *g));
     }
     let host_port = |g: u16| {
@@ -190,6 +224,10 @@ pub fn run(
         .stderr(qemu_log)
         .spawn_bound()?;
     let mut vm = Vm { child };
+    progress.borrow_mut().step(format!(
+        "booting {image_label} ({}): firmware",
+        accel.as_str()
+    ));
     let mut con = Console {
         path: console_path.clone(),
         text: String::new(),
@@ -210,12 +248,15 @@ pub fn run(
         let now = con.secs();
         if phases.firmware.is_none() && con.text.contains("BdsDxe: starting") {
             phases.firmware = Some(now);
+            progress.borrow_mut().step("kernel");
         }
         if phases.kernel.is_none() && con.text.contains("kiln-init:") {
             phases.kernel = Some(now);
+            progress.borrow_mut().step("kiln-init: verity root");
         }
         if phases.init.is_none() && con.text.contains("kiln-init: exec") {
             phases.init = Some(now);
+            progress.borrow_mut().step("the image's init");
         }
         if forbid_hit.is_none() {
             for re in &settings.forbid {
@@ -276,6 +317,7 @@ pub fn run(
     }
     if stop.is_none() {
         phases.ready = Some(con.secs());
+        progress.borrow_mut().step("probes and commands");
     }
 
     // 2. Probes through the port forwards.
@@ -283,17 +325,30 @@ pub fn run(
         for (i, t) in settings.tcp.iter().enumerate() {
             let name = format!("tcp[{i}] :{}", t.port);
             let addr = SocketAddr::from(([127, 0, 0, 1], host_port(t.port)));
+            // Validated when the recipe was read.
+            let expect = t
+                .expect
+                .as_deref()
+                .map(|e| RegexBuilder::new(e).multi_line(true).build())
+                .transpose()?;
             let p = probe(
                 t.timeout,
                 || watch(&mut con, &mut vm, &mut phases),
-                || tcp_accepts(addr),
+                || match &expect {
+                    Some(re) => hostcheck::tcp_exchange(addr, t.send.as_deref(), re),
+                    None => tcp_accepts(addr),
+                },
             );
             if p.ok {
+                let what = match &t.expect {
+                    Some(e) => format!("replies matching /{e}/"),
+                    None => "accepts connections".into(),
+                };
                 run.pass(
                     name,
                     p.secs,
                     format!(
-                        "guest port {} accepts connections (host 127.0.0.1:{})",
+                        "guest port {} {what} (host 127.0.0.1:{})",
                         t.port,
                         addr.port()
                     ),
@@ -328,8 +383,37 @@ pub fn run(
         }
     }
 
-    // 3. Clean shutdown: ACPI power button through QMP; the guest must power off.
+    // 3. The recipe's programs, run on the host.
+    if stop.is_none() {
+        let subst = hostcheck::Substitutions {
+            forwards: &forwards,
+            image: std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf()),
+            console_log: std::path::absolute(&console_path).unwrap_or(console_path.clone()),
+        };
+        for (i, c) in settings.command.iter().enumerate() {
+            let name = c.name(i);
+            let begin = Instant::now();
+            let (outcome, stopped) = match subst.argv(&c.argv) {
+                Ok(argv) => hostcheck::run_with_retries(c, &argv, scratch.dir.path(), || {
+                    watch(&mut con, &mut vm, &mut phases)
+                }),
+                Err(e) => (Err(e), None),
+            };
+            let secs = begin.elapsed().as_secs_f64();
+            match outcome {
+                Ok(detail) => run.pass(name, secs, detail),
+                Err(detail) => {
+                    run.fail(name, secs, detail);
+                    stop = Some(stopped.unwrap_or_else(|| "command".into()));
+                    break;
+                }
+            }
+        }
+    }
+
+    // 4. Clean shutdown: ACPI power button through QMP; the guest must power off.
     if let (None, Some(timeout)) = (&stop, settings.shutdown_timeout) {
+        progress.borrow_mut().step("ACPI power-off");
         let begin = Instant::now();
         let result = qmp_powerdown(&qmp_path);
         let mut outcome = match result {
@@ -372,6 +456,7 @@ pub fn run(
         }
     }
     con.refresh();
+    progress.borrow_mut().finish(None);
 
     // Forbidden patterns are one check, judged over the whole console.
     match &forbid_hit {
@@ -407,6 +492,10 @@ pub fn run(
         _ => {}
     }
     drop(vm);
+    let (digest_before, qemu_version) = host_side
+        .join()
+        .map_err(|_| anyhow::anyhow!("hashing {} failed", image.display()))?;
+    let digest_before = digest_before?;
 
     // The console log is kept beside the image (or where asked).
     let log_dest = opts.console_log.clone().unwrap_or_else(|| {
@@ -446,7 +535,7 @@ pub fn run(
         console_log: Some(log_dest),
     };
     if let Some(j) = &opts.junit {
-        write_whole(j, junit_xml(&verdict).as_bytes())
+        write_whole(j, crate::vm::junit::junit_xml(&verdict).as_bytes())
             .with_context(|| format!("writing {}", j.display()))?;
     }
     Ok(verdict)
@@ -459,6 +548,16 @@ pub fn test_image(
     store: &crate::store::Store,
     image: &Path,
     junit: Option<PathBuf>,
+) -> Result<Verdict> {
+    test_image_with(store, image, junit, false)
+}
+
+/// [`test_image`], with the boot's progress on the terminal when `progress`.
+pub fn test_image_with(
+    store: &crate::store::Store,
+    image: &Path,
+    junit: Option<PathBuf>,
+    progress: bool,
 ) -> Result<Verdict> {
     if !image.is_file() {
         bail!(crate::util::error::InputError::file(
@@ -494,6 +593,8 @@ pub fn test_image(
         &TestOptions {
             junit,
             console_log: None,
+            progress,
+            firmware_cache: Some(store.clone()),
         },
     )?;
     crate::store::verdict::record(store, &v)?;
@@ -589,6 +690,8 @@ fn http_answers(addr: SocketAddr, h: &HttpCheck) -> Result<(), String> {
     }
 }
 
+pub use crate::vm::junit::junit_xml;
+
 /// The console tail of a finished test, for failure reports.
 pub fn console_tail(v: &Verdict) -> String {
     let text = v
@@ -661,61 +764,6 @@ fn qmp_powerdown(sock: &Path) -> Result<()> {
     Ok(())
 }
 
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&apos;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// JUnit XML (the Ant/Jenkins schema CI systems read): one testcase per check.
-pub fn junit_xml(v: &Verdict) -> String {
-    let failures = v.checks.iter().filter(|c| !c.passed).count();
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str(&format!(
-        "<testsuites tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n  <testsuite name=\"kiln test {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">\n",
-        v.checks.len(),
-        v.duration_secs,
-        xml_escape(&v.image),
-        v.checks.len(),
-        v.duration_secs,
-        xml_escape(&v.started_at)
-    ));
-    x.push_str(&format!(
-        "    <properties>\n      <property name=\"image_digest\" value=\"{}\"/>\n      <property name=\"accel\" value=\"{}\"/>\n      <property name=\"qemu\" value=\"{}\"/>\n    </properties>\n",
-        xml_escape(&v.image_digest),
-        xml_escape(&v.accel),
-        xml_escape(&v.qemu_version)
-    ));
-    for c in &v.checks {
-        x.push_str(&format!(
-            "    <testcase classname=\"kiln.{}\" name=\"{}\" time=\"{:.3}\"",
-            xml_escape(&v.image.replace(' ', "-")),
-            xml_escape(&c.name),
-            c.secs
-        ));
-        if c.passed {
-            x.push_str("/>\n");
-        } else {
-            x.push_str(&format!(
-                ">\n      <failure message=\"{}\">{}</failure>\n      <system-out>{}</system-out>\n    </testcase>\n",
-                xml_escape(&c.detail),
-                xml_escape(&c.detail),
-                xml_escape(&console_tail(v))
-            ));
-        }
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,54 +782,5 @@ mod tests {
             404
         );
         assert!(parse_http_response(b"SSH-2.0-OpenSSH\r\n").is_err());
-    }
-
-    #[test]
-    fn junit_has_a_testcase_per_check_and_escapes() {
-        let v = Verdict {
-            schema: SCHEMA.into(),
-            image_digest: "sha256:00".into(),
-            image: "hello 1.0".into(),
-            passed: false,
-            failed_check: Some("http[0]".into()),
-            checks: vec![
-                CheckResult {
-                    name: "console[0] a<b".into(),
-                    passed: true,
-                    secs: 1.0,
-                    detail: "ok".into(),
-                },
-                CheckResult {
-                    name: "http[0] GET :8080/".into(),
-                    passed: false,
-                    secs: 2.0,
-                    detail: "status 500 & \"x\"".into(),
-                },
-            ],
-            phases: Phases::default(),
-            duration_secs: 3.0,
-            qemu_version: "QEMU".into(),
-            firmware: "f".into(),
-            accel: "tcg".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            kiln_version: "0".into(),
-            console_log: None,
-        };
-        let x = junit_xml(&v);
-        assert_eq!(x.matches("<testcase ").count(), 2);
-        assert!(x.contains("name=\"console[0] a&lt;b\""));
-        assert!(x.contains("<failure message=\"status 500 &amp; &quot;x&quot;\""));
-        assert!(x.contains("tests=\"2\" failures=\"1\""));
-        // Well-formed for an outside XML parser.
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("j.xml");
-        std::fs::write(&f, &x).unwrap();
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg("import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')))")
-            .arg(&f)
-            .run_get_string()
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(out.trim(), "2");
     }
 }

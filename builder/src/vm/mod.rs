@@ -2,4 +2,7 @@
 //! QMP) and `kiln test`, which judges the booted image from outside.
 
 pub mod boottest;
+pub mod firmware;
+pub mod hostcheck;
+pub mod junit;
 pub mod qemu;

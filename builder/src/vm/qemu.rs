@@ -33,18 +33,6 @@ pub enum Accel {
 }
 
 impl Accel {
-    /// Guest CPUs: two with KVM; one under TCG, where QEMU's multi-threaded
-    /// TCG does not keep one vCPU's view of code the other patches coherent:
-    /// Linux 6.12 patching its static keys (`text_poke_bp`, an int3 on each
-    /// patched site) oopses at boot, "Oops: int3" in `sched_clock_tick` on
-    /// the other CPU, on QEMU 7.2 (seen booting trixie's cloud kernel).
-    pub fn cpus(self) -> &'static str {
-        match self {
-            Accel::Kvm => "2",
-            Accel::Tcg => "1",
-        }
-    }
-
     /// QEMU's name for it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -206,6 +194,23 @@ pub struct VmConfig {
     pub qmp: Option<PathBuf>,
 }
 
+/// Virtual CPUs: two under KVM; one under TCG, where a second vCPU costs
+/// the firmware's and the kernel's CPU bring-up and IPIs, emulated, and
+/// the guests kiln tests gain nothing from it on a host whose cores the
+/// emulation already keeps busy (hello's boot to its ready line: about 6 s
+/// of QEMU CPU time with one, 7.7 s with two, on this 2-core host). And
+/// with two, QEMU's multi-threaded TCG does not keep one vCPU's view of code
+/// the other patches coherent: Linux 6.12 patching its static keys
+/// (`text_poke_bp`, an int3 on each patched site) oopsed at boot, "Oops:
+/// int3" in `sched_clock_tick` on the other CPU, on QEMU 7.2 (trixie's
+/// cloud kernel).
+pub fn cpus(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "2",
+        Accel::Tcg => "1",
+    }
+}
+
 /// The QEMU argument vector for booting the overlay in `scratch`.
 pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -218,7 +223,7 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
         "-m",
         &cfg.memory_mib.to_string(),
         "-smp",
-        cfg.accel.cpus(),
+        cpus(cfg.accel),
     ]);
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
     push(&[
