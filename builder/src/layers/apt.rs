@@ -161,8 +161,27 @@ pub fn install(
     if let Some(locked) = locked {
         // Pin the locked versions while apt runs; reset with the rest.
         let prefs = root.join(crate::input::lock::APT_PREFERENCES);
-        if let Some(dir) = prefs.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // A base that purged apt has no /etc/apt/preferences.d: what is
+        // made here for the pins is removed with them.
+        let mut cur = String::new();
+        for comp in crate::input::lock::APT_PREFERENCES
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            cur = if cur.is_empty() {
+                comp.to_string()
+            } else {
+                format!("{cur}/{comp}")
+            };
+            let dir = root.join(&cur);
+            if std::fs::symlink_metadata(&dir).is_err() {
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                touched.push(cur.clone());
+            }
         }
         std::fs::write(&prefs, crate::input::lock::apt_preferences(locked))
             .with_context(|| format!("writing {}", prefs.display()))?;
