@@ -6,6 +6,7 @@ pub mod output;
 pub mod reproducible;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -21,6 +22,7 @@ use crate::layers::apt;
 use crate::layers::source;
 use crate::model::deb;
 use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
+use crate::registry::cache::{Cache, Lookup};
 use crate::store::{write_atomic, KeyEntry, Store};
 use crate::util::error::InputError;
 use crate::util::exec::CommandRunExt;
@@ -67,10 +69,35 @@ pub struct LayerReport {
     pub digest: String,
     /// Layer key.
     pub key: String,
-    /// Whether it came from the store without being rebuilt.
+    /// Whether it came from the store or the registry cache without being rebuilt.
     pub cached: bool,
+    /// Where it came from.
+    pub source: LayerSource,
     /// Blob size.
     pub size: u64,
+}
+
+/// Where a layer of a build came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerSource {
+    /// The local store had it under its key.
+    Store,
+    /// The registry cache had it (checked, then imported into the store).
+    Registry,
+    /// Built here.
+    Built,
+}
+
+impl LayerSource {
+    /// `store`, `registry` or `built`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerSource::Store => "store",
+            LayerSource::Registry => "registry",
+            LayerSource::Built => "built",
+        }
+    }
 }
 
 /// Build options.
@@ -78,37 +105,106 @@ pub struct LayerReport {
 pub struct BuildOptions {
     /// Output directory.
     pub out_dir: PathBuf,
+    /// The layer cache in a registry (`--cache`).
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// The layers of a plan, built or fetched, and the root they compose to.
 pub struct Layers {
-    /// Per layer: key-index entry and whether it was cached.
-    pub entries: Vec<(KeyEntry, bool)>,
+    /// Per layer: key-index entry and where it came from.
+    pub entries: Vec<(KeyEntry, LayerSource)>,
     /// The composed root.
     pub root: Tree,
 }
 
-/// Build (or take from the store) every layer of a plan and compose them.
-pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Result<Layers> {
+/// A layer the registry cache gave: its entry and tree, once its blob
+/// checked out and unpacked. `None` (after a warning) when it did not.
+fn from_cache(
+    cache: &Cache,
+    key: &str,
+    pl: &PlannedLayer,
+    lookup: Lookup,
+) -> Option<(KeyEntry, Vec<u8>, Tree)> {
+    let Lookup::Hit(hit) = lookup else {
+        return None;
+    };
+    let name = &pl.def.name;
+    let entry = hit.entry;
+    // The store's own check: the bytes hash to the digest they are kept under.
+    let digest = sha256_digest(&hit.blob);
+    let refused = if digest != entry.digest {
+        Some(format!("the blob hashes to {digest}, not {}", entry.digest))
+    } else if entry.name != *name || entry.kind != pl.def.kind.as_str() {
+        Some(format!(
+            "the entry is for {} layer {}",
+            entry.kind, entry.name
+        ))
+    } else {
+        None
+    };
+    let tree = match refused {
+        Some(m) => Err(anyhow::anyhow!(m)),
+        None => layer::unpack(&hit.blob),
+    };
+    match tree {
+        Ok(tree) => Some((entry, hit.blob, tree)),
+        Err(e) => {
+            tracing::warn!(cache = %cache.url(), layer = %name, %key, "layer cache: not using the entry, building the layer: {e:#}");
+            None
+        }
+    }
+}
+
+/// Build (or take from the store, or from the registry cache) every layer
+/// of a plan and compose them. Layers built here are pushed to the cache
+/// (unless it is read-only) once they are in the store.
+pub fn build_layers(
+    plan: &Plan,
+    store: &Store,
+    cache: Option<&Cache>,
+    progress: &mut Progress,
+) -> Result<Layers> {
     let mut root = Tree::new(plan.epoch.provisional());
     let mut entries = Vec::new();
     let mut lower: Option<KeyEntry> = None;
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
     let mut pending = Vec::new();
+    // Layers built here, to push: (index in `pending`, whether the cache
+    // holds a refused entry under the key).
+    let mut to_push = Vec::new();
     for pl in &plan.layers {
         let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
-        let (entry, cached, tree) = match store.lookup_key(&key)? {
-            Some(entry) => {
+        let local = store.lookup_key(&key)?;
+        let mut refused = false;
+        let remote = match (&local, cache) {
+            (None, Some(c)) => {
+                progress.step(format!("layer {name}: looking it up in {}", c.url()));
+                let lookup = c.lookup(&key, name);
+                // An entry is under the key's tag, but it was not usable.
+                let present = !matches!(lookup, Lookup::Miss);
+                let hit = from_cache(c, &key, pl, lookup);
+                refused = present && hit.is_none();
+                hit
+            }
+            _ => None,
+        };
+        let (entry, source, tree) = match (local, remote) {
+            (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
                 let (_, tree) = store
                     .with_blob(&entry.digest, layer::unpack)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
-                (entry, true, tree)
+                (entry, LayerSource::Store, tree)
             }
-            None => {
+            (None, Some((entry, blob, tree))) => {
+                tracing::info!(layer = %name, %key, digest = %entry.digest, "from the registry cache");
+                pending.push((blob, entry.clone()));
+                (entry, LayerSource::Registry, tree)
+            }
+            (None, None) => {
                 let lower_epoch = lower.as_ref().and_then(|e| e.source_date_epoch);
                 let built = build_layer(pl, &root, plan.epoch, lower_epoch, store, progress)
                     .with_context(|| {
@@ -126,27 +222,46 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                     packages: built.packages,
                     source_date_epoch: Some(built.epoch),
                 };
+                to_push.push((pending.len(), refused));
                 pending.push((packed.blob, entry.clone()));
-                (entry, false, built.tree)
+                (entry, LayerSource::Built, built.tree)
             }
         };
-        progress.finish(Some(if cached { "cached" } else { "built" }));
+        progress.finish(Some(match source {
+            LayerSource::Store => "cached",
+            LayerSource::Registry => "from the registry cache",
+            LayerSource::Built => "built",
+        }));
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {name}"))?;
         lower = Some(entry.clone());
-        entries.push((entry, cached));
+        entries.push((entry, source));
     }
     check_services(plan, &root)?;
-    for (blob, entry) in pending {
-        store.put_blob(&blob)?;
-        store.record_key(&entry)?;
+    for (blob, entry) in &pending {
+        let digest = store.put_blob(blob)?;
+        anyhow::ensure!(
+            digest == entry.digest,
+            "layer {}: its blob hashes to {digest}, not {}",
+            entry.name,
+            entry.digest
+        );
+        store.record_key(entry)?;
+    }
+    if let Some(c) = cache.filter(|c| !c.read_only()) {
+        for (i, replace) in to_push {
+            let (blob, entry) = &pending[i];
+            progress.step(format!("layer {}: pushing it to {}", entry.name, c.url()));
+            c.push(entry, blob, replace);
+            progress.finish(None);
+        }
     }
     Ok(Layers { entries, root })
 }
 
 /// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
 /// else the top layer's derived one.
-pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, bool)]) -> i64 {
+pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, LayerSource)]) -> i64 {
     plan.epoch
         .layer_epoch(entries.last().and_then(|(e, _)| e.source_date_epoch), None)
 }
@@ -292,12 +407,12 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
 
 /// The key-index entries of a plan's layers when every one of them is in the
 /// store (nothing is unpacked); `None` at the first that is not.
-fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, bool)>>> {
-    let mut entries: Vec<(KeyEntry, bool)> = Vec::new();
+fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, LayerSource)>>> {
+    let mut entries: Vec<(KeyEntry, LayerSource)> = Vec::new();
     for pl in &plan.layers {
         let lower = entries.last().map(|(e, _)| e.digest.as_str());
         match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
-            Some(e) => entries.push((e, true)),
+            Some(e) => entries.push((e, LayerSource::Store)),
             None => return Ok(None),
         }
     }
@@ -323,7 +438,7 @@ pub fn build(
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    let image_key = |entries: &[(KeyEntry, bool)]| {
+    let image_key = |entries: &[(KeyEntry, LayerSource)]| {
         crate::build::output::ImageKeyInput {
             assembly: crate::build::output::ASSEMBLY_VERSION,
             kiln: env!("CARGO_PKG_VERSION"),
@@ -392,7 +507,7 @@ pub fn build(
         }
     }
 
-    let layers = build_layers(&plan, store, progress)?;
+    let layers = build_layers(&plan, store, opts.cache.as_deref(), progress)?;
     // The output directory is made only now: bad input found while building
     // (a service program no layer provides) leaves none behind.
     let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
@@ -447,7 +562,10 @@ pub fn build(
         layers: layers
             .entries
             .iter()
-            .map(|(e, _)| ManifestLayer {
+            .map(|(e, source)| ManifestLayer {
+                cache: (*source == LayerSource::Registry)
+                    .then(|| opts.cache.as_ref().map(|c| c.url()))
+                    .flatten(),
                 name: e.name.clone(),
                 kind: e.kind.clone(),
                 key: e.key.clone(),
@@ -495,6 +613,57 @@ pub fn build(
     ))
 }
 
+/// What `kiln build R1 R2 …` prints: every image built, every recipe
+/// that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManyReport {
+    /// The images, in the order of the recipes given.
+    pub images: Vec<BuildReport>,
+    /// The recipes that failed.
+    pub failed: Vec<FailedRecipe>,
+}
+
+/// A recipe of a `kiln build R1 R2 …` that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedRecipe {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The error, with its causes.
+    pub error: String,
+    /// The exit code it alone would have given (2 bad input, 3 environment, 1 otherwise).
+    pub exit_code: i32,
+}
+
+/// Build several recipes in one run, in turn, into one output directory.
+/// A layer they share (the same key) is built once: the first build puts
+/// it in the store and the others find it there. A failing recipe is
+/// recorded and the rest are still built; each image is written whole or
+/// not at all, as [`build`] does.
+pub fn build_many(
+    recipes: &[PathBuf],
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &mut Progress,
+) -> ManyReport {
+    let mut images = Vec::new();
+    let mut failed = Vec::new();
+    for recipe in recipes {
+        match build(recipe, store, opts, progress) {
+            Ok(r) => images.push(r),
+            Err(e) => {
+                progress.finish(Some("failed"));
+                tracing::error!(recipe = %recipe.display(), "{e:#}");
+                failed.push(FailedRecipe {
+                    recipe: recipe.clone(),
+                    error: format!("{e:#}"),
+                    exit_code: crate::util::error::exit_code(&e),
+                });
+            }
+        }
+    }
+    ManyReport { images, failed }
+}
+
 /// Convert the raw image to qcow2 beside it.
 fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<OutFile> {
     progress.step("converting to qcow2");
@@ -516,7 +685,7 @@ fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<
 
 fn report(
     m: &Manifest,
-    entries: &[(KeyEntry, bool)],
+    entries: &[(KeyEntry, LayerSource)],
     out_dir: &Path,
     manifest: PathBuf,
     image_cached: bool,
@@ -532,12 +701,13 @@ fn report(
         },
         layers: entries
             .iter()
-            .map(|(e, cached)| LayerReport {
+            .map(|(e, source)| LayerReport {
                 name: e.name.clone(),
                 kind: e.kind.clone(),
                 digest: e.digest.clone(),
                 key: e.key.clone(),
-                cached: *cached,
+                cached: *source != LayerSource::Built,
+                source: *source,
                 size: e.size,
             })
             .collect(),
@@ -557,7 +727,7 @@ pub fn lock(
     let plan = Plan::with_lock(recipe_path, false)?;
     store.init()?;
     let _lock = store.lock()?;
-    let layers = build_layers(&plan, store, progress)?;
+    let layers = build_layers(&plan, store, None, progress)?;
     let lock = crate::input::lock::LockFile {
         layers: layers
             .entries
