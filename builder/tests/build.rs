@@ -708,3 +708,72 @@ fn check_reproducible_names_a_time_dependent_file() {
     // A failed check writes nothing to the output directory.
     assert!(!f.out().exists() || fs::read_dir(f.out()).unwrap().count() == 0);
 }
+
+#[test]
+fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
+    let f = Fixture::new();
+    let r = f.root();
+    write(
+        &r.join("layers/apps/other/layer.toml"),
+        "[layer]\nkind = \"app\"\n\n[files]\ndir = \"files\"\n",
+    );
+    write(
+        &r.join("layers/apps/other/files/srv/other/index.html"),
+        "other\n",
+    );
+    write(
+        &r.join("recipes/other.toml"),
+        "[image]\nname = \"other\"\nversion = \"2.0\"\nlayers = [\"../layers/base/mini\", \"../layers/apps/other\"]\nsource_date_epoch = 1700000000\n\n[disk]\nformat = \"tar\"\n",
+    );
+    write(&r.join("recipes/bad.toml"), "[image]\nname = \"bad\"\n");
+    let arg = |p: &str| r.join(p).display().to_string();
+    let out = f.kiln(&[
+        "build",
+        &arg("recipes/app.toml"),
+        &arg("recipes/bad.toml"),
+        &arg("recipes/other.toml"),
+        "-o",
+        &f.out().display().to_string(),
+        "--jobs",
+        "3",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml"),
+        "the error names the recipe: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = report["images"].as_array().unwrap();
+    let names: Vec<&str> = images
+        .iter()
+        .map(|i| i["image"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "other"]);
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1);
+    assert!(report["failed"][0]["recipe"]
+        .as_str()
+        .unwrap()
+        .ends_with("bad.toml"));
+    assert_eq!(report["failed"][0]["exit_code"], 2);
+    // The shared base was made once: by one build, found in the store by the other.
+    assert_eq!(f.mmdebstrap_calls(), 1);
+    let mut base: Vec<&str> = images
+        .iter()
+        .map(|i| i["layers"][0]["source"].as_str().unwrap())
+        .collect();
+    base.sort();
+    assert_eq!(base, ["built", "store"]);
+    assert_eq!(
+        images[0]["layers"][0]["digest"],
+        images[1]["layers"][0]["digest"]
+    );
+    for i in images {
+        assert!(Path::new(i["image"]["path"].as_str().unwrap()).is_file());
+    }
+    // One recipe alone prints the single-image object, as before.
+    let one = f.build_json("recipes/other.toml");
+    assert_eq!(one["image"]["name"], "other");
+    assert_eq!(one["layers"][1]["source"], "store");
+}

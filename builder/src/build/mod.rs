@@ -2,6 +2,7 @@
 //! composed root → image file → manifest, written to the output directory
 //! ([`crate::build::output`], which also keeps the assembled-image cache).
 
+pub mod many;
 pub mod output;
 pub mod reproducible;
 
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::build::many::Claims;
+pub use crate::build::many::{build_many, FailedRecipe, ManyReport};
 use crate::build::output::OutFile;
 use crate::fs::layer::{self, sha256_digest};
 use crate::fs::tree::{self, file_name, Meta, NodeKind, Tree, WHITEOUT_PREFIX};
@@ -162,6 +165,7 @@ pub fn build_layers(
     plan: &Plan,
     store: &Store,
     cache: Option<&Cache>,
+    claims: Option<&Claims>,
     progress: &mut Progress,
 ) -> Result<Layers> {
     let mut root = Tree::new(plan.epoch.provisional());
@@ -173,11 +177,18 @@ pub fn build_layers(
     // Layers built here, to push: (index in `pending`, whether the cache
     // holds a refused entry under the key).
     let mut to_push = Vec::new();
+    // Keys this build is making, held (with `claims`) until they are in
+    // the store, so a build beside it waits for them instead of making them too.
+    let mut held = Vec::new();
     for pl in &plan.layers {
         let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
-        let local = store.lookup_key(&key)?;
+        let mut local = store.lookup_key(&key)?;
+        if let (None, Some(c)) = (&local, claims) {
+            held.push(c.claim(&key)?);
+            local = store.lookup_key(&key)?;
+        }
         let mut refused = false;
         let remote = match (&local, cache) {
             (None, Some(c)) => {
@@ -256,6 +267,7 @@ pub fn build_layers(
             progress.finish(None);
         }
     }
+    drop(held);
     Ok(Layers { entries, root })
 }
 
@@ -265,6 +277,9 @@ pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, LayerSource)]) -> i64 {
     plan.epoch
         .layer_epoch(entries.last().and_then(|(e, _)| e.source_date_epoch), None)
 }
+
+/// Held while apt runs.
+static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One layer, built: its tree, the Debian packages in it and its epoch.
 struct BuiltLayer {
@@ -297,6 +312,9 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
+            // apt locks the download cache it shares with other builds of
+            // this process ([`many`]): one apt run at a time.
+            let _apt = APT.lock().unwrap_or_else(|e| e.into_inner());
             let built = apt::install(
                 lower_root,
                 &pl.def.file,
@@ -429,6 +447,22 @@ pub fn build(
     progress.step(format!("reading {}", recipe_path.display()));
     let plan = Plan::new(recipe_path)?;
     progress.finish(None);
+    store.init()?;
+    let _lock = store.lock()?;
+    build_plan(recipe_path, &plan, store, opts, None, progress)
+}
+
+/// [`build`] of a validated plan, with the store initialised and locked
+/// by the caller; `claims` when other builds of this process run beside it
+/// ([`many`]).
+pub(crate) fn build_plan(
+    recipe_path: &Path,
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    claims: Option<&Claims>,
+    progress: &mut Progress,
+) -> Result<BuildReport> {
     let recipe = &plan.recipe;
     let init = match recipe.disk.format {
         DiskFormat::Tar => None,
@@ -446,18 +480,16 @@ pub fn build(
             recipe: &plan.recipe_digest,
             layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
             init: init_digest.as_deref(),
-            source_date_epoch: image_epoch(&plan, entries),
+            source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
         }
         .key()
     };
 
-    store.init()?;
-    let _lock = store.lock()?;
     let base = format!("{}-{}", recipe.name, recipe.version);
 
     // Nothing changed: every layer and the assembled image are in the store.
-    if let Some(entries) = cached_entries(&plan, store)? {
+    if let Some(entries) = cached_entries(plan, store)? {
         if let Some(hit) = crate::build::output::lookup(store, &image_key(&entries))? {
             let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
             let m = hit.manifest;
@@ -507,11 +539,11 @@ pub fn build(
         }
     }
 
-    let layers = build_layers(&plan, store, opts.cache.as_deref(), progress)?;
+    let layers = build_layers(plan, store, opts.cache.as_deref(), claims, progress)?;
     // The output directory is made only now: bad input found while building
     // (a service program no layer provides) leaves none behind.
     let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
-    let sde = image_epoch(&plan, &layers.entries);
+    let sde = image_epoch(plan, &layers.entries);
     let (image_name, disk, digest) = if recipe.disk.format == DiskFormat::Tar {
         progress.step("writing the composed root as a tar");
         let name = format!("{base}.tar");
@@ -613,57 +645,6 @@ pub fn build(
     ))
 }
 
-/// What `kiln build R1 R2 …` prints: every image built, every recipe
-/// that failed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ManyReport {
-    /// The images, in the order of the recipes given.
-    pub images: Vec<BuildReport>,
-    /// The recipes that failed.
-    pub failed: Vec<FailedRecipe>,
-}
-
-/// A recipe of a `kiln build R1 R2 …` that failed.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailedRecipe {
-    /// The recipe file.
-    pub recipe: PathBuf,
-    /// The error, with its causes.
-    pub error: String,
-    /// The exit code it alone would have given (2 bad input, 3 environment, 1 otherwise).
-    pub exit_code: i32,
-}
-
-/// Build several recipes in one run, in turn, into one output directory.
-/// A layer they share (the same key) is built once: the first build puts
-/// it in the store and the others find it there. A failing recipe is
-/// recorded and the rest are still built; each image is written whole or
-/// not at all, as [`build`] does.
-pub fn build_many(
-    recipes: &[PathBuf],
-    store: &Store,
-    opts: &BuildOptions,
-    progress: &mut Progress,
-) -> ManyReport {
-    let mut images = Vec::new();
-    let mut failed = Vec::new();
-    for recipe in recipes {
-        match build(recipe, store, opts, progress) {
-            Ok(r) => images.push(r),
-            Err(e) => {
-                progress.finish(Some("failed"));
-                tracing::error!(recipe = %recipe.display(), "{e:#}");
-                failed.push(FailedRecipe {
-                    recipe: recipe.clone(),
-                    error: format!("{e:#}"),
-                    exit_code: crate::util::error::exit_code(&e),
-                });
-            }
-        }
-    }
-    ManyReport { images, failed }
-}
-
 /// Convert the raw image to qcow2 beside it.
 fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<OutFile> {
     progress.step("converting to qcow2");
@@ -727,7 +708,7 @@ pub fn lock(
     let plan = Plan::with_lock(recipe_path, false)?;
     store.init()?;
     let _lock = store.lock()?;
-    let layers = build_layers(&plan, store, None, progress)?;
+    let layers = build_layers(&plan, store, None, None, progress)?;
     let lock = crate::input::lock::LockFile {
         layers: layers
             .entries

@@ -63,6 +63,9 @@ pub enum Command {
         /// for byte; exit 1 naming the first differing partition, file and field.
         #[arg(long)]
         check_reproducible: bool,
+        /// With several recipes: how many are built at once (default: the number of cores).
+        #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// The layer cache.
         #[command(flatten)]
         cache: CacheArgs,
@@ -329,8 +332,9 @@ pub fn run(cli: Cli) -> Result<()> {
             recipes,
             output,
             check_reproducible: false,
+            jobs,
             cache,
-        } => build(&cx, recipes, output, cache.open()?),
+        } => build(&cx, recipes, output, *jobs, cache.open()?),
         Command::Lock { recipe } => lock(&cx, recipe),
         Command::Ls => ls(&cx),
         Command::Test {
@@ -489,6 +493,7 @@ fn build(
     cx: &Context,
     recipes: &[PathBuf],
     output: &Path,
+    jobs: Option<u16>,
     cache: Option<std::sync::Arc<Cache>>,
 ) -> Result<()> {
     let opts = BuildOptions {
@@ -502,7 +507,11 @@ fn build(
         return cx.report(&report, |out| render::build::build(out, &report));
     }
     let mut progress = cx.progress();
-    let all = build::build_many(recipes, &cx.store, &opts, &mut progress);
+    let jobs = jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let all = build::build_many(recipes, &cx.store, &opts, jobs, &mut progress)?;
     drop(progress);
     cx.report(&all, |out| render::build::build_many(out, &all))?;
     if !all.failed.is_empty() {
