@@ -142,6 +142,18 @@ mod tests {
             s["predicate"]["runDetails"]["builder"]["version"]["kiln"],
             "0.1.0"
         );
+        let layer = &p["resolvedDependencies"][2];
+        assert!(layer.get("uri").is_none());
+        // A layer taken from a registry layer cache names it, by digest.
+        let mut from_cache = m.clone();
+        from_cache.layers[0].cache = Some("oci://registry.example/team/cache".into());
+        let s2 = statement(&from_cache, &raw, "hello-1.0.verdict.json", &h("7"));
+        let layer = &s2["predicate"]["buildDefinition"]["resolvedDependencies"][2];
+        assert_eq!(
+            layer["uri"],
+            format!("oci://registry.example/team/cache@{}", m.layers[0].digest)
+        );
+        assert_eq!(layer["annotations"]["source"], "registry");
         // A pure function: same inputs, same bytes.
         assert_eq!(
             serde_json::to_vec(&s).unwrap(),

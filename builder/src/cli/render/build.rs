@@ -114,6 +114,48 @@ mod tests {
     }
 
     #[test]
+    fn several_recipes_list_each_image_then_the_failures() {
+        let image = |name: &str| BuildReport {
+            image: ImageReport {
+                name: name.into(),
+                version: "1.0".into(),
+                digest: EMPTY.into(),
+                path: PathBuf::from(format!("out/{name}-1.0.raw")),
+                size: 1 << 20,
+                cached: false,
+            },
+            layers: vec![layer("base", "base/debian", EMPTY, LayerSource::Built)],
+            manifest: PathBuf::from(format!("out/{name}-1.0.manifest.json")),
+            source_date_epoch: 0,
+        };
+        let r = ManyReport {
+            images: vec![image("a"), image("b")],
+            failed: vec![crate::build::FailedRecipe {
+                recipe: PathBuf::from("recipes/bad.toml"),
+                error: "recipes/bad.toml: field `image.version`: missing".into(),
+                exit_code: 2,
+            }],
+        };
+        let line = |n: &str| {
+            format!(
+                "{n} 1.0\n\
+                 \x20 base     base/debian              sha256:e3b0c44298fc built\n\
+                 image  out/{n}-1.0.raw\n\
+                 digest {EMPTY}\n\
+                 size   1.0 MiB\n"
+            )
+        };
+        assert_eq!(
+            text(|o| build_many(o, &r)),
+            format!(
+                "{}\n{}FAILED recipes/bad.toml: recipes/bad.toml: field `image.version`: missing\n",
+                line("a"),
+                line("b")
+            )
+        );
+    }
+
+    #[test]
     fn build_lists_layers_with_short_digests() {
         let r = BuildReport {
             image: ImageReport {
