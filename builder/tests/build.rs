@@ -777,3 +777,39 @@ fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
     assert_eq!(one["image"]["name"], "other");
     assert_eq!(one["layers"][1]["source"], "store");
 }
+
+#[test]
+fn an_unreachable_cache_is_a_warning_and_the_layers_are_built() {
+    let f = Fixture::new();
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = f.kiln(&[
+        "build",
+        &f.root().join("recipes/app.toml").display().to_string(),
+        "-o",
+        &f.out().display().to_string(),
+        "--cache",
+        &format!("oci://127.0.0.1:{port}/kiln/cache"),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("layer cache") && stderr.contains("cannot reach"),
+        "{stderr}"
+    );
+    // Warned once: the cache is left alone after the first failure.
+    assert_eq!(stderr.matches("cannot reach").count(), 1, "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["built", "built"]);
+}
