@@ -42,8 +42,8 @@
 # Needs root, the Debian mirror and the tools scripts/setup-host.sh installs;
 # tools it lacks it installs with apt-get, else exits 3 naming the Debian
 # package. Scratch space is one temporary directory, removed on exit; no
-# process or loop device is left behind. Takes about 10-15 minutes on 2
-# cores, most of it the two cold debian-web builds.
+# process or loop device is left behind. Takes about 15-20 minutes on 2
+# cores, most of it the cold debian-web builds.
 set -euo pipefail
 trap 'echo "bench: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
