@@ -772,6 +772,23 @@ fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
     for i in images {
         assert!(Path::new(i["image"]["path"].as_str().unwrap()).is_file());
     }
+    // SHA256SUMS covers both images, and sha256sum agrees with it.
+    let sums = fs::read_to_string(f.out().join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.contains("  app-1.0.tar\n") && sums.contains("  other-2.0.tar\n"),
+        "{sums}"
+    );
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(f.out())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     // One recipe alone prints the single-image object, as before.
     let one = f.build_json("recipes/other.toml");
     assert_eq!(one["image"]["name"], "other");

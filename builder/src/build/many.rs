@@ -15,7 +15,8 @@
 //! one at a time (it locks the download cache every build shares).
 //!
 //! A recipe that fails is recorded with its error; the others go on, and
-//! each image is written whole or not at all, as a single build does.
+//! each image is written whole or not at all, as a single build does. At
+//! the end, `SHA256SUMS` lists the files of every image built.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -152,7 +153,7 @@ pub fn build_many(
         });
         progress.finish(None);
     }
-    let mut images = Vec::new();
+    let mut images: Vec<BuildReport> = Vec::new();
     let mut failed = Vec::new();
     for ((recipe, plan), result) in recipes.iter().zip(plans).zip(results) {
         match (plan, result) {
@@ -164,6 +165,14 @@ pub fn build_many(
                 &anyhow::anyhow!("not built: a build worker stopped"),
             )),
         }
+    }
+    // Each build wrote SHA256SUMS for its own files; the directory's lists
+    // every image of the run, in the order of the recipes.
+    if !images.is_empty() {
+        let sums: String = images.iter().map(|r| r.sha256sums.as_str()).collect();
+        let tmp = super::output::temp_dir(&opts.out_dir)?;
+        let dest = opts.out_dir.join(super::output::SUMS);
+        crate::store::write_atomic(tmp.path(), &dest, sums.as_bytes())?;
     }
     Ok(ManyReport { images, failed })
 }

@@ -42,6 +42,10 @@ pub struct BuildReport {
     pub manifest: PathBuf,
     /// SOURCE_DATE_EPOCH used.
     pub source_date_epoch: i64,
+    /// The SHA256SUMS lines of this image's files (several recipes' are
+    /// joined into one file).
+    #[serde(skip)]
+    pub sha256sums: String,
 }
 
 /// `image` in the report.
@@ -526,11 +530,11 @@ pub(crate) fn build_plan(
                 }
             };
             if let Some(files) = files {
-                let manifest = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
+                let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
                 if !in_place {
                     crate::build::output::record_output(store, &out_path, &m.image.digest)?;
                 }
-                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
+                return Ok(report(&m, &entries, &opts.out_dir, finished, true));
             }
             // The store's copy is damaged: forget it and assemble again.
             tracing::warn!(file = %hit.file.display(), "cached image does not match its digest; reassembling");
@@ -630,7 +634,7 @@ pub(crate) fn build_plan(
         let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
         (remembered.join(), finished)
     });
-    let manifest_path = manifest_path?;
+    let finished = manifest_path?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
     // Unlinked before the stamp is taken: dropping a second link changes
     // the image's ctime, and the stamp would never match again.
@@ -640,7 +644,7 @@ pub(crate) fn build_plan(
         &manifest,
         &layers.entries,
         &opts.out_dir,
-        manifest_path,
+        finished,
         false,
     ))
 }
@@ -668,7 +672,7 @@ fn report(
     m: &Manifest,
     entries: &[(KeyEntry, LayerSource)],
     out_dir: &Path,
-    manifest: PathBuf,
+    (manifest, sha256sums): (PathBuf, String),
     image_cached: bool,
 ) -> BuildReport {
     BuildReport {
@@ -694,6 +698,7 @@ fn report(
             .collect(),
         manifest,
         source_date_epoch: m.source_date_epoch,
+        sha256sums,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct OutFile {
     pub digest: String,
 }
 
+/// The checksum file of an output directory, `sha256sum -c`'s format.
+pub const SUMS: &str = "SHA256SUMS";
+
 /// The temporary directory beside the output files.
 /// What killed builds left there (their scratch locks died with them) is
 /// removed first.
@@ -84,12 +87,13 @@ pub fn temp_dir(out_dir: &Path) -> Result<ScratchDir> {
 
 /// Write the manifest, the SBOM and SHA256SUMS beside `files` (the image
 /// files, already in `tmp`), then rename everything into `out_dir`.
+/// Returns the manifest's path and the SHA256SUMS lines of the image's files.
 pub fn finish(
     tmp: &Path,
     out_dir: &Path,
     manifest: &Manifest,
     mut files: Vec<OutFile>,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, String)> {
     let base = format!("{}-{}", manifest.name, manifest.version);
     // Small files already there with the same bytes are left alone.
     let add = |files: &mut Vec<OutFile>, name: String, data: &[u8]| -> Result<()> {
@@ -124,7 +128,7 @@ pub fn finish(
             f.name
         ));
     }
-    add(&mut files, "SHA256SUMS".into(), sums.as_bytes())?;
+    add(&mut files, SUMS.into(), sums.as_bytes())?;
     // Complete files only: rename each into place.
     for f in &files {
         if let Some(path) = &f.path {
@@ -132,7 +136,7 @@ pub fn finish(
                 .with_context(|| format!("moving {} into {}", f.name, out_dir.display()))?;
         }
     }
-    Ok(out_dir.join(manifest_name))
+    Ok((out_dir.join(manifest_name), sums))
 }
 
 /// The directory of output stamps in the store.

@@ -127,6 +127,7 @@ mod tests {
             layers: vec![layer("base", "base/debian", EMPTY, LayerSource::Built)],
             manifest: PathBuf::from(format!("out/{name}-1.0.manifest.json")),
             source_date_epoch: 0,
+            sha256sums: String::new(),
         };
         let r = ManyReport {
             images: vec![image("a"), image("b")],
@@ -174,6 +175,7 @@ mod tests {
             ],
             manifest: PathBuf::from("out/hello-1.0.manifest.json"),
             source_date_epoch: 0,
+            sha256sums: String::new(),
         };
         assert_eq!(
             text(|o| build(o, &r)),
