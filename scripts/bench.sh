@@ -31,7 +31,8 @@
 # the registry; checked, as is the equal image digest), ratio second / first
 # (target < 0.5); then every recipe in recipes/ built one by one (one kiln
 # per recipe) against all of them in one `kiln build recipes/*.toml` run,
-# each from a fresh store, ratio one run / one by one (target < 1).
+# each from a fresh store, ratio one run / one by one (target < 1); the
+# image digests of the two must be equal.
 #
 # Secondary section, as before: hello's allocated size against 24 MiB,
 # debian-web's stripped base against 80 MiB and its layer sizes, the boot
@@ -286,7 +287,7 @@ V[fleet2]=$(secs "$t0" "$(now)")
 echo "bench: fleet: every recipe, one kiln per recipe (fresh store)" >&2
 t0=$(now)
 for rec in "$fleet"/recipes/*.toml; do
-  "$kiln" build "$rec" -o "$tmp/fleet-seq" --store "$tmp/fleet-seq-store" --json >/dev/null
+  "$kiln" build "$rec" -o "$tmp/fleet-seq" --store "$tmp/fleet-seq-store" --json >"$tmp/fleet-seq-$(basename "$rec").json"
 done
 V[seq]=$(secs "$t0" "$(now)")
 echo "bench: fleet: every recipe in one kiln run (fresh store)" >&2
@@ -294,6 +295,12 @@ t0=$(now)
 "$kiln" build "$fleet"/recipes/*.toml -o "$tmp/fleet-all" --store "$tmp/fleet-all-store" --json >"$tmp/fleet-all.json"
 V[all]=$(secs "$t0" "$(now)")
 V[nrecipes]=$(json "$tmp/fleet-all.json" 'len(r["images"])')
+for rec in "$fleet"/recipes/*.toml; do
+  name=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["name"]')
+  one=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["digest"]')
+  all=$(json "$tmp/fleet-all.json" "[i['image']['digest'] for i in r['images'] if i['image']['name'] == '$name'][0]")
+  [ "$one" = "$all" ] || die "fleet: $name built in one run ($all) differs from its own build ($one)"
+done
 kill "$reg_pid" 2>/dev/null || true
 wait "$reg_pid" 2>/dev/null || true
 reg_pid=""

@@ -96,17 +96,6 @@ pub enum LayerSource {
     Built,
 }
 
-impl LayerSource {
-    /// `store`, `registry` or `built`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayerSource::Store => "store",
-            LayerSource::Registry => "registry",
-            LayerSource::Built => "built",
-        }
-    }
-}
-
 /// Build options.
 #[derive(Debug)]
 pub struct BuildOptions {
@@ -263,6 +252,8 @@ pub fn build_layers(
         );
         store.record_key(entry)?;
     }
+    // In the store: other builds of this run may take them now.
+    drop(held);
     if let Some(c) = cache.filter(|c| !c.read_only()) {
         for (i, replace) in to_push {
             let (blob, entry) = &pending[i];
@@ -271,7 +262,6 @@ pub fn build_layers(
             progress.finish(None);
         }
     }
-    drop(held);
     Ok(Layers { entries, root })
 }
 
