@@ -3,9 +3,10 @@
 //! registry repository. The first builds every layer and pushes it, signed;
 //! the second, read-only and requiring that signature, takes every layer
 //! from the registry with mmdebstrap and apt replaced by programs that fail,
-//! and writes the same image digest; a third finds one blob corrupted in
-//! the registry's storage, warns, builds that layer itself and still gets
-//! the same digest. Nothing here boots.
+//! and writes the same image digest; one that trusts another key refuses
+//! every entry and builds everything itself, to the same digest; and one
+//! that finds a blob corrupted in the registry's storage warns, builds that
+//! layer itself and still gets the same digest. Nothing here boots.
 
 use std::path::Path;
 
@@ -112,6 +113,45 @@ fn runners_share_layers_through_a_registry_and_never_use_a_bad_blob() {
     let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     assert_eq!(m["artifactType"], "application/vnd.kiln.layer-key.v1");
     assert_eq!(m["layers"][0]["digest"], top["digest"]);
+
+    // A runner that trusts another key uses none of these entries: it
+    // builds every layer itself, warning about each, with the same result.
+    let other = d.join("other.key");
+    let out = kiln(
+        &["keygen", "-o", other.to_str().unwrap(), "--unencrypted"],
+        &d.join("keystore"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out4 = d.join("out4");
+    let other_pub = d.join("other.key.pub");
+    let args = [
+        "build",
+        "recipes/hello.toml",
+        "-o",
+        out4.to_str().unwrap(),
+        "--cache",
+        &cache,
+        "--cache-read-only",
+        "--cache-pubkey",
+        other_pub.to_str().unwrap(),
+        "--json",
+    ];
+    let out = kiln(&args, &d.join("store4"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let fourth: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sources(&fourth), vec!["built"; n], "{fourth:#}");
+    assert_eq!(fourth["image"]["digest"], digest.as_str());
+    assert_eq!(
+        stderr.matches("not by the given public key").count(),
+        n,
+        "one warning per refused entry: {stderr}"
+    );
 
     // Runner 3: the top layer's blob is corrupted in the registry's
     // storage. It is refused with a warning naming it, the layer is built
