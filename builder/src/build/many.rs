@@ -119,12 +119,13 @@ pub fn build_many(
         let _lock = store.lock()?;
         let claims = Claims::default();
         let next = Mutex::new(0usize);
-        let done = Mutex::new(&mut results);
+        let done = Mutex::new((&mut results, 0usize));
+        let total = recipes.len();
         progress.step(format!(
-            "building {} recipes, {} at a time",
-            recipes.len(),
+            "building {total} recipes, {} at a time",
             jobs.max(1)
         ));
+        let progress = Mutex::new(&mut *progress);
         std::thread::scope(|s| {
             for _ in 0..jobs.max(1).min(recipes.len()) {
                 s.spawn(|| loop {
@@ -146,12 +147,18 @@ pub fn build_many(
                         Some(&claims),
                         &mut quiet,
                     );
-                    tracing::info!(recipe = %recipes[i].display(), ok = r.is_ok(), "recipe done");
-                    done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                    let what = if r.is_ok() { "built" } else { "failed" };
+                    let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+                    d.0[i] = Some(r);
+                    d.1 += 1;
+                    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    p.finish(Some(&format!("{} {what}", recipes[i].display())));
+                    if d.1 < total {
+                        p.step(format!("building {} more recipes", total - d.1));
+                    }
                 });
             }
         });
-        progress.finish(None);
     }
     let mut images: Vec<BuildReport> = Vec::new();
     let mut failed = Vec::new();
