@@ -90,6 +90,15 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// `s` for a count other than one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 /// Build `recipes` into `opts.out_dir`, up to `jobs` at a time (at least
 /// one). Progress is shown per recipe as it finishes.
 pub fn build_many(
@@ -100,7 +109,7 @@ pub fn build_many(
     progress: &mut Progress,
 ) -> Result<ManyReport> {
     let failure = |recipe: &PathBuf, e: &anyhow::Error| {
-        tracing::error!(recipe = %recipe.display(), "{e:#}");
+        tracing::info!(recipe = %recipe.display(), "failed: {e:#}");
         FailedRecipe {
             recipe: recipe.clone(),
             error: format!("{e:#}"),
@@ -120,9 +129,10 @@ pub fn build_many(
         let claims = Claims::default();
         let next = Mutex::new(0usize);
         let done = Mutex::new((&mut results, 0usize));
-        let total = recipes.len();
+        let total = plans.iter().filter(|p| p.is_ok()).count();
         progress.step(format!(
-            "building {total} recipes, {} at a time",
+            "building {total} recipe{}, {} at a time",
+            plural(total),
             jobs.max(1)
         ));
         let progress = Mutex::new(&mut *progress);
@@ -153,8 +163,9 @@ pub fn build_many(
                     d.1 += 1;
                     let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
                     p.finish(Some(&format!("{} {what}", recipes[i].display())));
-                    if d.1 < total {
-                        p.step(format!("building {} more recipes", total - d.1));
+                    let left = total - d.1.min(total);
+                    if left > 0 {
+                        p.step(format!("building the other {left} recipe{}", plural(left)));
                     }
                 });
             }

@@ -51,8 +51,9 @@ pub struct Cli {
 pub enum Command {
     /// Build the layers of one or more recipes (reusing cached ones) and write the images.
     Build {
-        /// The recipe files (several: built in turn in one run, layers they
-        /// share built once; one failing leaves the others' images intact).
+        /// The recipe files (several: built in one run, up to --jobs at a
+        /// time, layers they share built once; one failing leaves the
+        /// others' images intact).
         #[arg(required = true, num_args = 1..)]
         recipes: Vec<PathBuf>,
         /// Output directory.
