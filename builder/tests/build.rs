@@ -265,7 +265,7 @@ fn golden_layer_key_and_digest() {
     let app = &r["layers"][1];
     assert_eq!(
         app["key"],
-        "sha256:175d8ee206924c728f4d4ca5227832ed3870cadd7f4a375a714b2c7739a15c02"
+        "sha256:d025fee18dbeb10c55302620f749adf9bf208c46c1c89f5d7b0179d5c6102377"
     );
     assert_eq!(
         app["digest"],

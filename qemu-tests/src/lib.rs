@@ -78,6 +78,17 @@ pub fn kiln_json(args: &[&str], store: &Path, envs: &[(&str, String)]) -> serde_
     serde_json::from_slice(&out.stdout).expect("kiln printed JSON")
 }
 
+/// A store shared by the tests that build the same layers (by name: the
+/// Debian base is built once for debian_base.rs and debian_web.rs). It lives
+/// in the target directory, so a clean clone starts empty; layers are
+/// content-addressed, so what one test leaves is exactly what another would
+/// build.
+pub fn shared_store(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/qemu-test-stores").join(name);
+    std::fs::create_dir_all(&dir).expect("creating a shared store");
+    dir
+}
+
 /// Copy the repository's recipes and layers into a scratch directory, so a
 /// test can edit them.
 pub fn scratch_repo() -> tempfile::TempDir {

@@ -1,7 +1,9 @@
-//! The stripped Debian base boots systemd from the read-only verity root to
-//! multi-user.target with no failed unit, and powers off cleanly.
+//! The stripped Debian base (trixie) boots systemd from the read-only verity
+//! root to multi-user.target with no failed unit, and powers off cleanly; the
+//! booted kernel is trixie's 6.12, and the stripped base layer is at most
+//! 80 MiB uncompressed with no apt and no perl left in it.
 
-use kiln_qemu_tests::{kiln, repo_root, require_tool};
+use kiln_qemu_tests::{kiln, kiln_json, repo_root, require_tool, shared_store};
 
 #[test]
 fn debian_base_reaches_multi_user_and_powers_off() {
@@ -17,7 +19,7 @@ fn debian_base_reaches_multi_user_and_powers_off() {
             out_dir.to_str().unwrap(),
             "--json",
         ],
-        &dir.path().join("store"),
+        &shared_store("debian"),
         &[],
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -27,7 +29,32 @@ fn debian_base_reaches_multi_user_and_powers_off() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(v["passed"], true);
-    let console = std::fs::read_to_string(out_dir.join("debian-base-12.0.console.log")).unwrap();
+    let console = std::fs::read_to_string(out_dir.join("debian-base-13.0.console.log")).unwrap();
     assert!(console.contains("kiln-init: /dev/mapper/root"), "{console}");
     assert!(!console.contains("FAILED"), "a unit failed:\n{console}");
+    assert!(
+        console.contains("Linux version 6.12."),
+        "not trixie's kernel:\n{console}"
+    );
+
+    let ls = kiln_json(&["ls"], &shared_store("debian"), &[]);
+    let base = ls["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "base/debian")
+        .expect("kiln ls lists base/debian");
+    let size = base["tar_size"].as_u64().unwrap();
+    assert!(
+        size <= 80 << 20,
+        "base/debian is {size} bytes uncompressed, over 80 MiB"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("debian-base-13.0.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let packages = manifest.to_string();
+    for gone in ["\"perl-base\"", "\"apt\""] {
+        assert!(!packages.contains(gone), "{gone} is still in the image");
+    }
 }

@@ -2,7 +2,8 @@
 //! build from the lock gives the same image; with every layer cached the
 //! rebuild needs no network at all; a version the mirror does not have fails
 //! with exit 3 naming the package; a .deb whose sha256 differs from the lock
-//! fails with exit 1.
+//! fails with exit 1; a lock taken on another Debian suite fails with exit 2
+//! naming the layer.
 
 use std::fs;
 
@@ -36,9 +37,28 @@ fn lock_pins_and_rebuilds_offline() {
     assert!(layers_cached(&offline).iter().all(|c| *c), "{offline}");
     assert_eq!(offline["image"]["digest"], locked["image"]["digest"]);
 
+    // A lock taken on another suite: exit 2 naming the layer, before anything is built.
+    assert!(lock.contains("suite = \"trixie\""), "{lock}");
+    fs::write(
+        &lock_path,
+        lock.replace("suite = \"trixie\"", "suite = \"bookworm\""),
+    )
+    .unwrap();
+    let res = kiln(&["build", r, "-o", o], &store, &env);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("base/busybox") && err.contains("bookworm") && err.contains("trixie"),
+        "{err}"
+    );
+
     // A locked version the mirror does not have: exit 3, naming the package.
-    let bad = lock.replacen("version = \"1:1.35.0", "version = \"1:0.0.1-kiln-test", 1);
-    assert_ne!(bad, lock, "busybox-static's version not found in the lock");
+    let i = lock.find("name = \"busybox-static\"").unwrap();
+    let v = i + lock[i..].find("version = \"").unwrap() + "version = \"".len();
+    let end = v + lock[v..].find('"').unwrap();
+    let mut bad = lock.clone();
+    bad.replace_range(v..end, "1:0.0.1-kiln-test");
+    assert_ne!(bad, lock);
     fs::write(&lock_path, &bad).unwrap();
     let res = kiln(&["build", r, "-o", o], &store, &[]);
     let err = String::from_utf8_lossy(&res.stderr);

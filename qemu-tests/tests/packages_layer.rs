@@ -9,13 +9,13 @@ use std::process::Command;
 
 use kiln_qemu_tests::{kiln_json, require_tool, scratch_repo};
 
-const LAYER: &str = r#"# nginx from bookworm, installed with apt over the layers below.
+const LAYER: &str = r#"# nginx from trixie, installed with apt over the layers below.
 [layer]
 kind = "packages"
 description = "nginx"
 
 [debian]
-suite = "bookworm"
+suite = "trixie"
 packages = ["nginx"]
 "#;
 

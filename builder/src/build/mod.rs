@@ -17,6 +17,7 @@ pub use crate::build::many::{build_many, FailedRecipe, ManyReport};
 use crate::build::output::OutFile;
 use crate::fs::layer::{self, sha256_digest};
 use crate::fs::tree::{self, file_name, Meta, NodeKind, Tree, WHITEOUT_PREFIX};
+use crate::fs::usrmerge;
 use crate::input::epoch::{self, EpochRule};
 use crate::input::layerdef::LayerKind;
 use crate::input::plan::{Plan, PlannedLayer};
@@ -333,7 +334,9 @@ fn build_layer(
                 crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
             let mut t = built.tree;
-            let st = source::strip(&mut t, &pl.def.strip)?;
+            usrmerge::merge(&mut t, false)
+                .with_context(|| format!("layer {}: what apt installed", pl.def.name))?;
+            let st = source::strip_layer(&mut t, &pl.def)?;
             tracing::info!(layer = %pl.def.name, installed = built.installed.len(), deleted = st.deleted, timings = ?built.timings, epoch = built.epoch, "packages installed");
             (t, debs, built.epoch)
         }
@@ -343,13 +346,16 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
-            let (mut t, debs) = source::debian_tree(
+            let (mut t, mut debs) = source::debian_tree(
                 deb,
                 pl.locked.as_deref(),
                 rule.fixed,
                 &store.tmp_dir()?,
                 &store.deb_cache(),
             )?;
+            // Purged packages (`[strip] purge`) are not in the image: not
+            // in its package list (manifest, SBOM) and not in its lock.
+            debs.retain(|d| !pl.def.strip.purge.contains(&d.name));
             if let Some(locked) = &pl.locked {
                 crate::input::lock::check_installed(&pl.def.name, locked, &debs)?;
             }
@@ -363,8 +369,17 @@ fn build_layer(
             };
             let epoch = rule.layer_epoch(lower_epoch, newest);
             t.clamp_mtimes(epoch);
-            let st = source::strip(&mut t, &pl.def.strip)?;
+            usrmerge::merge(&mut t, pl.def.kind == LayerKind::Base).with_context(|| {
+                format!(
+                    "layer {}: merging /usr in the unpacked packages",
+                    pl.def.name
+                )
+            })?;
+            let st = source::strip_layer(&mut t, &pl.def)?;
             tracing::info!(layer = %pl.def.name, deleted = st.deleted, modules_kept = st.modules_kept, modules_removed = st.modules_removed, epoch, "stripped");
+            for (rule, bytes) in &st.rule_bytes {
+                tracing::info!(layer = %pl.def.name, rule = %rule, bytes, "strip rule saved");
+            }
             (t, debs, epoch)
         }
         None => {
@@ -386,6 +401,11 @@ fn build_layer(
         }
     }
     source::add_services(&pl.def, &mut tree, epoch)?;
+    if pl.def.kind == LayerKind::Base {
+        // A base layer is a whole root: it carries the merged-/usr links.
+        usrmerge::merge(&mut tree, true)
+            .with_context(|| format!("layer {}: merging /usr", pl.def.name))?;
+    }
     if packages_layer && pl.def.debian.is_none() {
         let mut full = lower_root.clone();
         full.apply_layer(&tree)?;
@@ -712,6 +732,7 @@ pub fn lock(
             .filter(|(_, pl)| pl.def.debian.is_some())
             .map(|((e, _), pl)| crate::input::lock::LockedLayer {
                 name: pl.def.name.clone(),
+                suite: pl.def.debian.as_ref().map(|d| d.suite.clone()),
                 packages: e.packages.iter().map(Into::into).collect(),
             })
             .collect(),

@@ -9,6 +9,8 @@
 //! names are normalised to `_`. `modules.dep` is written in the text format
 //! that `modprobe` (kmod and busybox) read: `path: dep-path dep-path…`.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::fs::tree::{NodeKind, Tree};
@@ -24,20 +26,39 @@ pub enum KmodError {
         /// What was wrong.
         why: &'static str,
     },
+    /// A compressed module that does not decompress (or decompresses to
+    /// more than [`MAX_MODULE_SIZE`]).
+    #[error("{path}: cannot decompress the kernel module: {why}")]
+    BadCompression {
+        /// The module file.
+        path: String,
+        /// What was wrong.
+        why: String,
+    },
     /// A module that was asked for (or depended on) is not in the tree.
-    #[error("kernel module {name:?} not found under lib/modules/{kver}/ (needed by {needed_by})")]
+    #[error("kernel module {name:?} not found under /{base}/ (needed by {needed_by}): no {name}.ko[.xz|.zst] there, and modules.builtin does not list it as built into the kernel")]
     Missing {
         /// Module name.
         name: String,
-        /// Kernel version directory searched.
-        kver: String,
+        /// The kernel's module directory searched.
+        base: String,
         /// Who asked for it.
         needed_by: String,
     },
-    /// No kernel, or more than one, under lib/modules.
-    #[error("expected exactly one kernel under lib/modules/, found {0:?}")]
+    /// No kernel in the tree.
+    #[error("no kernel: looked for a module directory in /{} and found none", MODULE_DIRS.join("/ and /"))]
+    NoKernel,
+    /// More than one kernel in the tree.
+    #[error("more than one kernel: {}; an image boots one", .0.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))]
     KernelCount(Vec<String>),
 }
+
+/// Where kernels keep their modules: merged /usr first, then the old place.
+pub const MODULE_DIRS: [&str; 2] = ["usr/lib/modules", "lib/modules"];
+
+/// The largest kernel module kiln decompresses (the biggest in Debian's
+/// 6.12 kernels is under 10 MiB uncompressed); more is a corrupt or hostile file.
+pub const MAX_MODULE_SIZE: u64 = 64 << 20;
 
 /// Normalise a module name: `dm-verity` and `dm_verity` are the same module.
 pub fn normalize_name(name: &str) -> String {
@@ -104,13 +125,15 @@ pub struct ModInfo {
     pub depends: Vec<String>,
 }
 
-/// Parse a module's `.modinfo`.
+/// Parse a module's `.modinfo`; `ko` is the module as stored (compressed
+/// ones are decompressed first, see [`module_bytes`]).
 pub fn modinfo(path: &str, ko: &[u8]) -> Result<ModInfo, KmodError> {
     let bad = |why| KmodError::BadElf {
         path: path.to_string(),
         why,
     };
-    let sec = elf_section(ko, ".modinfo")
+    let elf = module_bytes(path, ko)?;
+    let sec = elf_section(&elf, ".modinfo")
         .map_err(bad)?
         .ok_or_else(|| bad("no .modinfo section"))?;
     let mut name = None;
@@ -128,35 +151,93 @@ pub fn modinfo(path: &str, ko: &[u8]) -> Result<ModInfo, KmodError> {
     Ok(ModInfo { name, depends })
 }
 
+/// How a module file is compressed, from its name (as kmod's `depmod` and
+/// the kernel's `CONFIG_MODULE_COMPRESS_*` name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.ko`
+    None,
+    /// `.ko.xz`
+    Xz,
+    /// `.ko.zst`
+    Zstd,
+    /// `.ko.gz`
+    Gzip,
+}
+
+/// The compression of a module path; `None` for a path that is no module.
+pub fn compression(path: &str) -> Option<Compression> {
+    [
+        (".ko", Compression::None),
+        (".ko.xz", Compression::Xz),
+        (".ko.zst", Compression::Zstd),
+        (".ko.gz", Compression::Gzip),
+    ]
+    .into_iter()
+    .find(|(ext, _)| path.ends_with(ext))
+    .map(|(_, c)| c)
+}
+
+/// The uncompressed ELF object of a module stored as `path` (`.ko`, `.ko.xz`
+/// or `.ko.zst`), at most [`MAX_MODULE_SIZE`] bytes.
+pub fn module_bytes<'a>(path: &str, data: &'a [u8]) -> Result<Cow<'a, [u8]>, KmodError> {
+    use std::io::Read;
+    let bad = |why: String| KmodError::BadCompression {
+        path: path.to_string(),
+        why,
+    };
+    let mut out = Vec::new();
+    let read = match compression(path) {
+        None | Some(Compression::None) => return Ok(Cow::Borrowed(data)),
+        Some(Compression::Gzip) => {
+            return Err(bad(
+                "gzip-compressed modules are not supported (Debian's kernels use xz)".into(),
+            ))
+        }
+        Some(Compression::Xz) => {
+            // liblzma with a memory limit: a forged dictionary size fails
+            // instead of allocating.
+            let stream = xz2::stream::Stream::new_stream_decoder(MAX_MODULE_SIZE, 0)
+                .map_err(|e| bad(e.to_string()))?;
+            xz2::read::XzDecoder::new_stream(data, stream)
+                .take(MAX_MODULE_SIZE + 1)
+                .read_to_end(&mut out)
+        }
+        Some(Compression::Zstd) => {
+            let mut dec = zstd::stream::read::Decoder::new(data).map_err(|e| bad(e.to_string()))?;
+            // 2^27: zstd's default maximum window for decoders (128 MiB).
+            dec.window_log_max(27).map_err(|e| bad(e.to_string()))?;
+            dec.take(MAX_MODULE_SIZE + 1).read_to_end(&mut out)
+        }
+    };
+    read.map_err(|e| bad(e.to_string()))?;
+    if out.len() as u64 > MAX_MODULE_SIZE {
+        return Err(bad(format!(
+            "more than {MAX_MODULE_SIZE} bytes uncompressed"
+        )));
+    }
+    Ok(Cow::Owned(out))
+}
+
 /// `kernel/drivers/block/virtio_blk.ko` → `virtio_blk` (also for `.ko.xz` etc.).
-fn module_stem(path: &str) -> &str {
+pub fn module_stem(path: &str) -> &str {
     let file = path.rsplit('/').next().unwrap_or(path);
     file.split(".ko").next().unwrap_or(file)
 }
 
 /// Whether a path is a kernel module file.
 pub fn is_module_path(path: &str) -> bool {
-    (path.starts_with("lib/modules/") || path.starts_with("usr/lib/modules/"))
-        && [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-            .iter()
-            .any(|s| path.ends_with(s))
+    MODULE_DIRS
+        .iter()
+        .any(|d| path.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+        && compression(path).is_some()
 }
 
-/// The modules of the one kernel in a tree.
-#[derive(Debug, Clone)]
-pub struct ModuleIndex {
-    /// Kernel version (the directory under lib/modules).
-    pub kver: String,
-    /// Directory holding the modules, relative to the tree root (`lib/modules/<kver>`).
-    pub base: String,
-    /// By normalised name: path relative to the tree root, and modinfo.
-    pub modules: BTreeMap<String, (String, ModInfo)>,
-}
-
-/// The kernel versions present under `lib/modules/` (or `usr/lib/modules/`).
+/// The kernel versions present under the module directories ([`MODULE_DIRS`]),
+/// as (version, module directory path).
 pub fn kernel_versions(tree: &Tree) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for base in ["lib/modules", "usr/lib/modules"] {
+    for base in MODULE_DIRS {
         if matches!(tree.get(base), Some(n) if n.kind == NodeKind::Dir) {
             for (name, path, node) in tree.children(base) {
                 if node.kind == NodeKind::Dir {
@@ -168,36 +249,112 @@ pub fn kernel_versions(tree: &Tree) -> Vec<(String, String)> {
     out
 }
 
-impl ModuleIndex {
+/// Where the kernel image of version `kver` is in a tree: Debian's
+/// `/boot/vmlinuz-<kver>`, or the module directory's `vmlinuz` (the layout
+/// of systemd's kernel-install and of Fedora-style packages).
+pub fn kernel_image_path(tree: &Tree, kver: &str) -> Option<String> {
+    std::iter::once(format!("boot/vmlinuz-{kver}"))
+        .chain(MODULE_DIRS.iter().map(|d| format!("{d}/{kver}/vmlinuz")))
+        .find(|p| matches!(tree.resolve(p), Some((_, n)) if matches!(n.kind, NodeKind::File(_))))
+}
+
+/// The modules of the one kernel in a tree. Each module's `.modinfo` is read
+/// (and the module decompressed) only when a closure needs it: a Debian
+/// kernel ships thousands of modules, of which an image keeps a handful.
+#[derive(Debug)]
+pub struct ModuleIndex<'t> {
+    tree: &'t Tree,
+    /// Kernel version (the directory under the module directory).
+    pub kver: String,
+    /// Directory holding the modules, relative to the tree root (`usr/lib/modules/<kver>`).
+    pub base: String,
+    /// By normalised name (the file name's stem, which kbuild makes the
+    /// module name): the path relative to the tree root.
+    pub files: BTreeMap<String, String>,
+    /// Modules built into the kernel (`modules.builtin`), by normalised name.
+    pub builtin: BTreeSet<String>,
+    infos: RefCell<BTreeMap<String, ModInfo>>,
+}
+
+impl<'t> ModuleIndex<'t> {
     /// Index the modules of the single kernel in `tree`.
-    pub fn new(tree: &Tree) -> Result<ModuleIndex, KmodError> {
+    pub fn new(tree: &'t Tree) -> Result<ModuleIndex<'t>, KmodError> {
         let kernels = kernel_versions(tree);
-        let [(kver, base)] = kernels.as_slice() else {
-            return Err(KmodError::KernelCount(
-                kernels.into_iter().map(|k| k.0).collect(),
-            ));
+        let (kver, base) = match kernels.as_slice() {
+            [] => return Err(KmodError::NoKernel),
+            [(kver, base)] => (kver.clone(), base.clone()),
+            _ => {
+                return Err(KmodError::KernelCount(
+                    kernels.into_iter().map(|k| k.1).collect(),
+                ))
+            }
         };
         let prefix = format!("{base}/");
-        let mut modules = BTreeMap::new();
+        let mut files = BTreeMap::new();
         for (path, node) in tree.iter() {
-            if !path.starts_with(&prefix) || !path.ends_with(".ko") {
-                continue;
-            }
-            if let NodeKind::File(data) = &node.kind {
-                let info = modinfo(path, data)?;
-                modules.insert(info.name.clone(), (path.to_string(), info));
+            if path.starts_with(&prefix)
+                && compression(path).is_some()
+                && matches!(node.kind, NodeKind::File(_))
+            {
+                files.insert(normalize_name(module_stem(path)), path.to_string());
             }
         }
+        let builtin = match tree
+            .get(&format!("{base}/modules.builtin"))
+            .map(|n| &n.kind)
+        {
+            Some(NodeKind::File(list)) => String::from_utf8_lossy(list)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| normalize_name(module_stem(l.trim())))
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         Ok(ModuleIndex {
-            kver: kver.clone(),
-            base: base.clone(),
-            modules,
+            tree,
+            kver,
+            base,
+            files,
+            builtin,
+            infos: RefCell::new(BTreeMap::new()),
         })
     }
 
+    /// What `.modinfo` says about a module in the index.
+    fn info(&self, name: &str, needed_by: &str) -> Result<Option<ModInfo>, KmodError> {
+        if let Some(i) = self.infos.borrow().get(name) {
+            return Ok(Some(i.clone()));
+        }
+        let Some(path) = self.files.get(name) else {
+            if self.builtin.contains(name) {
+                return Ok(None);
+            }
+            return Err(KmodError::Missing {
+                name: name.to_string(),
+                base: self.base.clone(),
+                needed_by: needed_by.to_string(),
+            });
+        };
+        let Some(NodeKind::File(data)) = self.tree.get(path).map(|n| &n.kind) else {
+            return Err(KmodError::BadElf {
+                path: path.clone(),
+                why: "not a regular file",
+            });
+        };
+        let mut info = modinfo(path, data)?;
+        // kbuild names a module after its file; the index does too.
+        info.name = name.to_string();
+        self.infos
+            .borrow_mut()
+            .insert(name.to_string(), info.clone());
+        Ok(Some(info))
+    }
+
     /// The named modules and everything they depend on, dependencies first
-    /// (a valid load order). Names not found are an error naming who needed them.
-    pub fn closure(&self, wanted: &[String]) -> Result<Vec<&ModInfo>, KmodError> {
+    /// (a valid load order). Modules built into the kernel need no loading
+    /// and are left out; names neither there nor built in are an error
+    /// naming who needed them.
+    pub fn closure(&self, wanted: &[String]) -> Result<Vec<ModInfo>, KmodError> {
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
         for w in wanted {
@@ -206,21 +363,19 @@ impl ModuleIndex {
         Ok(order)
     }
 
-    fn visit<'a>(
-        &'a self,
+    fn visit(
+        &self,
         name: &str,
         needed_by: &str,
         done: &mut BTreeSet<String>,
-        order: &mut Vec<&'a ModInfo>,
+        order: &mut Vec<ModInfo>,
     ) -> Result<(), KmodError> {
         if !done.insert(name.to_string()) {
             return Ok(());
         }
-        let (_, info) = self.modules.get(name).ok_or_else(|| KmodError::Missing {
-            name: name.to_string(),
-            kver: self.kver.clone(),
-            needed_by: needed_by.to_string(),
-        })?;
+        let Some(info) = self.info(name, needed_by)? else {
+            return Ok(());
+        };
         for dep in &info.depends {
             self.visit(dep, name, done, order)?;
         }
@@ -230,13 +385,13 @@ impl ModuleIndex {
 
     /// The path (relative to the tree root) of a module.
     pub fn path_of(&self, name: &str) -> Option<&str> {
-        self.modules.get(name).map(|(p, _)| p.as_str())
+        self.files.get(name).map(String::as_str)
     }
 
     /// `modules.dep` text for the given modules (paths relative to the kernel's
     /// module directory, each module's full dependency closure in load-reverse
     /// order, as depmod writes it).
-    pub fn modules_dep(&self, mods: &[&ModInfo]) -> Result<String, KmodError> {
+    pub fn modules_dep(&self, mods: &[ModInfo]) -> Result<String, KmodError> {
         let rel = |name: &str| -> String {
             self.path_of(name)
                 .map(|p| {
@@ -391,7 +546,7 @@ pub(crate) mod tests {
             idx.closure(&["a".into()]).unwrap_err(),
             KmodError::Missing {
                 name: "b".into(),
-                kver: "6.1.0-test".into(),
+                base: "lib/modules/6.1.0-test".into(),
                 needed_by: "a".into()
             }
         );

@@ -24,8 +24,10 @@ use sha2::{Digest, Sha256};
 use crate::fs::tree::{normalize, Meta, Node, NodeKind, Tree};
 
 /// Version of the layer format; part of every layer key, so that a change to
-/// how layers are built invalidates the cache.
-pub const LAYER_FORMAT_VERSION: u32 = 3;
+/// how layers are built invalidates the cache. 4: merged /usr (base layers
+/// carry the `/bin`, `/sbin`, `/lib` links; every layer's paths are in
+/// `/usr`), `[strip] purge`.
+pub const LAYER_FORMAT_VERSION: u32 = 4;
 
 /// zstd level for layer blobs: level 3 is zstd's default speed/size balance.
 pub const ZSTD_LEVEL: i32 = 3;

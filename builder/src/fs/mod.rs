@@ -10,4 +10,5 @@ pub mod kmod;
 pub mod layer;
 pub mod tree;
 pub mod uki;
+pub mod usrmerge;
 pub mod verity;

@@ -237,23 +237,49 @@ impl Tree {
     }
 
     /// Follow symlinks (inside the tree, never on the host; absolute targets
-    /// from the tree's root) and hard links from `path` to the node they end
-    /// at, with its path. `None` for a dangling link or a loop.
+    /// from the tree's root) in every component of `path`, as the kernel's
+    /// path walk does, and hard links at its end, to the node the path names,
+    /// with its resolved path: `sbin/init` in a merged-/usr root (`sbin` →
+    /// `usr/sbin`, `usr/sbin/init` → `../bin/busybox`) is `usr/bin/busybox`.
+    /// `None` for a dangling link, a loop, or a component that is not a
+    /// directory.
     pub fn resolve(&self, path: &str) -> Option<(String, &Node)> {
-        let mut cur = normalize_lexically(path);
-        // The kernel's limit on nested symlinks (MAXSYMLINKS).
-        for _ in 0..40 {
-            let node = self.entries.get(&cur)?;
-            match &node.kind {
-                NodeKind::Symlink(t) if t.starts_with('/') => cur = normalize_lexically(t),
-                NodeKind::Symlink(t) => {
-                    cur = normalize_lexically(&format!("{}/{t}", parent(&cur).unwrap_or("")))
+        // The kernel's limit on symlinks followed in one lookup (MAXSYMLINKS).
+        const MAX_LINKS: usize = 40;
+        let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut cur = String::new();
+        let mut links = 0;
+        while let Some(comp) = pending.pop() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    cur = parent(&cur).unwrap_or("").to_string();
+                    continue;
                 }
-                NodeKind::Hardlink(t) => cur = t.clone(),
-                _ => return Some((cur, node)),
+                _ => {}
+            }
+            if self.entries.get(&cur)?.kind != NodeKind::Dir {
+                return None;
+            }
+            let next = join(&cur, &comp);
+            match &self.entries.get(&next)?.kind {
+                NodeKind::Symlink(t) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return None;
+                    }
+                    if t.starts_with('/') {
+                        cur.clear();
+                    }
+                    pending.extend(t.split('/').rev().map(str::to_string));
+                }
+                NodeKind::Hardlink(t) if pending.iter().all(|c| c.is_empty() || c == ".") => {
+                    cur = t.clone();
+                }
+                _ => cur = next,
             }
         }
-        None
+        self.entries.get(&cur).map(|n| (cur, n))
     }
 
     /// Clamp every time to `epoch`: later times become `epoch`.
@@ -619,6 +645,48 @@ mod tests {
         }
         assert!(t.resolve("loop").is_none());
         assert!(t.resolve("nothing").is_none());
+        assert!(
+            t.resolve("bin/busybox/x").is_none(),
+            "a file is no directory"
+        );
+    }
+
+    #[test]
+    fn resolve_follows_links_in_the_middle_of_a_path() {
+        // A merged-/usr root: /sbin and /bin are links into /usr.
+        let mut t = Tree::new(0);
+        let link = |target: &str| Node {
+            kind: NodeKind::Symlink(target.into()),
+            meta: Meta::root(0o777, 0),
+        };
+        t.insert("usr", dir()).unwrap();
+        t.insert("usr/bin", dir()).unwrap();
+        t.insert("usr/sbin", dir()).unwrap();
+        t.insert("usr/bin/busybox", file("bb")).unwrap();
+        t.insert("usr/sbin/init", link("../bin/busybox")).unwrap();
+        t.insert("bin", link("usr/bin")).unwrap();
+        t.insert("sbin", link("/usr/sbin")).unwrap();
+        t.insert("etc", dir()).unwrap();
+        t.insert("etc/os-release", link("../usr/lib/os-release"))
+            .unwrap();
+        for p in [
+            "sbin/init",
+            "/sbin/init",
+            "bin/busybox",
+            "sbin/../bin/busybox",
+            "bin/./busybox",
+        ] {
+            assert_eq!(
+                t.resolve(p).map(|(p, _)| p),
+                Some("usr/bin/busybox".to_string()),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            t.resolve("sbin").map(|(p, _)| p),
+            Some("usr/sbin".to_string())
+        );
+        assert!(t.resolve("etc/os-release").is_none(), "dangling");
     }
 
     #[test]

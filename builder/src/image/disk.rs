@@ -16,13 +16,14 @@ use sha2::{Digest, Sha256};
 
 use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
-use crate::fs::kmod::ModuleIndex;
+use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
 use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::input::recipe::Recipe;
 use crate::model::disk::{DiskInfo, PartitionInfo};
+use crate::util::error::InputError;
 use crate::util::memo::Memo;
 
 /// Where systemd-boot-efi puts the UKI stub; the base layer must carry it.
@@ -54,10 +55,23 @@ fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
 
 /// Split the composed root into what boots (kernel, stub) and what goes on
 /// the root filesystem (everything else).
-fn split_boot_files(root: &Tree, kver: &str) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
-    let kernel_path = format!("boot/vmlinuz-{kver}");
+fn split_boot_files(
+    root: &Tree,
+    kver: &str,
+    recipe_file: &Path,
+) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
+    let kernel_path = kernel_image_path(root, kver).ok_or_else(|| {
+        InputError::file(
+            recipe_file.display().to_string(),
+            format!(
+                "the composed root has modules for kernel {kver} but no kernel image: looked \
+                 for /boot/vmlinuz-{kver}, /usr/lib/modules/{kver}/vmlinuz and \
+                 /lib/modules/{kver}/vmlinuz; keep boot/vmlinuz-* in the base layer's strip.keep"
+            ),
+        )
+    })?;
     let kernel = file_bytes(root, &kernel_path)
-        .with_context(|| format!("the composed root has no kernel /{kernel_path} for the modules in /lib/modules/{kver}"))?
+        .with_context(|| format!("/{kernel_path} is not a regular file"))?
         .to_vec();
     let stub = file_bytes(root, STUB_PATH)
         .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
@@ -74,7 +88,12 @@ pub fn root_filesystem_tree(root: &Tree) -> Tree {
             || p.starts_with("boot/initrd.img-")
             || p.starts_with("boot/System.map-")
             || p.starts_with("boot/config-")
-            || p.starts_with("usr/lib/systemd/boot/efi/"))
+            || p.starts_with("usr/lib/systemd/boot/efi/")
+            || MODULE_DIRS.iter().any(|d| {
+                p.strip_prefix(d)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .is_some_and(|r| r.ends_with("/vmlinuz") && !r[..r.len() - 8].contains('/'))
+            }))
     });
     rest
 }
@@ -102,9 +121,19 @@ pub fn assemble(
         tracing::debug!(step = what, elapsed = ?clock.elapsed(), "disk assembly");
         clock = std::time::Instant::now();
     };
-    let idx = ModuleIndex::new(root).context("finding the kernel in the composed root")?;
+    let idx = ModuleIndex::new(root).map_err(|e| -> anyhow::Error {
+        InputError::file(
+            recipe.path.display().to_string(),
+            format!(
+                "{e}: an image boots the one kernel of its layers; its base layer installs it \
+                 (a linux-image-* package in [debian] packages, e.g. linux-image-cloud-amd64, \
+                 with usr/lib/modules/** and boot/vmlinuz-* kept by [strip])"
+            ),
+        )
+        .into()
+    })?;
     let kver = idx.kver.clone();
-    let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver)?;
+    let (kernel, stub, rootfs_tree) = split_boot_files(root, &kver, &recipe.path)?;
 
     // Root filesystem, identified by what it is made of.
     let ident = sha(&[

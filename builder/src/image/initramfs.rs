@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use crate::fs::cpio::{self, Compression};
-use crate::fs::kmod::ModuleIndex;
+use crate::fs::kmod::{module_bytes, ModuleIndex};
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::util::error::EnvError;
 use crate::util::memo::Memo;
@@ -138,16 +138,24 @@ pub fn build(
         };
         // kiln-init reads /lib/modules/<kver>/: the root may keep its modules
         // in usr/lib/modules (merged /usr), the initramfs always in lib/modules.
-        let rel = path.strip_prefix(&format!("{}/", idx.base)).unwrap_or(path);
+        // Compressed modules (`.ko.xz`, `.ko.zst`) are decompressed here, so
+        // that kiln-init's plain finit_module works whatever the kernel's
+        // CONFIG_MODULE_DECOMPRESS; the initramfs is compressed as a whole.
+        let stored = path.strip_prefix(&format!("{}/", idx.base)).unwrap_or(path);
+        let rel = format!("{}.ko", stored.split(".ko").next().unwrap_or(stored));
+        let elf = match module_bytes(path, data)? {
+            Cow::Borrowed(_) => data.clone(),
+            Cow::Owned(v) => Arc::new(v),
+        };
         t.insert_with_parents(
             &format!("lib/modules/{}/{rel}", idx.kver),
             Node {
-                kind: NodeKind::File(data.clone()),
+                kind: NodeKind::File(elf),
                 meta: Meta::root(0o644, sde),
             },
             &d,
         )?;
-        list.push_str(rel);
+        list.push_str(&rel);
         list.push('\n');
         names.push(m.name.clone());
     }

@@ -75,6 +75,14 @@ pub const KEEP_PLACEHOLDER: &str = ".keep";
 pub fn files_tree(def: &LayerDef, dir: &FilesDir, sde: i64) -> Result<Tree, InputError> {
     let dir = dir.path();
     let mut tree = read_dir_tree(dir, sde)?;
+    // Merged /usr: files at `bin/ash` land at `usr/bin/ash` (the root's
+    // `/bin` is a symlink to it).
+    crate::fs::usrmerge::merge(&mut tree, false).map_err(|e| {
+        InputError::file(
+            def.file.display().to_string(),
+            format!("[files] in {}: {e}", dir.display()),
+        )
+    })?;
     // Overrides, in file order; each must match something.
     for o in &def.overrides {
         let m = glob(&o.path)

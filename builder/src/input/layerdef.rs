@@ -10,6 +10,7 @@ use globset::GlobMatcher;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::fs::usrmerge::canonical;
 use crate::input::files::FilesDir;
 use crate::input::source_file::SourceFile;
 use crate::util::error::InputError;
@@ -76,6 +77,8 @@ struct RawStrip {
     #[serde(default)]
     keep: Vec<Spanned<String>>,
     keep_modules: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    purge: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,12 +156,16 @@ pub struct StripRules {
     pub keep: Vec<String>,
     /// When set, every kernel module not named here (or needed by one named here) is deleted.
     pub keep_modules: Option<Vec<String>>,
+    /// Debian packages removed whole, files and dpkg database entries
+    /// (`crate::layers::purge`), before the globs apply.
+    pub purge: Vec<String>,
 }
 
 impl StripRules {
-    /// Compile the delete/keep globs. Validated at load time, so this cannot fail then.
+    /// Compile the delete/keep globs, in merged-/usr form. Validated at load
+    /// time, so this cannot fail then.
     pub fn matchers(&self) -> (Vec<GlobMatcher>, Vec<GlobMatcher>) {
-        let compile = |v: &[String]| v.iter().filter_map(|g| glob(g).ok()).collect();
+        let compile = |v: &[String]| v.iter().filter_map(|g| glob(&canonical(g)).ok()).collect();
         (compile(&self.delete), compile(&self.keep))
     }
 }
@@ -377,7 +384,8 @@ impl LayerDef {
                 glob(g.get_ref()).map_err(|e| {
                     src.error(g.span(), &format!("{field}[{i}]"), format!("bad glob: {e}"))
                 })?;
-                out.push(g.get_ref().trim_start_matches('/').to_string());
+                // Merged /usr: `lib/modules/**` means `usr/lib/modules/**`.
+                out.push(canonical(g.get_ref().trim_start_matches('/')).into_owned());
             }
         }
         if let Some(mods) = &raw_strip.keep_modules {
@@ -394,7 +402,26 @@ impl LayerDef {
             }
             strip.keep_modules = Some(v);
         }
-        if debian.is_none() && (!strip.delete.is_empty() || strip.keep_modules.is_some()) {
+        for (i, p) in raw_strip.purge.iter().enumerate() {
+            let name = p.get_ref();
+            // Debian Policy 5.6.1: lower case letters, digits, + - . (two or more, alphanumeric first).
+            let valid = name.len() >= 2
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            if !valid {
+                return Err(src.error(
+                    p.span(),
+                    &format!("strip.purge[{i}]"),
+                    "must be a Debian package name like \"apt\"",
+                ));
+            }
+            strip.purge.push(name.clone());
+        }
+        if debian.is_none()
+            && (!strip.delete.is_empty() || strip.keep_modules.is_some() || !strip.purge.is_empty())
+        {
             return Err(InputError {
                 file: src.display.clone(),
                 line: None,
@@ -460,7 +487,7 @@ impl LayerDef {
                 ));
             }
             overrides.push(Override {
-                path: o.path.get_ref().trim_start_matches('/').to_string(),
+                path: canonical(o.path.get_ref().trim_start_matches('/')).into_owned(),
                 mode,
                 uid: o.uid,
                 gid: o.gid,

@@ -29,6 +29,10 @@ pub struct LockFile {
 pub struct LockedLayer {
     /// Layer name (`base/debian`).
     pub name: String,
+    /// The Debian suite the packages came from (`trixie`): a lock taken on
+    /// one suite is refused for a layer that builds another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
     /// Its packages.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
@@ -91,10 +95,12 @@ impl LockFile {
 
     /// The packages pinned for a layer.
     pub fn layer(&self, name: &str) -> Option<&[LockedPackage]> {
-        self.layers
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.packages.as_slice())
+        self.entry(name).map(|l| l.packages.as_slice())
+    }
+
+    /// A layer's entry.
+    pub fn entry(&self, name: &str) -> Option<&LockedLayer> {
+        self.layers.iter().find(|l| l.name == name)
     }
 
     /// The lock file's text: a header comment and sorted TOML.
@@ -198,6 +204,7 @@ mod tests {
         let lock = LockFile {
             layers: vec![LockedLayer {
                 name: "base/debian".into(),
+                suite: Some("trixie".into()),
                 packages: vec![
                     (&deb("zlib1g", "1:1.2.13", "bb")).into(),
                     (&deb("bash", "5.2", "aa")).into(),
@@ -205,10 +212,15 @@ mod tests {
             }],
         };
         let text = lock.render("x 1");
-        let src = SourceFile::from_bytes(Path::new("x.lock"), text.into_bytes()).unwrap();
+        let src = SourceFile::from_bytes(Path::new("x.lock"), text.clone().into_bytes()).unwrap();
         let back: LockFile = src.parse().unwrap();
         assert_eq!(back.layers[0].packages[0].name, "bash", "sorted");
         assert_eq!(back.layer("base/debian").unwrap().len(), 2);
+        assert_eq!(
+            back.entry("base/debian").unwrap().suite.as_deref(),
+            Some("trixie")
+        );
+        assert!(text.contains("suite = \"trixie\""), "{text}");
     }
 
     #[test]

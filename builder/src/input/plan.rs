@@ -181,19 +181,40 @@ impl Plan {
                 .transpose()
                 .map_err(|e| InputError::file(def.file.display().to_string(), format!("{e:#}")))?;
             let locked = match (&lock, &def.debian) {
-                (Some(l), Some(_)) => {
-                    Some(l.layer(&def.name).map(<[_]>::to_vec).ok_or_else(|| {
+                (Some(l), Some(deb)) => {
+                    let lock_file = crate::input::lock::path_for(recipe_path)
+                        .display()
+                        .to_string();
+                    let entry = l.entry(&def.name).ok_or_else(|| {
                         InputError::file(
-                            crate::input::lock::path_for(recipe_path)
-                                .display()
-                                .to_string(),
+                            lock_file.clone(),
                             format!(
                                 "no entry for layer {:?}: run `kiln lock {}` again",
                                 def.name,
                                 recipe_path.display()
                             ),
                         )
-                    })?)
+                    })?;
+                    if entry.suite.as_deref() != Some(deb.suite.as_str()) {
+                        return Err(InputError {
+                            file: lock_file,
+                            line: None,
+                            field: Some(format!("layer {:?}: suite", def.name)),
+                            message: format!(
+                                "the lock pins packages of {}, but layer {} ({}) builds Debian {}: \
+                                 run `kiln lock {}` again",
+                                entry.suite.as_deref().map_or_else(
+                                    || "an unnamed suite (a lock written before kiln recorded suites)".to_string(),
+                                    |s| format!("Debian {s}")
+                                ),
+                                def.name,
+                                def.file.display(),
+                                deb.suite,
+                                recipe_path.display()
+                            ),
+                        });
+                    }
+                    Some(entry.packages.clone())
                 }
                 _ => None,
             };

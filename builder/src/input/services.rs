@@ -11,6 +11,7 @@
 //! to it), the answer is "unknown" and the build decides.
 
 use crate::fs::tree::{normalize_lexically, NodeKind, Tree, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::fs::usrmerge::canonical;
 use crate::input::layerdef::{glob, StripRules};
 use crate::input::plan::PlannedLayer;
 use crate::util::error::InputError;
@@ -60,7 +61,8 @@ pub fn check(layers: &[PlannedLayer]) -> Result<(), InputError> {
 /// Look `path` (absolute, as in a service command) up in what the layers,
 /// bottom first, are known to hold.
 fn lookup(layers: &[PlannedLayer], path: &str) -> Found {
-    let path = normalize_lexically(path);
+    // Layers' files and strip rules are in merged-/usr form: so is the path.
+    let path = canonical(&normalize_lexically(path)).into_owned();
     if path.is_empty() {
         return Found::Missing("it is the root directory".into());
     }
@@ -153,7 +155,10 @@ fn strip_deletes(rules: &StripRules, path: &str) -> bool {
     let (delete, keep) = rules.matchers();
     delete.iter().any(|g| g.is_match(path))
         && !keep.iter().any(|g| g.is_match(path))
-        && !rules.keep.iter().any(|k| may_match_below(k, path))
+        && !rules
+            .keep
+            .iter()
+            .any(|k| may_match_below(&canonical(k), path))
 }
 
 /// Whether glob `pattern` may match a path strictly below `path`; `true`
@@ -213,6 +218,8 @@ mod tests {
             tree.insert_with_parents(p, n.clone(), &crate::fs::tree::Meta::root(0o755, 0))
                 .unwrap();
         }
+        // As `crate::input::files::files_tree` leaves them: merged-/usr form.
+        crate::fs::usrmerge::merge(&mut tree, false).unwrap();
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         PlannedLayer {
             def: LayerDef {
@@ -233,6 +240,7 @@ mod tests {
                     delete: strings(strip.0),
                     keep: strings(strip.1),
                     keep_modules: None,
+                    purge: Vec::new(),
                 },
                 files: None,
                 overrides: Vec::new(),

@@ -110,18 +110,26 @@ pub fn install(
     store: &Store,
 ) -> Result<PackagesLayer> {
     // Bad input is reported before the environment is looked at.
-    for tool in ["apt-get", "dpkg"] {
-        if lower.resolve(&format!("usr/bin/{tool}")).is_none() {
-            return Err(InputError::file(
-                layer_file.display().to_string(),
-                format!(
-                    "the layers below have no /usr/bin/{tool}: a package layer needs a base with \
-                     apt and dpkg (a Debian minbase such as layers/base/debian)"
-                ),
-            )
-            .into());
-        }
+    if lower.resolve("usr/bin/dpkg").is_none() {
+        return Err(InputError::file(
+            layer_file.display().to_string(),
+            "the layers below have no /usr/bin/dpkg: a package layer needs a Debian base whose \
+             packages dpkg manages (a Debian minbase such as layers/base/debian)",
+        )
+        .into());
     }
+    // A base that purged apt (`[strip] purge`) is installed into with the
+    // host's apt, which runs dpkg in the chroot.
+    let apt = match lower.resolve("usr/bin/apt-get") {
+        Some(_) => AptFrom::Chroot,
+        None => AptFrom::Host(crate::util::exec::find_program("apt-get").ok_or_else(|| {
+            EnvError::new(format!(
+                "the layers below {} have no apt (their base purged it), so kiln installs with \
+                 the host's apt-get, which is not installed: install the Debian package `apt`",
+                layer_file.display()
+            ))
+        })?),
+    };
     if !nix::unistd::geteuid().is_root() {
         return Err(EnvError::new(
             "package layers install with apt in a chroot, which needs root: the lower root's \
@@ -164,6 +172,7 @@ pub fn install(
 
     let t = Instant::now();
     let chroot = Chroot {
+        apt,
         root: root.clone(),
         debs: debs.clone(),
         src: src.clone(),
@@ -328,8 +337,19 @@ fn reset_path(upper: &mut Tree, lower: &Tree, path: &str) {
     }
 }
 
+/// Which apt installs: the lower root's own, run in the chroot, or the
+/// host's (for a base that purged apt), run outside with `Dir` pointing at
+/// the root and `DPkg::Chroot-Directory` making it run the root's dpkg (and
+/// so the maintainer scripts) in the chroot, as mmdebstrap does.
+#[derive(Debug, Clone)]
+enum AptFrom {
+    Chroot,
+    Host(PathBuf),
+}
+
 /// What the chroot thread needs.
 struct Chroot {
+    apt: AptFrom,
     root: PathBuf,
     debs: PathBuf,
     src: DebianSource,
@@ -463,6 +483,75 @@ impl Chroot {
         Ok(c)
     }
 
+    /// The host's `apt-get` for a root without apt: configured by an
+    /// APT_CONFIG file (read before apt's configuration directory, so that
+    /// the root's `apt.conf.d` is the one read), environment as in [`Self::cmd`].
+    fn host_apt(&self, apt_get: &Path, argv: &[String]) -> Result<std::process::Command> {
+        let conf_dir = self.root.join("tmp/kiln-apt");
+        std::fs::create_dir_all(&conf_dir)?;
+        let conf = conf_dir.join("apt.conf");
+        let root = self.root.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "Dir \"{root}/\";\n\
+                 Dir::Bin::Methods \"/usr/lib/apt/methods/\";\n\
+                 Dir::Bin::dpkg \"/usr/bin/dpkg\";\n\
+                 DPkg::Chroot-Directory \"{root}/\";\n\
+                 APT::Architecture \"{arch}\";\n\
+                 APT::Architectures {{ \"{arch}\"; }};\n",
+                arch = self.src.architecture
+            ),
+        )?;
+        let mut c = whole_tree(&apt_get.display().to_string())?;
+        c.args(&argv[1..])
+            .env_clear()
+            .env("APT_CONFIG", &conf)
+            .env("PATH", CHROOT_PATH)
+            .env("HOME", "/root")
+            .env("LC_ALL", "C.UTF-8")
+            .env("TZ", "UTC")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
+            .env("SOURCE_DATE_EPOCH", self.sde.to_string())
+            .lifecycle_bind();
+        Ok(c)
+    }
+
+    /// Packages the lower root lacks that its installed packages depend
+    /// on, and Essential packages of the archive it does not have (read
+    /// from dpkg's status and the indexes `apt-get update` just fetched).
+    fn purged_needs(&self) -> Result<Vec<String>> {
+        let status = std::fs::read_to_string(self.root.join("var/lib/dpkg/status"))
+            .context("reading the lower root's dpkg status")?;
+        let mut needs: std::collections::BTreeSet<String> =
+            crate::model::deb::unmet_dependencies(&status)
+                .into_iter()
+                .collect();
+        let installed: std::collections::BTreeSet<String> =
+            crate::model::deb::parse_dpkg_status(&status)
+                .into_iter()
+                .filter(|e| e.is_installed())
+                .map(|e| e.package)
+                .collect();
+        let lists = self.root.join("var/lib/apt/lists");
+        for e in
+            std::fs::read_dir(&lists).with_context(|| format!("reading {}", lists.display()))?
+        {
+            let path = e?.path();
+            if path.to_string_lossy().ends_with("_Packages") {
+                let index = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                needs.extend(
+                    crate::model::deb::essential_packages(&index)
+                        .into_iter()
+                        .filter(|p| !installed.contains(p)),
+                );
+            }
+        }
+        Ok(needs.into_iter().collect())
+    }
+
     fn apt(&self) -> Result<()> {
         let mut opts: Vec<String> = [
             "APT::Sandbox::User=root",
@@ -476,6 +565,11 @@ impl Chroot {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // Paths apt is given: inside the chroot, or the host's view of them.
+        let apt_path = |p: &str| match self.apt {
+            AptFrom::Chroot => p.to_string(),
+            AptFrom::Host(_) => format!("{}{p}", self.root.display()),
+        };
         if let Some(mirror) = &self.src.mirror {
             // The layer's own mirror, for this install only: the image keeps
             // the sources the lower layers gave it. /tmp is this namespace's tmpfs.
@@ -486,8 +580,14 @@ impl Chroot {
             );
             std::fs::create_dir_all(self.root.join("tmp/kiln-apt/sources.list.d"))?;
             std::fs::write(self.root.join("tmp/kiln-apt/sources.list"), list)?;
-            opts.push("Dir::Etc::SourceList=/tmp/kiln-apt/sources.list".into());
-            opts.push("Dir::Etc::SourceParts=/tmp/kiln-apt/sources.list.d".into());
+            opts.push(format!(
+                "Dir::Etc::SourceList={}",
+                apt_path("/tmp/kiln-apt/sources.list")
+            ));
+            opts.push(format!(
+                "Dir::Etc::SourceParts={}",
+                apt_path("/tmp/kiln-apt/sources.list.d")
+            ));
         }
         let with_opts = |args: &[&str]| -> Vec<String> {
             let mut v = vec!["apt-get".to_string(), "-q".into()];
@@ -498,19 +598,40 @@ impl Chroot {
             v.extend(args.iter().map(|s| s.to_string()));
             v
         };
+        let run = |argv: &[String]| match &self.apt {
+            AptFrom::Chroot => self.cmd(argv),
+            AptFrom::Host(apt_get) => self.host_apt(apt_get, argv),
+        };
         let failed = |step: &str| {
             format!(
-                "{step} in the chroot failed (packages: {})",
+                "{step} {} failed (packages: {})",
+                match self.apt {
+                    AptFrom::Chroot => "in the chroot",
+                    AptFrom::Host(_) => "(the host's, over the chroot)",
+                },
                 self.src.packages.join(", ")
             )
         };
-        self.cmd(&with_opts(&["update"]))?
+        run(&with_opts(&["update"]))?
             .run()
             .with_context(|| failed("apt-get update"))?;
+        // A base that purged packages (`[strip] purge`, e.g. debconf and
+        // perl-base) gets back, in this layer, what the installed packages
+        // depend on and the Essential ones every maintainer script may use:
+        // first, on their own, so that apt sees a whole system when it
+        // resolves the layer's packages.
+        let restore = self.purged_needs()?;
+        if !restore.is_empty() {
+            tracing::info!(packages = ?restore, "installing what the lower layers purged and need");
+            let mut fix = with_opts(&["install", "-y", "--fix-broken", "--no-install-recommends"]);
+            fix.extend(restore.iter().cloned());
+            run(&fix)?
+                .run_get_output()
+                .with_context(|| failed(&format!("apt-get install {}", restore.join(" "))))?;
+        }
         let mut install = with_opts(&["install", "-y", "--no-install-recommends"]);
         install.extend(self.src.packages.iter().cloned());
-        let out = self
-            .cmd(&install)?
+        let out = run(&install)?
             .run_get_output()
             .with_context(|| failed("apt-get install"))?;
         tracing::debug!(stdout = %String::from_utf8_lossy(&out), "apt-get install");
@@ -640,7 +761,7 @@ mod tests {
     use crate::testutil::{dir, file};
 
     #[test]
-    fn lower_root_without_apt_is_bad_input_in_the_layer_file() {
+    fn lower_root_without_dpkg_is_bad_input_in_the_layer_file() {
         let store = tempfile::tempdir().unwrap();
         let src = DebianSource {
             suite: "bookworm".into(),
@@ -667,7 +788,7 @@ mod tests {
         );
         let msg = err.to_string();
         assert!(
-            msg.starts_with("layers/web/layer.toml: ") && msg.contains("/usr/bin/apt-get"),
+            msg.starts_with("layers/web/layer.toml: ") && msg.contains("/usr/bin/dpkg"),
             "{msg}"
         );
     }

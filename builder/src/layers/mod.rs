@@ -2,4 +2,5 @@
 //! layers (then stripped) and apt in a chroot for package layers.
 
 pub mod apt;
+pub mod purge;
 pub mod source;

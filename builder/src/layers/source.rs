@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::fs::kmod::{is_module_path, ModuleIndex};
+use crate::fs::kmod::{is_module_path, kernel_versions, KmodError, ModuleIndex};
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::input::layerdef::{DebianSource, LayerDef, Restart, StripRules};
+use crate::layers::purge::{purge, PurgeError};
 use crate::model::deb::{deb_file_name, parse_deb_filename, DebPackage};
+use crate::util::error::{EnvError, InputError};
 use crate::util::exec::{shell_quote, whole_tree, CommandFailed, CommandRunExt};
 
 /// Where declared services live in the image: one directory per service with
@@ -370,26 +372,82 @@ pub fn debian_tree(
 }
 
 /// What stripping did, for the progress report.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct StripStats {
+    /// Bytes of regular files each rule removed, in the order the rules
+    /// apply (`purge PKG`, `delete GLOB`, `keep_modules`).
+    pub rule_bytes: Vec<(String, u64)>,
     /// Entries removed by globs.
     pub deleted: usize,
     /// Kernel modules removed.
     pub modules_removed: usize,
     /// Kernel modules kept.
     pub modules_kept: usize,
+    /// Packages purged.
+    pub purged_packages: usize,
+    /// Bytes of the files purged packages took with them.
+    pub purged_bytes: u64,
+}
+
+/// Why stripping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StripError {
+    /// A keep glob matched nothing: a typo, or a path the packages do not
+    /// have (in this suite).
+    #[error("strip.keep[{index}] {pattern:?} matches nothing in the unpacked packages")]
+    UnmatchedKeep {
+        /// Index in `strip.keep`.
+        index: usize,
+        /// The glob (merged-/usr form).
+        pattern: String,
+    },
+    /// `keep_modules` is set and the tree has no kernel, or several.
+    #[error(transparent)]
+    Kernel(KmodError),
+    /// The globs deleted the kernel's modules before `keep_modules` could keep some.
+    #[error("the strip rules delete the kernel's modules ({0})")]
+    KernelStripped(String),
+    /// A module (or a dependency) that `keep_modules` names is not there.
+    #[error(transparent)]
+    Module(KmodError),
+    /// `purge` names a package that is not installed.
+    #[error("strip.purge[{index}]: {source}")]
+    Purge {
+        /// Index in `strip.purge`.
+        index: usize,
+        /// What was wrong.
+        source: PurgeError,
+    },
 }
 
 /// Apply a layer's strip rules to an unpacked tree.
-pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
+pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats, StripError> {
     let mut stats = StripStats::default();
+    let purged = purge(tree, &rules.purge).map_err(|e| {
+        let PurgeError::NotInstalled(name) = &e;
+        StripError::Purge {
+            index: rules.purge.iter().position(|p| p == name).unwrap_or(0),
+            source: e,
+        }
+    })?;
+    stats.purged_packages = purged.packages;
+    stats.purged_bytes = purged.bytes;
     let (delete, keep) = rules.matchers();
     let before = tree.len();
+    let kernels_before = kernel_versions(tree);
     // A kept path keeps its ancestors: `delete = ["**"]` with `keep = ["bin/busybox"]`
     // leaves `bin/` and `bin/busybox`.
     let mut kept: BTreeSet<String> = BTreeSet::new();
+    let mut used = vec![false; keep.len()];
     for (p, _) in tree.iter() {
-        if keep.iter().any(|g| g.is_match(p)) {
+        let mut hit = false;
+        for (i, g) in keep.iter().enumerate() {
+            if g.is_match(p) {
+                used[i] = true;
+                hit = true;
+            }
+        }
+        if hit {
             let mut cur = Some(p);
             while let Some(c) = cur {
                 if !kept.insert(c.to_string()) {
@@ -399,16 +457,75 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
             }
         }
     }
+    if let Some(index) = used.iter().position(|u| !u) {
+        return Err(StripError::UnmatchedKeep {
+            index,
+            pattern: rules.keep[index].clone(),
+        });
+    }
+    // What each rule saves: the bytes of the regular files it removes (a
+    // path two rules match counts for the first; a directory's contents for
+    // the rule that removes the directory).
+    let mut saved = vec![0u64; delete.len()];
+    let mut removed_by: Option<(String, usize)> = None;
+    for (p, n) in tree.iter() {
+        let NodeKind::File(d) = &n.kind else {
+            if let Some(i) = (!kept.contains(p))
+                .then(|| delete.iter().position(|g| g.is_match(p)))
+                .flatten()
+            {
+                removed_by = Some((format!("{p}/"), i));
+            }
+            continue;
+        };
+        if kept.contains(p) {
+            continue;
+        }
+        let rule = match &removed_by {
+            Some((dir, i)) if p.starts_with(dir.as_str()) => Some(*i),
+            _ => delete.iter().position(|g| g.is_match(p)),
+        };
+        if let Some(i) = rule {
+            saved[i] += d.len() as u64;
+        }
+    }
+    stats.rule_bytes = rules
+        .purge
+        .iter()
+        .map(|p| format!("purge {p}"))
+        .zip(purged.per_package.iter().copied())
+        .chain(
+            rules
+                .delete
+                .iter()
+                .map(|g| format!("delete {g}"))
+                .zip(saved),
+        )
+        .collect();
     tree.retain(|p, _| kept.contains(p) || !delete.iter().any(|g| g.is_match(p)));
     stats.deleted = before - tree.len();
 
     if let Some(wanted) = &rules.keep_modules {
-        let idx = ModuleIndex::new(tree)?;
+        let idx = match ModuleIndex::new(tree) {
+            Err(KmodError::NoKernel) if !kernels_before.is_empty() => {
+                return Err(StripError::KernelStripped(
+                    kernels_before
+                        .iter()
+                        .map(|k| format!("/{}", k.1))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ))
+            }
+            r => r.map_err(StripError::Kernel)?,
+        };
         let keep: BTreeSet<String> = idx
-            .closure(wanted)?
+            .closure(wanted)
+            .map_err(StripError::Module)?
             .iter()
             .filter_map(|m| idx.path_of(&m.name).map(str::to_string))
             .collect();
+        let (base, kver) = (idx.base.clone(), idx.kver.clone());
+        drop(idx);
         let doomed: Vec<String> = tree
             .iter()
             .filter(|(p, n)| {
@@ -417,12 +534,20 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
             .map(|(p, _)| p.to_string())
             .collect();
         stats.modules_removed = doomed.len();
+        let module_bytes: u64 = doomed
+            .iter()
+            .filter_map(|p| match &tree.get(p)?.kind {
+                NodeKind::File(d) => Some(d.len() as u64),
+                _ => None,
+            })
+            .sum();
+        stats.rule_bytes.push(("keep_modules".into(), module_bytes));
         stats.modules_kept = keep.len();
         for p in doomed {
             tree.remove(&p);
         }
-        prune_empty_dirs(tree, &format!("{}/kernel", idx.base));
-        if tree.get(&format!("{}/modules.dep.bin", idx.base)).is_some() {
+        prune_empty_dirs(tree, &format!("{base}/kernel"));
+        if tree.get(&format!("{base}/modules.dep.bin")).is_some() {
             // depmod ran in the packages' maintainer scripts: its indexes
             // (which libkmod, hence udev and systemd, require in binary form)
             // stay. They cover a superset of the kept modules; lookups of
@@ -430,21 +555,95 @@ pub fn strip(tree: &mut Tree, rules: &StripRules) -> Result<StripStats> {
             // since their dependencies were kept with them.
         } else {
             // Unpacked only (variant extract): no indexes at all. Write the
-            // text modules.dep that busybox modprobe reads.
-            let kept_idx = ModuleIndex::new(tree)?;
-            let all: Vec<String> = kept_idx.modules.keys().cloned().collect();
-            let dep = kept_idx.modules_dep(&kept_idx.closure(&all)?)?;
-            let mtime = tree.get(&idx.base).map_or(0, |n| n.meta.mtime);
+            // text modules.dep that busybox modprobe reads (it names the
+            // files as they are, `.ko.xz` included).
+            let kept_idx = ModuleIndex::new(tree).map_err(StripError::Kernel)?;
+            let all: Vec<String> = kept_idx.files.keys().cloned().collect();
+            let dep = kept_idx
+                .closure(&all)
+                .and_then(|mods| kept_idx.modules_dep(&mods))
+                .map_err(StripError::Module)?;
+            drop(kept_idx);
+            let mtime = tree.get(&base).map_or(0, |n| n.meta.mtime);
             tree.insert(
-                &format!("{}/modules.dep", idx.base),
+                &format!("{base}/modules.dep"),
                 Node {
                     kind: NodeKind::File(Arc::new(dep.into_bytes())),
                     meta: Meta::root(0o644, mtime),
                 },
-            )?;
+            )
+            .map_err(|_| StripError::Kernel(KmodError::NoKernel))?;
+            tracing::debug!(kver, "wrote modules.dep");
         }
     }
     Ok(stats)
+}
+
+/// Strip a layer's unpacked packages by its `[strip]` rules, with errors
+/// that say what to change: a rule or package list at fault is bad input
+/// (exit 2) naming the layer file and field; packages that should hold a
+/// kernel and do not are the mirror's fault (exit 3).
+pub fn strip_layer(tree: &mut Tree, def: &LayerDef) -> Result<StripStats> {
+    let file = def.file.display().to_string();
+    let input = |field: String, message: String| -> anyhow::Error {
+        InputError {
+            file: file.clone(),
+            line: None,
+            field: Some(field),
+            message,
+        }
+        .into()
+    };
+    let suite = def.debian.as_ref().map_or("", |d| d.suite.as_str());
+    let images: Vec<&str> = def
+        .debian
+        .iter()
+        .flat_map(|d| d.packages.iter())
+        .map(String::as_str)
+        .filter(|p| p.starts_with("linux-image-"))
+        .collect();
+    strip(tree, &def.strip).map_err(|e| match e {
+        StripError::UnmatchedKeep { index, pattern } => input(
+            format!("strip.keep[{index}]"),
+            format!(
+                "{pattern:?} matches nothing in the unpacked packages of {suite}: fix the path, \
+                 or drop the rule if this suite does not ship it (paths below /bin, /sbin and \
+                 /lib mean /usr/bin, /usr/sbin and /usr/lib)"
+            ),
+        ),
+        StripError::KernelStripped(dirs) => input(
+            "strip".into(),
+            format!(
+                "the delete rules remove the kernel's modules in {dirs} before keep_modules can \
+                 keep some: add \"usr/lib/modules/**\" to strip.keep"
+            ),
+        ),
+        StripError::Kernel(KmodError::KernelCount(dirs)) => input(
+            "debian.packages".into(),
+            format!(
+                "the packages install more than one kernel ({}); keep one linux-image-* package",
+                dirs.join(", ")
+            ),
+        ),
+        StripError::Kernel(k) if images.is_empty() => input(
+            "debian.packages".into(),
+            format!(
+                "{k}: strip.keep_modules needs a kernel, and no linux-image-* package is in \
+                 [debian] packages; add one, e.g. \"linux-image-cloud-amd64\""
+            ),
+        ),
+        StripError::Kernel(k) => EnvError::new(format!(
+            "{file}: {k}, although [debian] packages has {} from {suite}: the mirror's package \
+             holds no kernel modules; check the mirror and the package's contents \
+             (dpkg -c on its .deb)",
+            images.join(", ")
+        ))
+        .into(),
+        StripError::Module(m) => input("strip.keep_modules".into(), m.to_string()),
+        StripError::Purge { index, source } => {
+            input(format!("strip.purge[{index}]"), source.to_string())
+        }
+    })
 }
 
 /// Remove directories under `top` that hold nothing but (empty) directories.
@@ -519,6 +718,7 @@ mod tests {
             delete: vec!["usr/share/doc/**".into()],
             keep: vec!["usr/share/doc/keep/README".into()],
             keep_modules: Some(vec!["virtio_net".into()]),
+            purge: Vec::new(),
         };
         let st = strip(&mut t, &rules).unwrap();
         assert!(t.get("usr/share/doc/x").is_none());

@@ -127,6 +127,74 @@ pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
     out
 }
 
+/// The value of field `name` in one deb822 stanza (first line only; the
+/// relationship fields dpkg writes are one line).
+fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+    stanza.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (!l.starts_with([' ', '\t']) && k.eq_ignore_ascii_case(name)).then(|| v.trim())
+    })
+}
+
+/// The package names of a relationship field (`a (>= 1) | b:any, c`), as
+/// groups of alternatives, without versions and architecture qualifiers.
+fn relationship_groups(value: &str) -> Vec<Vec<&str>> {
+    value
+        .split(',')
+        .map(|group| {
+            group
+                .split('|')
+                .filter_map(|alt| {
+                    let name = alt.trim().split([' ', '(', '[', '<']).next()?;
+                    let name = name.split(':').next()?;
+                    (!name.is_empty()).then_some(name)
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Packages that the installed packages of a dpkg status file need and that
+/// are not installed: for each `Depends`/`Pre-Depends` group none of whose
+/// alternatives is installed (by name, or provided by an installed package),
+/// the group's first alternative. Versions are not compared: this finds
+/// what a stripped root lacks (`[strip] purge`), not upgrades.
+pub fn unmet_dependencies(status: &str) -> Vec<String> {
+    let installed: Vec<&str> = status
+        .split("\n\n")
+        .filter(|st| field(st, "Status").is_some_and(|v| v.ends_with(" installed")))
+        .collect();
+    let mut have: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for st in &installed {
+        have.extend(field(st, "Package"));
+        for g in relationship_groups(field(st, "Provides").unwrap_or("")) {
+            have.extend(g);
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for st in &installed {
+        for f in ["Pre-Depends", "Depends"] {
+            for g in relationship_groups(field(st, f).unwrap_or("")) {
+                if !g.iter().any(|n| have.contains(n)) {
+                    missing.insert(g[0].to_string());
+                }
+            }
+        }
+    }
+    missing.into_iter().collect()
+}
+
+/// The packages an apt `Packages` index marks `Essential: yes`: every
+/// maintainer script may use them without declaring it (Debian Policy 3.8).
+pub fn essential_packages(index: &str) -> std::collections::BTreeSet<String> {
+    index
+        .split("\n\n")
+        .filter(|st| field(st, "Essential").is_some_and(|v| v.eq_ignore_ascii_case("yes")))
+        .filter_map(|st| field(st, "Package").map(str::to_string))
+        .collect()
+}
+
 /// The name apt gives a downloaded `.deb` in `/var/cache/apt/archives`:
 /// `NAME_VERSION_ARCH.deb` with the epoch colon escaped as `%3a`.
 pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String {
@@ -138,6 +206,23 @@ pub fn deb_file_name(package: &str, version: &str, architecture: &str) -> String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unmet_dependencies_of_a_purged_root() {
+        let status = "Package: tzdata\nStatus: install ok installed\nDepends: debconf (>= 0.5) | debconf-2.0\n\n\
+                      Package: login\nStatus: install ok installed\nPre-Depends: libc6 (>= 2.38), libpam0g:any\n\n\
+                      Package: libc6\nStatus: install ok installed\n\n\
+                      Package: pam\nStatus: install ok installed\nProvides: libpam0g (= 1)\n\n\
+                      Package: gone\nStatus: deinstall ok config-files\nDepends: nothing\n";
+        assert_eq!(super::unmet_dependencies(status), ["debconf"]);
+        let index = "Package: perl-base\nEssential: yes\n\nPackage: perl\nPriority: standard\n\nPackage: dash\nEssential: yes\n";
+        assert_eq!(
+            super::essential_packages(index)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["dash", "perl-base"]
+        );
+    }
+
     use super::*;
 
     const STATUS: &str = "\

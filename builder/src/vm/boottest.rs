@@ -28,6 +28,9 @@ use crate::vm::qemu::{self, VmConfig};
 
 /// How often the console and the guest are polled.
 const POLL: Duration = Duration::from_millis(100);
+/// How often the power button is pressed again while the guest has not
+/// powered off (see the shutdown check).
+const POWER_BUTTON_REPEAT: Duration = Duration::from_secs(5);
 /// Lines of console shown with a failure.
 const TAIL_LINES: usize = 25;
 
@@ -334,7 +337,18 @@ pub fn run(
             Ok(()) => Err(String::new()),
         };
         if outcome == Err(String::new()) {
+            // A guest that reached its ready line may not have bound its
+            // power button yet (udev loads the ACPI button driver in
+            // parallel, later on a loaded host): the press is lost, so it is
+            // repeated, as a person would, until the guest reacts.
+            let mut pressed = Instant::now();
             outcome = loop {
+                if pressed.elapsed() >= POWER_BUTTON_REPEAT {
+                    pressed = Instant::now();
+                    if let Err(e) = qmp_powerdown(&qmp_path) {
+                        tracing::debug!("pressing the power button again: {e:#}");
+                    }
+                }
                 if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
                     if why.starts_with("guest exited") {
                         break Ok(why);

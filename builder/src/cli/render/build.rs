@@ -258,10 +258,12 @@ mod tests {
             layers: vec![
                 LockedLayer {
                     name: "packages/nginx".into(),
+                    suite: Some("trixie".into()),
                     packages: vec![pkg("nginx"), pkg("libc6")],
                 },
                 LockedLayer {
                     name: "packages/none".into(),
+                    suite: Some("trixie".into()),
                     packages: Vec::new(),
                 },
             ],
