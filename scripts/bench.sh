@@ -25,6 +25,15 @@
 # Ratios: warm no-op / cp (target < 3), app-only / cp (hello: target < 10),
 # kiln cold / plain cold (target <= 1), kiln / mkosi.
 #
+# Fleet section: Debian's docker-registry on loopback as a layer cache
+# (`kiln build --cache`): debian-web built by a first runner (fresh store,
+# builds and pushes every layer) and a second (fresh store, every layer from
+# the registry; checked, as is the equal image digest), ratio second / first
+# (target < 0.5); then every recipe in recipes/ built one by one (one kiln
+# per recipe) against all of them in one `kiln build recipes/*.toml` run,
+# each from a fresh store, ratio one run / one by one (target < 1); the
+# image digests of the two must be equal.
+#
 # Secondary section, as before: hello's allocated size against 24 MiB,
 # debian-web's stripped base against 80 MiB and its layer sizes, the boot
 # test of hello (start to verdict, phases and the ratio to a direct
@@ -35,8 +44,8 @@
 # Needs root, the Debian mirror and the tools scripts/setup-host.sh installs;
 # tools it lacks it installs with apt-get, else exits 3 naming the Debian
 # package. Scratch space is one temporary directory, removed on exit; no
-# process or loop device is left behind. Takes about 10-15 minutes on 2
-# cores, most of it the two cold debian-web builds.
+# process or loop device is left behind. Takes about 15-20 minutes on 2
+# cores, most of it the cold debian-web builds.
 set -euo pipefail
 trap 'echo "bench: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -67,13 +76,15 @@ ensure objcopy binutils
 ensure cpio cpio
 ensure depmod kmod
 ensure qemu-system-x86_64 qemu-system-x86
+ensure docker-registry docker-registry
 if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ovmf >/dev/null 2>&1 || true
   [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || { echo "bench: /usr/share/OVMF/OVMF_CODE_4M.fd not found: install the Debian package ovmf" >&2; exit 3; }
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+reg_pid=""
+trap '[ -z "$reg_pid" ] || { kill "$reg_pid"; wait "$reg_pid"; } 2>/dev/null; rm -rf "$tmp"' EXIT
 rows="$tmp/rows.tsv" # secondary section: label, kiln, reference, ratio, note
 : >"$rows"
 
@@ -246,6 +257,56 @@ for r in hello debian-web; do
   rm -rf "$tmp/plain-cache-$r" "$tmp/plain-$r"
 done
 
+# 2b. Fleet: the registry layer cache, and many recipes in one run.
+echo "bench: fleet: docker-registry on loopback as the layer cache" >&2
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$tmp/registry" "$port" >"$tmp/registry.yml"
+docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+reg_pid=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "docker-registry did not listen on 127.0.0.1:$port: $(cat "$tmp/registry.log")"
+cache="oci://127.0.0.1:$port/kiln/bench-cache"
+fleet="$tmp/src-fleet"
+mkdir "$fleet"
+cp -a recipes layers "$fleet/"
+echo "bench: fleet: debian-web, first runner (fresh store, builds and pushes)" >&2
+t0=$(now)
+"$kiln" build "$fleet/recipes/debian-web.toml" -o "$tmp/fleet-out1" --store "$tmp/fleet-store1" --cache "$cache" --json >"$tmp/fleet1.json"
+V[fleet1]=$(secs "$t0" "$(now)")
+echo "bench: fleet: debian-web, second runner (fresh store, layers from the registry)" >&2
+t0=$(now)
+"$kiln" build "$fleet/recipes/debian-web.toml" -o "$tmp/fleet-out2" --store "$tmp/fleet-store2" --cache "$cache" --cache-read-only --json >"$tmp/fleet2.json"
+V[fleet2]=$(secs "$t0" "$(now)")
+[ "$(json "$tmp/fleet2.json" 'all(l["source"] == "registry" for l in r["layers"])')" = True ] ||
+  die "fleet: the second runner did not take every layer from the registry: $(cat "$tmp/fleet2.json")"
+[ "$(json "$tmp/fleet1.json" 'r["image"]["digest"]')" = "$(json "$tmp/fleet2.json" 'r["image"]["digest"]')" ] ||
+  die "fleet: the two runners' images differ"
+echo "bench: fleet: every recipe, one kiln per recipe (fresh store)" >&2
+t0=$(now)
+for rec in "$fleet"/recipes/*.toml; do
+  "$kiln" build "$rec" -o "$tmp/fleet-seq" --store "$tmp/fleet-seq-store" --json >"$tmp/fleet-seq-$(basename "$rec").json"
+done
+V[seq]=$(secs "$t0" "$(now)")
+echo "bench: fleet: every recipe in one kiln run (fresh store)" >&2
+t0=$(now)
+"$kiln" build "$fleet"/recipes/*.toml -o "$tmp/fleet-all" --store "$tmp/fleet-all-store" --json >"$tmp/fleet-all.json"
+V[all]=$(secs "$t0" "$(now)")
+V[nrecipes]=$(json "$tmp/fleet-all.json" 'len(r["images"])')
+for rec in "$fleet"/recipes/*.toml; do
+  name=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["name"]')
+  one=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["digest"]')
+  all=$(json "$tmp/fleet-all.json" "[i['image']['digest'] for i in r['images'] if i['image']['name'] == '$name'][0]")
+  [ "$one" = "$all" ] || die "fleet: $name built in one run ($all) differs from its own build ($one)"
+done
+kill "$reg_pid" 2>/dev/null || true
+wait "$reg_pid" 2>/dev/null || true
+reg_pid=""
+rm -rf "$tmp/fleet-"* "$tmp/registry"
+
 # 3. Secondary: sizes against their targets, the boot test, the encoders.
 hello_image=${V[kimg:hello]}
 target=$((24 << 20))
@@ -364,6 +425,16 @@ line "kiln cold / mkosi cold (none)" rmkosi
 [ -z "$mkosi_why" ] || echo "mkosi: $mkosi_why"
 [ -z "$mkosi_fail" ] || echo "mkosi: failed: $mkosi_fail(logs were in $tmp/mkosi-*/log)"
 echo "plain: one mmdebstrap of every layer's packages (kiln: the base with mmdebstrap, then apt in a chroot for the package layer), every layer's strip rules once over the whole root, depmod's full index set; see scripts/plain-image.sh"
+echo
+echo "fleet (a registry layer cache; many recipes in one run)"
+printf '%-50s %s\n' "debian-web, first runner: builds, pushes" "${V[fleet1]}"
+printf '%-50s %s\n' "debian-web, second runner: layers from registry" "${V[fleet2]}"
+r2=$(ratio "${V[fleet2]}" "${V[fleet1]}")
+printf '%-50s %s %s\n' "ratio second / first (< 0.5)" "$r2" "$(verdict "$r2" 0.5 lt)"
+printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln per recipe" "${V[seq]}"
+printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln run ($(nproc) jobs)" "${V[all]}"
+r3=$(ratio "${V[all]}" "${V[seq]}")
+printf '%-50s %s %s\n' "ratio one run / one by one (< 1)" "$r3" "$(verdict "$r3" 1 lt)"
 echo
 echo "secondary"
 sfmt='%-48s %12s %12s %6s  %s\n'

@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data flow, and each may use only the modules listed
 //! before it (`builder/ARCHITECTURE.md` draws the picture):
-//! [`util`] → [`fs`] → [`model`] → [`input`] → [`store`] → [`layers`] →
+//! [`util`] → [`fs`] → [`model`] → [`input`] → [`store`] → [`registry`] → [`layers`] →
 //! [`image`] → [`read`] → [`build`] → [`vm`] → [`publish`] → [`upkeep`] →
 //! [`cli`].
 
@@ -15,6 +15,7 @@ pub mod layers;
 pub mod model;
 pub mod publish;
 pub mod read;
+pub mod registry;
 pub mod store;
 pub mod upkeep;
 pub mod util;

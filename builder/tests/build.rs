@@ -708,3 +708,125 @@ fn check_reproducible_names_a_time_dependent_file() {
     // A failed check writes nothing to the output directory.
     assert!(!f.out().exists() || fs::read_dir(f.out()).unwrap().count() == 0);
 }
+
+#[test]
+fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
+    let f = Fixture::new();
+    let r = f.root();
+    write(
+        &r.join("layers/apps/other/layer.toml"),
+        "[layer]\nkind = \"app\"\n\n[files]\ndir = \"files\"\n",
+    );
+    write(
+        &r.join("layers/apps/other/files/srv/other/index.html"),
+        "other\n",
+    );
+    write(
+        &r.join("recipes/other.toml"),
+        "[image]\nname = \"other\"\nversion = \"2.0\"\nlayers = [\"../layers/base/mini\", \"../layers/apps/other\"]\nsource_date_epoch = 1700000000\n\n[disk]\nformat = \"tar\"\n",
+    );
+    write(&r.join("recipes/bad.toml"), "[image]\nname = \"bad\"\n");
+    let arg = |p: &str| r.join(p).display().to_string();
+    let out = f.kiln(&[
+        "build",
+        &arg("recipes/app.toml"),
+        &arg("recipes/bad.toml"),
+        &arg("recipes/other.toml"),
+        "-o",
+        &f.out().display().to_string(),
+        "--jobs",
+        "3",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml"),
+        "the error names the recipe: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = report["images"].as_array().unwrap();
+    let names: Vec<&str> = images
+        .iter()
+        .map(|i| i["image"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "other"]);
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1);
+    assert!(report["failed"][0]["recipe"]
+        .as_str()
+        .unwrap()
+        .ends_with("bad.toml"));
+    assert_eq!(report["failed"][0]["exit_code"], 2);
+    // The shared base was made once: by one build, found in the store by the other.
+    assert_eq!(f.mmdebstrap_calls(), 1);
+    let mut base: Vec<&str> = images
+        .iter()
+        .map(|i| i["layers"][0]["source"].as_str().unwrap())
+        .collect();
+    base.sort();
+    assert_eq!(base, ["built", "store"]);
+    assert_eq!(
+        images[0]["layers"][0]["digest"],
+        images[1]["layers"][0]["digest"]
+    );
+    for i in images {
+        assert!(Path::new(i["image"]["path"].as_str().unwrap()).is_file());
+    }
+    // SHA256SUMS covers both images, and sha256sum agrees with it.
+    let sums = fs::read_to_string(f.out().join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.contains("  app-1.0.tar\n") && sums.contains("  other-2.0.tar\n"),
+        "{sums}"
+    );
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(f.out())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // One recipe alone prints the single-image object, as before.
+    let one = f.build_json("recipes/other.toml");
+    assert_eq!(one["image"]["name"], "other");
+    assert_eq!(one["layers"][1]["source"], "store");
+}
+
+#[test]
+fn an_unreachable_cache_is_a_warning_and_the_layers_are_built() {
+    let f = Fixture::new();
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = f.kiln(&[
+        "build",
+        &f.root().join("recipes/app.toml").display().to_string(),
+        "-o",
+        &f.out().display().to_string(),
+        "--cache",
+        &format!("oci://127.0.0.1:{port}/kiln/cache"),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("layer cache") && stderr.contains("cannot reach"),
+        "{stderr}"
+    );
+    // Warned once: the cache is left alone after the first failure.
+    assert_eq!(stderr.matches("cannot reach").count(), 1, "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["built", "built"]);
+}

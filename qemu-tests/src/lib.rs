@@ -276,3 +276,66 @@ pub fn record_passing_verdict(store: &Path, digest: &str, label: &str) {
     store.init().expect("creating the store");
     record(&store, &v).expect("recording the verdict");
 }
+
+/// Debian's docker-registry on a free loopback port, storage in a temp dir; killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// Its loopback port.
+    pub port: u16,
+    storage: PathBuf,
+}
+
+impl Registry {
+    /// Start it with its storage under `dir`.
+    pub fn start(dir: &Path) -> Registry {
+        require_tool("docker-registry", "docker-registry");
+        let port = free_port();
+        let storage = dir.join("registry-data");
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Registry {
+            child,
+            port,
+            storage,
+        }
+    }
+
+    /// The file holding a blob in the registry's filesystem storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -12,11 +12,11 @@
 //! so verdicts never leak between tests or runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use kiln_qemu_tests::{
-    free_port, kiln, kiln_json, record_passing_verdict, require_tool, scratch_repo,
+    kiln, kiln_json, record_passing_verdict, require_tool, scratch_repo, Registry,
 };
 
 /// The layer cache shared by the tests (content-addressed and append-only,
@@ -256,67 +256,6 @@ fn channels_promote_and_rollback_across_two_versions() {
     assert_eq!(r["current"]["digest"], d2.as_str());
     assert_eq!(r["current"]["from"], "canary");
     assert_eq!(r["history"].as_array().unwrap().len(), 4);
-}
-
-/// Debian's docker-registry on a free loopback port, storage in a temp dir; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    storage: PathBuf,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        require_tool("docker-registry", "docker-registry");
-        let port = free_port();
-        let storage = dir.join("registry-data");
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting docker-registry");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "docker-registry did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Registry {
-            child,
-            port,
-            storage,
-        }
-    }
-
-    /// The file holding a blob in the registry's filesystem storage.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.storage
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn skopeo(args: &[&str]) -> serde_json::Value {

@@ -2,14 +2,18 @@
 //! composed root → image file → manifest, written to the output directory
 //! ([`crate::build::output`], which also keeps the assembled-image cache).
 
+pub mod many;
 pub mod output;
 pub mod reproducible;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::build::many::Claims;
+pub use crate::build::many::{build_many, FailedRecipe, ManyReport};
 use crate::build::output::OutFile;
 use crate::fs::layer::{self, sha256_digest};
 use crate::fs::tree::{self, file_name, Meta, NodeKind, Tree, WHITEOUT_PREFIX};
@@ -22,6 +26,7 @@ use crate::layers::apt;
 use crate::layers::source;
 use crate::model::deb;
 use crate::model::manifest::{BuilderInfo, ImageFile, Manifest, ManifestLayer, RecipeRef, SCHEMA};
+use crate::registry::cache::{Cache, Lookup};
 use crate::store::{write_atomic, KeyEntry, Store};
 use crate::util::error::InputError;
 use crate::util::exec::CommandRunExt;
@@ -38,6 +43,10 @@ pub struct BuildReport {
     pub manifest: PathBuf,
     /// SOURCE_DATE_EPOCH used.
     pub source_date_epoch: i64,
+    /// The SHA256SUMS lines of this image's files (several recipes' are
+    /// joined into one file).
+    #[serde(skip)]
+    pub sha256sums: String,
 }
 
 /// `image` in the report.
@@ -68,10 +77,24 @@ pub struct LayerReport {
     pub digest: String,
     /// Layer key.
     pub key: String,
-    /// Whether it came from the store without being rebuilt.
+    /// Whether it came from the store or the registry cache without being rebuilt.
     pub cached: bool,
+    /// Where it came from.
+    pub source: LayerSource,
     /// Blob size.
     pub size: u64,
+}
+
+/// Where a layer of a build came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerSource {
+    /// The local store had it under its key.
+    Store,
+    /// The registry cache had it (checked, then imported into the store).
+    Registry,
+    /// Built here.
+    Built,
 }
 
 /// Build options.
@@ -79,37 +102,114 @@ pub struct LayerReport {
 pub struct BuildOptions {
     /// Output directory.
     pub out_dir: PathBuf,
+    /// The layer cache in a registry (`--cache`).
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// The layers of a plan, built or fetched, and the root they compose to.
 pub struct Layers {
-    /// Per layer: key-index entry and whether it was cached.
-    pub entries: Vec<(KeyEntry, bool)>,
+    /// Per layer: key-index entry and where it came from.
+    pub entries: Vec<(KeyEntry, LayerSource)>,
     /// The composed root.
     pub root: Tree,
 }
 
-/// Build (or take from the store) every layer of a plan and compose them.
-pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Result<Layers> {
+/// A layer the registry cache gave: its entry and tree, once its blob
+/// checked out and unpacked. `None` (after a warning) when it did not.
+fn from_cache(
+    cache: &Cache,
+    key: &str,
+    pl: &PlannedLayer,
+    lookup: Lookup,
+) -> Option<(KeyEntry, Vec<u8>, Tree)> {
+    let Lookup::Hit(hit) = lookup else {
+        return None;
+    };
+    let name = &pl.def.name;
+    let entry = hit.entry;
+    // The store's own check: the bytes hash to the digest they are kept under.
+    let digest = sha256_digest(&hit.blob);
+    let refused = if digest != entry.digest {
+        Some(format!("the blob hashes to {digest}, not {}", entry.digest))
+    } else if entry.name != *name || entry.kind != pl.def.kind.as_str() {
+        Some(format!(
+            "the entry is for {} layer {}",
+            entry.kind, entry.name
+        ))
+    } else {
+        None
+    };
+    let tree = match refused {
+        Some(m) => Err(anyhow::anyhow!(m)),
+        None => layer::unpack(&hit.blob),
+    };
+    match tree {
+        Ok(tree) => Some((entry, hit.blob, tree)),
+        Err(e) => {
+            tracing::warn!(cache = %cache.url(), layer = %name, %key, "layer cache: not using the entry, building the layer: {e:#}");
+            None
+        }
+    }
+}
+
+/// Build (or take from the store, or from the registry cache) every layer
+/// of a plan and compose them. Layers built here are pushed to the cache
+/// (unless it is read-only) once they are in the store.
+pub fn build_layers(
+    plan: &Plan,
+    store: &Store,
+    cache: Option<&Cache>,
+    claims: Option<&Claims>,
+    progress: &mut Progress,
+) -> Result<Layers> {
     let mut root = Tree::new(plan.epoch.provisional());
     let mut entries = Vec::new();
     let mut lower: Option<KeyEntry> = None;
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
     let mut pending = Vec::new();
+    // Layers built here, to push: (index in `pending`, whether the cache
+    // holds a refused entry under the key).
+    let mut to_push = Vec::new();
+    // Keys this build is making, held (with `claims`) until they are in
+    // the store, so a build beside it waits for them instead of making them too.
+    let mut held = Vec::new();
     for pl in &plan.layers {
         let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
-        let (entry, cached, tree) = match store.lookup_key(&key)? {
-            Some(entry) => {
+        let mut local = store.lookup_key(&key)?;
+        if let (None, Some(c)) = (&local, claims) {
+            held.push(c.claim(&key)?);
+            local = store.lookup_key(&key)?;
+        }
+        let mut refused = false;
+        let remote = match (&local, cache) {
+            (None, Some(c)) => {
+                progress.step(format!("layer {name}: looking it up in {}", c.url()));
+                let lookup = c.lookup(&key, name);
+                // An entry is under the key's tag, but it was not usable.
+                let present = !matches!(lookup, Lookup::Miss);
+                let hit = from_cache(c, &key, pl, lookup);
+                refused = present && hit.is_none();
+                hit
+            }
+            _ => None,
+        };
+        let (entry, source, tree) = match (local, remote) {
+            (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
                 let (_, tree) = store
                     .with_blob(&entry.digest, layer::unpack)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
-                (entry, true, tree)
+                (entry, LayerSource::Store, tree)
             }
-            None => {
+            (None, Some((entry, blob, tree))) => {
+                tracing::info!(layer = %name, %key, digest = %entry.digest, "from the registry cache");
+                pending.push((blob, entry.clone()));
+                (entry, LayerSource::Registry, tree)
+            }
+            (None, None) => {
                 let lower_epoch = lower.as_ref().and_then(|e| e.source_date_epoch);
                 let built = build_layer(pl, &root, plan.epoch, lower_epoch, store, progress)
                     .with_context(|| {
@@ -127,30 +227,54 @@ pub fn build_layers(plan: &Plan, store: &Store, progress: &mut Progress) -> Resu
                     packages: built.packages,
                     source_date_epoch: Some(built.epoch),
                 };
+                to_push.push((pending.len(), refused));
                 pending.push((packed.blob, entry.clone()));
-                (entry, false, built.tree)
+                (entry, LayerSource::Built, built.tree)
             }
         };
-        progress.finish(Some(if cached { "cached" } else { "built" }));
+        progress.finish(Some(match source {
+            LayerSource::Store => "cached",
+            LayerSource::Registry => "from the registry cache",
+            LayerSource::Built => "built",
+        }));
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {name}"))?;
         lower = Some(entry.clone());
-        entries.push((entry, cached));
+        entries.push((entry, source));
     }
     check_services(plan, &root)?;
-    for (blob, entry) in pending {
-        store.put_blob(&blob)?;
-        store.record_key(&entry)?;
+    for (blob, entry) in &pending {
+        let digest = store.put_blob(blob)?;
+        anyhow::ensure!(
+            digest == entry.digest,
+            "layer {}: its blob hashes to {digest}, not {}",
+            entry.name,
+            entry.digest
+        );
+        store.record_key(entry)?;
+    }
+    // In the store: other builds of this run may take them now.
+    drop(held);
+    if let Some(c) = cache.filter(|c| !c.read_only()) {
+        for (i, replace) in to_push {
+            let (blob, entry) = &pending[i];
+            progress.step(format!("layer {}: pushing it to {}", entry.name, c.url()));
+            c.push(entry, blob, replace);
+            progress.finish(None);
+        }
     }
     Ok(Layers { entries, root })
 }
 
 /// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
 /// else the top layer's derived one.
-pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, bool)]) -> i64 {
+pub fn image_epoch(plan: &Plan, entries: &[(KeyEntry, LayerSource)]) -> i64 {
     plan.epoch
         .layer_epoch(entries.last().and_then(|(e, _)| e.source_date_epoch), None)
 }
+
+/// Held while apt runs.
+static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One layer, built: its tree, the Debian packages in it and its epoch.
 struct BuiltLayer {
@@ -183,6 +307,9 @@ fn build_layer(
                 pl.def.name,
                 deb.packages.len()
             ));
+            // apt locks the download cache it shares with other builds of
+            // this process ([`many`]): one apt run at a time.
+            let _apt = APT.lock().unwrap_or_else(|e| e.into_inner());
             let built = apt::install(
                 lower_root,
                 &pl.def.file,
@@ -312,12 +439,12 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
 
 /// The key-index entries of a plan's layers when every one of them is in the
 /// store (nothing is unpacked); `None` at the first that is not.
-fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, bool)>>> {
-    let mut entries: Vec<(KeyEntry, bool)> = Vec::new();
+fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, LayerSource)>>> {
+    let mut entries: Vec<(KeyEntry, LayerSource)> = Vec::new();
     for pl in &plan.layers {
         let lower = entries.last().map(|(e, _)| e.digest.as_str());
         match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
-            Some(e) => entries.push((e, true)),
+            Some(e) => entries.push((e, LayerSource::Store)),
             None => return Ok(None),
         }
     }
@@ -334,6 +461,22 @@ pub fn build(
     progress.step(format!("reading {}", recipe_path.display()));
     let plan = Plan::new(recipe_path)?;
     progress.finish(None);
+    store.init()?;
+    let _lock = store.lock()?;
+    build_plan(recipe_path, &plan, store, opts, None, progress)
+}
+
+/// [`build`] of a validated plan, with the store initialised and locked
+/// by the caller; `claims` when other builds of this process run beside it
+/// ([`many`]).
+pub(crate) fn build_plan(
+    recipe_path: &Path,
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    claims: Option<&Claims>,
+    progress: &mut Progress,
+) -> Result<BuildReport> {
     let recipe = &plan.recipe;
     let init = match recipe.disk.format {
         DiskFormat::Tar => None,
@@ -343,7 +486,7 @@ pub fn build(
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    let image_key = |entries: &[(KeyEntry, bool)]| {
+    let image_key = |entries: &[(KeyEntry, LayerSource)]| {
         crate::build::output::ImageKeyInput {
             assembly: crate::build::output::ASSEMBLY_VERSION,
             kiln: env!("CARGO_PKG_VERSION"),
@@ -351,18 +494,16 @@ pub fn build(
             recipe: &plan.recipe_digest,
             layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
             init: init_digest.as_deref(),
-            source_date_epoch: image_epoch(&plan, entries),
+            source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
         }
         .key()
     };
 
-    store.init()?;
-    let _lock = store.lock()?;
     let base = format!("{}-{}", recipe.name, recipe.version);
 
     // Nothing changed: every layer and the assembled image are in the store.
-    if let Some(entries) = cached_entries(&plan, store)? {
+    if let Some(entries) = cached_entries(plan, store)? {
         if let Some(hit) = crate::build::output::lookup(store, &image_key(&entries))? {
             let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
             let m = hit.manifest;
@@ -399,11 +540,11 @@ pub fn build(
                 }
             };
             if let Some(files) = files {
-                let manifest = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
+                let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
                 if !in_place {
                     crate::build::output::record_output(store, &out_path, &m.image.digest)?;
                 }
-                return Ok(report(&m, &entries, &opts.out_dir, manifest, true));
+                return Ok(report(&m, &entries, &opts.out_dir, finished, true));
             }
             // The store's copy is damaged: forget it and assemble again.
             tracing::warn!(file = %hit.file.display(), "cached image does not match its digest; reassembling");
@@ -412,11 +553,11 @@ pub fn build(
         }
     }
 
-    let layers = build_layers(&plan, store, progress)?;
+    let layers = build_layers(plan, store, opts.cache.as_deref(), claims, progress)?;
     // The output directory is made only now: bad input found while building
     // (a service program no layer provides) leaves none behind.
     let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
-    let sde = image_epoch(&plan, &layers.entries);
+    let sde = image_epoch(plan, &layers.entries);
     let (image_name, disk, digest) = if recipe.disk.format == DiskFormat::Tar {
         progress.step("writing the composed root as a tar");
         let name = format!("{base}.tar");
@@ -467,7 +608,10 @@ pub fn build(
         layers: layers
             .entries
             .iter()
-            .map(|(e, _)| ManifestLayer {
+            .map(|(e, source)| ManifestLayer {
+                cache: (*source == LayerSource::Registry)
+                    .then(|| opts.cache.as_ref().map(|c| c.url()))
+                    .flatten(),
                 name: e.name.clone(),
                 kind: e.kind.clone(),
                 key: e.key.clone(),
@@ -500,7 +644,7 @@ pub fn build(
         let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
         (remembered.join(), finished)
     });
-    let manifest_path = manifest_path?;
+    let finished = manifest_path?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
     // Unlinked before the stamp is taken: dropping a second link changes
     // the image's ctime, and the stamp would never match again.
@@ -510,7 +654,7 @@ pub fn build(
         &manifest,
         &layers.entries,
         &opts.out_dir,
-        manifest_path,
+        finished,
         false,
     ))
 }
@@ -536,9 +680,9 @@ fn qcow2(raw: &Path, tmp: &Path, base: &str, progress: &mut Progress) -> Result<
 
 fn report(
     m: &Manifest,
-    entries: &[(KeyEntry, bool)],
+    entries: &[(KeyEntry, LayerSource)],
     out_dir: &Path,
-    manifest: PathBuf,
+    (manifest, sha256sums): (PathBuf, String),
     image_cached: bool,
 ) -> BuildReport {
     BuildReport {
@@ -552,17 +696,19 @@ fn report(
         },
         layers: entries
             .iter()
-            .map(|(e, cached)| LayerReport {
+            .map(|(e, source)| LayerReport {
                 name: e.name.clone(),
                 kind: e.kind.clone(),
                 digest: e.digest.clone(),
                 key: e.key.clone(),
-                cached: *cached,
+                cached: *source != LayerSource::Built,
+                source: *source,
                 size: e.size,
             })
             .collect(),
         manifest,
         source_date_epoch: m.source_date_epoch,
+        sha256sums,
     }
 }
 
@@ -577,7 +723,7 @@ pub fn lock(
     let plan = Plan::with_lock(recipe_path, false)?;
     store.init()?;
     let _lock = store.lock()?;
-    let layers = build_layers(&plan, store, progress)?;
+    let layers = build_layers(&plan, store, None, None, progress)?;
     let lock = crate::input::lock::LockFile {
         layers: layers
             .entries

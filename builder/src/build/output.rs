@@ -71,6 +71,9 @@ pub struct OutFile {
     pub digest: String,
 }
 
+/// The checksum file of an output directory, `sha256sum -c`'s format.
+pub const SUMS: &str = "SHA256SUMS";
+
 /// The temporary directory beside the output files.
 /// What killed builds left there (their scratch locks died with them) is
 /// removed first.
@@ -84,7 +87,8 @@ pub fn temp_dir(out_dir: &Path) -> Result<ScratchDir> {
 
 /// Write the root hash sidecar (disk images), the manifest, the SBOM and
 /// SHA256SUMS beside `files` (the image files, already in `tmp`), then
-/// rename everything into `out_dir`.
+/// rename everything into `out_dir`. Returns the manifest's path and the
+/// SHA256SUMS lines of the image's files.
 ///
 /// The sidecar `NAME-VERSION.roothash` is the root partition's dm-verity
 /// root hash in hex and a newline, the file systemd looks for beside
@@ -96,7 +100,7 @@ pub fn finish(
     out_dir: &Path,
     manifest: &Manifest,
     mut files: Vec<OutFile>,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, String)> {
     let base = format!("{}-{}", manifest.name, manifest.version);
     // Small files already there with the same bytes are left alone.
     let add = |files: &mut Vec<OutFile>, name: String, data: &[u8]| -> Result<()> {
@@ -138,7 +142,7 @@ pub fn finish(
             f.name
         ));
     }
-    add(&mut files, "SHA256SUMS".into(), sums.as_bytes())?;
+    add(&mut files, SUMS.into(), sums.as_bytes())?;
     // Complete files only: rename each into place.
     for f in &files {
         if let Some(path) = &f.path {
@@ -146,7 +150,7 @@ pub fn finish(
                 .with_context(|| format!("moving {} into {}", f.name, out_dir.display()))?;
         }
     }
-    Ok(out_dir.join(manifest_name))
+    Ok((out_dir.join(manifest_name), sums))
 }
 
 /// The directory of output stamps in the store.

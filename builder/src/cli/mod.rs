@@ -17,6 +17,7 @@ use crate::build::{self, BuildOptions};
 use crate::publish::release::{self, Releases};
 use crate::publish::sign;
 use crate::read::inspect;
+use crate::registry::cache::{Cache, CacheConfig};
 use crate::store::{self, Store};
 use crate::upkeep::{fsck, gc};
 use crate::util::error::{check_failed, EnvError};
@@ -48,10 +49,13 @@ pub struct Cli {
 /// kiln's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build the layers of a recipe (reusing cached ones) and write the image.
+    /// Build the layers of one or more recipes (reusing cached ones) and write the images.
     Build {
-        /// The recipe file.
-        recipe: PathBuf,
+        /// The recipe files (several: built in one run, up to --jobs at a
+        /// time, layers they share built once; one failing leaves the
+        /// others' images intact).
+        #[arg(required = true, num_args = 1..)]
+        recipes: Vec<PathBuf>,
         /// Output directory.
         #[arg(short, long, default_value = "out")]
         output: PathBuf,
@@ -60,6 +64,12 @@ pub enum Command {
         /// for byte; exit 1 naming the first differing partition, file and field.
         #[arg(long)]
         check_reproducible: bool,
+        /// With several recipes: how many are built at once (default: the number of cores).
+        #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
+        /// The layer cache.
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Pin every Debian package of a recipe's layers: write NAME.lock beside the recipe.
     Lock {
@@ -241,6 +251,66 @@ pub enum Command {
     },
 }
 
+/// `kiln build`'s layer cache options.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// A layer cache shared through an OCI registry: `oci://HOST[:PORT]/REPO`.
+    /// Layers are looked up there by key before they are built, and pushed
+    /// there after.
+    #[arg(long, env = "KILN_CACHE", value_name = "oci://HOST[:PORT]/REPO")]
+    pub cache: Option<String>,
+    /// Only read from the cache, never push (for untrusted runners).
+    #[arg(long, requires = "cache")]
+    pub cache_read_only: bool,
+    /// Use only cache entries signed with this minisign public key.
+    #[arg(long, requires = "cache", value_name = "FILE")]
+    pub cache_pubkey: Option<PathBuf>,
+    /// Sign the cache entries this runner pushes with this minisign secret key.
+    #[arg(
+        long,
+        requires = "cache",
+        conflicts_with = "cache_read_only",
+        value_name = "FILE"
+    )]
+    pub cache_sign_key: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    /// The cache these options name, if any: keys read now, so a bad one is
+    /// bad input before anything is built.
+    fn open(&self) -> Result<Option<std::sync::Arc<Cache>>> {
+        let Some(url) = self.cache.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let reference = crate::registry::Reference::parse(url)?;
+        if reference.tag.is_some() {
+            return Err(crate::util::error::InputError {
+                file: "(command line)".into(),
+                line: None,
+                field: Some("--cache".into()),
+                message: format!("{url:?}: a cache is a repository, without a tag"),
+            }
+            .into());
+        }
+        let pubkey = self
+            .cache_pubkey
+            .as_deref()
+            .map(sign::load_public_key)
+            .transpose()?;
+        let sign_key = self
+            .cache_sign_key
+            .as_deref()
+            .map(sign::SigningKey::load)
+            .transpose()?;
+        Ok(Some(std::sync::Arc::new(Cache::new(CacheConfig {
+            reference,
+            read_only: self.cache_read_only,
+            pubkey,
+            sign_key,
+        }))))
+    }
+}
+
 impl Cli {
     fn store(&self) -> Store {
         Store::new(self.store.clone().unwrap_or_else(store::default_root))
@@ -256,15 +326,27 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match &cli.command {
         Command::Build {
-            recipe,
+            recipes,
             output,
             check_reproducible: true,
-        } => check_reproducible(&cx, recipe, output),
+            ..
+        } => match recipes.as_slice() {
+            [recipe] => check_reproducible(&cx, recipe, output),
+            _ => Err(crate::util::error::InputError {
+                file: "(command line)".into(),
+                line: None,
+                field: Some("--check-reproducible".into()),
+                message: "checks one recipe at a time".into(),
+            }
+            .into()),
+        },
         Command::Build {
-            recipe,
+            recipes,
             output,
             check_reproducible: false,
-        } => build(&cx, recipe, output),
+            jobs,
+            cache,
+        } => build(&cx, recipes, output, *jobs, cache.open()?),
         Command::Lock { recipe } => lock(&cx, recipe),
         Command::Ls => ls(&cx),
         Command::Test {
@@ -419,19 +501,47 @@ fn check_reproducible(cx: &Context, recipe: &Path, output: &Path) -> Result<()> 
     build::reproducible::verdict(&report)
 }
 
-/// `kiln build`.
-fn build(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+/// `kiln build`: one recipe prints its report; several are built in turn
+/// and print `{"images": [...], "failed": [...]}`, exit 1 when any failed.
+fn build(
+    cx: &Context,
+    recipes: &[PathBuf],
+    output: &Path,
+    jobs: Option<u16>,
+    cache: Option<std::sync::Arc<Cache>>,
+) -> Result<()> {
+    let opts = BuildOptions {
+        out_dir: output.to_path_buf(),
+        cache,
+    };
+    if let [recipe] = recipes {
+        let mut progress = cx.progress();
+        let report = build::build(recipe, &cx.store, &opts, &mut progress)?;
+        drop(progress);
+        return cx.report(&report, |out| render::build::build(out, &report));
+    }
     let mut progress = cx.progress();
-    let report = build::build(
-        recipe,
-        &cx.store,
-        &BuildOptions {
-            out_dir: output.to_path_buf(),
-        },
-        &mut progress,
-    )?;
+    let jobs = jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let all = build::build_many(recipes, &cx.store, &opts, jobs, &mut progress)?;
     drop(progress);
-    cx.report(&report, |out| render::build::build(out, &report))
+    cx.report(&all, |out| render::build::build_many(out, &all))?;
+    if !all.failed.is_empty() {
+        let names: Vec<String> = all
+            .failed
+            .iter()
+            .map(|f| f.recipe.display().to_string())
+            .collect();
+        anyhow::bail!(check_failed(format!(
+            "{} of {} recipes failed: {}",
+            names.len(),
+            recipes.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// `kiln lock`.
@@ -461,6 +571,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
             &cx.store,
             &BuildOptions {
                 out_dir: output.to_path_buf(),
+                cache: None,
             },
             &mut progress,
         )?;

@@ -129,6 +129,10 @@ pub struct ManifestLayer {
     /// Debian packages that went into the layer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<crate::model::deb::DebPackage>,
+    /// The registry layer cache (`oci://HOST/REPO`) the layer was taken
+    /// from, when this build neither had it in its store nor built it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// The image file itself.
@@ -249,6 +253,7 @@ pub(crate) mod tests {
             source_date_epoch: 1_700_000_000,
             epoch_source: None,
             layers: vec![ManifestLayer {
+                cache: None,
                 name: "base/busybox".into(),
                 kind: "base".into(),
                 key: h("2"),

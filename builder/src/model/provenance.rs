@@ -8,7 +8,9 @@
 //!   SOURCE_DATE_EPOCH, everything a rebuild needs besides the repository;
 //! - `buildDefinition.resolvedDependencies`: the recipe, the lock when the
 //!   manifest names one, and every layer blob by digest with its layer key
-//!   (which pins the package set and the layer format);
+//!   (which pins the package set and the layer format); a layer taken from
+//!   a registry layer cache also has a `uri` (`oci://HOST/REPO@sha256:…`)
+//!   and the annotation `source: registry`;
 //! - `runDetails.builder`: kiln and its version; `byproducts`: the boot-test
 //!   verdict that allowed publication.
 //!
@@ -59,12 +61,18 @@ pub fn statement(
         deps.push(json!({ "name": "lock", "digest": digest_set(lock) }));
     }
     for l in &manifest.layers {
-        deps.push(json!({
+        let mut dep = json!({
             "name": format!("layer:{}", l.name),
             "digest": digest_set(&l.digest),
             "mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
             "annotations": { "kind": l.kind, "key": l.key, "diff_id": l.diff_id, "size": l.size },
-        }));
+        });
+        // Taken from a registry layer cache: where, by digest.
+        if let Some(cache) = &l.cache {
+            dep["uri"] = json!(format!("{cache}@{}", l.digest));
+            dep["annotations"]["source"] = json!("registry");
+        }
+        deps.push(dep);
     }
     json!({
         "_type": STATEMENT_TYPE,
@@ -134,6 +142,18 @@ mod tests {
             s["predicate"]["runDetails"]["builder"]["version"]["kiln"],
             "0.1.0"
         );
+        let layer = &p["resolvedDependencies"][2];
+        assert!(layer.get("uri").is_none());
+        // A layer taken from a registry layer cache names it, by digest.
+        let mut from_cache = m.clone();
+        from_cache.layers[0].cache = Some("oci://registry.example/team/cache".into());
+        let s2 = statement(&from_cache, &raw, "hello-1.0.verdict.json", &h("7"));
+        let layer = &s2["predicate"]["buildDefinition"]["resolvedDependencies"][2];
+        assert_eq!(
+            layer["uri"],
+            format!("oci://registry.example/team/cache@{}", m.layers[0].digest)
+        );
+        assert_eq!(layer["annotations"]["source"], "registry");
         // A pure function: same inputs, same bytes.
         assert_eq!(
             serde_json::to_vec(&s).unwrap(),

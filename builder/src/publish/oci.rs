@@ -40,11 +40,10 @@ use crate::util::digest::HashWriter;
 use crate::util::error::InputError;
 
 mod pull;
-mod registry;
-mod spec;
+use crate::registry::spec;
+use crate::registry::Client;
+pub use crate::registry::{parse_challenge, Challenge, Reference};
 pub use pull::{pull, PullReport};
-use registry::Client;
-pub use registry::{parse_challenge, Challenge, Reference};
 
 /// Parses `bytes` as an OCI image manifest and as an image index, the way
 /// `kiln pull` reads a registry's answers; for the fuzz harness
@@ -58,10 +57,7 @@ pub fn parse_registry_json(bytes: &[u8]) -> (Result<()>, Result<()>) {
     )
 }
 
-/// OCI image manifest media type.
-pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index media type.
-pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub use crate::registry::{INDEX_TYPE, MANIFEST_TYPE};
 /// artifactType of a kiln image.
 pub const IMAGE_ARTIFACT: &str = "application/vnd.kiln.image.v1";
 /// Media type of the kiln manifest as the artifact's config.

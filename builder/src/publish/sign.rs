@@ -15,40 +15,22 @@
 //! tabs, and carry the image the file belongs to:
 //! `timestamp:1700000000⇥file:hello-1.0.raw⇥digest:sha256:…⇥name:hello⇥version:1.0`.
 
-use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use base64::Engine;
-use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+use minisign::{PublicKey, SignatureBox};
 use serde::Serialize;
 
 use crate::read::locate;
 use crate::store::Store;
 use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
-
-/// Where the password of an encrypted secret key comes from when there is no terminal.
-pub const PASSWORD_ENV: &str = "KILN_KEY_PASSWORD";
-
-/// Bytes 2..4 of a decoded minisign secret key: the KDF (`Sc` = scrypt, `\0\0` = none).
-const KDF_RANGE: std::ops::Range<usize> = 2..4;
-
-/// The checksum at the end of a decoded secret key (BLAKE2b-256).
-const UNENCRYPTED_CHK_LEN: usize = 32;
-
-/// minisign's limit on a trusted comment (`COMMENTMAXBYTES` in minisign.h).
-const TRUSTED_COMMENT_MAX: usize = 1024;
-
-/// A key id as minisign prints it: the 8 key-id bytes as a little-endian
-/// u64 in upper-case hex (`minisign public key 3A1B…`).
-pub fn key_id(keynum: &[u8]) -> String {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&keynum[..8]);
-    format!("{:016X}", u64::from_le_bytes(b))
-}
+use crate::util::minisign::password;
+pub use crate::util::minisign::{
+    key_id, load_public_key, SigningKey, TrustedComment, PASSWORD_ENV,
+};
 
 /// Write a file that must not exist yet: a temporary file beside it, `mode`,
 /// fsync, then a no-clobber rename. An existing `path` is an error, even if
@@ -93,24 +75,6 @@ pub fn pub_path(secret: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The password for a secret key: `$KILN_KEY_PASSWORD`, else a prompt on
-/// the terminal (`None`: the minisign crate prompts), else bad input.
-fn password(key: &Path) -> Result<Option<String>> {
-    if let Ok(p) = std::env::var(PASSWORD_ENV) {
-        return Ok(Some(p));
-    }
-    if std::io::stdin().is_terminal() {
-        return Ok(None);
-    }
-    Err(InputError::file(
-        key.display().to_string(),
-        format!(
-            "the key is encrypted and there is no terminal to ask for its password: set {PASSWORD_ENV}"
-        ),
-    )
-    .into())
-}
-
 /// Write a new key pair: the secret key at `output` (mode 0600) and the
 /// public key at `output.pub`. Neither may exist. With `encrypted`, the
 /// password comes from `$KILN_KEY_PASSWORD` or a prompt.
@@ -153,198 +117,6 @@ pub fn keygen(output: &Path, encrypted: bool) -> Result<KeygenReport> {
         key_id: id,
         encrypted,
     })
-}
-
-/// A secret key ready to sign, with its public half.
-pub struct SigningKey {
-    sk: SecretKey,
-    pk: PublicKey,
-    /// The key id.
-    pub key_id: String,
-    /// Where it was read from.
-    pub path: PathBuf,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SigningKey({} from {})",
-            self.key_id,
-            self.path.display()
-        )
-    }
-}
-
-impl SigningKey {
-    /// Read a minisign secret key; an encrypted one is decrypted with the
-    /// password from `$KILN_KEY_PASSWORD` or a prompt.
-    pub fn load(path: &Path) -> Result<SigningKey> {
-        let bad = |m: String| InputError::file(path.display().to_string(), m);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read the secret key: {e}")))?;
-        let encoded = text
-            .lines()
-            .nth(1)
-            .ok_or_else(|| bad("not a minisign secret key (no second line)".into()))?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| bad(format!("not a minisign secret key: {e}")))?;
-        let kdf = raw
-            .get(KDF_RANGE)
-            .ok_or_else(|| bad("not a minisign secret key (too short)".into()))?;
-        let sk_box = SecretKeyBox::from_string(&text)
-            .map_err(|e| bad(format!("not a minisign secret key: {e}")))?;
-        let sk = match kdf {
-            // minisign 0.11's `-W` keys carry an all-zero checksum, which the
-            // crate calls corrupt; read those raw. Corruption still shows: the
-            // signature made with them is checked against the public half.
-            [0, 0]
-                if raw.len() >= UNENCRYPTED_CHK_LEN
-                    && raw[raw.len() - UNENCRYPTED_CHK_LEN..]
-                        .iter()
-                        .all(|&b| b == 0) =>
-            {
-                SecretKey::from_bytes(&raw)
-            }
-            [0, 0] => SecretKey::from_unencrypted_box(sk_box),
-            b"Sc" => SecretKey::from_box(sk_box, password(path)?),
-            other => return Err(bad(format!("unsupported key encryption {other:?}")).into()),
-        }
-        .map_err(|e| bad(format!("cannot open the secret key: {e}")))?;
-        let pk = PublicKey::from_secret_key(&sk).map_err(|e| bad(e.to_string()))?;
-        Ok(SigningKey {
-            key_id: key_id(pk.keynum()),
-            sk,
-            pk,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The public half.
-    pub fn public(&self) -> &PublicKey {
-        &self.pk
-    }
-
-    /// Sign a file (streamed, prehashed) with a trusted comment; returns the
-    /// `.minisig` text.
-    pub fn sign_file(&self, file: &Path, trusted: &TrustedComment) -> Result<String> {
-        let comment = trusted.render();
-        anyhow::ensure!(
-            comment.len() <= TRUSTED_COMMENT_MAX,
-            "trusted comment for {} is longer than minisign's {TRUSTED_COMMENT_MAX} bytes",
-            file.display()
-        );
-        let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        let untrusted = format!("signature from kiln secret key {}", self.key_id);
-        let sig = minisign::sign(
-            Some(&self.pk),
-            &self.sk,
-            std::io::BufReader::new(f),
-            Some(&comment),
-            Some(&untrusted),
-        )
-        .map_err(|e| anyhow::anyhow!("signing {}: {e}", file.display()))?;
-        Ok(sig.into_string())
-    }
-}
-
-/// A trusted comment: minisign's tab-separated `key:value` fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct TrustedComment {
-    /// Seconds since the epoch when it was signed.
-    pub timestamp: Option<u64>,
-    /// The signed file's name.
-    pub file: Option<String>,
-    /// The image digest (`sha256:…`) the file belongs to.
-    pub digest: Option<String>,
-    /// The image name.
-    pub name: Option<String>,
-    /// The image version.
-    pub version: Option<String>,
-    /// Fields kiln does not know (minisign's `hashed`, other tools' fields).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub other: Vec<String>,
-}
-
-impl TrustedComment {
-    /// A comment for `file` of image `digest` (name and version when known), stamped now.
-    pub fn for_image(file: &str, digest: &str, name: Option<&str>, version: Option<&str>) -> Self {
-        let now = crate::util::time::unix_now().max(0) as u64;
-        TrustedComment {
-            timestamp: Some(now),
-            file: Some(file.into()),
-            digest: Some(digest.into()),
-            name: name.map(Into::into),
-            version: version.map(Into::into),
-            other: Vec::new(),
-        }
-    }
-
-    /// The comment as signed. Tabs and newlines in values become spaces.
-    pub fn render(&self) -> String {
-        let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-        let mut out = String::new();
-        let mut field = |k: &str, v: &str| {
-            if !out.is_empty() {
-                out.push('\t');
-            }
-            let _ = write!(out, "{k}:{}", clean(v));
-        };
-        if let Some(t) = self.timestamp {
-            field("timestamp", &t.to_string());
-        }
-        for (k, v) in [
-            ("file", &self.file),
-            ("digest", &self.digest),
-            ("name", &self.name),
-            ("version", &self.version),
-        ] {
-            if let Some(v) = v {
-                field(k, v);
-            }
-        }
-        for o in &self.other {
-            if !out.is_empty() {
-                out.push('\t');
-            }
-            out.push_str(&clean(o));
-        }
-        out
-    }
-
-    /// Parse a trusted comment (kiln's, or minisign's default
-    /// `timestamp:…⇥file:…⇥hashed`). Unknown fields are kept in `other`.
-    pub fn parse(s: &str) -> Self {
-        let mut c = TrustedComment::default();
-        for part in s.split('\t').filter(|p| !p.is_empty()) {
-            match part.split_once(':') {
-                Some(("timestamp", v)) if v.parse::<u64>().is_ok() => c.timestamp = v.parse().ok(),
-                Some(("file", v)) => c.file = Some(v.into()),
-                Some(("digest", v)) => c.digest = Some(v.into()),
-                Some(("name", v)) => c.name = Some(v.into()),
-                Some(("version", v)) => c.version = Some(v.into()),
-                _ => c.other.push(part.into()),
-            }
-        }
-        c
-    }
-}
-
-/// Read a minisign public key file.
-pub fn load_public_key(path: &Path) -> Result<PublicKey> {
-    let bad = |m: String| InputError::file(path.display().to_string(), m);
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad(format!("cannot read the public key: {e}")))?;
-    // A bare base64 line (as `minisign -P` takes) or the two-line .pub file.
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-        .ok_or_else(|| bad("not a minisign public key (no key line)".into()))?;
-    Ok(PublicKey::from_base64(line)
-        .or_else(|_| PublicKeyBox::from_string(&text).and_then(|b| b.into_public_key()))
-        .map_err(|e| bad(format!("not a minisign public key: {e}")))?)
 }
 
 /// What a good signature says.

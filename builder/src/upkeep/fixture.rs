@@ -84,6 +84,7 @@ impl Fixture {
             layers: layers
                 .iter()
                 .map(|l| ManifestLayer {
+                    cache: None,
                     name: "layer".into(),
                     kind: "app".into(),
                     key: l.key.to_string(),

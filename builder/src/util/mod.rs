@@ -6,6 +6,7 @@ pub mod digest;
 pub mod error;
 pub mod exec;
 pub mod memo;
+pub mod minisign;
 pub mod progress;
 pub mod record;
 pub mod scratch;

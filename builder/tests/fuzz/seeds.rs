@@ -356,7 +356,22 @@ pub fn oci_json() -> Vec<Vec<u8>> {
         "digest":"{d}","size":300,"artifactType":"application/vnd.kiln.minisign.v1"}}]}}"#
     );
     let challenge = r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:kiln/hello:pull""#;
+    // A layer cache key entry: its manifest, and the entry itself.
+    let key = format!("sha256:{}", "0".repeat(64));
+    let key_manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "artifactType":"application/vnd.kiln.layer-key.v1",
+        "config":{{"mediaType":"application/vnd.kiln.layer-key.v1+json","digest":"{d}","size":2,
+        "annotations":{{"dev.kiln.cache.signature":"untrusted comment: x"}}}},
+        "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"{d}","size":9}}]}}"#
+    );
+    let key_entry = format!(
+        r#"{{"key":"{key}","digest":"{d}","diff_id":"{d}","name":"base/busybox","kind":"base",
+        "size":9,"tar_size":10240,"packages":[],"source_date_epoch":1700000000}}"#
+    );
     vec![
+        key_manifest.into_bytes(),
+        key_entry.into_bytes(),
         manifest.into_bytes(),
         index.into_bytes(),
         challenge.as_bytes().to_vec(),

@@ -178,7 +178,8 @@ pub const MANIFEST: Target = Target {
     },
 };
 
-/// A registry's answers: OCI JSON, `WWW-Authenticate`, references.
+/// A registry's answers: OCI JSON (kiln's and the layer cache's key
+/// entries), `WWW-Authenticate`, references.
 pub const OCI: Target = Target {
     name: "oci",
     seeds: seeds::oci_json,
@@ -186,6 +187,7 @@ pub const OCI: Target = Target {
     fixup: None,
     run: |b| {
         let _ = oci::parse_registry_json(b);
+        let _ = kiln::registry::cache::parse_untrusted(b);
         let s = String::from_utf8_lossy(b);
         let _ = oci::parse_challenge(&s);
         let _ = oci::Reference::parse(&s);

@@ -1,12 +1,14 @@
 //! `kiln build` and `kiln lock` for people: the layers with their short
-//! digests and whether each was cached, the image written; the two builds of
+//! digests and where each came from (`cached` in the store, `registry`
+//! cache, `built`), the image written; several recipes' images and
+//! failures; the two builds of
 //! `--check-reproducible` and their verdict; the packages each lock pins.
 
 use std::io::{self, Write};
 use std::path::Path;
 
 use crate::build::reproducible::Report;
-use crate::build::BuildReport;
+use crate::build::{BuildReport, LayerSource, ManyReport};
 use crate::input::lock::LockFile;
 
 use super::{human, short_digest};
@@ -22,12 +24,31 @@ pub fn build(mut out: impl Write, r: &BuildReport) -> io::Result<()> {
             l.kind,
             l.name,
             short_digest(&l.digest),
-            if l.cached { "cached" } else { "built" }
+            match l.source {
+                LayerSource::Store => "cached",
+                LayerSource::Registry => "registry",
+                LayerSource::Built => "built",
+            }
         )?;
     }
     writeln!(out, "image  {}", r.image.path.display())?;
     writeln!(out, "digest {}", r.image.digest)?;
     writeln!(out, "size   {}", human(r.image.size))
+}
+
+/// `kiln build R1 R2 …`: each image as [`build`] shows it, then each
+/// recipe that failed with its error.
+pub fn build_many(mut out: impl Write, r: &ManyReport) -> io::Result<()> {
+    for (i, b) in r.images.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        build(&mut out, b)?;
+    }
+    for f in &r.failed {
+        writeln!(out, "FAILED {}: {}", f.recipe.display(), f.error)?;
+    }
+    Ok(())
 }
 
 /// `kiln build --check-reproducible`: each build's conditions, time and
@@ -80,15 +101,59 @@ mod tests {
     use crate::input::lock::{LockedLayer, LockedPackage};
     use crate::read::firstdiff::Difference;
 
-    fn layer(kind: &str, name: &str, digest: &str, cached: bool) -> LayerReport {
+    fn layer(kind: &str, name: &str, digest: &str, source: LayerSource) -> LayerReport {
         LayerReport {
             name: name.into(),
             kind: kind.into(),
             digest: digest.into(),
             key: EMPTY.into(),
-            cached,
+            cached: source != LayerSource::Built,
+            source,
             size: 1,
         }
+    }
+
+    #[test]
+    fn several_recipes_list_each_image_then_the_failures() {
+        let image = |name: &str| BuildReport {
+            image: ImageReport {
+                name: name.into(),
+                version: "1.0".into(),
+                digest: EMPTY.into(),
+                path: PathBuf::from(format!("out/{name}-1.0.raw")),
+                size: 1 << 20,
+                cached: false,
+            },
+            layers: vec![layer("base", "base/debian", EMPTY, LayerSource::Built)],
+            manifest: PathBuf::from(format!("out/{name}-1.0.manifest.json")),
+            source_date_epoch: 0,
+            sha256sums: String::new(),
+        };
+        let r = ManyReport {
+            images: vec![image("a"), image("b")],
+            failed: vec![crate::build::FailedRecipe {
+                recipe: PathBuf::from("recipes/bad.toml"),
+                error: "recipes/bad.toml: field `image.version`: missing".into(),
+                exit_code: 2,
+            }],
+        };
+        let line = |n: &str| {
+            format!(
+                "{n} 1.0\n\
+                 \x20 base     base/debian              sha256:e3b0c44298fc built\n\
+                 image  out/{n}-1.0.raw\n\
+                 digest {EMPTY}\n\
+                 size   1.0 MiB\n"
+            )
+        };
+        assert_eq!(
+            text(|o| build_many(o, &r)),
+            format!(
+                "{}\n{}FAILED recipes/bad.toml: recipes/bad.toml: field `image.version`: missing\n",
+                line("a"),
+                line("b")
+            )
+        );
     }
 
     #[test]
@@ -103,17 +168,20 @@ mod tests {
                 cached: false,
             },
             layers: vec![
-                layer("base", "base/busybox", EMPTY, true),
+                layer("base", "base/busybox", EMPTY, LayerSource::Store),
+                layer("packages", "packages/web", EMPTY, LayerSource::Registry),
                 // A damaged store entry is shown whole instead of panicking.
-                layer("app", "app/hello", "sha256:0", false),
+                layer("app", "app/hello", "sha256:0", LayerSource::Built),
             ],
             manifest: PathBuf::from("out/hello-1.0.manifest.json"),
             source_date_epoch: 0,
+            sha256sums: String::new(),
         };
         assert_eq!(
             text(|o| build(o, &r)),
             "hello 1.0\n\
              \x20 base     base/busybox             sha256:e3b0c44298fc cached\n\
+             \x20 packages packages/web             sha256:e3b0c44298fc registry\n\
              \x20 app      app/hello                sha256:0 built\n\
              image  out/hello-1.0.raw\n\
              digest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\

@@ -30,13 +30,13 @@ use minisign::PublicKey;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::registry::{copy_at_most, net, read_bounded, Client, Reference, SMALL_LIMIT};
-use super::spec::{Descriptor, ImageManifest, Index};
 use super::{
     HashWriter, CONFIG_TYPE, DISK_TYPE, IMAGE_ARTIFACT, INDEX_TYPE, SIGNATURE_ARTIFACT, TITLE,
 };
 use crate::model::manifest::Manifest;
 use crate::publish::sign;
+use crate::registry::spec::{Descriptor, ImageManifest, Index};
+use crate::registry::{copy_at_most, net, read_bounded, Client, Reference, SMALL_LIMIT};
 use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
 use crate::util::scratch::{self, ScratchDir};

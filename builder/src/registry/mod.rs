@@ -1,4 +1,5 @@
-//! The registry side of [`crate::publish::oci`]: `oci://` references, the
+//! A client of the OCI Distribution API, for `kiln push`/`kiln pull`
+//! ([`crate::publish::oci`]) and the layer cache ([`cache`]): `oci://` references, the
 //! `WWW-Authenticate` challenge (RFC 9110 §11.6.1) with Basic and Bearer
 //! (Docker token protocol) authentication, and the Distribution API calls
 //! kiln makes (<https://github.com/opencontainers/distribution-spec>,
@@ -25,11 +26,13 @@ use std::io::{Read, Write};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::spec::Descriptor;
-use super::{HashWriter, INDEX_TYPE, MANIFEST_TYPE};
+use crate::util::digest::HashWriter;
 use crate::util::error::{check_failed, EnvError, InputError};
+use spec::Descriptor;
 
 mod auth;
+pub mod cache;
+pub(crate) mod spec;
 use auth::{
     basic, configured_credentials, credentials, is_loopback, realm_credentials,
     redact_token_response, Origin,
@@ -37,6 +40,11 @@ use auth::{
 
 /// Largest manifest or small blob read into memory (the spec's 4 MiB manifest limit).
 pub(crate) const SMALL_LIMIT: u64 = 4 << 20;
+
+/// OCI image manifest media type.
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index media type.
+pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The buffer of a bounded copy.
 const COPY_BUFFER: usize = 64 << 10;
