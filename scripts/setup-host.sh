@@ -22,6 +22,9 @@ PACKAGES=(
   minisign skopeo docker-registry
   # reproducibility checks and benchmarks
   faketime python3 python3-venv curl
+  # Secure Boot and measured boot: sbverify, openssl (test certificates), a
+  # software TPM, systemd-measure (PCR 11 oracle)
+  sbsigntool openssl swtpm swtpm-tools systemd
 )
 
 # What kiln and its tests use from each package: a command name (looked up in
@@ -38,7 +41,7 @@ declare -A PROVIDES=(
   [util-linux]="setpriv unshare"
   [qemu-system-x86]="qemu-system-x86_64"
   [qemu-utils]="qemu-img"
-  [ovmf]="/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd"
+  [ovmf]="/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
   [systemd-boot-efi]="/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
   [e2fsprogs]="mkfs.ext4 e2fsck debugfs"
   [dosfstools]="fsck.vfat mkfs.vfat"
@@ -56,6 +59,11 @@ declare -A PROVIDES=(
   [python3]="/usr/bin/python3"
   [python3-venv]="/usr/bin/python3"
   [curl]="curl"
+  [sbsigntool]="sbverify"
+  [openssl]="openssl"
+  [swtpm]="swtpm"
+  [swtpm-tools]="swtpm_setup"
+  [systemd]="/lib/systemd/systemd-measure"
 )
 
 # Commands that must also run, not only exist (a missing shared library or a

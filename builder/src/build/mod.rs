@@ -78,6 +78,8 @@ pub struct LayerReport {
 pub struct BuildOptions {
     /// Output directory.
     pub out_dir: PathBuf,
+    /// Sign the UKI for Secure Boot with this db key and certificate.
+    pub secure_boot: Option<crate::image::secureboot::UkiSigner>,
 }
 
 /// The layers of a plan, built or fetched, and the root they compose to.
@@ -333,6 +335,10 @@ pub fn build(
             init: init_digest.as_deref(),
             source_date_epoch: image_epoch(&plan, entries),
             epoch_source: plan.epoch.source,
+            uki_signer: opts
+                .secure_boot
+                .as_ref()
+                .map(|s| s.cert_fingerprint.as_str()),
         }
         .key()
     };
@@ -419,6 +425,7 @@ pub fn build(
             sde,
             init,
             store,
+            opts.secure_boot.as_ref(),
             &tmp.path().join(&name),
         )?;
         (name, Some(disk), digest)

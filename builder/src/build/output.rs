@@ -51,6 +51,10 @@ pub struct ImageKeyInput<'a> {
     pub source_date_epoch: i64,
     /// Where it came from (recorded in the manifest).
     pub epoch_source: crate::model::manifest::EpochSource,
+    /// `sha256:` of the Secure Boot signing certificate, when the UKI is
+    /// signed (absent otherwise, so unsigned images keep their keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uki_signer: Option<&'a str>,
 }
 
 impl ImageKeyInput<'_> {

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::build::{self, BuildOptions};
+use crate::image::secureboot::UkiSigner;
 use crate::publish::release::{self, Releases};
 use crate::publish::sign;
 use crate::read::inspect;
@@ -60,6 +61,12 @@ pub enum Command {
         /// for byte; exit 1 naming the first differing partition, file and field.
         #[arg(long)]
         check_reproducible: bool,
+        /// Sign the UKI for UEFI Secure Boot with this private key (PEM, RSA >= 2048; the db key).
+        #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
+        secure_boot_key: Option<PathBuf>,
+        /// The certificate of --secure-boot-key (PEM or DER X.509, valid, usable for code signing).
+        #[arg(long, value_name = "CERT", requires = "secure_boot_key")]
+        secure_boot_cert: Option<PathBuf>,
     },
     /// Pin every Debian package of a recipe's layers: write NAME.lock beside the recipe.
     Lock {
@@ -105,13 +112,18 @@ pub enum Command {
         b: String,
     },
     /// Write a minisign-format key pair: the secret key at PATH, the public key at PATH.pub.
+    /// With --secure-boot: UEFI Secure Boot PK, KEK and db key pairs in the directory PATH.
     Keygen {
-        /// Where the secret key goes (the public key goes to PATH.pub).
+        /// Where the secret key goes (the public key goes to PATH.pub); with
+        /// --secure-boot, the directory for PK.key/PK.crt, KEK.key/KEK.crt, db.key/db.crt.
         #[arg(short, long, value_name = "PATH")]
         output: PathBuf,
         /// Store the secret key without a password (for CI keys kept in a secret store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "secure_boot")]
         unencrypted: bool,
+        /// Write self-signed Secure Boot keys (RSA 2048, PEM; keys mode 0600), never overwriting.
+        #[arg(long)]
+        secure_boot: bool,
     },
     /// Sign a file (minisign, prehashed); the trusted comment names its image.
     Sign {
@@ -247,13 +259,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build {
             recipe,
             output,
-            check_reproducible: true,
-        } => check_reproducible(&cx, recipe, output),
-        Command::Build {
-            recipe,
-            output,
-            check_reproducible: false,
-        } => build(&cx, recipe, output),
+            check_reproducible: reproducible,
+            secure_boot_key,
+            secure_boot_cert,
+        } => {
+            let signing = match (secure_boot_key, secure_boot_cert) {
+                (Some(k), Some(c)) => Some((k.as_path(), c.as_path())),
+                _ => None,
+            };
+            if *reproducible {
+                check_reproducible(&cx, recipe, output, signing)
+            } else {
+                build(&cx, recipe, output, signing)
+            }
+        }
         Command::Lock { recipe } => lock(&cx, recipe),
         Command::Ls => ls(&cx),
         Command::Test {
@@ -270,7 +289,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Diff { a, b } => diff(&cx, a, b),
         Command::Keygen {
             output,
+            secure_boot: true,
+            ..
+        } => {
+            let r = crate::image::secureboot::keygen(output)?;
+            cx.report(&r, |out| render::release::secure_boot_keygen(out, &r))
+        }
+        Command::Keygen {
+            output,
             unencrypted,
+            secure_boot: false,
         } => keygen(&cx, output, !unencrypted),
         Command::Sign {
             file,
@@ -397,23 +425,50 @@ impl Context {
 }
 
 /// `kiln build --check-reproducible`: two builds from nothing, compared.
-fn check_reproducible(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+fn check_reproducible(
+    cx: &Context,
+    recipe: &Path,
+    output: &Path,
+    signing: Option<(&Path, &Path)>,
+) -> Result<()> {
     // Bad input fails here, before two builds start.
     crate::input::plan::Plan::new(recipe)?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if let Some((key, cert)) = signing {
+        UkiSigner::load(key, cert)?;
+        // The builds run in directories of their own.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        args.extend([
+            "--secure-boot-key".into(),
+            absolute(key).into_os_string(),
+            "--secure-boot-cert".into(),
+            absolute(cert).into_os_string(),
+        ]);
+    }
     let kiln = std::env::current_exe().context("finding the kiln executable")?;
-    let report = build::reproducible::check(&kiln, recipe, output, cx.quiet || cx.json)?;
+    let report = build::reproducible::check(&kiln, recipe, output, cx.quiet || cx.json, &args)?;
     cx.report(&report, |out| render::build::reproducible(out, &report))?;
     build::reproducible::verdict(&report)
 }
 
 /// `kiln build`.
-fn build(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+fn build(
+    cx: &Context,
+    recipe: &Path,
+    output: &Path,
+    signing: Option<(&Path, &Path)>,
+) -> Result<()> {
+    // A bad key or certificate fails before any work.
+    let secure_boot = signing
+        .map(|(key, cert)| UkiSigner::load(key, cert))
+        .transpose()?;
     let mut progress = cx.progress();
     let report = build::build(
         recipe,
         &cx.store,
         &BuildOptions {
             out_dir: output.to_path_buf(),
+            secure_boot,
         },
         &mut progress,
     )?;
@@ -448,6 +503,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
             &cx.store,
             &BuildOptions {
                 out_dir: output.to_path_buf(),
+                secure_boot: None,
             },
             &mut progress,
         )?;

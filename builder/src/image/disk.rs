@@ -21,6 +21,7 @@ use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
+use crate::image::secureboot::{self, UkiSigner};
 use crate::input::recipe::Recipe;
 use crate::model::disk::{DiskInfo, PartitionInfo};
 use crate::util::memo::Memo;
@@ -87,7 +88,9 @@ pub fn os_release(root: &Tree) -> &[u8] {
 }
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
-/// return the manifest's disk section and the image's `sha256:`.
+/// return the manifest's disk section and the image's `sha256:`. With a
+/// `signer`, the UKI is signed for Secure Boot before it goes on the ESP.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     recipe: &Recipe,
     root: &Tree,
@@ -95,6 +98,7 @@ pub fn assemble(
     sde: i64,
     init: &[u8],
     memo: &dyn Memo,
+    signer: Option<&UkiSigner>,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
     let mut clock = std::time::Instant::now();
@@ -152,7 +156,7 @@ pub fn assemble(
         recipe.boot.cmdline, recipe.boot.init
     );
     let osrel = os_release(root);
-    let uki = uki::build(
+    let mut uki = uki::build(
         &stub,
         &uki::UkiParts {
             osrel,
@@ -163,6 +167,10 @@ pub fn assemble(
         },
     )
     .context("building the UKI")?;
+    let uki_signature = signer
+        .map(|s| secureboot::sign_uki(&mut uki, s))
+        .transpose()
+        .context("signing the UKI for Secure Boot")?;
 
     lap("uki");
     // ESP and disk. The seed covers everything the UKI is made of (the
@@ -238,6 +246,7 @@ pub fn assemble(
         init_digest,
         partitions,
         disk_guid: disk_guid.to_string(),
+        uki_signature,
     };
     Ok((info, layout.digest))
 }

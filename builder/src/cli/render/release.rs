@@ -17,6 +17,25 @@ pub fn keygen(mut out: impl Write, r: &KeygenReport) -> io::Result<()> {
     writeln!(out, "key id     {}", r.key_id)
 }
 
+/// `kiln keygen --secure-boot`: each key pair's files and certificate
+/// fingerprint.
+pub fn secure_boot_keygen(
+    mut out: impl Write,
+    r: &crate::image::secureboot::KeygenReport,
+) -> io::Result<()> {
+    for k in &r.keys {
+        writeln!(
+            out,
+            "{:<4} {} {} {}",
+            k.name,
+            k.key.display(),
+            k.cert.display(),
+            short_digest(&k.cert_fingerprint)
+        )?;
+    }
+    Ok(())
+}
+
 /// `kiln sign`: the signature file, the key id and the trusted comment (its
 /// tabs shown as spaces).
 pub fn signed(mut out: impl Write, r: &SignReport) -> io::Result<()> {
@@ -142,6 +161,28 @@ mod tests {
     use crate::publish::sign::TrustedComment;
 
     const TRUSTED: &str = "timestamp:1700000000\tfile:hello-1.0.raw";
+
+    #[test]
+    fn secure_boot_keys() {
+        use crate::image::secureboot::{GeneratedKey, KeygenReport};
+        let r = KeygenReport {
+            dir: PathBuf::from("sb"),
+            keys: ["PK", "db"]
+                .iter()
+                .map(|n| GeneratedKey {
+                    name: (*n).into(),
+                    key: PathBuf::from(format!("sb/{n}.key")),
+                    cert: PathBuf::from(format!("sb/{n}.crt")),
+                    cert_fingerprint: EMPTY.into(),
+                })
+                .collect(),
+        };
+        assert_eq!(
+            text(|o| secure_boot_keygen(o, &r)),
+            "PK   sb/PK.key sb/PK.crt sha256:e3b0c44298fc\n\
+             db   sb/db.key sb/db.crt sha256:e3b0c44298fc\n"
+        );
+    }
 
     #[test]
     fn keys_and_signatures() {
