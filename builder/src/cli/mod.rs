@@ -85,6 +85,11 @@ pub enum Command {
         /// Output directory when TARGET is a recipe.
         #[arg(short, long, default_value = "out")]
         output: PathBuf,
+        /// Boot with UEFI Secure Boot enforced: enroll the certificates of this
+        /// `kiln keygen --secure-boot` directory (PK.crt, KEK.crt, db.crt), or this one
+        /// db certificate, and add a `secure_boot` check that the guest kernel saw it on.
+        #[arg(long, value_name = "DIR|CERT")]
+        secure_boot: Option<PathBuf>,
     },
     /// Boot an image in QEMU with the serial console on this terminal (the image is never written).
     Boot {
@@ -279,7 +284,8 @@ pub fn run(cli: Cli) -> Result<()> {
             target,
             junit,
             output,
-        } => test(&cx, target, junit.clone(), output),
+            secure_boot,
+        } => test(&cx, target, junit.clone(), output, secure_boot.as_deref()),
         Command::Boot {
             image,
             memory,
@@ -495,7 +501,17 @@ fn ls(cx: &Context) -> Result<()> {
 }
 
 /// `kiln test`: build first when the target is a recipe, then boot and judge.
-fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> Result<()> {
+fn test(
+    cx: &Context,
+    target: &Path,
+    junit: Option<PathBuf>,
+    output: &Path,
+    secure_boot: Option<&Path>,
+) -> Result<()> {
+    // Bad keys fail before any build or boot.
+    let secure_boot = secure_boot
+        .map(crate::vm::secureboot::SecureBootKeys::load)
+        .transpose()?;
     let image = if target.extension().is_some_and(|e| e == "toml") {
         let mut progress = cx.progress();
         let report = build::build(
@@ -511,7 +527,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
     } else {
         target.to_path_buf()
     };
-    let v = crate::vm::boottest::test_image(&cx.store, &image, junit)?;
+    let v = crate::vm::boottest::test_image(&cx.store, &image, junit, secure_boot)?;
     cx.report(&v, |out| {
         render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;

@@ -25,6 +25,7 @@ use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
 use crate::vm::qemu::{self, VmConfig};
+use crate::vm::secureboot::SecureBootKeys;
 
 /// How often the console and the guest are polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -86,6 +87,9 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     /// Where to keep the console log (default: beside the image, `NAME.console.log`).
     pub console_log: Option<PathBuf>,
+    /// Boot with Secure Boot enforced, these keys enrolled; adds the
+    /// `secure_boot` check.
+    pub secure_boot: Option<SecureBootKeys>,
 }
 
 /// The outcome of checks run so far, and the first failure.
@@ -116,6 +120,48 @@ impl Run {
     }
 }
 
+/// The check a `--secure-boot` boot adds.
+pub const SECURE_BOOT_CHECK: &str = "secure_boot";
+/// What the guest prints when it finds Secure Boot on: the Linux kernel
+/// (`arch/x86/kernel/setup.c`, from the firmware's SecureBoot variable,
+/// shown unless `quiet`), and kiln-init (reading that variable itself).
+const SECURE_BOOT_ON: [&str; 2] = ["Secure boot enabled", "kiln-init: secure boot: enabled"];
+/// What they print when the firmware booted it without enforcing.
+const SECURE_BOOT_OFF: [&str; 2] = ["Secure boot disabled", "kiln-init: secure boot: disabled"];
+
+/// The console line where OVMF's boot manager refused an image (a failed
+/// signature check is `Access Denied` or `Security Violation`).
+fn secure_boot_refusal(console: &str) -> Option<&str> {
+    console.lines().map(str::trim).find(|l| {
+        l.contains("BdsDxe: failed to load")
+            && (l.contains("Access Denied") || l.contains("Security Violation"))
+    })
+}
+
+/// The `secure_boot` check over a whole console log: passed only when the
+/// guest kernel itself reported Secure Boot enabled; otherwise why not.
+fn secure_boot_outcome(console: &str) -> (bool, String) {
+    let reported = |marks: [&str; 2]| {
+        console
+            .lines()
+            .find(|l| marks.iter().any(|m| l.contains(m)))
+            .map(str::trim)
+    };
+    if let Some(line) = reported(SECURE_BOOT_ON) {
+        return (true, format!("the guest reports: {line}"));
+    }
+    if let Some(line) = secure_boot_refusal(console) {
+        return (false, format!("the firmware refused the image: {line}"));
+    }
+    if let Some(line) = reported(SECURE_BOOT_OFF) {
+        return (false, format!("the guest reports: {line}"));
+    }
+    (
+        false,
+        "neither the kernel nor kiln-init reported Secure Boot enabled on the console".into(),
+    )
+}
+
 /// Names of checks, stable across runs (JUnit test case names).
 pub fn console_check_name(i: usize, pattern: &str) -> String {
     format!("console[{i}] {pattern}")
@@ -141,7 +187,7 @@ pub fn run(
     let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
 
-    let scratch = qemu::prepare(image)?;
+    let scratch = qemu::prepare_with(image, opts.secure_boot.as_ref())?;
     let accel = qemu::probe_kvm(scratch.dir.path());
     let qemu_version = Command::new(qemu::QEMU)
         .arg("--version")
@@ -199,6 +245,7 @@ pub fn run(
     };
     let mut phases = Phases::default();
     let mut forbid_hit: Option<(String, String)> = None;
+    let secure_boot = opts.secure_boot.is_some();
 
     // One step of watching the guest: refresh the console, note phases,
     // scan for forbidden patterns. Returns why the test must stop, if it must.
@@ -224,6 +271,11 @@ pub fn run(
         }
         if forbid_hit.is_some() {
             return Some("forbidden".into());
+        }
+        if secure_boot {
+            if let Some(line) = secure_boot_refusal(&con.text) {
+                return Some(format!("the firmware refused to boot it: {line}"));
+            }
         }
         if flag.load(Ordering::SeqCst) {
             return Some("interrupted".into());
@@ -376,6 +428,20 @@ pub fn run(
     if let Some((pat, _)) = &forbid_hit {
         run.failed = Some(format!("forbid /{pat}/"));
     }
+    // Secure Boot: judged from what the guest kernel reports; a firmware
+    // refusal is the reason, whatever check was waiting then.
+    if secure_boot {
+        let (passed, detail) = secure_boot_outcome(&con.text);
+        if passed {
+            run.pass(SECURE_BOOT_CHECK.into(), con.secs(), detail);
+        } else {
+            let refused = secure_boot_refusal(&con.text).is_some();
+            run.fail(SECURE_BOOT_CHECK.into(), con.secs(), detail);
+            if refused {
+                run.failed = Some(SECURE_BOOT_CHECK.into());
+            }
+        }
+    }
     match stop.as_deref() {
         Some("timeout") => {
             run.checks.push(CheckResult {
@@ -425,11 +491,17 @@ pub fn run(
         phases,
         duration_secs: t0.elapsed().as_secs_f64(),
         qemu_version,
-        firmware: qemu::OVMF_CODE.into(),
+        firmware: if secure_boot {
+            crate::vm::secureboot::OVMF_CODE_SECBOOT
+        } else {
+            qemu::OVMF_CODE
+        }
+        .into(),
         accel: accel.as_str().into(),
         started_at,
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         console_log: Some(log_dest),
+        secure_boot,
     };
     if let Some(j) = &opts.junit {
         write_whole(j, junit_xml(&verdict).as_bytes())
@@ -445,6 +517,7 @@ pub fn test_image(
     store: &crate::store::Store,
     image: &Path,
     junit: Option<PathBuf>,
+    secure_boot: Option<SecureBootKeys>,
 ) -> Result<Verdict> {
     if !image.is_file() {
         bail!(crate::util::error::InputError::file(
@@ -480,6 +553,7 @@ pub fn test_image(
         &TestOptions {
             junit,
             console_log: None,
+            secure_boot,
         },
     )?;
     crate::store::verdict::record(store, &v)?;
@@ -707,6 +781,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secure_boot_is_judged_from_the_guest() {
+        let on = "BdsDxe: starting Boot0001\n[    0.000000] secureboot: Secure boot enabled\n";
+        assert_eq!(
+            secure_boot_outcome(on),
+            (
+                true,
+                "the guest reports: [    0.000000] secureboot: Secure boot enabled".into()
+            )
+        );
+        let init = "kiln-init: mounted /dev, /proc, /sys\nkiln-init: secure boot: enabled (EFI variable SecureBoot=1)\n";
+        assert_eq!(
+            secure_boot_outcome(init),
+            (
+                true,
+                "the guest reports: kiln-init: secure boot: enabled (EFI variable SecureBoot=1)"
+                    .into()
+            )
+        );
+        let refused = "BdsDxe: loading Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0)\n\
+                       BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\n";
+        let (passed, detail) = secure_boot_outcome(refused);
+        assert!(!passed);
+        assert!(
+            detail.contains("refused the image: BdsDxe: failed to load Boot0001"),
+            "{detail}"
+        );
+        assert!(detail.ends_with("Access Denied"), "{detail}");
+        let off = "[    0.000000] secureboot: Secure boot disabled\n";
+        assert_eq!(
+            secure_boot_outcome(off),
+            (
+                false,
+                "the guest reports: [    0.000000] secureboot: Secure boot disabled".into()
+            )
+        );
+        assert!(!secure_boot_outcome("").0);
+        // A boot option that merely failed to load for another reason is no refusal.
+        assert!(secure_boot_refusal("BdsDxe: failed to load Boot0002: Not Found").is_none());
+    }
+
+    #[test]
     fn http_responses() {
         assert_eq!(
             parse_http_response(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<h1>hi</h1>")
@@ -752,6 +867,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             kiln_version: "0".into(),
             console_log: None,
+            secure_boot: false,
         };
         let x = junit_xml(&v);
         assert_eq!(x.matches("<testcase ").count(), 2);

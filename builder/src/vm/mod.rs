@@ -3,3 +3,4 @@
 
 pub mod boottest;
 pub mod qemu;
+pub mod secureboot;

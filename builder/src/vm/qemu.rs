@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::util::error::EnvError;
 use crate::util::exec::CommandRunExt;
 use crate::util::scratch::{self, ScratchDir};
+use crate::vm::secureboot::{SecureBootKeys, OVMF_CODE_SECBOOT};
 
 /// The QEMU system emulator for x86-64.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -152,12 +153,21 @@ pub struct Scratch {
     pub overlay: PathBuf,
     /// The copy of OVMF_VARS.
     pub vars: PathBuf,
+    /// Whether the copy has Secure Boot keys enrolled: boot the Secure
+    /// Boot firmware then ([`crate::vm::secureboot`]).
+    pub secure_boot: bool,
 }
 
 /// Check the host has QEMU and OVMF, then prepare scratch files for booting `image`.
 pub fn prepare(image: &Path) -> Result<Scratch> {
+    prepare_with(image, None)
+}
+
+/// [`prepare`], with Secure Boot keys enrolled in the variables when given.
+pub fn prepare_with(image: &Path, secure_boot: Option<&SecureBootKeys>) -> Result<Scratch> {
     crate::util::exec::require_program(QEMU)?;
-    for f in [OVMF_CODE, OVMF_VARS] {
+    let code = secure_boot.map_or(OVMF_CODE, |_| OVMF_CODE_SECBOOT);
+    for f in [code, OVMF_VARS] {
         if !Path::new(f).is_file() {
             bail!(EnvError::new(format!(
                 "{f} is missing: install the Debian package ovmf (scripts/setup-host.sh)"
@@ -169,6 +179,12 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
     let dir = scratch::in_temp_dir()?;
     let vars = dir.path().join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
+    if let Some(keys) = secure_boot {
+        let mut store = std::fs::read(&vars).with_context(|| format!("reading {OVMF_VARS}"))?;
+        keys.enroll(&mut store)
+            .with_context(|| format!("in a copy of {OVMF_VARS}"))?;
+        std::fs::write(&vars, &store).with_context(|| format!("writing {}", vars.display()))?;
+    }
     let overlay = dir.path().join("overlay.qcow2");
     Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -176,7 +192,12 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
         .arg(&overlay)
         .run()
         .context("creating the overlay")?;
-    Ok(Scratch { dir, overlay, vars })
+    Ok(Scratch {
+        dir,
+        overlay,
+        vars,
+        secure_boot: secure_boot.is_some(),
+    })
 }
 
 /// How to run QEMU.
@@ -198,9 +219,15 @@ pub struct VmConfig {
 pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
+    // Secure Boot firmware keeps its variables in SMM-protected flash.
+    let (machine, code) = if scratch.secure_boot {
+        ("q35,smm=on", OVMF_CODE_SECBOOT)
+    } else {
+        ("q35", OVMF_CODE)
+    };
     push(&[
         "-machine",
-        "q35",
+        machine,
         "-accel",
         cfg.accel.as_str(),
         "-m",
@@ -209,9 +236,12 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
         "2",
     ]);
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
+    if scratch.secure_boot {
+        push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+    }
     push(&[
         "-drive",
-        &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+        &format!("if=pflash,format=raw,readonly=on,file={code}"),
     ]);
     push(&[
         "-drive",
