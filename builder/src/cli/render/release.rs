@@ -61,7 +61,12 @@ pub fn verified(mut out: impl Write, v: &Verified) -> io::Result<()> {
 /// the OCI pushes.
 pub fn published(mut out: impl Write, r: &PublishReport, channel: &str) -> io::Result<()> {
     writeln!(out, "{} {} {}", r.name, r.version, r.digest)?;
-    writeln!(out, "verdict  {}", r.verdict)?;
+    let boot = if r.secure_boot {
+        "booted with Secure Boot enforced"
+    } else {
+        "booted without Secure Boot"
+    };
+    writeln!(out, "verdict  {} ({boot})", r.verdict)?;
     for f in &r.files {
         let state = if f.existed {
             "already published"
@@ -324,6 +329,7 @@ mod tests {
             entry: Some(entry(1, Action::Publish, EMPTY)),
             key_id: "1A2B3C4D5E6F7081".into(),
             verdict: "verdicts/e3b0/1.json".into(),
+            secure_boot: false,
             oci: vec![PushReport {
                 reference: "localhost:5000/hello:1.0@sha256:e3b0".into(),
                 manifest_digest: EMPTY.into(),
@@ -340,7 +346,13 @@ mod tests {
         };
         let head =
             "hello 1.0 sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\
-                    verdict  verdicts/e3b0/1.json\n";
+                    verdict  verdicts/e3b0/1.json (booted without Secure Boot)\n";
+        let secure = PublishReport {
+            secure_boot: true,
+            ..again.clone()
+        };
+        assert!(text(|o| published(o, &secure, "stable"))
+            .contains("verdict  verdicts/e3b0/1.json (booted with Secure Boot enforced)\n"));
         for (r, tail) in [
             (
                 &first,
