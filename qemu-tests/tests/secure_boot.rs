@@ -1,10 +1,11 @@
-//! Secure Boot end to end: hello built with its UKI signed by a
-//! `kiln keygen --secure-boot` db key, checked by sbverify, built again in a
-//! fresh store to the same bytes, and booted under OVMF's Secure Boot
-//! firmware with kiln's keys enrolled (passes, the guest reporting Secure
-//! Boot enabled; publish says so). The firmware refuses the unsigned image
-//! and the signed one under another db: each fails the `secure_boot` check
-//! naming the refusal. Three boots in all.
+//! Secure Boot and measured boot end to end: hello built with its UKI
+//! signed by a `kiln keygen --secure-boot` db key, checked by sbverify,
+//! built again in a fresh store to the same bytes, its predicted PCR 11
+//! checked against systemd-measure, and booted under OVMF's Secure Boot
+//! firmware with kiln's keys enrolled and a software TPM (passes: the guest
+//! reports Secure Boot enabled and the predicted PCR 11; publish says so).
+//! The firmware refuses the unsigned image and the signed one under another
+//! db: each fails the `secure_boot` check naming the refusal. Three boots.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,13 +34,14 @@ fn build(store: &Path, out: &Path, keys: Option<&Path>) -> Value {
     kiln_json(&args, store, &[])
 }
 
-/// `kiln test IMAGE --secure-boot KEYS --json`: (exit code, verdict).
-fn boot(store: &Path, image: &Path, keys: &Path) -> (Option<i32>, Value) {
+/// `kiln test IMAGE --secure-boot KEYS [--tpm] --json`: (exit code, verdict).
+fn boot(store: &Path, image: &Path, keys: &Path, tpm: bool) -> (Option<i32>, Value) {
     let out = Command::new(kiln_qemu_tests::kiln_bin())
         .arg("test")
         .arg(image)
         .arg("--secure-boot")
         .arg(keys)
+        .args(tpm.then_some("--tpm"))
         .args(["--json", "--store"])
         .arg(store)
         .env("KILN_ACCEL", "tcg")
@@ -77,6 +79,37 @@ fn extract_uki(image: &Path, manifest: &Value, dest: &Path) {
         .output()
         .unwrap();
     assert!(st.status.success(), "mcopy: {st:?}");
+}
+
+/// `systemd-measure calculate` over the UKI's measured sections (the
+/// host's systemd; the image's stub must be of a version it models).
+fn systemd_measure(uki: &Path, dir: &Path) -> String {
+    const MEASURE: &str = "/lib/systemd/systemd-measure";
+    assert!(
+        Path::new(MEASURE).is_file(),
+        "{MEASURE} is missing: install the Debian package `systemd`"
+    );
+    require_tool("objcopy", "binutils");
+    let mut cmd = Command::new(MEASURE);
+    cmd.args(["calculate", "--bank=sha256", "--phase="]);
+    for section in ["linux", "osrel", "cmdline", "initrd"] {
+        let out = dir.join(format!("section.{section}"));
+        let st = Command::new("objcopy")
+            .args(["-O", "binary", &format!("--only-section=.{section}")])
+            .arg(uki)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "objcopy .{section}: {st:?}");
+        cmd.arg(format!("--{section}={}", out.display()));
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "systemd-measure: {out:?}");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("11:sha256="))
+        .unwrap_or_else(|| panic!("no 11:sha256= in {text}"))
+        .to_lowercase()
 }
 
 #[test]
@@ -157,8 +190,15 @@ fn signed_image_boots_under_secure_boot_and_others_are_refused() {
         "{err}"
     );
 
-    // Boot 1: enforced, and the guest says so.
-    let (code, v) = boot(&store, &image, &keys);
+    // The PCR 11 prediction is systemd-measure's for the UKI's sections.
+    let predicted = manifest["disk"]["pcr11_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(predicted, systemd_measure(&uki, dir.path()), "{manifest:#}");
+
+    // Boot 1: enforced, and the guest says so; the TPM measured the prediction.
+    let (code, v) = boot(&store, &image, &keys, true);
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["secure_boot"], true);
     assert!(v["firmware"]
@@ -178,6 +218,9 @@ fn signed_image_boots_under_secure_boot_and_others_are_refused() {
                 .contains("Secure boot enabled"),
         "{sb:#}"
     );
+    let pcr = check(&v, "pcr11");
+    assert_eq!(pcr["passed"], true, "{v:#}");
+    assert_eq!(pcr["detail"], format!("measured {predicted}, as predicted"));
     // Publish shows and records it.
     let mkey = dir.path().join("ci.key");
     kiln_json(
@@ -214,7 +257,7 @@ fn signed_image_boots_under_secure_boot_and_others_are_refused() {
     assert_eq!(published["secure_boot"], true);
 
     // Boot 2: the same image under another db: refused by the firmware.
-    let (code, v) = boot(&store, &image, &other);
+    let (code, v) = boot(&store, &image, &other, false);
     assert_eq!(code, Some(1), "{v:#}");
     assert_eq!(v["failed_check"], "secure_boot", "{v:#}");
     let detail = check(&v, "secure_boot")["detail"]
@@ -237,6 +280,7 @@ fn signed_image_boots_under_secure_boot_and_others_are_refused() {
         &store,
         Path::new(unsigned["image"]["path"].as_str().unwrap()),
         &keys,
+        false,
     );
     assert_eq!(code, Some(1), "{v:#}");
     assert_eq!(v["failed_check"], "secure_boot", "{v:#}");

@@ -7,9 +7,14 @@
 //!   mounted, the kernel's copy of the EFI stub's finding in
 //!   `boot_params.secure_boot` (`/sys/kernel/boot_params/data`, byte
 //!   0x1ec, Linux `Documentation/arch/x86/zero-page.rst`).
+//! - Measured boot: the TPM's PCR 11 in the SHA-256 bank, where
+//!   systemd-stub measured the UKI's sections, read from the kernel's
+//!   `/sys/class/tpm/tpm0/pcr-sha256/11` (Linux 5.12+, hex) before the
+//!   switch to the image's init (which may extend it further).
 //!
-//! Lines: `kiln-init: secure boot: enabled (...)` or `disabled (...)`;
-//! nothing on a machine that did not boot through UEFI.
+//! Lines: `kiln-init: secure boot: enabled (...)` or `disabled (...)`,
+//! nothing on a machine that did not boot through UEFI;
+//! `kiln-init: tpm pcr-sha256/11=<hex>`, nothing without a TPM.
 
 use nix::mount::{mount, umount, MsFlags};
 
@@ -46,6 +51,19 @@ pub fn secure_boot_report() -> Option<String> {
         Some(m) => format!("secure boot: unknown (boot_params.secure_boot={m})"),
         None => "secure boot: unknown (no SecureBoot variable, no boot_params)".to_owned(),
     })
+}
+
+/// The kernel's view of PCR 11 in the SHA-256 bank.
+const PCR11_SHA256: &str = "/sys/class/tpm/tpm0/pcr-sha256/11";
+
+/// The PCR 11 line, or `None` when the machine has no TPM 2.0.
+pub fn pcr11_report() -> Option<String> {
+    let text = std::fs::read_to_string(PCR11_SHA256).ok()?;
+    Some(pcr_line(&text))
+}
+
+fn pcr_line(sysfs: &str) -> String {
+    format!("tpm pcr-sha256/11={}", sysfs.trim().to_ascii_lowercase())
 }
 
 fn secure_boot_line(enabled: bool, how: &str) -> String {
@@ -91,6 +109,7 @@ mod tests {
         assert_eq!(parse_variable(&[6, 0, 0, 0, 0]), Some(0));
         assert_eq!(parse_variable(&[6, 0, 0, 0]), None);
         assert_eq!(parse_variable(&[6, 0, 0, 0, 1, 1]), None);
+        assert_eq!(pcr_line("ABCDEF01\n"), "tpm pcr-sha256/11=abcdef01");
         assert_eq!(
             secure_boot_line(true, "EFI variable SecureBoot=1"),
             "secure boot: enabled (EFI variable SecureBoot=1)"

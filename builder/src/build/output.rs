@@ -26,7 +26,8 @@ use crate::util::digest::Digest;
 use crate::util::scratch::{self, ScratchDir};
 
 /// Bumped whenever disk assembly changes its output for the same inputs.
-pub const ASSEMBLY_VERSION: u32 = 1;
+/// (2: the manifest records the predicted PCR 11.)
+pub const ASSEMBLY_VERSION: u32 = 2;
 
 /// Cached image files kept per image name (older ones are removed; their
 /// manifests stay).

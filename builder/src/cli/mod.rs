@@ -90,6 +90,10 @@ pub enum Command {
         /// db certificate, and add a `secure_boot` check that the guest kernel saw it on.
         #[arg(long, value_name = "DIR|CERT")]
         secure_boot: Option<PathBuf>,
+        /// Attach a software TPM 2.0 (swtpm) and add a `pcr11` check: the PCR 11 that
+        /// kiln-init reads before switching root must equal the manifest's prediction.
+        #[arg(long)]
+        tpm: bool,
     },
     /// Boot an image in QEMU with the serial console on this terminal (the image is never written).
     Boot {
@@ -285,7 +289,15 @@ pub fn run(cli: Cli) -> Result<()> {
             junit,
             output,
             secure_boot,
-        } => test(&cx, target, junit.clone(), output, secure_boot.as_deref()),
+            tpm,
+        } => test(
+            &cx,
+            target,
+            junit.clone(),
+            output,
+            secure_boot.as_deref(),
+            *tpm,
+        ),
         Command::Boot {
             image,
             memory,
@@ -507,6 +519,7 @@ fn test(
     junit: Option<PathBuf>,
     output: &Path,
     secure_boot: Option<&Path>,
+    tpm: bool,
 ) -> Result<()> {
     // Bad keys fail before any build or boot.
     let secure_boot = secure_boot
@@ -527,7 +540,7 @@ fn test(
     } else {
         target.to_path_buf()
     };
-    let v = crate::vm::boottest::test_image(&cx.store, &image, junit, secure_boot)?;
+    let v = crate::vm::boottest::test_image(&cx.store, &image, junit, secure_boot, tpm)?;
     cx.report(&v, |out| {
         render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;

@@ -167,6 +167,8 @@ pub fn assemble(
         },
     )
     .context("building the UKI")?;
+    // What systemd-stub will measure (the signature is outside the sections).
+    let (pcr11, _) = uki::pcr::predict_pcr11(&uki).context("predicting the UKI's PCR 11")?;
     let uki_signature = signer
         .map(|s| secureboot::sign_uki(&mut uki, s))
         .transpose()
@@ -247,6 +249,7 @@ pub fn assemble(
         partitions,
         disk_guid: disk_guid.to_string(),
         uki_signature,
+        pcr11_sha256: Some(hex::encode(pcr11)),
     };
     Ok((info, layout.digest))
 }

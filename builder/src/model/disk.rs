@@ -26,6 +26,11 @@ pub struct DiskInfo {
     /// The UKI's Secure Boot signature, when the build signed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uki_signature: Option<UkiSignature>,
+    /// The PCR 11 (SHA-256 bank, hex) systemd-stub will leave after
+    /// measuring the UKI, before any boot-phase measurement
+    /// (`systemd-measure calculate --phase=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcr11_sha256: Option<String>,
 }
 
 /// The Authenticode signature on a UKI (ARCHITECTURE.md "Secure Boot").
@@ -79,6 +84,7 @@ pub(crate) mod tests {
                 cert_fingerprint: h("a"),
                 authenticode_digest: h("b"),
             }),
+            pcr11_sha256: Some("c".repeat(64)),
         }
     }
 

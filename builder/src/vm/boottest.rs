@@ -90,6 +90,9 @@ pub struct TestOptions {
     /// Boot with Secure Boot enforced, these keys enrolled; adds the
     /// `secure_boot` check.
     pub secure_boot: Option<SecureBootKeys>,
+    /// Attach a software TPM and add the `pcr11` check against this
+    /// prediction (hex; `None` when the manifest has none).
+    pub tpm: Option<Option<String>>,
 }
 
 /// The outcome of checks run so far, and the first failure.
@@ -162,6 +165,34 @@ fn secure_boot_outcome(console: &str) -> (bool, String) {
     )
 }
 
+/// The check a `--tpm` boot adds.
+pub const PCR11_CHECK: &str = "pcr11";
+/// kiln-init's line with the measured PCR 11.
+const PCR11_MARK: &str = "kiln-init: tpm pcr-sha256/11=";
+
+/// The `pcr11` check over a whole console log: the value kiln-init read
+/// from the TPM must equal the build's prediction.
+fn pcr11_outcome(console: &str, predicted: Option<&str>) -> (bool, String) {
+    let measured = console.lines().find_map(|l| {
+        let at = l.find(PCR11_MARK)?;
+        Some(l[at + PCR11_MARK.len()..].trim())
+    });
+    match (measured, predicted) {
+        (None, _) => (
+            false,
+            "kiln-init reported no PCR 11 (no TPM seen by the guest, or the boot did not reach kiln-init)".into(),
+        ),
+        (Some(m), None) => (
+            false,
+            format!("measured {m}, but the manifest has no PCR 11 prediction (rebuild with this kiln)"),
+        ),
+        (Some(m), Some(p)) if m.eq_ignore_ascii_case(p) => {
+            (true, format!("measured {m}, as predicted"))
+        }
+        (Some(m), Some(p)) => (false, format!("measured {m}, predicted {p}")),
+    }
+}
+
 /// Names of checks, stable across runs (JUnit test case names).
 pub fn console_check_name(i: usize, pattern: &str) -> String {
     format!("console[{i}] {pattern}")
@@ -187,7 +218,14 @@ pub fn run(
     let digest_before = crate::util::digest::file_digest(image)?;
     let flag = interrupted().clone();
 
-    let scratch = qemu::prepare_with(image, opts.secure_boot.as_ref())?;
+    let mut scratch = qemu::prepare_with(image, opts.secure_boot.as_ref())?;
+    // Stopped with the guest (it also ends when QEMU disconnects).
+    let _swtpm = match opts.tpm {
+        Some(_) => Some(Vm {
+            child: qemu::start_swtpm(&mut scratch)?,
+        }),
+        None => None,
+    };
     let accel = qemu::probe_kvm(scratch.dir.path());
     let qemu_version = Command::new(qemu::QEMU)
         .arg("--version")
@@ -428,6 +466,16 @@ pub fn run(
     if let Some((pat, _)) = &forbid_hit {
         run.failed = Some(format!("forbid /{pat}/"));
     }
+    // Measured boot: the PCR 11 kiln-init read from the TPM against the
+    // manifest's prediction.
+    if let Some(predicted) = &opts.tpm {
+        let (passed, detail) = pcr11_outcome(&con.text, predicted.as_deref());
+        if passed {
+            run.pass(PCR11_CHECK.into(), con.secs(), detail);
+        } else {
+            run.fail(PCR11_CHECK.into(), con.secs(), detail);
+        }
+    }
     // Secure Boot: judged from what the guest kernel reports; a firmware
     // refusal is the reason, whatever check was waiting then.
     if secure_boot {
@@ -518,6 +566,7 @@ pub fn test_image(
     image: &Path,
     junit: Option<PathBuf>,
     secure_boot: Option<SecureBootKeys>,
+    tpm: bool,
 ) -> Result<Verdict> {
     if !image.is_file() {
         bail!(crate::util::error::InputError::file(
@@ -554,6 +603,7 @@ pub fn test_image(
             junit,
             console_log: None,
             secure_boot,
+            tpm: tpm.then(|| manifest.disk.as_ref().and_then(|d| d.pcr11_sha256.clone())),
         },
     )?;
     crate::store::verdict::record(store, &v)?;
@@ -819,6 +869,26 @@ mod tests {
         assert!(!secure_boot_outcome("").0);
         // A boot option that merely failed to load for another reason is no refusal.
         assert!(secure_boot_refusal("BdsDxe: failed to load Boot0002: Not Found").is_none());
+    }
+
+    #[test]
+    fn pcr11_is_compared_with_the_prediction() {
+        let a = "a".repeat(64);
+        let console =
+            format!("kiln-init: mounted /dev, /proc, /sys\nkiln-init: tpm pcr-sha256/11={a}\n");
+        assert_eq!(
+            pcr11_outcome(&console, Some(&a.to_uppercase())),
+            (true, format!("measured {a}, as predicted"))
+        );
+        let b = "b".repeat(64);
+        assert_eq!(
+            pcr11_outcome(&console, Some(&b)),
+            (false, format!("measured {a}, predicted {b}"))
+        );
+        assert!(!pcr11_outcome(&console, None).0);
+        assert!(pcr11_outcome("kiln-init: exec /sbin/init", Some(&a))
+            .1
+            .contains("no PCR 11"));
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub struct Scratch {
     /// Whether the copy has Secure Boot keys enrolled: boot the Secure
     /// Boot firmware then ([`crate::vm::secureboot`]).
     pub secure_boot: bool,
+    /// The control socket of a software TPM to attach ([`start_swtpm`]).
+    pub tpm: Option<PathBuf>,
 }
 
 /// Check the host has QEMU and OVMF, then prepare scratch files for booting `image`.
@@ -197,7 +199,49 @@ pub fn prepare_with(image: &Path, secure_boot: Option<&SecureBootKeys>) -> Resul
         overlay,
         vars,
         secure_boot: secure_boot.is_some(),
+        tpm: None,
     })
+}
+
+/// The software TPM (Debian package swtpm).
+pub const SWTPM: &str = "swtpm";
+
+/// Start a software TPM 2.0 with fresh state in `scratch`'s directory and
+/// attach it to the boot (`scratch.tpm`); it ends when QEMU disconnects,
+/// and is killed with the returned child otherwise.
+pub fn start_swtpm(scratch: &mut Scratch) -> Result<std::process::Child> {
+    crate::util::exec::require_program(SWTPM)?;
+    let state = scratch.dir.path().join("tpm");
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let sock = scratch.dir.path().join("swtpm.sock");
+    let log = std::fs::File::create(scratch.dir.path().join("swtpm.log"))?;
+    let mut child = Command::new(SWTPM)
+        .args(["socket", "--tpm2", "--terminate", "--tpmstate"])
+        .arg(format!("dir={}", state.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", sock.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn_bound()?;
+    // It listens once its socket exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "swtpm exited ({status}) before listening: see {}",
+                scratch.dir.path().join("swtpm.log").display()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("swtpm did not create {} within 10 s", sock.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    scratch.tpm = Some(sock);
+    Ok(child)
 }
 
 /// How to run QEMU.
@@ -270,6 +314,16 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
             "-monitor",
             "none",
         ]),
+    }
+    if let Some(sock) = &scratch.tpm {
+        push(&[
+            "-chardev",
+            &format!("socket,id=chrtpm,path={}", sock.display()),
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=chrtpm",
+            "-device",
+            "tpm-tis,tpmdev=tpm0",
+        ]);
     }
     if let Some(q) = &cfg.qmp {
         push(&["-qmp", &format!("unix:{},server=on,wait=off", q.display())]);
