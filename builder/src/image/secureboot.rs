@@ -63,7 +63,7 @@ const ID_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.
 pub const MIN_RSA_BITS: usize = 2048;
 /// How long the certificates `kiln keygen --secure-boot` makes are valid.
 const CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
-/// The three key pairs of UEFI Secure Boot, in enrollment order's reverse:
+/// The three key pairs of UEFI Secure Boot:
 /// the platform key, the key exchange key, the signature database key.
 pub const KEY_NAMES: [&str; 3] = ["PK", "KEK", "db"];
 
