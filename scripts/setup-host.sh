@@ -261,6 +261,13 @@ if [ ! -x "$KILN_TOOLS/bin/pyspdxtools" ]; then
   $sudo python3 -m venv "$KILN_TOOLS"
   $sudo "$KILN_TOOLS/bin/pip" install -q spdx-tools
 fi
+# virt-firmware's virt-fw-vars reads OVMF variable stores: the outside check
+# of the Secure Boot keys kiln enrolls (same virtual environment).
+if [ ! -x "$KILN_TOOLS/bin/virt-fw-vars" ]; then
+  echo "setup-host: installing virt-firmware into $KILN_TOOLS"
+  [ -x "$KILN_TOOLS/bin/pip" ] || $sudo python3 -m venv "$KILN_TOOLS"
+  $sudo "$KILN_TOOLS/bin/pip" install -q virt-firmware
+fi
 
 if ! command -v cargo >/dev/null; then
   cat >&2 <<'MSG'
