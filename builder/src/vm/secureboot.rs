@@ -2,6 +2,8 @@
 //! the certificates to enroll, and a private OVMF variable store with PK,
 //! KEK and db written in ([`crate::fs::efivars`]), so that the firmware
 //! starts in user mode and runs only images the db certificate signed.
+//! Also how `kiln test` judges such a boot, and a measured one
+//! (ARCHITECTURE.md "Measured boot"), from what the guest prints.
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +124,76 @@ impl SecureBootKeys {
     }
 }
 
+/// The check a `--secure-boot` boot adds.
+pub const SECURE_BOOT_CHECK: &str = "secure_boot";
+/// What the guest prints when it finds Secure Boot on: the Linux kernel
+/// (`arch/x86/kernel/setup.c`, from the firmware's SecureBoot variable,
+/// shown unless `quiet`), and kiln-init (reading that variable itself).
+const SECURE_BOOT_ON: [&str; 2] = ["Secure boot enabled", "kiln-init: secure boot: enabled"];
+/// What they print when the firmware booted it without enforcing.
+const SECURE_BOOT_OFF: [&str; 2] = ["Secure boot disabled", "kiln-init: secure boot: disabled"];
+
+/// The console line where OVMF's boot manager refused an image (a failed
+/// signature check is `Access Denied` or `Security Violation`).
+pub fn secure_boot_refusal(console: &str) -> Option<&str> {
+    console.lines().map(str::trim).find(|l| {
+        l.contains("BdsDxe: failed to load")
+            && (l.contains("Access Denied") || l.contains("Security Violation"))
+    })
+}
+
+/// The `secure_boot` check over a whole console log: passed only when the
+/// guest kernel itself reported Secure Boot enabled; otherwise why not.
+pub fn secure_boot_outcome(console: &str) -> (bool, String) {
+    let reported = |marks: [&str; 2]| {
+        console
+            .lines()
+            .find(|l| marks.iter().any(|m| l.contains(m)))
+            .map(str::trim)
+    };
+    if let Some(line) = reported(SECURE_BOOT_ON) {
+        return (true, format!("the guest reports: {line}"));
+    }
+    if let Some(line) = secure_boot_refusal(console) {
+        return (false, format!("the firmware refused the image: {line}"));
+    }
+    if let Some(line) = reported(SECURE_BOOT_OFF) {
+        return (false, format!("the guest reports: {line}"));
+    }
+    (
+        false,
+        "neither the kernel nor kiln-init reported Secure Boot enabled on the console".into(),
+    )
+}
+
+/// The check a `--tpm` boot adds.
+pub const PCR11_CHECK: &str = "pcr11";
+/// kiln-init's line with the measured PCR 11.
+const PCR11_MARK: &str = "kiln-init: tpm pcr-sha256/11=";
+
+/// The `pcr11` check over a whole console log: the value kiln-init read
+/// from the TPM must equal the build's prediction.
+pub fn pcr11_outcome(console: &str, predicted: Option<&str>) -> (bool, String) {
+    let measured = console.lines().find_map(|l| {
+        let at = l.find(PCR11_MARK)?;
+        Some(l[at + PCR11_MARK.len()..].trim())
+    });
+    match (measured, predicted) {
+        (None, _) => (
+            false,
+            "kiln-init reported no PCR 11 (no TPM seen by the guest, or the boot did not reach kiln-init)".into(),
+        ),
+        (Some(m), None) => (
+            false,
+            format!("measured {m}, but the manifest has no PCR 11 prediction (rebuild with this kiln)"),
+        ),
+        (Some(m), Some(p)) if m.eq_ignore_ascii_case(p) => {
+            (true, format!("measured {m}, as predicted"))
+        }
+        (Some(m), Some(p)) => (false, format!("measured {m}, predicted {p}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -192,5 +264,66 @@ mod tests {
         // A missing directory is bad input naming it.
         let e = SecureBootKeys::load(&dir.path().join("nope")).unwrap_err();
         assert!(format!("{e:#}").contains("nope"), "{e:#}");
+    }
+
+    #[test]
+    fn secure_boot_is_judged_from_the_guest() {
+        let on = "BdsDxe: starting Boot0001\n[    0.000000] secureboot: Secure boot enabled\n";
+        assert_eq!(
+            secure_boot_outcome(on),
+            (
+                true,
+                "the guest reports: [    0.000000] secureboot: Secure boot enabled".into()
+            )
+        );
+        let init = "kiln-init: mounted /dev, /proc, /sys\nkiln-init: secure boot: enabled (EFI variable SecureBoot=1)\n";
+        assert_eq!(
+            secure_boot_outcome(init),
+            (
+                true,
+                "the guest reports: kiln-init: secure boot: enabled (EFI variable SecureBoot=1)"
+                    .into()
+            )
+        );
+        let refused = "BdsDxe: loading Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0)\n\
+                       BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\n";
+        let (passed, detail) = secure_boot_outcome(refused);
+        assert!(!passed);
+        assert!(
+            detail.contains("refused the image: BdsDxe: failed to load Boot0001"),
+            "{detail}"
+        );
+        assert!(detail.ends_with("Access Denied"), "{detail}");
+        let off = "[    0.000000] secureboot: Secure boot disabled\n";
+        assert_eq!(
+            secure_boot_outcome(off),
+            (
+                false,
+                "the guest reports: [    0.000000] secureboot: Secure boot disabled".into()
+            )
+        );
+        assert!(!secure_boot_outcome("").0);
+        // A boot option that merely failed to load for another reason is no refusal.
+        assert!(secure_boot_refusal("BdsDxe: failed to load Boot0002: Not Found").is_none());
+    }
+
+    #[test]
+    fn pcr11_is_compared_with_the_prediction() {
+        let a = "a".repeat(64);
+        let console =
+            format!("kiln-init: mounted /dev, /proc, /sys\nkiln-init: tpm pcr-sha256/11={a}\n");
+        assert_eq!(
+            pcr11_outcome(&console, Some(&a.to_uppercase())),
+            (true, format!("measured {a}, as predicted"))
+        );
+        let b = "b".repeat(64);
+        assert_eq!(
+            pcr11_outcome(&console, Some(&b)),
+            (false, format!("measured {a}, predicted {b}"))
+        );
+        assert!(!pcr11_outcome(&console, None).0);
+        assert!(pcr11_outcome("kiln-init: exec /sbin/init", Some(&a))
+            .1
+            .contains("no PCR 11"));
     }
 }
