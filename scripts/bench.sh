@@ -77,6 +77,7 @@ ensure cpio cpio
 ensure depmod kmod
 ensure qemu-system-x86_64 qemu-system-x86
 ensure docker-registry docker-registry
+ensure swtpm swtpm
 if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ovmf >/dev/null 2>&1 || true
   [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || { echo "bench: /usr/share/OVMF/OVMF_CODE_4M.fd not found: install the Debian package ovmf" >&2; exit 3; }
@@ -334,6 +335,27 @@ PY
 echo "bench: kiln test of hello against the direct-boot floor" >&2
 bash scripts/bench-boot.sh --kiln "$kiln" --image "$hello_image" --store "$tmp/store-hello" --runs 3 --rows "$rows" ||
   die "the boot bench of hello failed"
+
+# What Secure Boot and the TPM add to a verdict: hello signed by a fresh
+# db key, booted with the keys enrolled (Secure Boot firmware with SMM),
+# then also with a software TPM; each as a ratio to the plain boot above.
+echo "bench: kiln test of signed hello with --secure-boot, then --secure-boot --tpm" >&2
+"$kiln" keygen --secure-boot -o "$tmp/sb" >/dev/null
+"$kiln" build recipes/hello.toml -o "$tmp/hello-signed" --store "$tmp/store-hello" \
+  --secure-boot-key "$tmp/sb/db.key" --secure-boot-cert "$tmp/sb/db.crt" --json >"$tmp/signed.json"
+signed_image=$(json "$tmp/signed.json" 'r["image"]["path"]')
+t0=$(now)
+"$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --json >"$tmp/test-sb.json" ||
+  die "kiln test --secure-boot of signed hello failed: $(cat "$tmp/test-sb.json")"
+sb_wall=$(secs "$t0" "$(now)")
+t0=$(now)
+"$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --tpm --json >"$tmp/test-sbtpm.json" ||
+  die "kiln test --secure-boot --tpm of signed hello failed: $(cat "$tmp/test-sbtpm.json")"
+sbtpm_wall=$(secs "$t0" "$(now)")
+row "hello: kiln test --secure-boot" "$sb_wall" "$test_wall" "$(ratio "$sb_wall" "$test_wall")" \
+  "ratio to the plain kiln test; firmware phase $(json "$tmp/test-sb.json" 'r["phases"]["firmware"]') s"
+row "hello: kiln test --secure-boot --tpm" "$sbtpm_wall" "$test_wall" "$(ratio "$sbtpm_wall" "$test_wall")" \
+  "ratio to the plain kiln test; $(json "$tmp/test-sbtpm.json" '[c["detail"] for c in r["checks"] if c["name"] == "pcr11"][0]')"
 
 # The encoders, on hello's composed root...
 echo "bench: encoders on hello's composed root" >&2

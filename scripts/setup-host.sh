@@ -25,6 +25,9 @@ PACKAGES=(
   minisign skopeo docker-registry
   # reproducibility checks and benchmarks
   faketime python3 python3-venv
+  # Secure Boot and measured boot: sbverify, openssl (test certificates), a
+  # software TPM, systemd-measure (PCR 11 oracle)
+  sbsigntool openssl swtpm swtpm-tools systemd
 )
 
 # What kiln and its tests use from each package: a command name (looked up in
@@ -41,7 +44,7 @@ declare -A PROVIDES=(
   [util-linux]="setpriv unshare"
   [qemu-system-x86]="qemu-system-x86_64"
   [qemu-utils]="qemu-img"
-  [ovmf]="/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd"
+  [ovmf]="/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
   [systemd-boot-efi]="/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
   [e2fsprogs]="mkfs.ext4 e2fsck debugfs"
   [dosfstools]="fsck.vfat mkfs.vfat"
@@ -60,6 +63,11 @@ declare -A PROVIDES=(
   [python3-venv]="/usr/bin/python3"
   [curl]="curl"
   [systemd-container]="systemd-dissect"
+  [sbsigntool]="sbverify"
+  [openssl]="openssl"
+  [swtpm]="swtpm"
+  [swtpm-tools]="swtpm_setup"
+  [systemd]="/lib/systemd/systemd-measure"
 )
 
 # Commands that must also run, not only exist (a missing shared library or a
@@ -256,6 +264,13 @@ if [ ! -x "$KILN_TOOLS/bin/pyspdxtools" ]; then
   echo "setup-host: installing spdx-tools into $KILN_TOOLS"
   $sudo python3 -m venv "$KILN_TOOLS"
   $sudo "$KILN_TOOLS/bin/pip" install -q spdx-tools
+fi
+# virt-firmware's virt-fw-vars reads OVMF variable stores: the outside check
+# of the Secure Boot keys kiln enrolls (same virtual environment).
+if [ ! -x "$KILN_TOOLS/bin/virt-fw-vars" ]; then
+  echo "setup-host: installing virt-firmware into $KILN_TOOLS"
+  [ -x "$KILN_TOOLS/bin/pip" ] || $sudo python3 -m venv "$KILN_TOOLS"
+  $sudo "$KILN_TOOLS/bin/pip" install -q virt-firmware
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -271,6 +271,7 @@ pub fn record_passing_verdict(store: &Path, digest: &str, label: &str) {
         started_at: "2026-01-01T00:00:00Z".into(),
         kiln_version: "test".into(),
         console_log: None,
+        secure_boot: false,
     };
     let store = kiln::store::Store::new(store);
     store.init().expect("creating the store");

@@ -2,7 +2,9 @@
 //! (`kiln test`: an HTTP probe, a HEAD exchange, curl run on the host),
 //! `kiln inspect` lists nginx, the SBOM validates with the
 //! SPDX tools, a locked rebuild with every layer cached needs no network and
-//! gives the same image, and a change to the site rebuilds only the app layer.
+//! gives the same image, a change to the site rebuilds only the app layer,
+//! and the image signed for Secure Boot (its SBOM naming the signer still
+//! valid) passes `kiln test --secure-boot --tpm`.
 
 use std::fs;
 use std::path::Path;
@@ -110,6 +112,8 @@ fn debian_web_end_to_end() {
     assert_eq!(offline["image"]["digest"], digest.as_str());
 
     // Only the site changes: only the app layer is rebuilt.
+    let page = repo.path().join("layers/apps/web/files/srv/www/index.html");
+    let original_page = fs::read(&page).unwrap();
     fs::write(
         repo.path().join("layers/apps/web/files/srv/www/index.html"),
         "<h1>debian-web, changed</h1>\n",
@@ -118,4 +122,71 @@ fn debian_web_end_to_end() {
     let app = kiln_json(&["build", r, "-o", o], &store, &env);
     assert_eq!(layers_cached(&app), [true, true, false], "{app}");
     assert_ne!(app["image"]["digest"], digest.as_str());
+
+    // Signed for Secure Boot (layers cached): the SBOM naming the signer
+    // validates, and the image boots enforced with a TPM, the guest kernel
+    // reporting Secure Boot and kiln-init the predicted PCR 11.
+    fs::write(&page, &original_page).unwrap();
+    let keys = repo.path().join("sb");
+    kiln_json(
+        &["keygen", "--secure-boot", "-o", keys.to_str().unwrap()],
+        &store,
+        &[],
+    );
+    let signed_out = repo.path().join("signed");
+    let (key, cert) = (keys.join("db.key"), keys.join("db.crt"));
+    let signed = kiln_json(
+        &[
+            "build",
+            r,
+            "-o",
+            signed_out.to_str().unwrap(),
+            "--secure-boot-key",
+            key.to_str().unwrap(),
+            "--secure-boot-cert",
+            cert.to_str().unwrap(),
+        ],
+        &store,
+        &env,
+    );
+    let sbom = signed_out.join("debian-web-1.0.spdx.json");
+    assert!(fs::read_to_string(&sbom)
+        .unwrap()
+        .contains("UKI signed for UEFI Secure Boot by CN=kiln Secure Boot db"));
+    let check = Command::new(&validator)
+        .arg("-i")
+        .arg(&sbom)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "{check:?}"
+    );
+    let res = kiln(
+        &[
+            "test",
+            signed["image"]["path"].as_str().unwrap(),
+            "--secure-boot",
+            keys.to_str().unwrap(),
+            "--tpm",
+            "--json",
+        ],
+        &store,
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap_or_default();
+    assert!(
+        res.status.success(),
+        "{}\n{v:#}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    for name in ["secure_boot", "pcr11"] {
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {v:#}"));
+        assert_eq!(c["passed"], true, "{v:#}");
+    }
 }

@@ -1,7 +1,9 @@
 //! kiln-init: the `/init` of the initramfs kiln generates.
 //!
 //! In order, printing a `kiln-init: ...` line for each step:
-//! 1. mounts devtmpfs on `/dev`, proc on `/proc`, sysfs on `/sys`;
+//! 1. mounts devtmpfs on `/dev`, proc on `/proc`, sysfs on `/sys`, and
+//!    reports whether the firmware enforced Secure Boot and, with a TPM,
+//!    the PCR 11 systemd-stub measured (see [`firmware`]);
 //! 2. reads the kernel command line (see [`cmdline`]; `roothash=` is required);
 //! 3. loads the kernel modules listed in `/etc/kiln/modules` (see [`modules`]);
 //! 4. waits (default 30 s) for the root data and verity hash partitions,
@@ -33,6 +35,7 @@ mod cmdline;
 mod discover;
 mod dm;
 mod dmctl;
+mod firmware;
 mod modules;
 mod switch;
 mod verity;
@@ -263,6 +266,12 @@ fn setup_verity(
 
 fn run(args: &[String]) -> Result<Infallible, String> {
     mount_api()?;
+    if let Some(line) = firmware::secure_boot_report() {
+        log(&line);
+    }
+    if let Some(line) = firmware::pcr11_report() {
+        log(&line);
+    }
     let text = std::fs::read_to_string("/proc/cmdline")
         .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
     let cfg = cmdline::parse(&text).map_err(|e| e.to_string())?;

@@ -104,6 +104,8 @@ pub struct BuildOptions {
     pub out_dir: PathBuf,
     /// The layer cache in a registry (`--cache`).
     pub cache: Option<Arc<Cache>>,
+    /// Sign the UKI for Secure Boot with this db key and certificate.
+    pub secure_boot: Option<crate::image::secureboot::UkiSigner>,
 }
 
 /// The layers of a plan, built or fetched, and the root they compose to.
@@ -496,6 +498,10 @@ pub(crate) fn build_plan(
             init: init_digest.as_deref(),
             source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
+            uki_signer: opts
+                .secure_boot
+                .as_ref()
+                .map(|s| s.cert_fingerprint.as_str()),
         }
         .key()
     };
@@ -580,6 +586,7 @@ pub(crate) fn build_plan(
             sde,
             init,
             store,
+            opts.secure_boot.as_ref(),
             &tmp.path().join(&name),
         )?;
         (name, Some(disk), digest)

@@ -26,7 +26,9 @@ use crate::util::digest::Digest;
 use crate::util::scratch::{self, ScratchDir};
 
 /// Bumped whenever disk assembly changes its output for the same inputs.
-pub const ASSEMBLY_VERSION: u32 = 2;
+/// (2: the manifest records the predicted PCR 11; 3: the root gets a
+/// tmpfiles.d file for the directories its tmpfs mounts hide.)
+pub const ASSEMBLY_VERSION: u32 = 3;
 
 /// Cached image files kept per image name (older ones are removed; their
 /// manifests stay).
@@ -51,6 +53,10 @@ pub struct ImageKeyInput<'a> {
     pub source_date_epoch: i64,
     /// Where it came from (recorded in the manifest).
     pub epoch_source: crate::model::manifest::EpochSource,
+    /// `sha256:` of the Secure Boot signing certificate, when the UKI is
+    /// signed (absent otherwise, so unsigned images keep their keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uki_signer: Option<&'a str>,
 }
 
 impl ImageKeyInput<'_> {

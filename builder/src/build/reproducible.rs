@@ -87,8 +87,15 @@ pub fn conditions() -> [Conditions; 2] {
 
 /// Build `recipe` twice with the kiln binary `kiln` and compare. On success
 /// the first build's outputs are moved into `out_dir`. A build that fails
-/// fails the check with its own exit code.
-pub fn check(kiln: &Path, recipe: &Path, out_dir: &Path, quiet: bool) -> Result<Report> {
+/// fails the check with its own exit code. `build_args` go to both builds
+/// (e.g. the Secure Boot signing options, with absolute paths).
+pub fn check(
+    kiln: &Path,
+    recipe: &Path,
+    out_dir: &Path,
+    quiet: bool,
+    build_args: &[std::ffi::OsString],
+) -> Result<Report> {
     if !Path::new(LIBFAKETIME).is_file() {
         anyhow::bail!(EnvError::new(format!(
             "{LIBFAKETIME} not found: install the Debian package faketime (the second build runs with the clock shifted)"
@@ -124,7 +131,7 @@ pub fn check(kiln: &Path, recipe: &Path, out_dir: &Path, quiet: bool) -> Result<
         let handles: Vec<_> = conds
             .iter()
             .zip(&dirs)
-            .map(|(c, d)| s.spawn(|| run_build(kiln, &recipe, d, c)))
+            .map(|(c, d)| s.spawn(|| run_build(kiln, &recipe, d, c, build_args)))
             .collect();
         handles
             .into_iter()
@@ -214,7 +221,13 @@ pub fn verdict(report: &Report) -> Result<()> {
     }
 }
 
-fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<BuildRun> {
+fn run_build(
+    kiln: &Path,
+    recipe: &Path,
+    dir: &Path,
+    c: &Conditions,
+    build_args: &[std::ffi::OsString],
+) -> Result<BuildRun> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("umask \"$1\"; shift; exec \"$@\"")
@@ -228,6 +241,7 @@ fn run_build(kiln: &Path, recipe: &Path, dir: &Path, c: &Conditions) -> Result<B
         .arg(recipe)
         .arg("-o")
         .arg(dir.join("out"))
+        .args(build_args)
         .current_dir(dir.join("work"))
         .env("TZ", &c.tz)
         .env_remove("SOURCE_DATE_EPOCH")

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::build::{self, BuildOptions};
+use crate::image::secureboot::UkiSigner;
 use crate::publish::release::{self, Releases};
 use crate::publish::sign;
 use crate::read::inspect;
@@ -70,6 +71,12 @@ pub enum Command {
         /// The layer cache.
         #[command(flatten)]
         cache: CacheArgs,
+        /// Sign the UKI for UEFI Secure Boot with this private key (PEM, RSA >= 2048; the db key).
+        #[arg(long, value_name = "KEY", requires = "secure_boot_cert")]
+        secure_boot_key: Option<PathBuf>,
+        /// The certificate of --secure-boot-key (PEM or DER X.509, valid, usable for code signing).
+        #[arg(long, value_name = "CERT", requires = "secure_boot_key")]
+        secure_boot_cert: Option<PathBuf>,
     },
     /// Pin every Debian package of a recipe's layers: write NAME.lock beside the recipe.
     Lock {
@@ -88,6 +95,15 @@ pub enum Command {
         /// Output directory when TARGET is a recipe.
         #[arg(short, long, default_value = "out")]
         output: PathBuf,
+        /// Boot with UEFI Secure Boot enforced: enroll the certificates of this
+        /// `kiln keygen --secure-boot` directory (PK.crt, KEK.crt, db.crt), or this one
+        /// db certificate, and add a `secure_boot` check that the guest kernel saw it on.
+        #[arg(long, value_name = "DIR|CERT")]
+        secure_boot: Option<PathBuf>,
+        /// Attach a software TPM 2.0 (swtpm) and add a `pcr11` check: the PCR 11 that
+        /// kiln-init reads before switching root must equal the manifest's prediction.
+        #[arg(long)]
+        tpm: bool,
     },
     /// Boot an image in QEMU with the serial console on this terminal (the image is never written).
     Boot {
@@ -115,13 +131,18 @@ pub enum Command {
         b: String,
     },
     /// Write a minisign-format key pair: the secret key at PATH, the public key at PATH.pub.
+    /// With --secure-boot: UEFI Secure Boot PK, KEK and db key pairs in the directory PATH.
     Keygen {
-        /// Where the secret key goes (the public key goes to PATH.pub).
+        /// Where the secret key goes (the public key goes to PATH.pub); with
+        /// --secure-boot, the directory for PK.key/PK.crt, KEK.key/KEK.crt, db.key/db.crt.
         #[arg(short, long, value_name = "PATH")]
         output: PathBuf,
         /// Store the secret key without a password (for CI keys kept in a secret store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "secure_boot")]
         unencrypted: bool,
+        /// Write self-signed Secure Boot keys (RSA 2048, PEM; keys mode 0600), never overwriting.
+        #[arg(long)]
+        secure_boot: bool,
     },
     /// Sign a file (minisign, prehashed); the trusted comment names its image.
     Sign {
@@ -329,9 +350,16 @@ pub fn run(cli: Cli) -> Result<()> {
             recipes,
             output,
             check_reproducible: true,
+            secure_boot_key,
+            secure_boot_cert,
             ..
         } => match recipes.as_slice() {
-            [recipe] => check_reproducible(&cx, recipe, output),
+            [recipe] => check_reproducible(
+                &cx,
+                recipe,
+                output,
+                signing(secure_boot_key, secure_boot_cert),
+            ),
             _ => Err(crate::util::error::InputError {
                 file: "(command line)".into(),
                 line: None,
@@ -346,14 +374,32 @@ pub fn run(cli: Cli) -> Result<()> {
             check_reproducible: false,
             jobs,
             cache,
-        } => build(&cx, recipes, output, *jobs, cache.open()?),
+            secure_boot_key,
+            secure_boot_cert,
+        } => build(
+            &cx,
+            recipes,
+            output,
+            *jobs,
+            cache.open()?,
+            signing(secure_boot_key, secure_boot_cert),
+        ),
         Command::Lock { recipe } => lock(&cx, recipe),
         Command::Ls => ls(&cx),
         Command::Test {
             target,
             junit,
             output,
-        } => test(&cx, target, junit.clone(), output),
+            secure_boot,
+            tpm,
+        } => test(
+            &cx,
+            target,
+            junit.clone(),
+            output,
+            secure_boot.as_deref(),
+            *tpm,
+        ),
         Command::Boot {
             image,
             memory,
@@ -363,7 +409,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Diff { a, b } => diff(&cx, a, b),
         Command::Keygen {
             output,
+            secure_boot: true,
+            ..
+        } => {
+            let r = crate::image::secureboot::keygen(output)?;
+            cx.report(&r, |out| render::release::secure_boot_keygen(out, &r))
+        }
+        Command::Keygen {
+            output,
             unencrypted,
+            secure_boot: false,
         } => keygen(&cx, output, !unencrypted),
         Command::Sign {
             file,
@@ -492,13 +547,41 @@ impl Context {
 }
 
 /// `kiln build --check-reproducible`: two builds from nothing, compared.
-fn check_reproducible(cx: &Context, recipe: &Path, output: &Path) -> Result<()> {
+fn check_reproducible(
+    cx: &Context,
+    recipe: &Path,
+    output: &Path,
+    signing: Option<(&Path, &Path)>,
+) -> Result<()> {
     // Bad input fails here, before two builds start.
     crate::input::plan::Plan::new(recipe)?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if let Some((key, cert)) = signing {
+        UkiSigner::load(key, cert)?;
+        // The builds run in directories of their own.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        args.extend([
+            "--secure-boot-key".into(),
+            absolute(key).into_os_string(),
+            "--secure-boot-cert".into(),
+            absolute(cert).into_os_string(),
+        ]);
+    }
     let kiln = std::env::current_exe().context("finding the kiln executable")?;
-    let report = build::reproducible::check(&kiln, recipe, output, cx.quiet || cx.json)?;
+    let report = build::reproducible::check(&kiln, recipe, output, cx.quiet || cx.json, &args)?;
     cx.report(&report, |out| render::build::reproducible(out, &report))?;
     build::reproducible::verdict(&report)
+}
+
+/// `--secure-boot-key` and `--secure-boot-cert` (clap requires both or neither).
+fn signing<'a>(
+    key: &'a Option<PathBuf>,
+    cert: &'a Option<PathBuf>,
+) -> Option<(&'a Path, &'a Path)> {
+    match (key, cert) {
+        (Some(k), Some(c)) => Some((k.as_path(), c.as_path())),
+        _ => None,
+    }
 }
 
 /// `kiln build`: one recipe prints its report; several are built in turn
@@ -509,10 +592,16 @@ fn build(
     output: &Path,
     jobs: Option<u16>,
     cache: Option<std::sync::Arc<Cache>>,
+    signing: Option<(&Path, &Path)>,
 ) -> Result<()> {
+    // A bad key or certificate fails before any work.
+    let secure_boot = signing
+        .map(|(key, cert)| UkiSigner::load(key, cert))
+        .transpose()?;
     let opts = BuildOptions {
         out_dir: output.to_path_buf(),
         cache,
+        secure_boot,
     };
     if let [recipe] = recipes {
         let mut progress = cx.progress();
@@ -563,7 +652,18 @@ fn ls(cx: &Context) -> Result<()> {
 }
 
 /// `kiln test`: build first when the target is a recipe, then boot and judge.
-fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> Result<()> {
+fn test(
+    cx: &Context,
+    target: &Path,
+    junit: Option<PathBuf>,
+    output: &Path,
+    secure_boot: Option<&Path>,
+    tpm: bool,
+) -> Result<()> {
+    // Bad keys fail before any build or boot.
+    let secure_boot = secure_boot
+        .map(crate::vm::secureboot::SecureBootKeys::load)
+        .transpose()?;
     let image = if target.extension().is_some_and(|e| e == "toml") {
         let mut progress = cx.progress();
         let report = build::build(
@@ -572,6 +672,7 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
             &BuildOptions {
                 out_dir: output.to_path_buf(),
                 cache: None,
+                secure_boot: None,
             },
             &mut progress,
         )?;
@@ -579,7 +680,14 @@ fn test(cx: &Context, target: &Path, junit: Option<PathBuf>, output: &Path) -> R
     } else {
         target.to_path_buf()
     };
-    let v = crate::vm::boottest::test_image_with(&cx.store, &image, junit, !cx.quiet && !cx.json)?;
+    let v = crate::vm::boottest::test_image_with(
+        &cx.store,
+        &image,
+        junit,
+        secure_boot,
+        tpm,
+        !cx.quiet && !cx.json,
+    )?;
     cx.report(&v, |out| {
         render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
     })?;

@@ -3,6 +3,7 @@
 //! and kernel-module metadata. Bytes in, bytes out: no processes, no store.
 
 pub mod cpio;
+pub mod efivars;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;

@@ -23,6 +23,9 @@
 //!
 //! All parsing is explicit little-endian reads with bounds checks.
 
+pub mod authenticode;
+pub mod pcr;
+
 /// `IMAGE_SCN_CNT_CODE`.
 const SCN_CNT_CODE: u32 = 0x0000_0020;
 /// `IMAGE_SCN_CNT_INITIALIZED_DATA`.

@@ -21,6 +21,7 @@ use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
+use crate::image::secureboot::{self, UkiSigner};
 use crate::input::recipe::Recipe;
 use crate::model::disk::{DiskInfo, PartitionInfo};
 use crate::util::error::InputError;
@@ -106,7 +107,9 @@ pub fn os_release(root: &Tree) -> &[u8] {
 }
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
-/// return the manifest's disk section and the image's `sha256:`.
+/// return the manifest's disk section and the image's `sha256:`. With a
+/// `signer`, the UKI is signed for Secure Boot before it goes on the ESP.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     recipe: &Recipe,
     root: &Tree,
@@ -114,6 +117,7 @@ pub fn assemble(
     sde: i64,
     init: &[u8],
     memo: &dyn Memo,
+    signer: Option<&UkiSigner>,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
     let mut clock = std::time::Instant::now();
@@ -183,7 +187,7 @@ pub fn assemble(
         recipe.boot.cmdline, recipe.boot.init
     );
     let osrel = os_release(root);
-    let uki = uki::build(
+    let mut uki = uki::build(
         &stub,
         &uki::UkiParts {
             osrel,
@@ -194,6 +198,12 @@ pub fn assemble(
         },
     )
     .context("building the UKI")?;
+    // What systemd-stub will measure (the signature is outside the sections).
+    let (pcr11, _) = uki::pcr::predict_pcr11(&uki).context("predicting the UKI's PCR 11")?;
+    let uki_signature = signer
+        .map(|s| secureboot::sign_uki(&mut uki, s))
+        .transpose()
+        .context("signing the UKI for Secure Boot")?;
 
     lap("uki");
     // ESP and disk. The seed covers everything the UKI is made of (the
@@ -269,6 +279,8 @@ pub fn assemble(
         init_digest,
         partitions,
         disk_guid: disk_guid.to_string(),
+        uki_signature,
+        pcr11_sha256: Some(hex::encode(pcr11)),
     };
     Ok((info, layout.digest))
 }

@@ -3,4 +3,5 @@
 
 pub mod disk;
 pub mod initramfs;
+pub mod secureboot;
 pub mod volatile;

@@ -23,6 +23,25 @@ pub struct DiskInfo {
     pub partitions: Vec<PartitionInfo>,
     /// Disk GUID.
     pub disk_guid: String,
+    /// The UKI's Secure Boot signature, when the build signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uki_signature: Option<UkiSignature>,
+    /// The PCR 11 (SHA-256 bank, hex) systemd-stub will leave after
+    /// measuring the UKI, before any boot-phase measurement
+    /// (`systemd-measure calculate --phase=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcr11_sha256: Option<String>,
+}
+
+/// The Authenticode signature on a UKI (ARCHITECTURE.md "Secure Boot").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UkiSignature {
+    /// The signing certificate's subject (RFC 4514).
+    pub signer: String,
+    /// `sha256:` of the signing certificate's DER.
+    pub cert_fingerprint: String,
+    /// `sha256:` Authenticode digest of the UKI (what the signature covers).
+    pub authenticode_digest: String,
 }
 
 /// One partition of the disk.
@@ -42,4 +61,43 @@ pub struct PartitionInfo {
     pub size: u64,
     /// `sha256:` of the partition's bytes.
     pub sha256: String,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A disk whose UKI a fleet's db key signed.
+    pub(crate) fn signed_sample() -> DiskInfo {
+        let h = |c: &str| format!("sha256:{}", c.repeat(64));
+        DiskInfo {
+            kernel_version: "6.1.0-kiln".into(),
+            cmdline: "console=ttyS0".into(),
+            root_hash: "8".repeat(64),
+            initrd_modules: Vec::new(),
+            uki_digest: h("9"),
+            init_digest: h("1"),
+            partitions: Vec::new(),
+            disk_guid: "00000000-0000-4000-8000-000000000000".into(),
+            uki_signature: Some(UkiSignature {
+                signer: "CN=fleet db".into(),
+                cert_fingerprint: h("a"),
+                authenticode_digest: h("b"),
+            }),
+            pcr11_sha256: Some("c".repeat(64)),
+        }
+    }
+
+    #[test]
+    fn an_unsigned_disk_has_no_signature_field() {
+        let mut d = signed_sample();
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["uki_signature"]["signer"], "CN=fleet db");
+        d.uki_signature = None;
+        let json = serde_json::to_value(&d).unwrap();
+        assert!(json.get("uki_signature").is_none(), "{json}");
+        // Manifests written before signing existed still read.
+        let back: DiskInfo = serde_json::from_value(json).unwrap();
+        assert_eq!(back, d);
+    }
 }

@@ -74,6 +74,24 @@ pub fn statement(
         }
         deps.push(dep);
     }
+    // The Secure Boot signer: its certificate is an input of the image.
+    let uki_signature = manifest
+        .disk
+        .as_ref()
+        .and_then(|d| d.uki_signature.as_ref());
+    if let Some(sig) = uki_signature {
+        deps.push(json!({
+            "name": format!("secure-boot-cert:{}", sig.signer),
+            "digest": digest_set(&sig.cert_fingerprint),
+        }));
+    }
+    let mut internal = json!({
+        "layer_format": manifest.builder.layer_format,
+        "image": { "name": manifest.name, "version": manifest.version },
+    });
+    if let Some(sig) = uki_signature {
+        internal["uki_signature"] = json!(sig);
+    }
     json!({
         "_type": STATEMENT_TYPE,
         "subject": [{
@@ -91,10 +109,7 @@ pub fn statement(
                     },
                     "source_date_epoch": manifest.source_date_epoch,
                 },
-                "internalParameters": {
-                    "layer_format": manifest.builder.layer_format,
-                    "image": { "name": manifest.name, "version": manifest.version },
-                },
+                "internalParameters": internal,
                 "resolvedDependencies": deps,
             },
             "runDetails": {
@@ -158,6 +173,27 @@ mod tests {
         assert_eq!(
             serde_json::to_vec(&s).unwrap(),
             serde_json::to_vec(&statement(&m, &raw, "hello-1.0.verdict.json", &h("7"))).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_signed_uki_names_its_signer() {
+        let mut m = crate::model::manifest::tests::sample();
+        m.disk = Some(crate::model::disk::tests::signed_sample());
+        let raw = serde_json::to_value(&m).unwrap();
+        let s = statement(&m, &raw, "v.json", &format!("sha256:{}", "7".repeat(64)));
+        let p = &s["predicate"]["buildDefinition"];
+        let dep = p["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(dep["name"], "secure-boot-cert:CN=fleet db");
+        assert_eq!(dep["digest"]["sha256"], "a".repeat(64));
+        assert_eq!(
+            p["internalParameters"]["uki_signature"]["signer"],
+            "CN=fleet db"
         );
     }
 }

@@ -78,6 +78,13 @@ pub fn document(m: &Manifest) -> Value {
         "primaryPackagePurpose": "OPERATING-SYSTEM",
         "comment": format!("kiln disk image built from {} ({})", m.recipe.file, m.recipe.digest),
     })];
+    // Who signed the UKI for Secure Boot, as an attribution on the image.
+    if let Some(sig) = m.disk.as_ref().and_then(|d| d.uki_signature.as_ref()) {
+        packages[0]["attributionTexts"] = json!([format!(
+            "UKI signed for UEFI Secure Boot by {} (certificate {}, Authenticode digest {})",
+            sig.signer, sig.cert_fingerprint, sig.authenticode_digest
+        )]);
+    }
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
@@ -168,5 +175,21 @@ mod tests {
         // A string that is not a digest never passes for one.
         m.image.digest = "sha256:not-hex".into();
         assert_eq!(document(&m)["packages"][0]["checksums"], json!([]));
+    }
+
+    #[test]
+    fn a_signed_uki_names_its_signer() {
+        let mut m = crate::model::manifest::tests::sample();
+        assert!(document(&m)["packages"][0]
+            .get("attributionTexts")
+            .is_none());
+        m.disk = Some(crate::model::disk::tests::signed_sample());
+        let text = document(&m)["packages"][0]["attributionTexts"][0].clone();
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("by CN=fleet db (certificate sha256:aaaa"),
+            "{text}"
+        );
     }
 }

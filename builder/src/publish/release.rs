@@ -275,6 +275,9 @@ pub struct PublishReport {
     pub key_id: String,
     /// The verdict that allowed publication (its file in the store).
     pub verdict: String,
+    /// Whether that verdict's boot ran with UEFI Secure Boot enforced
+    /// (`kiln test --secure-boot`); the published verdict file says so too.
+    pub secure_boot: bool,
     /// OCI pushes.
     pub oci: Vec<crate::publish::oci::PushReport>,
 }
@@ -488,6 +491,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
         entry,
         key_id: key.key_id,
         verdict: verdict_ref,
+        secure_boot: passed.secure_boot,
         oci,
     })
 }

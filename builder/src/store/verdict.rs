@@ -53,6 +53,11 @@ pub struct Verdict {
     pub kiln_version: String,
     /// Where the console log was kept.
     pub console_log: Option<PathBuf>,
+    /// Whether the boot ran with UEFI Secure Boot enforced (keys enrolled,
+    /// `kiln test --secure-boot`); its `secure_boot` check says whether the
+    /// guest saw it enabled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_boot: bool,
 }
 
 /// One check's result.
@@ -161,6 +166,7 @@ mod tests {
             started_at: "2026-11-22T00:00:00Z".into(),
             kiln_version: "0.1.0".into(),
             console_log: None,
+            secure_boot: false,
         }
     }
 

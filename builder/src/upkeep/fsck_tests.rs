@@ -67,6 +67,7 @@ fn healthy() -> Healthy {
             started_at: "2026-01-01T00:00:00Z".into(),
             kiln_version: "0.1.0".into(),
             console_log: None,
+            secure_boot: false,
         },
     )
     .unwrap();

@@ -30,6 +30,10 @@ use crate::util::exec::CommandRunExt;
 use crate::util::progress::Progress;
 use crate::vm::hostcheck;
 use crate::vm::qemu::{self, VmConfig};
+use crate::vm::secureboot::{
+    pcr11_outcome, secure_boot_outcome, secure_boot_refusal, SecureBootKeys, PCR11_CHECK,
+    SECURE_BOOT_CHECK,
+};
 
 /// How often the console and the guest are polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -100,6 +104,12 @@ pub struct TestOptions {
     /// The store whose prepared firmware variables the boot starts from
     /// (`vm::firmware`); `None` boots from OVMF's empty variable store.
     pub firmware_cache: Option<crate::store::Store>,
+    /// Boot with Secure Boot enforced, these keys enrolled; adds the
+    /// `secure_boot` check.
+    pub secure_boot: Option<SecureBootKeys>,
+    /// Attach a software TPM and add the `pcr11` check against this
+    /// prediction (hex; `None` when the manifest has none).
+    pub tpm: Option<Option<String>>,
 }
 
 /// The outcome of checks run so far, and the first failure.
@@ -160,7 +170,14 @@ pub fn run(
     });
 
     crate::vm::hostcheck::require_programs(settings)?;
-    let scratch = qemu::prepare(image)?;
+    let mut scratch = qemu::prepare_with(image, opts.secure_boot.as_ref())?;
+    // Stopped with the guest (it also ends when QEMU disconnects).
+    let _swtpm = match opts.tpm {
+        Some(_) => Some(Vm {
+            child: qemu::start_swtpm(&mut scratch)?,
+        }),
+        None => None,
+    };
     // The image's digest and QEMU's version are taken while the firmware
     // runs (the image is only read, by both), not before the boot starts.
     let host_side = {
@@ -240,6 +257,7 @@ pub fn run(
     };
     let mut phases = Phases::default();
     let mut forbid_hit: Option<(String, String)> = None;
+    let secure_boot = opts.secure_boot.is_some();
 
     // One step of watching the guest: refresh the console, note phases,
     // scan for forbidden patterns. Returns why the test must stop, if it must.
@@ -268,6 +286,11 @@ pub fn run(
         }
         if forbid_hit.is_some() {
             return Some("forbidden".into());
+        }
+        if secure_boot {
+            if let Some(line) = secure_boot_refusal(&con.text) {
+                return Some(format!("the firmware refused to boot it: {line}"));
+            }
         }
         if flag.load(Ordering::SeqCst) {
             return Some("interrupted".into());
@@ -475,6 +498,30 @@ pub fn run(
     if let Some((pat, _)) = &forbid_hit {
         run.failed = Some(format!("forbid /{pat}/"));
     }
+    // Measured boot: the PCR 11 kiln-init read from the TPM against the
+    // manifest's prediction.
+    if let Some(predicted) = &opts.tpm {
+        let (passed, detail) = pcr11_outcome(&con.text, predicted.as_deref());
+        if passed {
+            run.pass(PCR11_CHECK.into(), con.secs(), detail);
+        } else {
+            run.fail(PCR11_CHECK.into(), con.secs(), detail);
+        }
+    }
+    // Secure Boot: judged from what the guest kernel reports; a firmware
+    // refusal is the reason, whatever check was waiting then.
+    if secure_boot {
+        let (passed, detail) = secure_boot_outcome(&con.text);
+        if passed {
+            run.pass(SECURE_BOOT_CHECK.into(), con.secs(), detail);
+        } else {
+            let refused = secure_boot_refusal(&con.text).is_some();
+            run.fail(SECURE_BOOT_CHECK.into(), con.secs(), detail);
+            if refused {
+                run.failed = Some(SECURE_BOOT_CHECK.into());
+            }
+        }
+    }
     match stop.as_deref() {
         Some("timeout") => {
             run.checks.push(CheckResult {
@@ -528,11 +575,17 @@ pub fn run(
         phases,
         duration_secs: t0.elapsed().as_secs_f64(),
         qemu_version,
-        firmware: qemu::OVMF_CODE.into(),
+        firmware: if secure_boot {
+            crate::vm::secureboot::OVMF_CODE_SECBOOT
+        } else {
+            qemu::OVMF_CODE
+        }
+        .into(),
         accel: accel.as_str().into(),
         started_at,
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         console_log: Some(log_dest),
+        secure_boot,
     };
     if let Some(j) = &opts.junit {
         write_whole(j, crate::vm::junit::junit_xml(&verdict).as_bytes())
@@ -548,8 +601,10 @@ pub fn test_image(
     store: &crate::store::Store,
     image: &Path,
     junit: Option<PathBuf>,
+    secure_boot: Option<SecureBootKeys>,
+    tpm: bool,
 ) -> Result<Verdict> {
-    test_image_with(store, image, junit, false)
+    test_image_with(store, image, junit, secure_boot, tpm, false)
 }
 
 /// [`test_image`], with the boot's progress on the terminal when `progress`.
@@ -557,6 +612,8 @@ pub fn test_image_with(
     store: &crate::store::Store,
     image: &Path,
     junit: Option<PathBuf>,
+    secure_boot: Option<SecureBootKeys>,
+    tpm: bool,
     progress: bool,
 ) -> Result<Verdict> {
     if !image.is_file() {
@@ -595,6 +652,8 @@ pub fn test_image_with(
             console_log: None,
             progress,
             firmware_cache: Some(store.clone()),
+            secure_boot,
+            tpm: tpm.then(|| manifest.disk.as_ref().and_then(|d| d.pcr11_sha256.clone())),
         },
     )?;
     crate::store::verdict::record(store, &v)?;

@@ -96,6 +96,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             kiln_version: "0".into(),
             console_log: None,
+            secure_boot: false,
         };
         let x = junit_xml(&v);
         assert_eq!(x.matches("<testcase ").count(), 2);

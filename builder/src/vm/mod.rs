@@ -6,3 +6,4 @@ pub mod firmware;
 pub mod hostcheck;
 pub mod junit;
 pub mod qemu;
+pub mod secureboot;

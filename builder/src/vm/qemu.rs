@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::util::error::EnvError;
 use crate::util::exec::CommandRunExt;
 use crate::util::scratch::{self, ScratchDir};
+use crate::vm::secureboot::{SecureBootKeys, OVMF_CODE_SECBOOT};
 
 /// The QEMU system emulator for x86-64.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -152,12 +153,23 @@ pub struct Scratch {
     pub overlay: PathBuf,
     /// The copy of OVMF_VARS.
     pub vars: PathBuf,
+    /// Whether the copy has Secure Boot keys enrolled: boot the Secure
+    /// Boot firmware then ([`crate::vm::secureboot`]).
+    pub secure_boot: bool,
+    /// The control socket of a software TPM to attach ([`start_swtpm`]).
+    pub tpm: Option<PathBuf>,
 }
 
 /// Check the host has QEMU and OVMF, then prepare scratch files for booting `image`.
 pub fn prepare(image: &Path) -> Result<Scratch> {
+    prepare_with(image, None)
+}
+
+/// [`prepare`], with Secure Boot keys enrolled in the variables when given.
+pub fn prepare_with(image: &Path, secure_boot: Option<&SecureBootKeys>) -> Result<Scratch> {
     crate::util::exec::require_program(QEMU)?;
-    for f in [OVMF_CODE, OVMF_VARS] {
+    let code = secure_boot.map_or(OVMF_CODE, |_| OVMF_CODE_SECBOOT);
+    for f in [code, OVMF_VARS] {
         if !Path::new(f).is_file() {
             bail!(EnvError::new(format!(
                 "{f} is missing: install the Debian package ovmf (scripts/setup-host.sh)"
@@ -169,6 +181,12 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
     let dir = scratch::in_temp_dir()?;
     let vars = dir.path().join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
+    if let Some(keys) = secure_boot {
+        let mut store = std::fs::read(&vars).with_context(|| format!("reading {OVMF_VARS}"))?;
+        keys.enroll(&mut store)
+            .with_context(|| format!("in a copy of {OVMF_VARS}"))?;
+        std::fs::write(&vars, &store).with_context(|| format!("writing {}", vars.display()))?;
+    }
     let overlay = dir.path().join("overlay.qcow2");
     Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -176,7 +194,54 @@ pub fn prepare(image: &Path) -> Result<Scratch> {
         .arg(&overlay)
         .run()
         .context("creating the overlay")?;
-    Ok(Scratch { dir, overlay, vars })
+    Ok(Scratch {
+        dir,
+        overlay,
+        vars,
+        secure_boot: secure_boot.is_some(),
+        tpm: None,
+    })
+}
+
+/// The software TPM (Debian package swtpm).
+pub const SWTPM: &str = "swtpm";
+
+/// Start a software TPM 2.0 with fresh state in `scratch`'s directory and
+/// attach it to the boot (`scratch.tpm`); it ends when QEMU disconnects,
+/// and is killed with the returned child otherwise.
+pub fn start_swtpm(scratch: &mut Scratch) -> Result<std::process::Child> {
+    crate::util::exec::require_program(SWTPM)?;
+    let state = scratch.dir.path().join("tpm");
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let sock = scratch.dir.path().join("swtpm.sock");
+    let log = std::fs::File::create(scratch.dir.path().join("swtpm.log"))?;
+    let mut child = Command::new(SWTPM)
+        .args(["socket", "--tpm2", "--terminate", "--tpmstate"])
+        .arg(format!("dir={}", state.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", sock.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn_bound()?;
+    // It listens once its socket exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "swtpm exited ({status}) before listening: see {}",
+                scratch.dir.path().join("swtpm.log").display()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("swtpm did not create {} within 10 s", sock.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    scratch.tpm = Some(sock);
+    Ok(child)
 }
 
 /// How to run QEMU.
@@ -215,9 +280,15 @@ pub fn cpus(accel: Accel) -> &'static str {
 pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| x.to_string()));
+    // Secure Boot firmware keeps its variables in SMM-protected flash.
+    let (machine, code) = if scratch.secure_boot {
+        ("q35,smm=on", OVMF_CODE_SECBOOT)
+    } else {
+        ("q35", OVMF_CODE)
+    };
     push(&[
         "-machine",
-        "q35",
+        machine,
         "-accel",
         cfg.accel.as_str(),
         "-m",
@@ -226,9 +297,12 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
         cpus(cfg.accel),
     ]);
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
+    if scratch.secure_boot {
+        push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+    }
     push(&[
         "-drive",
-        &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+        &format!("if=pflash,format=raw,readonly=on,file={code}"),
     ]);
     push(&[
         "-drive",
@@ -257,6 +331,16 @@ pub fn args(scratch: &Scratch, cfg: &VmConfig) -> Vec<String> {
             "-monitor",
             "none",
         ]),
+    }
+    if let Some(sock) = &scratch.tpm {
+        push(&[
+            "-chardev",
+            &format!("socket,id=chrtpm,path={}", sock.display()),
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=chrtpm",
+            "-device",
+            "tpm-tis,tpmdev=tpm0",
+        ]);
     }
     if let Some(q) = &cfg.qmp {
         push(&["-qmp", &format!("unix:{},server=on,wait=off", q.display())]);

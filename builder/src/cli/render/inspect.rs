@@ -54,6 +54,19 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
     }
     if let Some(m) = &i.manifest {
         writeln!(out, "recipe   {} {}", m.recipe.file, m.recipe.digest)?;
+        if let Some(d) = &m.disk {
+            match &d.uki_signature {
+                Some(sig) => writeln!(
+                    out,
+                    "uki      signed for Secure Boot by {} (certificate {})",
+                    sig.signer, sig.cert_fingerprint
+                )?,
+                None => writeln!(out, "uki      not signed for Secure Boot")?,
+            }
+            if let Some(pcr) = &d.pcr11_sha256 {
+                writeln!(out, "pcr11    {pcr} (predicted, sha256 bank)")?;
+            }
+        }
         match m.epoch_source {
             Some(src) => writeln!(
                 out,
@@ -101,9 +114,10 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
             } else {
                 format!("FAIL ({})", v.failed_check.as_deref().unwrap_or("?"))
             };
+            let secure = if v.secure_boot { ", Secure Boot" } else { "" };
             writeln!(
                 out,
-                "  {}  {outcome}  {:.1}s on {}",
+                "  {}  {outcome}  {:.1}s on {}{secure}",
                 v.started_at, v.duration_secs, v.accel
             )?;
         }
@@ -173,6 +187,7 @@ mod tests {
             started_at: "2024-05-01T12:00:00Z".into(),
             kiln_version: "0.1.0".into(),
             console_log: None,
+            secure_boot: false,
         }
     }
 
@@ -242,6 +257,15 @@ mod tests {
             digest_verified: Some(false),
             ..store()
         };
+        let mut signed_manifest = manifest(None, false);
+        signed_manifest.disk = Some(crate::model::disk::tests::signed_sample());
+        let mut secure_verdict = verdict(true, None);
+        secure_verdict.secure_boot = true;
+        let signed = Inspection {
+            manifest: Some(signed_manifest),
+            verdicts: vec![secure_verdict],
+            ..store()
+        };
         let cases = [
             (
                 &from_file,
@@ -274,6 +298,19 @@ mod tests {
                 format!(
                     "hello 1.0\n{DIGEST_LINE} (DOES NOT MATCH the manifest)\n{RECIPE_LINE}\
                      SOURCE_DATE_EPOCH 1700000000\n{LAYER_LINES}{NO_VERDICTS}"
+                ),
+            ),
+            (
+                &signed,
+                format!(
+                    "hello 1.0\n{DIGEST_LINE}\n{RECIPE_LINE}\
+                     uki      signed for Secure Boot by CN=fleet db (certificate sha256:{a})\n\
+                     pcr11    {c} (predicted, sha256 bank)\n\
+                     SOURCE_DATE_EPOCH 1700000000\n{LAYER_LINES}\
+                     verdicts:\n\
+                     \x20 2024-05-01T12:00:00Z  PASS  10.0s on tcg, Secure Boot\n",
+                    a = "a".repeat(64),
+                    c = "c".repeat(64),
                 ),
             ),
         ];

@@ -17,6 +17,25 @@ pub fn keygen(mut out: impl Write, r: &KeygenReport) -> io::Result<()> {
     writeln!(out, "key id     {}", r.key_id)
 }
 
+/// `kiln keygen --secure-boot`: each key pair's files and certificate
+/// fingerprint.
+pub fn secure_boot_keygen(
+    mut out: impl Write,
+    r: &crate::image::secureboot::KeygenReport,
+) -> io::Result<()> {
+    for k in &r.keys {
+        writeln!(
+            out,
+            "{:<4} {} {} {}",
+            k.name,
+            k.key.display(),
+            k.cert.display(),
+            short_digest(&k.cert_fingerprint)
+        )?;
+    }
+    Ok(())
+}
+
 /// `kiln sign`: the signature file, the key id and the trusted comment (its
 /// tabs shown as spaces).
 pub fn signed(mut out: impl Write, r: &SignReport) -> io::Result<()> {
@@ -42,7 +61,12 @@ pub fn verified(mut out: impl Write, v: &Verified) -> io::Result<()> {
 /// the OCI pushes.
 pub fn published(mut out: impl Write, r: &PublishReport, channel: &str) -> io::Result<()> {
     writeln!(out, "{} {} {}", r.name, r.version, r.digest)?;
-    writeln!(out, "verdict  {}", r.verdict)?;
+    let boot = if r.secure_boot {
+        "booted with Secure Boot enforced"
+    } else {
+        "booted without Secure Boot"
+    };
+    writeln!(out, "verdict  {} ({boot})", r.verdict)?;
     for f in &r.files {
         let state = if f.existed {
             "already published"
@@ -142,6 +166,28 @@ mod tests {
     use crate::publish::sign::TrustedComment;
 
     const TRUSTED: &str = "timestamp:1700000000\tfile:hello-1.0.raw";
+
+    #[test]
+    fn secure_boot_keys() {
+        use crate::image::secureboot::{GeneratedKey, KeygenReport};
+        let r = KeygenReport {
+            dir: PathBuf::from("sb"),
+            keys: ["PK", "db"]
+                .iter()
+                .map(|n| GeneratedKey {
+                    name: (*n).into(),
+                    key: PathBuf::from(format!("sb/{n}.key")),
+                    cert: PathBuf::from(format!("sb/{n}.crt")),
+                    cert_fingerprint: EMPTY.into(),
+                })
+                .collect(),
+        };
+        assert_eq!(
+            text(|o| secure_boot_keygen(o, &r)),
+            "PK   sb/PK.key sb/PK.crt sha256:e3b0c44298fc\n\
+             db   sb/db.key sb/db.crt sha256:e3b0c44298fc\n"
+        );
+    }
 
     #[test]
     fn keys_and_signatures() {
@@ -283,6 +329,7 @@ mod tests {
             entry: Some(entry(1, Action::Publish, EMPTY)),
             key_id: "1A2B3C4D5E6F7081".into(),
             verdict: "verdicts/e3b0/1.json".into(),
+            secure_boot: false,
             oci: vec![PushReport {
                 reference: "localhost:5000/hello:1.0@sha256:e3b0".into(),
                 manifest_digest: EMPTY.into(),
@@ -299,7 +346,13 @@ mod tests {
         };
         let head =
             "hello 1.0 sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\
-                    verdict  verdicts/e3b0/1.json\n";
+                    verdict  verdicts/e3b0/1.json (booted without Secure Boot)\n";
+        let secure = PublishReport {
+            secure_boot: true,
+            ..again.clone()
+        };
+        assert!(text(|o| published(o, &secure, "stable"))
+            .contains("verdict  verdicts/e3b0/1.json (booted with Secure Boot enforced)\n"));
         for (r, tail) in [
             (
                 &first,

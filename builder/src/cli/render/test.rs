@@ -94,6 +94,7 @@ mod tests {
             started_at: "2024-05-01T12:00:00Z".into(),
             kiln_version: "0.1.0".into(),
             console_log: Some("/tmp/console.log".into()),
+            secure_boot: false,
         }
     }
 

@@ -1,0 +1,167 @@
+//! The PCR 11 value systemd-stub measures for a UKI (SHA-256 bank), as
+//! `systemd-measure calculate` predicts it.
+//!
+//! Follows systemd's "TPM2 PCR Measurements Made by systemd" (UAPI-style
+//! document `docs/TPM2_PCR_MEASUREMENTS.md`) and `systemd-stub(7)`: before
+//! it starts the kernel, the stub extends PCR 11 with, for each UKI section
+//! it knows, in its fixed order, first the section name with its NUL
+//! terminator, then the section's contents (its `VirtualSize` bytes).
+//! `.pcrsig` is never measured. Which sections a stub knows depends on its
+//! version, read from the stub's own `.sdmagic` section
+//! (`#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####`): `.uname` and
+//! `.sbat` joined the list in systemd 254.
+//!
+//! Extending a PCR: `new = SHA256(old || SHA256(event))`, from 32 zero bytes.
+
+use sha2::{Digest, Sha256};
+
+use super::{parse, section_bytes, UkiError};
+
+/// The sections systemd-stub measures, in its order (systemd 252).
+const MEASURED_252: &[&str] = &[
+    ".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey",
+];
+/// From systemd 254 on (`.ucode` from 255; `.profile`, `.dtbauto`,
+/// `.hwids` from 257, none of which kiln writes).
+const MEASURED_254: &[&str] = &[
+    ".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat",
+    ".pcrpkey", ".profile", ".dtbauto", ".hwids",
+];
+/// The first systemd whose stub measures `.uname` and `.sbat`.
+const UNAME_SBAT_SINCE: u32 = 254;
+
+/// The systemd version of a UKI's stub, from its `.sdmagic` section.
+pub fn stub_version(pe: &[u8]) -> Option<u32> {
+    let magic = super::read_section(pe, ".sdmagic")?;
+    let text = std::str::from_utf8(magic).ok()?;
+    let rest = text.split("systemd-stub ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Extend `pcr` with one event.
+fn extend(pcr: &mut [u8; 32], event: &[u8]) {
+    let mut h = Sha256::new();
+    h.update(*pcr);
+    h.update(Sha256::digest(event));
+    *pcr = h.finalize().into();
+}
+
+/// The PCR 11 (SHA-256) that systemd-stub leaves after measuring `uki`,
+/// and the sections it measured, in order.
+pub fn predict_pcr11(uki: &[u8]) -> Result<([u8; 32], Vec<String>), UkiError> {
+    let h = parse(uki)?;
+    let version =
+        stub_version(uki).ok_or_else(|| super::bad("no systemd-stub version in .sdmagic"))?;
+    let order = if version >= UNAME_SBAT_SINCE {
+        MEASURED_254
+    } else {
+        MEASURED_252
+    };
+    let mut pcr = [0u8; 32];
+    let mut measured = Vec::new();
+    for name in order {
+        // The stub takes the first section of a name.
+        let Some(s) = h.sections.iter().find(|s| s.name == *name) else {
+            continue;
+        };
+        let mut label = name.as_bytes().to_vec();
+        label.push(0);
+        extend(&mut pcr, &label);
+        extend(&mut pcr, section_bytes(uki, s));
+        measured.push((*name).to_owned());
+    }
+    Ok((pcr, measured))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::fs::uki::{build, UkiParts};
+
+    const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+    const MEASURE: &str = "/lib/systemd/systemd-measure";
+
+    #[test]
+    fn extend_matches_the_tpm_definition() {
+        let mut pcr = [0u8; 32];
+        extend(&mut pcr, b"abc");
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(Sha256::digest(b"abc"));
+        assert_eq!(pcr, <[u8; 32]>::from(h.finalize()));
+    }
+
+    /// kiln's prediction for a UKI made from the host's stub equals what
+    /// the host's systemd-measure calculates from the same payloads.
+    #[test]
+    fn prediction_agrees_with_systemd_measure() {
+        let stub = std::fs::read(STUB).unwrap_or_else(|e| {
+            panic!("{STUB}: {e}: install the Debian package `systemd-boot-efi`")
+        });
+        assert!(
+            std::path::Path::new(MEASURE).is_file(),
+            "{MEASURE} is missing: install the Debian package `systemd`"
+        );
+        let osrel = b"ID=kiln\nVERSION_ID=1\n".to_vec();
+        let cmdline = "console=ttyS0 roothash=0123 kiln.init=/sbin/init";
+        let linux: Vec<u8> = (0..70_001u32).map(|i| (i * 31) as u8).collect();
+        let initrd: Vec<u8> = (0..12_345u32).map(|i| (i * 7) as u8).collect();
+        let uki = build(
+            &stub,
+            &UkiParts {
+                osrel: &osrel,
+                cmdline,
+                uname: Some("6.1.0-kiln"),
+                linux: &linux,
+                initrd: &initrd,
+            },
+        )
+        .unwrap();
+        let (pcr, measured) = predict_pcr11(&uki).unwrap();
+        let version = stub_version(&stub).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, data: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        };
+        let mut cmd = Command::new(MEASURE);
+        cmd.arg("calculate")
+            .arg("--bank=sha256")
+            // The empty phase: what the stub leaves, before systemd's own
+            // phase measurements (kiln-init makes none).
+            .arg("--phase=")
+            .arg(format!("--linux={}", file("linux", &linux).display()))
+            .arg(format!("--osrel={}", file("osrel", &osrel).display()))
+            .arg(format!(
+                "--cmdline={}",
+                file("cmdline", cmdline.as_bytes()).display()
+            ))
+            .arg(format!("--initrd={}", file("initrd", &initrd).display()));
+        if version >= UNAME_SBAT_SINCE {
+            let sbat = crate::fs::uki::read_section(&stub, ".sbat").unwrap();
+            cmd.arg(format!(
+                "--uname={}",
+                file("uname", b"6.1.0-kiln").display()
+            ))
+            .arg(format!("--sbat={}", file("sbat", sbat).display()));
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "systemd-measure: {out:?}");
+        // "11:sha256=<hex>" for the one phase asked for.
+        let theirs = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("11:sha256="))
+            .unwrap_or_else(|| panic!("no 11:sha256= in {text}"));
+        assert_eq!(
+            hex::encode(pcr),
+            theirs.to_lowercase(),
+            "{text} (kiln measured {measured:?})"
+        );
+        assert_eq!(&measured[..4], [".linux", ".osrel", ".cmdline", ".initrd"]);
+    }
+}
