@@ -202,7 +202,7 @@ fn boots_to_hello_on_a_readonly_verity_root() {
     );
 }
 
-/// Overwrite one data block of /bin/busybox (the init) inside the root
+/// Overwrite one data block of /usr/bin/busybox (the init) inside the root
 /// partition of a copy: the verity check must stop the boot.
 #[test]
 fn tampered_init_block_fails_the_boot() {
@@ -211,14 +211,14 @@ fn tampered_init_block_fails_the_boot() {
     let root = tmp.path().join("root.img");
     extract("root-x86-64", &root);
     let (ok, out) = run(Command::new("debugfs")
-        .args(["-R", "blocks /bin/busybox"])
+        .args(["-R", "blocks /usr/bin/busybox"])
         .arg(&root));
     assert!(ok, "{out}");
     let block: u64 = out
         .split_whitespace()
         .rev()
         .find_map(|w| w.parse().ok())
-        .expect("a block of /bin/busybox");
+        .expect("a block of /usr/bin/busybox");
     let copy = tmp.path().join("tampered.raw");
     let ok = Command::new("cp")
         .arg("--sparse=always")
@@ -416,7 +416,7 @@ fn sbom_validates_with_spdx_tools() {
         .iter()
         .find(|p| p["name"] == "busybox-static")
         .expect("busybox-static in the SBOM");
-    assert!(bb["versionInfo"].as_str().unwrap().contains("1.35"), "{bb}");
+    assert!(bb["versionInfo"].as_str().unwrap().contains("1.37"), "trixie's busybox: {bb}");
     assert!(
         bb["downloadLocation"].as_str().unwrap().ends_with(".deb"),
         "{bb}"

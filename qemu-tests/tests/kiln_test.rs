@@ -149,7 +149,7 @@ fn tampered_root_fails_on_verity() {
     assert!(ok.success());
     let manifest = shared().image.with_file_name("hello-1.0.manifest.json");
     fs::copy(&manifest, dir.path().join("hello-1.0.manifest.json")).unwrap();
-    // One data block of /bin/busybox (the init), found with debugfs on the root partition.
+    // One data block of /usr/bin/busybox (the init), found with debugfs on the root partition.
     let m: Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
     let root = m["disk"]["partitions"]
         .as_array()
@@ -175,7 +175,7 @@ fn tampered_root_fails_on_verity() {
         .unwrap();
     assert!(ok.success());
     let out = Command::new("debugfs")
-        .args(["-R", "blocks /bin/busybox"])
+        .args(["-R", "blocks /usr/bin/busybox"])
         .arg(&part)
         .output()
         .unwrap();
@@ -183,7 +183,7 @@ fn tampered_root_fails_on_verity() {
         .split_whitespace()
         .nth(10)
         .and_then(|w| w.parse().ok())
-        .expect("blocks of /bin/busybox");
+        .expect("blocks of /usr/bin/busybox");
     let mut f = fs::OpenOptions::new().write(true).open(&image).unwrap();
     f.seek(SeekFrom::Start(offset + block * 4096)).unwrap();
     f.write_all(&[0xa5; 4096]).unwrap();
