@@ -418,7 +418,10 @@ fn sbom_validates_with_spdx_tools() {
         .iter()
         .find(|p| p["name"] == "busybox-static")
         .expect("busybox-static in the SBOM");
-    assert!(bb["versionInfo"].as_str().unwrap().contains("1.37"), "trixie's busybox: {bb}");
+    assert!(
+        bb["versionInfo"].as_str().unwrap().contains("1.37"),
+        "trixie's busybox: {bb}"
+    );
     assert!(
         bb["downloadLocation"].as_str().unwrap().ends_with(".deb"),
         "{bb}"
