@@ -4,6 +4,7 @@
 //! result printed by [`render`], as JSON with `--json`, else for people
 //! (unless `--quiet`).
 
+mod publishing;
 pub mod render;
 
 use std::io::{self, Write};
@@ -419,38 +420,40 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             unencrypted,
             secure_boot: false,
-        } => keygen(&cx, output, !unencrypted),
+        } => publishing::keygen(&cx, output, !unencrypted),
         Command::Sign {
             file,
             key,
             signature,
-        } => sign(&cx, file, key, signature.as_deref()),
+        } => publishing::sign(&cx, file, key, signature.as_deref()),
         Command::Verify {
             file,
             signature,
             pubkey,
-        } => verify(&cx, file, signature.as_deref(), pubkey),
+        } => publishing::verify(&cx, file, signature.as_deref(), pubkey),
         Command::Publish {
             image,
             channel,
             key,
             to,
-        } => publish(&cx, image, channel, key, to),
+        } => publishing::publish(&cx, image, channel, key, to),
         Command::Releases { channel, releases } => {
-            show_releases(&cx, channel.as_deref(), releases.as_deref())
+            publishing::show_releases(&cx, channel.as_deref(), releases.as_deref())
         }
         Command::Promote {
             digest,
             from,
             to,
             releases,
-        } => promote(&cx, digest, from, to, releases.as_deref()),
-        Command::Rollback { channel, releases } => rollback(&cx, channel, releases.as_deref()),
+        } => publishing::promote(&cx, digest, from, to, releases.as_deref()),
+        Command::Rollback { channel, releases } => {
+            publishing::rollback(&cx, channel, releases.as_deref())
+        }
         Command::Pull {
             source,
             output,
             pubkey,
-        } => pull(&cx, source, output, pubkey),
+        } => publishing::pull(&cx, source, output, pubkey),
         Command::Gc {
             keep_last,
             keep_released: _,
@@ -759,94 +762,6 @@ fn diff(cx: &Context, a: &str, b: &str) -> Result<()> {
     Ok(())
 }
 
-/// `kiln keygen`.
-fn keygen(cx: &Context, output: &Path, encrypted: bool) -> Result<()> {
-    let r = sign::keygen(output, encrypted)?;
-    cx.report(&r, |out| render::release::keygen(out, &r))
-}
-
-/// `kiln sign`.
-fn sign(cx: &Context, file: &Path, key: &Path, signature: Option<&Path>) -> Result<()> {
-    let r = sign::sign(&cx.store, file, key, signature)?;
-    cx.report(&r, |out| render::release::signed(out, &r))
-}
-
-/// `kiln verify`: exit 1 when the signature does not verify.
-fn verify(cx: &Context, file: &Path, signature: Option<&Path>, pubkey: &Path) -> Result<()> {
-    let pk = sign::load_public_key(pubkey)?;
-    let sig = signature.map_or_else(|| sign::sig_path(file), Path::to_path_buf);
-    let v = sign::verify_file(file, &sig, &pk)?;
-    cx.report(&v, |out| render::release::verified(out, &v))
-}
-
-/// `kiln publish`: `--to` names at most one release store directory and any
-/// number of OCI repositories.
-fn publish(cx: &Context, image: &Path, channel: &str, key: &Path, to: &[String]) -> Result<()> {
-    let (oci, dirs): (Vec<_>, Vec<_>) = to.iter().cloned().partition(|t| t.starts_with("oci://"));
-    if dirs.len() > 1 {
-        return Err(
-            crate::util::error::InputError::file("(command line)", "at most one --to DIR").into(),
-        );
-    }
-    let opts = release::PublishOptions {
-        image: image.to_path_buf(),
-        channel: channel.to_string(),
-        key: key.to_path_buf(),
-        releases: cx.releases(dirs.first().map(Path::new)),
-        oci,
-    };
-    let r = release::publish(&cx.store, &opts)?;
-    cx.report(&r, |out| render::release::published(out, &r, channel))
-}
-
-/// `kiln releases`: one channel (its report alone in JSON) or every channel.
-fn show_releases(cx: &Context, channel: Option<&str>, releases: Option<&Path>) -> Result<()> {
-    let reports = release::releases(&cx.releases(releases), channel)?;
-    let human = |out: &mut dyn Write| render::release::channels(out, &reports);
-    match (channel, reports.first()) {
-        (Some(_), Some(r)) => cx.show(r, human),
-        _ => cx.show(&reports, human),
-    }
-}
-
-/// `kiln promote`.
-fn promote(
-    cx: &Context,
-    digest: &str,
-    from: &str,
-    to: &str,
-    releases: Option<&Path>,
-) -> Result<()> {
-    let rel = cx.releases(releases);
-    let e = release::promote(&rel, digest, from, to)?;
-    let report = channel_report(&rel, to)?;
-    cx.report(&report, |out| {
-        render::release::promoted(out, digest, to, e.is_none(), &report)
-    })
-}
-
-/// `kiln rollback`.
-fn rollback(cx: &Context, channel: &str, releases: Option<&Path>) -> Result<()> {
-    let rel = cx.releases(releases);
-    release::rollback(&rel, channel)?;
-    let report = channel_report(&rel, channel)?;
-    cx.report(&report, |out| render::release::channel(out, &report))
-}
-
-/// One channel's report, after a change to it.
-fn channel_report(rel: &Releases, channel: &str) -> Result<release::ChannelReport> {
-    release::releases(rel, Some(channel))?
-        .into_iter()
-        .next()
-        .with_context(|| format!("no report for channel {channel}"))
-}
-
-/// `kiln pull`.
-fn pull(cx: &Context, source: &str, output: &Path, pubkey: &Path) -> Result<()> {
-    let r = crate::publish::oci::pull(source, output, pubkey)?;
-    cx.report(&r, |out| render::release::pulled(out, &r))
-}
-
 /// `kiln gc`: exit 3 when an entry could not be removed.
 fn gc(cx: &Context, opts: &gc::GcOptions) -> Result<()> {
     let report = gc::gc(&cx.store, opts)?;
@@ -878,63 +793,4 @@ fn fsck(cx: &Context, opts: &fsck::FsckOptions) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::util::exec::CommandRunExt;
-
-    #[test]
-    fn completions_are_generated_from_the_clap_definitions() {
-        let mut bash = Vec::new();
-        completions(clap_complete::Shell::Bash, &mut bash).unwrap();
-        let text = String::from_utf8(bash).unwrap();
-        for word in [
-            "kiln",
-            "build",
-            "publish",
-            "completions",
-            "--junit",
-            "--store",
-        ] {
-            assert!(
-                text.contains(word),
-                "{word} missing from the bash completions"
-            );
-        }
-        // bash itself accepts the script.
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("kiln.bash");
-        std::fs::write(&f, &text).unwrap();
-        std::process::Command::new("bash")
-            .arg("-n")
-            .arg(&f)
-            .run()
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        for shell in [clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
-            let mut out = Vec::new();
-            completions(shell, &mut out).unwrap();
-            assert!(
-                String::from_utf8(out).unwrap().contains("publish"),
-                "{shell}"
-            );
-        }
-    }
-
-    #[test]
-    fn man_pages_are_generated_for_kiln_and_each_command() {
-        let mut page = Vec::new();
-        man(None, &mut page).unwrap();
-        let page = String::from_utf8(page).unwrap();
-        assert!(page.starts_with(".ie"), "{page}");
-        assert!(page.contains(".TH kiln 1"), "{page}");
-        assert!(page.contains("kiln\\-build(1)"), "{page}");
-        let mut page = Vec::new();
-        man(Some("test"), &mut page).unwrap();
-        let page = String::from_utf8(page).unwrap();
-        assert!(page.contains(".TH kiln-test 1"), "{page}");
-        for option in ["\\-\\-junit", "\\-\\-store"] {
-            assert!(page.contains(option), "{option} missing from {page}");
-        }
-        let e = man(Some("nope"), &mut Vec::new()).unwrap_err();
-        assert_eq!(crate::util::error::exit_code(&e), 2);
-    }
-}
+mod tests;

@@ -10,8 +10,8 @@
 //! sockets and scratch files never outlive the test: they are removed after a
 //! pass, a failure, a timeout, or SIGINT/SIGTERM to kiln.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use regex::RegexBuilder;
 
-use crate::model::checks::{HttpCheck, TestSettings};
+use crate::model::checks::TestSettings;
 use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
 use crate::util::progress::Progress;
 use crate::vm::hostcheck;
+use crate::vm::probe::{http_answers, probe, tcp_accepts};
 use crate::vm::qemu::{self, VmConfig};
 use crate::vm::secureboot::{
     pcr11_outcome, secure_boot_outcome, secure_boot_refusal, SecureBootKeys, PCR11_CHECK,
@@ -674,81 +675,6 @@ fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, dest).with_context(|| format!("renaming into {}", dest.display()))
 }
 
-/// How a network probe ended.
-struct Probe {
-    /// It succeeded.
-    ok: bool,
-    /// The last failure, for the report.
-    last: String,
-    /// Why the boot stopped while probing (the guest died, a forbidden
-    /// pattern appeared), when it did.
-    stopped: Option<String>,
-    /// Seconds from the first attempt.
-    secs: f64,
-}
-
-/// Try `attempt` every half second until it succeeds or `timeout` seconds
-/// pass, checking before each try (`watch`) that the boot has not stopped.
-fn probe(
-    timeout: u64,
-    mut watch: impl FnMut() -> Option<String>,
-    mut attempt: impl FnMut() -> Result<(), String>,
-) -> Probe {
-    let begin = Instant::now();
-    let mut last = String::new();
-    let mut stopped = None;
-    let ok = loop {
-        if let Some(why) = watch() {
-            last = why.clone();
-            stopped = Some(why);
-            break false;
-        }
-        match attempt() {
-            Ok(()) => break true,
-            Err(e) => last = e,
-        }
-        if begin.elapsed() > Duration::from_secs(timeout) {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    Probe {
-        ok,
-        last,
-        stopped,
-        secs: begin.elapsed().as_secs_f64(),
-    }
-}
-
-/// Whether the guest accepts a connection through the forward to `addr`.
-fn tcp_accepts(addr: SocketAddr) -> Result<(), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    // QEMU's forward accepts before the guest does: a connection the guest
-    // refuses is closed at once.
-    s.set_read_timeout(Some(Duration::from_millis(300))).ok();
-    let mut b = [0u8; 1];
-    match s.read(&mut b) {
-        Ok(0) => Err("connection closed by the guest".into()),
-        _ => Ok(()),
-    }
-}
-
-/// Whether `GET h.path` through the forward to `addr` answers `h.status`
-/// with a body containing `h.body_contains`.
-fn http_answers(addr: SocketAddr, h: &HttpCheck) -> Result<(), String> {
-    let (status, body) = http_get(addr, &h.path).map_err(|e| format!("{e:#}"))?;
-    if status != h.status {
-        return Err(format!("status {status}, expected {}", h.status));
-    }
-    match &h.body_contains {
-        Some(want) if !body.contains(want.as_str()) => {
-            Err(format!("body does not contain {want:?}"))
-        }
-        _ => Ok(()),
-    }
-}
-
 pub use crate::vm::junit::junit_xml;
 
 /// The console tail of a finished test, for failure reports.
@@ -761,35 +687,6 @@ pub fn console_tail(v: &Verdict) -> String {
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
-}
-
-/// A minimal HTTP/1.0 GET: status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-test\r\nConnection: close\r\n\r\n")?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    parse_http_response(&resp)
-}
-
-/// Status code and body of an HTTP/1.x response.
-fn parse_http_response(resp: &[u8]) -> Result<(u16, String)> {
-    let text = String::from_utf8_lossy(resp);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status_line = head.lines().next().unwrap_or("");
-    let mut parts = status_line.split_whitespace();
-    match (
-        parts.next(),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok((code, body.to_string())),
-        _ => bail!(
-            "not an HTTP response: {:?}",
-            status_line.chars().take(80).collect::<String>()
-        ),
-    }
 }
 
 /// Ask the guest to power off (ACPI power button) through QMP.
@@ -821,25 +718,4 @@ fn qmp_powerdown(sock: &Path) -> Result<()> {
     w.write_all(b"{\"execute\":\"system_powerdown\"}\n")?;
     read_msg("return")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_responses() {
-        assert_eq!(
-            parse_http_response(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<h1>hi</h1>")
-                .unwrap(),
-            (200, "<h1>hi</h1>".into())
-        );
-        assert_eq!(
-            parse_http_response(b"HTTP/1.1 404 Not Found\r\n\r\n")
-                .unwrap()
-                .0,
-            404
-        );
-        assert!(parse_http_response(b"SSH-2.0-OpenSSH\r\n").is_err());
-    }
 }

@@ -5,5 +5,6 @@ pub mod boottest;
 pub mod firmware;
 pub mod hostcheck;
 pub mod junit;
+pub mod probe;
 pub mod qemu;
 pub mod secureboot;
