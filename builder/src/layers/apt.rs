@@ -163,25 +163,8 @@ pub fn install(
         let prefs = root.join(crate::input::lock::APT_PREFERENCES);
         // A base that purged apt has no /etc/apt/preferences.d: what is
         // made here for the pins is removed with them.
-        let mut cur = String::new();
-        for comp in crate::input::lock::APT_PREFERENCES
-            .split('/')
-            .rev()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            cur = if cur.is_empty() {
-                comp.to_string()
-            } else {
-                format!("{cur}/{comp}")
-            };
-            let dir = root.join(&cur);
-            if std::fs::symlink_metadata(&dir).is_err() {
-                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                touched.push(cur.clone());
-            }
+        if let Some(dir) = crate::fs::tree::parent(crate::input::lock::APT_PREFERENCES) {
+            make_dirs(&root, dir, &mut touched)?;
         }
         std::fs::write(&prefs, crate::input::lock::apt_preferences(locked))
             .with_context(|| format!("writing {}", prefs.display()))?;
@@ -277,25 +260,7 @@ fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
         "var/cache/apt",
         "usr/sbin",
     ] {
-        let mut cur = String::new();
-        for comp in d.split('/') {
-            cur = if cur.is_empty() {
-                comp.to_string()
-            } else {
-                format!("{cur}/{comp}")
-            };
-            let p = root.join(&cur);
-            match std::fs::symlink_metadata(&p) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => anyhow::bail!(
-                    "/{cur} in the lower layers is not a directory; apt cannot run there"
-                ),
-                Err(_) => {
-                    std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
-                    touched.push(cur.clone());
-                }
-            }
-        }
+        make_dirs(root, d, &mut touched)?;
     }
     // resolv.conf: a regular file to bind the host's onto (a symlink, as
     // systemd-resolved leaves, would point into the chroot's /run).
@@ -319,6 +284,32 @@ fn prepare_mountpoints(root: &Path) -> Result<Vec<String>> {
         .with_context(|| format!("writing {}", policy.display()))?;
     touched.push(POLICY_RC_D.into());
     Ok(touched)
+}
+
+/// Make directory `rel` (and its missing parents) in the materialised root,
+/// adding each one made to `touched`, which are reset to the lower root's
+/// state (removed) after the install.
+fn make_dirs(root: &Path, rel: &str, touched: &mut Vec<String>) -> Result<()> {
+    let mut cur = String::new();
+    for comp in rel.split('/') {
+        cur = if cur.is_empty() {
+            comp.to_string()
+        } else {
+            format!("{cur}/{comp}")
+        };
+        let p = root.join(&cur);
+        match std::fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                anyhow::bail!("/{cur} in the lower layers is not a directory; apt cannot run there")
+            }
+            Err(_) => {
+                std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+                touched.push(cur.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Give `dir` the lower layer's time when its entries are the same names as
@@ -488,9 +479,15 @@ impl Chroot {
     /// apt thread, which waits for it.
     fn cmd(&self, argv: &[String]) -> Result<std::process::Command> {
         let mut c = whole_tree("chroot")?;
-        c.arg(&self.root)
-            .args(argv)
-            .env_clear()
+        c.arg(&self.root).args(argv);
+        self.environment(&mut c);
+        Ok(c)
+    }
+
+    /// The clean, fixed environment apt, dpkg and the maintainer scripts
+    /// run with, and the binding to kiln's life.
+    fn environment(&self, c: &mut std::process::Command) {
+        c.env_clear()
             .env("PATH", CHROOT_PATH)
             .env("HOME", "/root")
             .env("LC_ALL", "C.UTF-8")
@@ -499,12 +496,11 @@ impl Chroot {
             .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
             .env("SOURCE_DATE_EPOCH", self.sde.to_string())
             .lifecycle_bind();
-        Ok(c)
     }
 
     /// The host's `apt-get` for a root without apt: configured by an
     /// APT_CONFIG file (read before apt's configuration directory, so that
-    /// the root's `apt.conf.d` is the one read), environment as in [`Self::cmd`].
+    /// the root's `apt.conf.d` is the one read), in [`Self::environment`].
     fn host_apt(&self, apt_get: &Path, argv: &[String]) -> Result<std::process::Command> {
         let conf_dir = self.root.join("tmp/kiln-apt");
         std::fs::create_dir_all(&conf_dir)?;
@@ -523,17 +519,9 @@ impl Chroot {
             ),
         )?;
         let mut c = whole_tree(&apt_get.display().to_string())?;
-        c.args(&argv[1..])
-            .env_clear()
-            .env("APT_CONFIG", &conf)
-            .env("PATH", CHROOT_PATH)
-            .env("HOME", "/root")
-            .env("LC_ALL", "C.UTF-8")
-            .env("TZ", "UTC")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
-            .env("SOURCE_DATE_EPOCH", self.sde.to_string())
-            .lifecycle_bind();
+        c.args(&argv[1..]);
+        self.environment(&mut c);
+        c.env("APT_CONFIG", &conf);
         Ok(c)
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::usrmerge::canonical;
-use crate::model::deb::parse_dpkg_status;
+use crate::model::deb::{field, parse_dpkg_status};
 
 /// dpkg's database directory.
 const ADMIN_DIR: &str = "var/lib/dpkg";
@@ -150,13 +150,7 @@ pub fn purge(tree: &mut Tree, packages: &[String]) -> Result<PurgeStats, PurgeEr
     }
     let kept: Vec<&str> = status
         .split("\n\n")
-        .filter(|stanza| {
-            let pkg = stanza
-                .lines()
-                .find_map(|l| l.strip_prefix("Package:"))
-                .map(str::trim);
-            !pkg.is_some_and(|p| doomed.contains(p))
-        })
+        .filter(|stanza| !field(stanza, "Package").is_some_and(|p| doomed.contains(p)))
         .filter(|s| !s.trim().is_empty())
         .collect();
     put(tree, &status_path, kept.join("\n\n") + "\n");

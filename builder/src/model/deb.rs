@@ -129,7 +129,7 @@ pub fn installed_between(before: &str, after: &str) -> Vec<StatusEntry> {
 
 /// The value of field `name` in one deb822 stanza (first line only; the
 /// relationship fields dpkg writes are one line).
-fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+pub fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
     stanza.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (!l.starts_with([' ', '\t']) && k.eq_ignore_ascii_case(name)).then(|| v.trim())

@@ -163,16 +163,8 @@ pub fn verify_named(file: &Path, name: &str, signature: &Path, pk: &PublicKey) -
             signature.display()
         ))
     })?;
-    let signer = key_id(sig.keynum());
-    let ours = key_id(pk.keynum());
-    if signer != ours {
-        return Err(fail(format!(
-            "signed by key {signer}, not by the given public key {ours}"
-        )));
-    }
-    if !sig.is_prehashed() {
-        return Err(fail("legacy (not prehashed) signature refused".into()));
-    }
+    let ours = crate::util::minisign::acceptable(&sig, pk).map_err(fail)?;
+    let signer = ours.clone();
     let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     minisign::verify(pk, &sig, std::io::BufReader::new(f), true, false, false).map_err(|e| {
         fail(format!(

@@ -267,6 +267,23 @@ impl SigningKey {
     }
 }
 
+/// Whether kiln accepts `sig` for checking with `pk` at all: made by exactly
+/// this key, and prehashed (as minisign >= 0.11 requires). Returns the key's
+/// id, or why not.
+pub fn acceptable(sig: &SignatureBox, pk: &PublicKey) -> Result<String, String> {
+    let signer = key_id(sig.keynum());
+    let ours = key_id(pk.keynum());
+    if signer != ours {
+        return Err(format!(
+            "signed by key {signer}, not by the given public key {ours}"
+        ));
+    }
+    if !sig.is_prehashed() {
+        return Err("legacy (not prehashed) signature refused".into());
+    }
+    Ok(ours)
+}
+
 /// Verify bytes held in memory (`what`, for errors) against the text of a
 /// `.minisig` and a public key; returns the trusted comment. Only prehashed
 /// signatures by exactly this key are accepted. A bad signature is an
@@ -275,16 +292,7 @@ pub fn verify_bytes(what: &str, data: &[u8], signature: &str, pk: &PublicKey) ->
     let fail = |m: String| check_failed(format!("{what}: {m}"));
     let sig = SignatureBox::from_string(signature)
         .map_err(|e| fail(format!("not a minisign signature: {e}")))?;
-    let signer = key_id(sig.keynum());
-    let ours = key_id(pk.keynum());
-    if signer != ours {
-        return Err(fail(format!(
-            "signed by key {signer}, not by the given public key {ours}"
-        )));
-    }
-    if !sig.is_prehashed() {
-        return Err(fail("legacy (not prehashed) signature refused".into()));
-    }
+    let ours = acceptable(&sig, pk).map_err(fail)?;
     minisign::verify(pk, &sig, std::io::Cursor::new(data), true, false, false)
         .map_err(|e| fail(format!("signature does not verify with key {ours}: {e}")))?;
     sig.trusted_comment()
