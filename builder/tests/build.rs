@@ -187,6 +187,21 @@ fn cached(report: &Value) -> Vec<bool> {
         .collect()
 }
 
+/// `sha256sum -c SHA256SUMS` in `dir` passes (an outside check of kiln's sums).
+fn sha256sum_accepts(dir: &Path) {
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
 #[test]
 fn second_build_is_cached_and_identical() {
     let f = Fixture::new();
@@ -203,17 +218,7 @@ fn second_build_is_cached_and_identical() {
     assert_eq!(first["image"]["digest"], second["image"]["digest"]);
 
     // The output checks out with sha256sum, and the image holds what the layers say.
-    let sums = Command::new("sha256sum")
-        .arg("-c")
-        .arg("SHA256SUMS")
-        .current_dir(f.out())
-        .output()
-        .unwrap();
-    assert!(
-        sums.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sums.stdout)
-    );
+    sha256sum_accepts(&f.out());
     let list = Command::new("tar")
         .args(["--numeric-owner", "-tvf"])
         .arg(f.out().join("app-1.0.tar"))
@@ -778,17 +783,7 @@ fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
         sums.contains("  app-1.0.tar\n") && sums.contains("  other-2.0.tar\n"),
         "{sums}"
     );
-    let check = Command::new("sha256sum")
-        .arg("-c")
-        .arg("SHA256SUMS")
-        .current_dir(f.out())
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    sha256sum_accepts(&f.out());
     // One recipe alone prints the single-image object, as before.
     let one = f.build_json("recipes/other.toml");
     assert_eq!(one["image"]["name"], "other");

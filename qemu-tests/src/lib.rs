@@ -89,6 +89,18 @@ pub fn shared_store(name: &str) -> PathBuf {
     dir
 }
 
+/// The `kiln ls --json` entry of the layer called `name` in `store`.
+pub fn stored_layer(store: &Path, name: &str) -> serde_json::Value {
+    let ls = kiln_json(&["ls"], store, &[]);
+    ls["layers"]
+        .as_array()
+        .expect("kiln ls lists layers")
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("kiln ls lists no layer {name} in {}", store.display()))
+        .clone()
+}
+
 /// Copy the repository's recipes and layers into a scratch directory, so a
 /// test can edit them.
 pub fn scratch_repo() -> tempfile::TempDir {

@@ -41,17 +41,21 @@ fn runners_share_layers_through_a_registry_and_never_use_a_bad_blob() {
     let d = dir.path();
     let reg = Registry::start(d);
     let cache = format!("oci://127.0.0.1:{}/kiln/cache", reg.port);
+    // A minisign key pair (unencrypted) at `key` and `key.pub`.
+    let keygen = |key: &Path| {
+        let out = kiln(
+            &["keygen", "-o", key.to_str().unwrap(), "--unencrypted"],
+            &d.join("keystore"),
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     let key = d.join("cache.key");
-    let out = kiln(
-        &["keygen", "-o", key.to_str().unwrap(), "--unencrypted"],
-        &d.join("keystore"),
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keygen(&key);
     let pubkey = d.join("cache.key.pub");
 
     // Runner 1: empty store, builds everything and pushes it, signed.
@@ -117,16 +121,7 @@ fn runners_share_layers_through_a_registry_and_never_use_a_bad_blob() {
     // A runner that trusts another key uses none of these entries: it
     // builds every layer itself, warning about each, with the same result.
     let other = d.join("other.key");
-    let out = kiln(
-        &["keygen", "-o", other.to_str().unwrap(), "--unencrypted"],
-        &d.join("keystore"),
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    keygen(&other);
     let out4 = d.join("out4");
     let other_pub = d.join("other.key.pub");
     let args = [

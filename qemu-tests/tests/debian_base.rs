@@ -3,7 +3,7 @@
 //! booted kernel is trixie's 6.12, and the stripped base layer is at most
 //! 80 MiB uncompressed with no apt and no perl left in it.
 
-use kiln_qemu_tests::{kiln, kiln_json, repo_root, require_tool, shared_store};
+use kiln_qemu_tests::{kiln, repo_root, require_tool, shared_store, stored_layer};
 
 #[test]
 fn debian_base_reaches_multi_user_and_powers_off() {
@@ -37,13 +37,7 @@ fn debian_base_reaches_multi_user_and_powers_off() {
         "not trixie's kernel:\n{console}"
     );
 
-    let ls = kiln_json(&["ls"], &shared_store("debian"), &[]);
-    let base = ls["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "base/debian")
-        .expect("kiln ls lists base/debian");
+    let base = stored_layer(&shared_store("debian"), "base/debian");
     let size = base["tar_size"].as_u64().unwrap();
     assert!(
         size <= 80 << 20,

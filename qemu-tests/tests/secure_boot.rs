@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_qemu_tests::{kiln, kiln_json, repo_root, require_tool, shared_store};
+use kiln_qemu_tests::{kiln, kiln_json, repo_root, require_tool, shared_store, stored_layer};
 use serde_json::Value;
 
 /// `kiln build hello` into `out`, signed with `keys` when given.
@@ -193,15 +193,8 @@ fn debian_base_root(dir: &Path) -> PathBuf {
         &store,
         &[],
     );
-    let ls = kiln_json(&["ls"], &store, &[]);
-    let digest = ls["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["name"] == "base/debian")
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .next()
-        .expect("base/debian in the shared store");
+    let base = stored_layer(&store, "base/debian");
+    let digest = base["digest"].as_str().unwrap();
     let blob = store
         .join("blobs/sha256")
         .join(digest.strip_prefix("sha256:").unwrap());
