@@ -270,7 +270,7 @@ fn golden_layer_key_and_digest() {
     let app = &r["layers"][1];
     assert_eq!(
         app["key"],
-        "sha256:d025fee18dbeb10c55302620f749adf9bf208c46c1c89f5d7b0179d5c6102377"
+        "sha256:bcbcb3276b4b18efe1927e831e4cf1fcc826098a58fb3f067d432d63f16d5816"
     );
     assert_eq!(
         app["digest"],

@@ -189,7 +189,7 @@ pub fn build_layers(
         let remote = match (&local, cache) {
             (None, Some(c)) => {
                 progress.step(format!("layer {name}: looking it up in {}", c.url()));
-                let lookup = c.lookup(&key, name);
+                let lookup = c.lookup(&key, name, &progress.transfer());
                 // An entry is under the key's tag, but it was not usable.
                 let present = !matches!(lookup, Lookup::Miss);
                 let hit = from_cache(c, &key, pl, lookup);
@@ -320,6 +320,7 @@ fn build_layer(
                 rule,
                 lower_epoch,
                 store,
+                &progress.transfer(),
             )?;
             let debs: Vec<deb::DebPackage> = built
                 .installed
@@ -352,8 +353,8 @@ fn build_layer(
                 deb,
                 pl.locked.as_deref(),
                 rule.fixed,
-                &store.tmp_dir()?,
-                &store.deb_cache(),
+                store,
+                &progress.transfer(),
             )?;
             // Purged packages (`[strip] purge`) are not in the image: not
             // in its package list (manifest, SBOM) and not in its lock.

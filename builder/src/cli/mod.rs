@@ -228,7 +228,7 @@ pub enum Command {
         /// their manifests and layers (release stores themselves are never touched).
         #[arg(long)]
         no_keep_released: bool,
-        /// Also empty the .deb download cache.
+        /// Also empty the .deb download cache and the apt indexes kept beside it.
         #[arg(long)]
         debs: bool,
         /// Report what would be removed; remove nothing.

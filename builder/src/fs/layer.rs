@@ -26,8 +26,10 @@ use crate::fs::tree::{normalize, Meta, Node, NodeKind, Tree};
 /// Version of the layer format; part of every layer key, so that a change to
 /// how layers are built invalidates the cache. 4: merged /usr (base layers
 /// carry the `/bin`, `/sbin`, `/lib` links; every layer's paths are in
-/// `/usr`), `[strip] purge`.
-pub const LAYER_FORMAT_VERSION: u32 = 4;
+/// `/usr`), `[strip] purge`. 5: kernel packages no longer make their own
+/// initramfs while a layer is built (`INITRD=No`, [`crate::layers::source`]),
+/// so `/boot/initrd.img-*` and the `/initrd.img` links are not in layers.
+pub const LAYER_FORMAT_VERSION: u32 = 5;
 
 /// zstd level for layer blobs: level 3 is zstd's default speed/size balance.
 pub const ZSTD_LEVEL: i32 = 3;

@@ -2,5 +2,7 @@
 //! layers (then stripped) and apt in a chroot for package layers.
 
 pub mod apt;
+pub mod aptlists;
+pub mod downloads;
 pub mod purge;
 pub mod source;

@@ -18,10 +18,13 @@ use anyhow::{bail, Context, Result};
 use crate::fs::kmod::{is_module_path, kernel_versions, KmodError, ModuleIndex};
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::input::layerdef::{DebianSource, LayerDef, Restart, StripRules};
+use crate::layers::downloads::{Downloads, Watched};
 use crate::layers::purge::{purge, PurgeError};
 use crate::model::deb::{deb_file_name, parse_deb_filename, DebPackage};
+use crate::store::Store;
 use crate::util::error::{EnvError, InputError};
 use crate::util::exec::{shell_quote, whole_tree, CommandFailed, CommandRunExt};
+use crate::util::progress::Transfer;
 
 /// Where declared services live in the image: one directory per service with
 /// an executable `run` and a `restart` policy file (`always` or `no`).
@@ -132,6 +135,12 @@ pub fn host_sources(suite: &str, components: &[String]) -> Option<String> {
 /// apt finds it.
 pub const SOURCES_FILE_NAME: &str = "debian.list";
 
+/// The environment switch of Debian's kernel hooks
+/// (`/etc/kernel/postinst.d/initramfs-tools`: "exit if kernel does not need
+/// an initramfs") that keeps a kernel package from making an initramfs
+/// while a layer is built: kiln makes its own (ARCHITECTURE.md "Layers").
+pub const NO_INITRD: (&str, &str) = ("INITRD", "No");
+
 /// Where apt keeps downloaded packages, in the tree mmdebstrap produces.
 const APT_ARCHIVES: &str = "var/cache/apt/archives";
 
@@ -198,6 +207,28 @@ fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
     Ok(())
 }
 
+/// Keep the indexes mmdebstrap's apt fetched for the apt runs after it
+/// (package layers above, the next base layer): only a cache, so a store
+/// that cannot take them costs a later download, not this build.
+fn keep_lists(tree: &Tree, store: &Store) {
+    let files: Vec<(&str, &[u8])> = tree
+        .children(APT_LISTS)
+        .filter_map(|(name, _, n)| match &n.kind {
+            NodeKind::File(data) => Some((name, data.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let kept = store
+        .tmp_dir()
+        .and_then(|tmp| crate::layers::aptlists::save(&files, &store.apt_lists(), &tmp));
+    if let Err(e) = kept {
+        tracing::warn!(
+            "keeping apt's indexes in {}: {e:#}",
+            store.apt_lists().display()
+        );
+    }
+}
+
 /// Take the downloaded .deb files out of a tree (they never ship) and list them.
 fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage>> {
     let mut out = Vec::new();
@@ -257,9 +288,11 @@ pub fn debian_tree(
     src: &DebianSource,
     locked: Option<&[crate::input::lock::LockedPackage]>,
     sde: Option<i64>,
-    tmp: &Path,
-    deb_cache: &Path,
+    store: &Store,
+    transfer: &Transfer,
 ) -> Result<(Tree, Vec<DebPackage>)> {
+    let tmp = &store.tmp_dir()?;
+    let deb_cache = &store.deb_cache();
     // mmdebstrap and everything it starts die with kiln (see `whole_tree`).
     let mut cmd = whole_tree("mmdebstrap")?;
     // It unpacks into a directory in $TMPDIR (`mmdebstrap.XXXXXXXXXX`): one
@@ -290,7 +323,13 @@ pub fn debian_tree(
         Some(e) => cmd.env("SOURCE_DATE_EPOCH", e.to_string()),
         None => cmd.env_remove("SOURCE_DATE_EPOCH"),
     };
+    // kiln makes every image's initramfs itself (`image::initramfs`): the
+    // kernel package's own, which initramfs-tools would spend seconds on,
+    // is skipped through its postinst.d hook's documented switch.
+    cmd.env(NO_INITRD.0, NO_INITRD.1);
     let mut _prefs_file = None;
+    // Packages copied into apt's archive (below), not downloaded.
+    let mut copied_in = BTreeSet::new();
     // With a lock, seed apt's archive cache with the locked packages that
     // kiln's download cache holds: apt checks them against the index and
     // does not fetch them again. (Only those: whatever is in the archive
@@ -300,6 +339,9 @@ pub fn debian_tree(
             .iter()
             .map(|p| deb_file_name(&p.name, &p.version, &p.architecture))
             .filter(|f| deb_cache.join(f).is_file())
+            .inspect(|f| {
+                copied_in.insert(f.clone());
+            })
             .map(|f| shell_quote(&deb_cache.join(f).to_string_lossy()))
             .collect();
         // Pin every locked version (apt_preferences), only while installing.
@@ -321,6 +363,17 @@ pub fn debian_tree(
                 seeded.join(" ")
             ));
         }
+    }
+    // apt's indexes from earlier runs, where they still verify, go into the
+    // root before mmdebstrap's `apt-get update` (its setup hooks run first).
+    let lists = tempfile::Builder::new()
+        .prefix("kiln-lists-")
+        .tempdir_in(tmp)?;
+    if crate::layers::aptlists::seed(&store.apt_lists(), lists.path())? > 0 {
+        cmd.arg(format!(
+            "--setup-hook=cp -p {}/* \"$1/{APT_LISTS}/\"",
+            shell_quote(&lists.path().to_string_lossy())
+        ));
     }
     // Keep the sources file alive until mmdebstrap is done.
     let _sources;
@@ -344,8 +397,31 @@ pub fn debian_tree(
             }
         }
     }
+    // What it downloads, on the progress line: into the root it makes in
+    // `unpack` (`mmdebstrap.XXXXXXXXXX`), whose name is known only then.
+    let unpacking = unpack.path().to_path_buf();
+    let downloads = Downloads::watch(
+        move || {
+            std::fs::read_dir(&unpacking)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|e| {
+                    let root = e.path();
+                    [
+                        Watched::Archive(root.join(APT_ARCHIVES)),
+                        Watched::Partial(root.join(APT_LISTS).join("partial")),
+                    ]
+                })
+                .collect()
+        },
+        copied_in,
+        transfer.clone(),
+    );
     // mmdebstrap runs long and downloads: it dies with kiln.
-    let tar = cmd.lifecycle_bind().run_get_output().map_err(|e| {
+    let tar = cmd.lifecycle_bind().run_get_output();
+    drop(downloads);
+    let tar = tar.map_err(|e| {
         // With a lock, apt names a pinned version the mirror no longer
         // serves on its stderr ("Version '1.2-1' for 'x' was not found").
         let gone = e
@@ -367,6 +443,7 @@ pub fn debian_tree(
     let mut tree = crate::fs::layer::read_tar(tar.as_slice(), sde.unwrap_or(i64::MAX))
         .context("reading mmdebstrap's tarball")?;
     let mut debs = take_debs(&mut tree, deb_cache, tmp)?;
+    keep_lists(&tree, store);
     locate_debs(&mut tree, &mut debs)?;
     Ok((tree, debs))
 }

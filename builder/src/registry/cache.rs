@@ -36,6 +36,7 @@ use crate::store::KeyEntry;
 use crate::util::digest::Digest;
 use crate::util::error::check_failed;
 use crate::util::minisign::{verify_bytes, SigningKey};
+use crate::util::progress::Transfer;
 
 /// `artifactType` of a key entry manifest.
 pub const KEY_ARTIFACT: &str = "application/vnd.kiln.layer-key.v1";
@@ -255,7 +256,7 @@ impl Cache {
     /// Look a layer key up. Never an error: every failure is a warning
     /// and a [`Lookup::Refused`] (or [`Lookup::Miss`] when the registry
     /// could not be asked).
-    pub fn lookup(&self, key: &str, name: &str) -> Lookup {
+    pub fn lookup(&self, key: &str, name: &str, transfer: &Transfer) -> Lookup {
         if self.down.load(Ordering::Relaxed) {
             return Lookup::Miss;
         }
@@ -274,9 +275,12 @@ impl Cache {
             let m = parse_key_manifest(&bytes, &what)?;
             let config = c.get_small_blob(&what, &m.config, ENTRY_LIMIT)?;
             let entry = check_key_entry(&m, &config, key, self.config.pubkey.as_ref(), &what)?;
-            let mut blob = Vec::new();
+            let mut blob = Counting::new(transfer);
             c.get_blob_to(&what, &m.layers[0], LAYER_LIMIT, &mut blob)?;
-            Ok(Some(Hit { entry, blob }))
+            Ok(Some(Hit {
+                entry,
+                blob: blob.bytes,
+            }))
         });
         match got {
             Ok(Some(hit)) => Lookup::Hit(Box::new(hit)),
@@ -317,6 +321,36 @@ impl Cache {
             }
             Err(e) => self.failed(&format!("pushing layer {}", entry.name), &e),
         }
+    }
+}
+
+/// A layer blob as it downloads, its size so far on the progress line.
+struct Counting<'a> {
+    bytes: Vec<u8>,
+    transfer: &'a Transfer,
+    start: std::time::Instant,
+}
+
+impl<'a> Counting<'a> {
+    fn new(transfer: &'a Transfer) -> Self {
+        Counting {
+            bytes: Vec::new(),
+            transfer,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl std::io::Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        self.transfer
+            .show(self.bytes.len() as u64, self.start.elapsed());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

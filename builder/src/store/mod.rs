@@ -251,6 +251,11 @@ impl Store {
         self.root.join("debs")
     }
 
+    /// apt's package indexes kept between apt runs ([`crate::layers::aptlists`]).
+    pub fn apt_lists(&self) -> PathBuf {
+        self.root.join("apt-lists")
+    }
+
     /// Path of a blob by digest.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))

@@ -554,6 +554,10 @@ fn collect(
         for e in entries(&debs.join("partial")).unwrap_or_default() {
             r.remove(Category::Debs, &e.path);
         }
+        // apt's indexes kept beside them: downloads too.
+        for e in entries(&store.apt_lists()).unwrap_or_default() {
+            r.remove(Category::Debs, &e.path);
+        }
     }
 
     Ok(Kept {

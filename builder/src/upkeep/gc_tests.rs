@@ -322,8 +322,16 @@ fn debs_go_only_on_request_and_apt_keeps_its_lock() {
     fs::write(debs.join("busybox_1.35_amd64.deb"), b"deb").unwrap();
     fs::write(debs.join("partial/nginx_1.22_amd64.deb"), b"half").unwrap();
     fs::write(debs.join("lock"), b"").unwrap();
+    let lists = f.store.apt_lists();
+    fs::create_dir_all(&lists).unwrap();
+    fs::write(
+        lists.join("deb.debian.org_debian_dists_trixie_InRelease"),
+        b"r",
+    )
+    .unwrap();
     gc(&f.store, &options(&f)).unwrap();
     assert_eq!(names(&debs), ["busybox_1.35_amd64.deb", "lock", "partial"]);
+    assert_eq!(names(&lists).len(), 1);
     let r = gc(
         &f.store,
         &GcOptions {
@@ -334,7 +342,8 @@ fn debs_go_only_on_request_and_apt_keeps_its_lock() {
     .unwrap();
     assert_eq!(names(&debs), ["lock", "partial"]);
     assert!(names(&debs.join("partial")).is_empty());
-    assert_eq!(r.removed.last().unwrap().count, 2);
+    assert!(names(&lists).is_empty());
+    assert_eq!(r.removed.last().unwrap().count, 3);
 }
 
 #[test]
