@@ -409,7 +409,7 @@ impl Store {
 
 /// The output is kept as a blob, named under `memo/<sha256(kind, 0, input)>`.
 impl Memo for Store {
-    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>> {
+    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update(kind.as_bytes());
@@ -421,7 +421,7 @@ impl Memo for Store {
                 return self.get_blob(digest.trim());
             }
         }
-        let out = f();
+        let out = f()?;
         let digest = self.put_blob(&out)?;
         fs::create_dir_all(self.root.join("memo"))?;
         write_atomic(&self.tmp_dir()?, &record, digest.as_bytes())?;
@@ -491,13 +491,18 @@ mod tests {
         let runs = std::sync::atomic::AtomicUsize::new(0);
         let f = || {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            b"out".to_vec()
+            Ok(b"out".to_vec())
         };
         assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
         assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
         s.memo("k", b"other", &f).unwrap();
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A failing computation leaves no entry behind.
+        let fails = || anyhow::bail!("no");
+        assert!(s.memo("k", b"third", &fails).is_err());
+        assert_eq!(s.memo("k", b"third", &f).unwrap(), b"out");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]
