@@ -35,16 +35,10 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// PAX record prefix for extended attributes (GNU tar / libarchive convention).
 const PAX_XATTR: &str = "SCHILY.xattr.";
 
-/// Most bytes a tar entry's declared size (or a zstd frame's declared
-/// content size) allocates up front; anything larger grows as its bytes
-/// actually arrive, so a forged header cannot ask for more than the input
-/// holds.
+/// Most bytes a tar entry's declared size allocates up front; anything
+/// larger grows as its bytes actually arrive, so a forged header cannot ask
+/// for more than the input holds.
 const PREALLOC_MAX: u64 = 8 << 20;
-/// A zstd frame's declared content size is trusted for one up-front
-/// allocation when at most this many times the blob (plus
-/// [`PREALLOC_MAX`]): kiln's layers compress 3-5:1. A larger claim is
-/// decompressed as a stream, growing with the bytes zstd actually produces.
-const PREALLOC_RATIO: u64 = 64;
 
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
@@ -212,8 +206,12 @@ pub fn pack(tree: &Tree) -> Result<Packed> {
 /// Read a tar (ours, or one from mmdebstrap) into a tree. Times later than
 /// `clamp_mtime` are clamped to it; entries are inserted in archive order.
 pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
+    read_archive(&mut tar::Archive::new(reader), clamp_mtime)
+}
+
+/// [`read_tar`] of an archive the caller keeps (to read what follows it).
+fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<Tree> {
     let mut tree = Tree::new(clamp_mtime);
-    let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("reading tar")? {
         let mut e = entry.context("reading tar entry")?;
         let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
@@ -300,18 +298,19 @@ fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// Unpack a layer blob (zstd-compressed tar) into a tree.
+///
+/// The tar is decompressed as it is read, each file straight into its own
+/// buffer: no copy of the whole tar is made (for a base layer, tens of MB
+/// of memory touched once and thrown away). What follows the tar's end is
+/// decompressed too, so a damaged zstd stream fails wherever it is damaged.
 pub fn unpack(blob: &[u8]) -> Result<Tree> {
-    let plausible = (blob.len() as u64)
-        .saturating_mul(PREALLOC_RATIO)
-        .saturating_add(PREALLOC_MAX);
-    // kiln's blobs carry their size in the frame header: one allocation of
-    // the right size instead of a growing buffer, when the size is plausible.
-    let tar = match zstd::zstd_safe::get_frame_content_size(blob) {
-        Ok(Some(n)) if n <= plausible => zstd::bulk::decompress(blob, n as usize),
-        _ => zstd::stream::decode_all(blob),
-    }
-    .context("layer blob is not valid zstd")?;
-    read_tar(tar.as_slice(), i64::MAX)
+    let zstd_err =
+        |e: std::io::Error| anyhow::Error::new(e).context("layer blob is not valid zstd");
+    let decoder = zstd::stream::read::Decoder::with_buffer(blob).map_err(zstd_err)?;
+    let mut ar = tar::Archive::new(decoder);
+    let tree = read_archive(&mut ar, i64::MAX)?;
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(zstd_err)?;
+    Ok(tree)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
 use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
-use crate::fs::layer::sha256_digest;
+use crate::fs::layer::{finish_digest, sha256_digest};
 use crate::fs::tree::{NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
@@ -56,11 +56,11 @@ fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
 
 /// Split the composed root into what boots (kernel, stub) and what goes on
 /// the root filesystem (everything else).
-fn split_boot_files(
-    root: &Tree,
+fn split_boot_files<'a>(
+    root: &'a Tree,
     kver: &str,
     recipe_file: &Path,
-) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
+) -> Result<(&'a [u8], &'a [u8], Tree)> {
     let kernel_path = kernel_image_path(root, kver).ok_or_else(|| {
         InputError::file(
             recipe_file.display().to_string(),
@@ -72,11 +72,9 @@ fn split_boot_files(
         )
     })?;
     let kernel = file_bytes(root, &kernel_path)
-        .with_context(|| format!("/{kernel_path} is not a regular file"))?
-        .to_vec();
+        .with_context(|| format!("/{kernel_path} is not a regular file"))?;
     let stub = file_bytes(root, STUB_PATH)
-        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
-        .to_vec();
+        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?;
     Ok((kernel, stub, root_filesystem_tree(root)))
 }
 
@@ -104,6 +102,37 @@ pub fn os_release(root: &Tree) -> &[u8] {
     file_bytes(root, "etc/os-release")
         .or_else(|| file_bytes(root, "usr/lib/os-release"))
         .unwrap_or(b"ID=kiln\n")
+}
+
+/// The root filesystem of `tree` (ext4, identified by `ident`) and its
+/// dm-verity hash tree.
+fn root_partitions(
+    recipe: &Recipe,
+    tree: &Tree,
+    ident: &[u8; 32],
+    sde: i64,
+) -> Result<(ext4::Ext4Image, verity::VerityHash)> {
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&ident[..16]);
+    let mut hash_seed = [0u8; 16];
+    hash_seed.copy_from_slice(&ident[16..]);
+    let fs = ext4::build(
+        tree,
+        &Ext4Options {
+            uuid,
+            hash_seed,
+            label: "root".into(),
+            timestamp: sde,
+            margin_percent: recipe.disk.root_margin_percent,
+            extra_bytes: recipe.disk.root_extra_mib << 20,
+        },
+    )
+    .context("writing the ext4 root filesystem")?;
+    let salt = sha(&[b"kiln verity salt", ident]);
+    let mut vuuid = [0u8; 16];
+    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", ident])[..16]);
+    let vh = verity::build(&fs.bytes, &salt, vuuid).context("building the dm-verity hash tree")?;
+    Ok((fs, vh))
 }
 
 /// Assemble the disk image of a composed root into `out` (a new file), and
@@ -147,63 +176,59 @@ pub fn assemble(
         layer_digests.join(",").as_bytes(),
         &sde.to_le_bytes(),
     ]);
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&ident[..16]);
-    let mut hash_seed = [0u8; 16];
-    hash_seed.copy_from_slice(&ident[16..]);
-    let fs = ext4::build(
-        &rootfs_tree,
-        &Ext4Options {
-            uuid,
-            hash_seed,
-            label: "root".into(),
-            timestamp: sde,
-            margin_percent: recipe.disk.root_margin_percent,
-            extra_bytes: recipe.disk.root_extra_mib << 20,
-        },
-    )
-    .context("writing the ext4 root filesystem")?;
-
-    lap("ext4");
-    // dm-verity over it.
-    let salt = sha(&[b"kiln verity salt", &ident]);
-    let mut vuuid = [0u8; 16];
-    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
-    // The initramfs is built (or found in the memo) beside it.
-    let (vh, initrd) = std::thread::scope(|s| {
+    // Beside the root filesystem and its hash tree: the initramfs (built,
+    // or found in the memo) and the sha256 of the kernel, which the PCR 11
+    // prediction measures (most of the UKI's bytes; the rest are hashed
+    // once the UKI is made).
+    let (root_parts, initrd, linux_digest) = std::thread::scope(|s| {
         let initrd =
             s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, memo));
-        let vh = verity::build(&fs.bytes, &salt, vuuid);
-        (vh, initrd.join())
+        let linux_digest = s.spawn(|| <[u8; 32]>::from(Sha256::digest(kernel)));
+        let root_parts = root_partitions(recipe, &rootfs_tree, &ident, sde);
+        (root_parts, initrd.join(), linux_digest.join())
     });
-    let vh = vh.context("building the dm-verity hash tree")?;
+    let (fs, vh) = root_parts?;
     let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
+    let linux_digest = linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+    drop(rootfs_tree);
     let root_hash = hex::encode(vh.root_hash);
 
-    lap("verity");
-    // UKI.
+    lap("root filesystem, verity, initramfs");
+    // UKI. The kernel is not copied into it: the UKI stays in pieces
+    // ([`uki::Built`]) until it is written into the ESP.
     let cmdline = format!(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init
     );
     let osrel = os_release(root);
-    let mut uki = uki::build(
-        &stub,
+    let uki = uki::build_parts(
+        stub,
         &uki::UkiParts {
             osrel,
             cmdline: &cmdline,
             uname: Some(&kver),
-            linux: &kernel,
+            linux: kernel,
             initrd: &initrd.bytes,
         },
     )
     .context("building the UKI")?;
     // What systemd-stub will measure (the signature is outside the sections).
-    let (pcr11, _) = uki::pcr::predict_pcr11(&uki).context("predicting the UKI's PCR 11")?;
-    let uki_signature = signer
-        .map(|s| secureboot::sign_uki(&mut uki, s))
-        .transpose()
-        .context("signing the UKI for Secure Boot")?;
+    let (pcr11, _) = uki::pcr::predict_pcr11_built(&uki, Some(linux_digest))
+        .context("predicting the UKI's PCR 11")?;
+    // Signing needs the UKI in one buffer.
+    let (signed, uki_signature) = match signer {
+        Some(s) => {
+            let mut signed = uki.to_vec();
+            let sig =
+                secureboot::sign_uki(&mut signed, s).context("signing the UKI for Secure Boot")?;
+            (Some(signed), Some(sig))
+        }
+        None => (None, None),
+    };
+    let uki_pieces: Vec<&[u8]> = match &signed {
+        Some(v) => vec![v],
+        None => uki.pieces().to_vec(),
+    };
 
     lap("uki");
     // ESP and disk. The seed covers everything the UKI is made of (the
@@ -218,8 +243,12 @@ pub fn assemble(
     ]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
     let (esp, uki_digest) = std::thread::scope(|s| {
-        let digest = s.spawn(|| sha256_digest(&uki));
-        let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde);
+        let digest = s.spawn(|| {
+            let mut h = Sha256::new();
+            uki_pieces.iter().for_each(|p| h.update(p));
+            finish_digest(h)
+        });
+        let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde);
         (esp, digest.join())
     });
     let esp = esp.context("writing the ESP")?;
