@@ -201,8 +201,8 @@ pub fn build_layers(
         let (entry, source, tree) = match (local, remote) {
             (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
-                let (_, tree) = store
-                    .with_blob(&entry.digest, layer::unpack)
+                let tree = store
+                    .read_blob(&entry.digest, layer::unpack_reader)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, LayerSource::Store, tree)
             }

@@ -298,12 +298,24 @@ fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// Unpack a layer blob (zstd-compressed tar) into a tree.
-///
+pub fn unpack(blob: &[u8]) -> Result<Tree> {
+    unpack_from(blob)
+}
+
+/// [`unpack`] of a blob read from `r` (a store file, [`crate::store::Store::read_blob`]).
+pub fn unpack_reader(r: &mut dyn Read) -> Result<Tree> {
+    // zstd's own recommended input size for streaming decompression.
+    unpack_from(std::io::BufReader::with_capacity(
+        zstd::zstd_safe::DCtx::in_size(),
+        r,
+    ))
+}
+
 /// The tar is decompressed as it is read, each file straight into its own
 /// buffer: no copy of the whole tar is made (for a base layer, tens of MB
 /// of memory touched once and thrown away). What follows the tar's end is
 /// decompressed too, so a damaged zstd stream fails wherever it is damaged.
-pub fn unpack(blob: &[u8]) -> Result<Tree> {
+fn unpack_from(blob: impl std::io::BufRead) -> Result<Tree> {
     let zstd_err =
         |e: std::io::Error| anyhow::Error::new(e).context("layer blob is not valid zstd");
     let decoder = zstd::stream::read::Decoder::with_buffer(blob).map_err(zstd_err)?;

@@ -25,7 +25,7 @@
 pub mod verdict;
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -298,6 +298,38 @@ impl Store {
             )));
         }
         Ok((data, out?))
+    }
+
+    /// Run `f` on a reader of a blob while a second thread reads the file
+    /// again and checks that its content matches its name; `f`'s result
+    /// counts only if it does. Unlike [`Store::with_blob`], the blob is
+    /// never held in memory whole (a base layer's is tens of MB, all of it
+    /// fresh memory to fault in); both read the page cache in small pieces.
+    pub fn read_blob<T: Send>(
+        &self,
+        digest: &str,
+        f: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.blob_path(digest)?;
+        let open = || File::open(&path).with_context(|| format!("reading blob {}", path.display()));
+        // Both opened before either reads: they are the same file.
+        let (mut file, check) = (open()?, open()?);
+        let (actual, out) = std::thread::scope(|s| {
+            let h = s.spawn(|| Digest::of_reader(check));
+            let out = f(&mut file);
+            (h.join(), out)
+        });
+        let actual = actual
+            .map_err(|_| anyhow::anyhow!("hashing thread panicked"))?
+            .with_context(|| format!("reading blob {}", path.display()))?
+            .to_string();
+        if actual != digest {
+            bail!(crate::util::error::check_failed(format!(
+                "store blob {} is corrupt: its content hashes to {actual}",
+                path.display()
+            )));
+        }
+        out
     }
 
     fn key_path(&self, key: &str) -> Result<PathBuf> {
