@@ -476,10 +476,18 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.get_blob(&d).unwrap(), b"hello");
+        let read = |r: &mut dyn Read| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            Ok(v)
+        };
+        assert_eq!(s.read_blob(&d, read).unwrap(), b"hello");
         // Corrupt it behind the store's back: reading must notice.
         let p = s.blob_path(&d).unwrap();
         fs::write(&p, b"jello").unwrap();
         let e = s.get_blob(&d).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        let e = s.read_blob(&d, read).unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
         // Nothing left in this process's scratch, which goes with the store.
         assert_eq!(fs::read_dir(s.tmp_dir().unwrap()).unwrap().count(), 0);
