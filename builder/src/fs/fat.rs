@@ -219,7 +219,7 @@ fn try_build(
         move |source| FatError::Fatfs { path, source }
     };
     let len = usize::try_from(size).map_err(|_| FatError::TooLarge { bytes: size })?;
-    let mut disk = Cursor::new(vec![0u8; len]);
+    let mut disk = Cursor::new(crate::util::hugepages::zeroed(len));
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()

@@ -37,8 +37,11 @@ const PAX_XATTR: &str = "SCHILY.xattr.";
 
 /// Most bytes a tar entry's declared size allocates up front; anything
 /// larger grows as its bytes actually arrive, so a forged header cannot ask
-/// for more than the input holds.
-const PREALLOC_MAX: u64 = 8 << 20;
+/// for much more than the input holds (this much, once, before its read
+/// fails). Large enough that a kernel image (Debian's are 10-15 MB) is read
+/// into one allocation, on huge pages ([`crate::util::hugepages`]), rather
+/// than grown and copied.
+const PREALLOC_MAX: u64 = 32 << 20;
 
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
@@ -287,7 +290,7 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
 /// [`PREALLOC_MAX`] (a tar header's size is only a claim), in one
 /// allocation of the right size below it.
 fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(size.min(PREALLOC_MAX) as usize);
+    let mut data = crate::util::hugepages::with_capacity(size.min(PREALLOC_MAX) as usize);
     while (data.len() as u64) < size {
         let at = data.len();
         let n = (size - at as u64).min(PREALLOC_MAX) as usize;
