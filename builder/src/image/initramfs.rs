@@ -107,6 +107,9 @@ const MEMO_FORMAT: u32 = 1;
 #[derive(serde::Serialize)]
 struct MemoInput<'a> {
     format: u32,
+    /// kiln's version too, in case a change to the cpio or zstd writing
+    /// forgets [`MEMO_FORMAT`].
+    kiln: &'a str,
     init: String,
     wanted: &'a [String],
     source_date_epoch: i64,
@@ -133,6 +136,7 @@ fn memo_input(
     }
     let input = MemoInput {
         format: MEMO_FORMAT,
+        kiln: env!("CARGO_PKG_VERSION"),
         init: sha256_digest(init),
         wanted,
         source_date_epoch: sde,
