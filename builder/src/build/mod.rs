@@ -594,64 +594,70 @@ pub(crate) fn build_plan(
     let raw_tmp = tmp.path().join(&image_name);
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
-    let mut files = vec![OutFile {
-        name: image_name.clone(),
-        path: Some(raw_tmp.clone()),
-        digest: digest.clone(),
-    }];
-    if recipe.disk.format == DiskFormat::Qcow2 {
-        files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
-    }
-    let manifest = Manifest {
-        schema: SCHEMA.into(),
-        name: recipe.name.clone(),
-        version: recipe.version.clone(),
-        recipe: RecipeRef {
-            file: recipe_file.clone(),
-            digest: plan.recipe_digest.clone(),
-        },
-        source_date_epoch: sde,
-        epoch_source: Some(plan.epoch.source),
-        layers: layers
-            .entries
-            .iter()
-            .map(|(e, source)| ManifestLayer {
-                cache: (*source == LayerSource::Registry)
-                    .then(|| opts.cache.as_ref().map(|c| c.url()))
-                    .flatten(),
-                name: e.name.clone(),
-                kind: e.kind.clone(),
-                key: e.key.clone(),
-                digest: e.digest.clone(),
-                diff_id: e.diff_id.clone(),
-                size: e.size,
-                packages: e.packages.clone(),
-            })
-            .collect(),
-        image: ImageFile {
-            format: if disk.is_some() { "raw" } else { "tar" }.into(),
-            file: image_name.clone(),
-            digest: digest.clone(),
-            size,
-        },
-        disk,
-        test: Some(recipe.test.to_spec()),
-        builder: BuilderInfo::current(),
-    };
-    store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
-    // The store's copy of the image is made beside the output files' writing.
-    // (From a second name: the first is renamed into the output directory.)
+    // The store's copy of the image is made beside everything below (qcow2,
+    // the manifest, the output files), from a second name: the first is
+    // renamed into the output directory.
     let key = image_key(&layers.entries);
     let cache_src = tmp.path().join(format!(".cache-{image_name}"));
     std::fs::hard_link(&raw_tmp, &cache_src)
         .with_context(|| format!("linking {}", raw_tmp.display()))?;
-    let (remembered, manifest_path) = std::thread::scope(|s| {
-        let remembered =
-            s.spawn(|| crate::build::output::remember(store, &key, &manifest, &cache_src));
-        let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
-        (remembered.join(), finished)
+    let (remembered, written) = std::thread::scope(|s| {
+        let remembered = s.spawn(|| {
+            crate::build::output::remember(store, &key, &recipe.name, &digest, &cache_src)
+        });
+        let written = (|| -> Result<(Manifest, (PathBuf, String))> {
+            let mut files = vec![OutFile {
+                name: image_name.clone(),
+                path: Some(raw_tmp.clone()),
+                digest: digest.clone(),
+            }];
+            if recipe.disk.format == DiskFormat::Qcow2 {
+                files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
+            }
+            let manifest = Manifest {
+                schema: SCHEMA.into(),
+                name: recipe.name.clone(),
+                version: recipe.version.clone(),
+                recipe: RecipeRef {
+                    file: recipe_file.clone(),
+                    digest: plan.recipe_digest.clone(),
+                },
+                source_date_epoch: sde,
+                epoch_source: Some(plan.epoch.source),
+                layers: layers
+                    .entries
+                    .iter()
+                    .map(|(e, source)| ManifestLayer {
+                        cache: (*source == LayerSource::Registry)
+                            .then(|| opts.cache.as_ref().map(|c| c.url()))
+                            .flatten(),
+                        name: e.name.clone(),
+                        kind: e.kind.clone(),
+                        key: e.key.clone(),
+                        digest: e.digest.clone(),
+                        diff_id: e.diff_id.clone(),
+                        size: e.size,
+                        packages: e.packages.clone(),
+                    })
+                    .collect(),
+                image: ImageFile {
+                    format: if disk.is_some() { "raw" } else { "tar" }.into(),
+                    file: image_name.clone(),
+                    digest: digest.clone(),
+                    size,
+                },
+                disk,
+                test: Some(recipe.test.to_spec()),
+                builder: BuilderInfo::current(),
+            };
+            store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
+            let finished =
+                crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files)?;
+            Ok((manifest, finished))
+        })();
+        (remembered.join(), written)
     });
-    let finished = manifest_path?;
+    let (manifest, finished) = written?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
     // Unlinked before the stamp is taken: dropping a second link changes
     // the image's ctime, and the stamp would never match again.

@@ -430,11 +430,11 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
     Ok(fits.then_some(CachedImage { manifest, file }))
 }
 
-/// Remember an assembled image: its file (copied into the store) under its
-/// digest, and key → digest. Older cached files of the same name beyond
-/// [`KEEP_PER_NAME`] are removed.
-pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> Result<()> {
-    let digest = &manifest.image.digest;
+/// Remember an assembled image named `name`: its file (copied into the
+/// store) under its digest, and key → digest. Older cached files of the
+/// same name beyond [`KEEP_PER_NAME`] are removed. (The build records the
+/// manifest beside it; [`lookup`] finds the image only once both are there.)
+pub fn remember(store: &Store, key: &str, name: &str, digest: &str, file: &Path) -> Result<()> {
     let dest = store.image_file(digest)?;
     if !dest.exists() {
         // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
@@ -450,7 +450,7 @@ pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> R
         &record,
         serde_json::to_string(&serde_json::json!({ "image": digest }))?.as_bytes(),
     )?;
-    prune(store, &manifest.name, digest)
+    prune(store, name, digest)
 }
 
 /// Keep the newest [`KEEP_PER_NAME`] cached image files of `name` (`keep` among them).

@@ -54,13 +54,9 @@ fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
     }
 }
 
-/// Split the composed root into what boots (kernel, stub) and what goes on
-/// the root filesystem (everything else).
-fn split_boot_files<'a>(
-    root: &'a Tree,
-    kver: &str,
-    recipe_file: &Path,
-) -> Result<(&'a [u8], &'a [u8], Tree)> {
+/// What boots, from the composed root: the kernel and the UKI stub. (The
+/// rest goes on the root filesystem, [`root_filesystem_tree`].)
+fn boot_files<'a>(root: &'a Tree, kver: &str, recipe_file: &Path) -> Result<(&'a [u8], &'a [u8])> {
     let kernel_path = kernel_image_path(root, kver).ok_or_else(|| {
         InputError::file(
             recipe_file.display().to_string(),
@@ -75,7 +71,7 @@ fn split_boot_files<'a>(
         .with_context(|| format!("/{kernel_path} is not a regular file"))?;
     let stub = file_bytes(root, STUB_PATH)
         .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?;
-    Ok((kernel, stub, root_filesystem_tree(root)))
+    Ok((kernel, stub))
 }
 
 /// The composed root without what moves into the UKI (kernels, initrds,
@@ -104,20 +100,23 @@ pub fn os_release(root: &Tree) -> &[u8] {
         .unwrap_or(b"ID=kiln\n")
 }
 
-/// The root filesystem of `tree` (ext4, identified by `ident`) and its
-/// dm-verity hash tree.
+/// The root filesystem of the composed `root` (ext4, identified by
+/// `ident`) and its dm-verity hash tree.
 fn root_partitions(
     recipe: &Recipe,
-    tree: &Tree,
+    root: &Tree,
     ident: &[u8; 32],
     sde: i64,
 ) -> Result<(ext4::Ext4Image, verity::VerityHash)> {
+    let mut tree = root_filesystem_tree(root);
+    crate::image::volatile::add(&mut tree, sde)
+        .context("adding the tmpfiles.d file for directories under tmpfs mounts")?;
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&ident[..16]);
     let mut hash_seed = [0u8; 16];
     hash_seed.copy_from_slice(&ident[16..]);
     let fs = ext4::build(
-        tree,
+        &tree,
         &Ext4Options {
             uuid,
             hash_seed,
@@ -166,9 +165,7 @@ pub fn assemble(
         .into()
     })?;
     let kver = idx.kver.clone();
-    let (kernel, stub, mut rootfs_tree) = split_boot_files(root, &kver, &recipe.path)?;
-    crate::image::volatile::add(&mut rootfs_tree, sde)
-        .context("adding the tmpfiles.d file for directories under tmpfs mounts")?;
+    let (kernel, stub) = boot_files(root, &kver, &recipe.path)?;
 
     // Root filesystem, identified by what it is made of.
     let ident = sha(&[
@@ -184,13 +181,12 @@ pub fn assemble(
         let initrd =
             s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, memo));
         let linux_digest = s.spawn(|| <[u8; 32]>::from(Sha256::digest(kernel)));
-        let root_parts = root_partitions(recipe, &rootfs_tree, &ident, sde);
+        let root_parts = root_partitions(recipe, root, &ident, sde);
         (root_parts, initrd.join(), linux_digest.join())
     });
     let (fs, vh) = root_parts?;
     let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
     let linux_digest = linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
-    drop(rootfs_tree);
     let root_hash = hex::encode(vh.root_hash);
 
     lap("root filesystem, verity, initramfs");
