@@ -111,6 +111,7 @@ pub fn fake_disk(
         sde,
         b"#!/bin/sh\n# not really kiln-init\n",
         &crate::util::memo::NoMemo,
+        &|_| None,
         None,
         out,
     )

@@ -112,8 +112,29 @@ pub struct BuildOptions {
 pub struct Layers {
     /// Per layer: key-index entry and where it came from.
     pub entries: Vec<(KeyEntry, LayerSource)>,
+    /// Per layer: its own tree (sharing file contents with `root`).
+    pub trees: Vec<Tree>,
     /// The composed root.
     pub root: Tree,
+}
+
+impl Layers {
+    /// The digest of the layer blob whose file at `path` the composed root
+    /// holds unchanged: the very bytes that layer's tree has there (shared,
+    /// not compared), from the topmost layer that has them.
+    pub fn layer_of(&self, path: &str) -> Option<String> {
+        let file = |t: &Tree| match t.get(path).map(|n| &n.kind) {
+            Some(NodeKind::File(d)) => Some(Arc::clone(d)),
+            _ => None,
+        };
+        let data = file(&self.root)?;
+        self.trees
+            .iter()
+            .zip(&self.entries)
+            .rev()
+            .find(|(t, _)| file(t).is_some_and(|d| Arc::ptr_eq(&d, &data)))
+            .map(|(_, (e, _))| e.digest.clone())
+    }
 }
 
 /// A layer the registry cache gave: its entry and tree, once its blob
@@ -166,6 +187,7 @@ pub fn build_layers(
 ) -> Result<Layers> {
     let mut root = Tree::new(plan.epoch.provisional());
     let mut entries = Vec::new();
+    let mut trees = Vec::new();
     let mut lower: Option<KeyEntry> = None;
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
@@ -243,6 +265,7 @@ pub fn build_layers(
             .with_context(|| format!("applying layer {name}"))?;
         lower = Some(entry.clone());
         entries.push((entry, source));
+        trees.push(tree);
     }
     check_services(plan, &root)?;
     for (blob, entry) in &pending {
@@ -265,7 +288,11 @@ pub fn build_layers(
             progress.finish(None);
         }
     }
-    Ok(Layers { entries, root })
+    Ok(Layers {
+        entries,
+        trees,
+        root,
+    })
 }
 
 /// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
@@ -586,6 +613,7 @@ pub(crate) fn build_plan(
             sde,
             init,
             store,
+            &|path| layers.layer_of(path),
             opts.secure_boot.as_ref(),
             &tmp.path().join(&name),
         )?;
@@ -760,3 +788,7 @@ pub fn lock(
     )?;
     Ok((path, lock))
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;

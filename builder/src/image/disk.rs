@@ -18,7 +18,7 @@ use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
 use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
 use crate::fs::layer::{finish_digest, sha256_digest};
-use crate::fs::tree::{NodeKind, Tree};
+use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::image::secureboot::{self, UkiSigner};
@@ -48,15 +48,31 @@ fn sha(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
-    match &root.resolve(path)?.1.kind {
-        NodeKind::File(d) => Some(d.as_slice()),
+    resolve_file(root, path).map(|(_, d)| d)
+}
+
+/// A regular file of the tree, symlinks followed: its path and bytes.
+fn resolve_file<'a>(root: &'a Tree, path: &str) -> Option<(String, &'a [u8])> {
+    match root.resolve(path)? {
+        (
+            path,
+            Node {
+                kind: NodeKind::File(d),
+                ..
+            },
+        ) => Some((path, d.as_slice())),
         _ => None,
     }
 }
 
-/// What boots, from the composed root: the kernel and the UKI stub. (The
-/// rest goes on the root filesystem, [`root_filesystem_tree`].)
-fn boot_files<'a>(root: &'a Tree, kver: &str, recipe_file: &Path) -> Result<(&'a [u8], &'a [u8])> {
+/// What boots, from the composed root: the kernel (its path and bytes) and
+/// the UKI stub. (The rest goes on the root filesystem,
+/// [`root_filesystem_tree`].)
+fn boot_files<'a>(
+    root: &'a Tree,
+    kver: &str,
+    recipe_file: &Path,
+) -> Result<(String, &'a [u8], &'a [u8])> {
     let kernel_path = kernel_image_path(root, kver).ok_or_else(|| {
         InputError::file(
             recipe_file.display().to_string(),
@@ -67,11 +83,39 @@ fn boot_files<'a>(root: &'a Tree, kver: &str, recipe_file: &Path) -> Result<(&'a
             ),
         )
     })?;
-    let kernel = file_bytes(root, &kernel_path)
+    let (kernel_path, kernel) = resolve_file(root, &kernel_path)
         .with_context(|| format!("/{kernel_path} is not a regular file"))?;
     let stub = file_bytes(root, STUB_PATH)
         .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?;
-    Ok((kernel, stub))
+    Ok((kernel_path, kernel, stub))
+}
+
+/// The memo kind of [`kernel_sha256`].
+const LAYER_FILE_SHA256: &str = "layer-file-sha256";
+
+/// The sha256 of the kernel at `path`, which the PCR 11 prediction needs.
+/// When the root holds it as the layer blob `layer` has it, the digest is
+/// memoised under that blob's digest and the path (a layer's files are a
+/// pure function of its blob), so a rebuild of the layers above does not
+/// hash the kernel again.
+fn kernel_sha256(
+    kernel: &[u8],
+    path: &str,
+    layer: Option<&str>,
+    memo: &dyn Memo,
+) -> Result<[u8; 32]> {
+    let hash = || Ok(Sha256::digest(kernel).to_vec());
+    let digest = match layer {
+        Some(layer) => memo.memo(
+            LAYER_FILE_SHA256,
+            format!("{layer}\0{path}").as_bytes(),
+            &hash,
+        )?,
+        None => hash()?,
+    };
+    digest.try_into().map_err(|d: Vec<u8>| {
+        anyhow::anyhow!("memoised sha256 of /{path} is {} bytes long", d.len())
+    })
 }
 
 /// The composed root without what moves into the UKI (kernels, initrds,
@@ -137,6 +181,8 @@ fn root_partitions(
 /// Assemble the disk image of a composed root into `out` (a new file), and
 /// return the manifest's disk section and the image's `sha256:`. With a
 /// `signer`, the UKI is signed for Secure Boot before it goes on the ESP.
+/// `layer_of` names the layer blob a file of the root comes from unchanged,
+/// where one does (for memoising digests of big files, [`kernel_sha256`]).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble(
     recipe: &Recipe,
@@ -145,6 +191,7 @@ pub fn assemble(
     sde: i64,
     init: &[u8],
     memo: &dyn Memo,
+    layer_of: &dyn Fn(&str) -> Option<String>,
     signer: Option<&UkiSigner>,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
@@ -165,7 +212,8 @@ pub fn assemble(
         .into()
     })?;
     let kver = idx.kver.clone();
-    let (kernel, stub) = boot_files(root, &kver, &recipe.path)?;
+    let (kernel_path, kernel, stub) = boot_files(root, &kver, &recipe.path)?;
+    let kernel_layer = layer_of(&kernel_path);
 
     // Root filesystem, identified by what it is made of.
     let ident = sha(&[
@@ -180,13 +228,15 @@ pub fn assemble(
     let (root_parts, initrd, linux_digest) = std::thread::scope(|s| {
         let initrd =
             s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, memo));
-        let linux_digest = s.spawn(|| <[u8; 32]>::from(Sha256::digest(kernel)));
+        let linux_digest =
+            s.spawn(|| kernel_sha256(kernel, &kernel_path, kernel_layer.as_deref(), memo));
         let root_parts = root_partitions(recipe, root, &ident, sde);
         (root_parts, initrd.join(), linux_digest.join())
     });
     let (fs, vh) = root_parts?;
     let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
-    let linux_digest = linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+    let linux_digest =
+        linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))??;
     let root_hash = hex::encode(vh.root_hash);
 
     lap("root filesystem, verity, initramfs");
@@ -308,4 +358,44 @@ pub fn assemble(
         pcr11_sha256: Some(hex::encode(pcr11)),
     };
     Ok((info, layout.digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memo that counts the computations it runs and keeps nothing.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Memo for Counting {
+        fn memo(
+            &self,
+            kind: &str,
+            input: &[u8],
+            f: &dyn Fn() -> Result<Vec<u8>>,
+        ) -> Result<Vec<u8>> {
+            assert_eq!(kind, LAYER_FILE_SHA256);
+            assert_eq!(input, b"sha256:layer\0boot/vmlinuz");
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            f()
+        }
+    }
+
+    #[test]
+    fn kernel_digest_is_memoised_only_by_its_layer() {
+        let want: [u8; 32] = Sha256::digest(b"kernel").into();
+        let memo = Counting::default();
+        let got = kernel_sha256(b"kernel", "boot/vmlinuz", Some("sha256:layer"), &memo).unwrap();
+        assert_eq!(
+            (got, memo.0.load(std::sync::atomic::Ordering::SeqCst)),
+            (want, 1)
+        );
+        // No layer holds it unchanged: hashed, not memoised.
+        let got = kernel_sha256(b"kernel", "boot/vmlinuz", None, &memo).unwrap();
+        assert_eq!(
+            (got, memo.0.load(std::sync::atomic::Ordering::SeqCst)),
+            (want, 1)
+        );
+    }
 }
