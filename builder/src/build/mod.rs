@@ -511,7 +511,7 @@ pub(crate) fn build_plan(
         DiskFormat::Tar => None,
         _ => Some(crate::image::initramfs::find_init()?),
     };
-    let init_digest = init.as_deref().map(sha256_digest);
+    let init_digest = init.as_ref().map(|i| i.digest.as_str());
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
@@ -522,7 +522,7 @@ pub(crate) fn build_plan(
             recipe_file: &recipe_file,
             recipe: &plan.recipe_digest,
             layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
-            init: init_digest.as_deref(),
+            init: init_digest,
             source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
             uki_signer: opts
@@ -605,7 +605,7 @@ pub(crate) fn build_plan(
             .iter()
             .map(|(e, _)| e.digest.clone())
             .collect();
-        let init = init.as_deref().context("kiln-init")?;
+        let init = init.as_ref().context("kiln-init")?;
         let (disk, digest) = crate::image::disk::assemble(
             recipe,
             &layers.root,

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
 use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
-use crate::fs::layer::{finish_digest, sha256_digest};
+use crate::fs::layer::finish_digest;
 use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
@@ -189,7 +189,7 @@ pub fn assemble(
     root: &Tree,
     layer_digests: &[String],
     sde: i64,
-    init: &[u8],
+    init: &initramfs::Init,
     memo: &dyn Memo,
     layer_of: &dyn Fn(&str) -> Option<String>,
     signer: Option<&UkiSigner>,
@@ -343,7 +343,6 @@ pub fn assemble(
             sha256: l.sha256.clone(),
         })
         .collect();
-    let init_digest = sha256_digest(init);
     let info = DiskInfo {
         kernel_version: kver,
         cmdline,
@@ -351,7 +350,7 @@ pub fn assemble(
         initrd_modules: initrd.modules,
         // The sha256 of the file on the ESP.
         uki_digest,
-        init_digest,
+        init_digest: init.digest.clone(),
         partitions,
         disk_guid: disk_guid.to_string(),
         uki_signature,

@@ -40,13 +40,32 @@ pub struct Initramfs {
 /// the same bytes wherever it is built).
 const EMBEDDED_INIT: &[u8] = include_bytes!(env!("KILN_INIT_BINARY"));
 
+/// kiln-init: its bytes and their `sha256:` (the image key, the initramfs
+/// memo and the manifest all name it; it is hashed once).
+#[derive(Debug, Clone)]
+pub struct Init {
+    /// The static executable.
+    pub bytes: Cow<'static, [u8]>,
+    /// `sha256:` of `bytes`.
+    pub digest: String,
+}
+
+impl Init {
+    /// kiln-init from its bytes.
+    pub fn new(bytes: impl Into<Cow<'static, [u8]>>) -> Init {
+        let bytes = bytes.into();
+        let digest = sha256_digest(&bytes);
+        Init { bytes, digest }
+    }
+}
+
 /// The kiln-init binary: the file named by `$KILN_INIT` when set (to try a
 /// modified init without rebuilding kiln), else the one kiln carries. It
 /// must be statically linked.
-pub fn find_init() -> Result<Cow<'static, [u8]>> {
+pub fn find_init() -> Result<Init> {
     let Some(path) = std::env::var_os("KILN_INIT").map(PathBuf::from) else {
         check_static(Path::new("the kiln-init built into kiln"), EMBEDDED_INIT)?;
-        return Ok(Cow::Borrowed(EMBEDDED_INIT));
+        return Ok(Init::new(EMBEDDED_INIT));
     };
     let bytes = std::fs::read(&path).map_err(|e| {
         EnvError::new(format!(
@@ -56,7 +75,7 @@ pub fn find_init() -> Result<Cow<'static, [u8]>> {
     })?;
     check_static(&path, &bytes)?;
     tracing::debug!("kiln-init from KILN_INIT={}", path.display());
-    Ok(Cow::Owned(bytes))
+    Ok(Init::new(bytes))
 }
 
 /// An init for an initramfs must not need a dynamic loader: ELF without PT_INTERP.
@@ -110,7 +129,7 @@ struct MemoInput<'a> {
     /// kiln's version too, in case a change to the cpio or zstd writing
     /// forgets [`MEMO_FORMAT`].
     kiln: &'a str,
-    init: String,
+    init: &'a str,
     wanted: &'a [String],
     source_date_epoch: i64,
     kver: &'a str,
@@ -124,7 +143,7 @@ fn memo_input(
     idx: &ModuleIndex,
     root: &Tree,
     wanted: &[String],
-    init: &[u8],
+    init: &Init,
     sde: i64,
 ) -> Result<Vec<u8>> {
     let mut modules = std::collections::BTreeMap::new();
@@ -137,7 +156,7 @@ fn memo_input(
     let input = MemoInput {
         format: MEMO_FORMAT,
         kiln: env!("CARGO_PKG_VERSION"),
-        init: sha256_digest(init),
+        init: &init.digest,
         wanted,
         source_date_epoch: sde,
         kver: &idx.kver,
@@ -153,14 +172,14 @@ fn memo_input(
 pub fn build(
     root: &Tree,
     wanted: &[String],
-    init: &[u8],
+    init: &Init,
     sde: i64,
     memo: &dyn Memo,
 ) -> Result<Initramfs> {
     let idx = ModuleIndex::new(root).context("finding the kernel modules in the composed root")?;
     let input = memo_input(&idx, root, wanted, init, sde)?;
     let packed = memo.memo(MEMO_KIND, &input, &|| {
-        let (bytes, modules) = make(&idx, root, wanted, init, sde)?;
+        let (bytes, modules) = make(&idx, root, wanted, &init.bytes, sde)?;
         Ok(pack(&modules, &bytes))
     })?;
     let (modules, bytes) = unpack(packed).context("reading the memoised initramfs")?;
@@ -285,7 +304,7 @@ mod tests {
         let i = build(
             &root,
             &["virtio_blk".into()],
-            b"\x7fELF-init",
+            &Init::new(&b"\x7fELF-init"[..]),
             1_700_000_000,
             &crate::util::memo::NoMemo,
         )
@@ -359,7 +378,7 @@ mod tests {
         ];
         let root = crate::fs::kmod::tests::module_tree(&mods);
         let wanted = ["virtio_blk".to_string()];
-        let init = b"\x7fELF-init";
+        let init = &Init::new(&b"\x7fELF-init"[..]);
         let memo = CountingMemo::default();
         let runs = || memo.runs.load(std::sync::atomic::Ordering::SeqCst);
         let fresh = build(&root, &wanted, init, 1, &crate::util::memo::NoMemo).unwrap();
@@ -382,7 +401,7 @@ mod tests {
         assert_ne!(other.bytes, first.bytes);
 
         // So are kiln-init, the wanted modules and the epoch.
-        build(&root, &wanted, b"\x7fELF-other", 1, &memo).unwrap();
+        build(&root, &wanted, &Init::new(&b"\x7fELF-other"[..]), 1, &memo).unwrap();
         build(&root, &["virtio".to_string()], init, 1, &memo).unwrap();
         build(&root, &wanted, init, 2, &memo).unwrap();
         assert_eq!(runs(), 5);
