@@ -43,6 +43,9 @@ const PAX_XATTR: &str = "SCHILY.xattr.";
 /// than grown and copied.
 const PREALLOC_MAX: u64 = 32 << 20;
 
+/// How much of a tar entry is read at a time ([`read_exactly`]).
+const READ_CHUNK: u64 = 1 << 20;
+
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
 pub struct Packed {
@@ -288,12 +291,14 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
 
 /// Exactly `size` bytes from `r`, allocated as they arrive beyond
 /// [`PREALLOC_MAX`] (a tar header's size is only a claim), in one
-/// allocation of the right size below it.
+/// allocation of the right size below it. Memory is touched only as bytes
+/// arrive ([`READ_CHUNK`] at a time), so a forged size costs address
+/// space, not memory.
 fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
     let mut data = crate::util::hugepages::with_capacity(size.min(PREALLOC_MAX) as usize);
     while (data.len() as u64) < size {
         let at = data.len();
-        let n = (size - at as u64).min(PREALLOC_MAX) as usize;
+        let n = (size - at as u64).min(READ_CHUNK) as usize;
         data.resize(at + n, 0);
         r.read_exact(&mut data[at..])?;
     }
