@@ -113,7 +113,7 @@ pub fn finish(
         let path = tmp.join(&name);
         let same = std::fs::read(out_dir.join(&name)).is_ok_and(|old| old == data);
         if !same {
-            write_atomic(tmp, &path, data)?;
+            write_new(&path, data)?;
         }
         files.push(OutFile {
             name,
@@ -157,6 +157,22 @@ pub fn finish(
         }
     }
     Ok((out_dir.join(manifest_name), sums))
+}
+
+/// Write a new file in the output's temporary directory, world-readable,
+/// its bytes on disk before it is renamed into the output directory. No
+/// temporary name and no fsync of the directory, as [`write_atomic`] has:
+/// the directory is this build's own, and the entry is renamed out of it.
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create_new(path)?;
+        f.write_all(data)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Move `src` to `dest`, atomically replacing what is there.
