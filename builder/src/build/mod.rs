@@ -623,15 +623,21 @@ pub(crate) fn build_plan(
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
     // The store's copy of the image is made beside everything below (qcow2,
-    // the manifest, the output files), from a second name: the first is
-    // renamed into the output directory.
+    // the manifest, the output files, their stamp), from the file opened
+    // here: it is renamed into the output directory meanwhile.
     let key = image_key(&layers.entries);
-    let cache_src = tmp.path().join(format!(".cache-{image_name}"));
-    std::fs::hard_link(&raw_tmp, &cache_src)
-        .with_context(|| format!("linking {}", raw_tmp.display()))?;
+    let image_file =
+        std::fs::File::open(&raw_tmp).with_context(|| format!("opening {}", raw_tmp.display()))?;
     let (remembered, written) = std::thread::scope(|s| {
         let remembered = s.spawn(|| {
-            crate::build::output::remember(store, &key, &recipe.name, &digest, &cache_src)
+            crate::build::output::remember(
+                store,
+                &key,
+                &recipe.name,
+                &digest,
+                &image_file,
+                &raw_tmp,
+            )
         });
         let written = (|| -> Result<(Manifest, (PathBuf, String))> {
             let mut files = vec![OutFile {
@@ -681,16 +687,13 @@ pub(crate) fn build_plan(
             store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
             let finished =
                 crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files)?;
+            crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
             Ok((manifest, finished))
         })();
         (remembered.join(), written)
     });
     let (manifest, finished) = written?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
-    // Unlinked before the stamp is taken: dropping a second link changes
-    // the image's ctime, and the stamp would never match again.
-    std::fs::remove_file(&cache_src).ok();
-    crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
     Ok(report(
         &manifest,
         &layers.entries,

@@ -359,21 +359,23 @@ pub fn file_digest_sparse(path: &Path) -> Result<crate::util::digest::Digest> {
 
 fn copy(src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
     let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    copy_from(&from, src, dst, hash)
+}
+
+/// [`copy`] from a file already open (`src` names it in messages).
+fn copy_from(from: &File, src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
     let len = from.metadata()?.len();
-    let extents = data_extents(&from, len);
+    let extents = data_extents(from, len);
     let to = File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
     to.set_len(len)?;
     std::thread::scope(|s| -> Result<Option<String>> {
-        let hasher = hash.then(|| s.spawn(|| hash_extents(&from, len, &extents)));
+        let hasher = hash.then(|| s.spawn(|| hash_extents(from, len, &extents)));
         for &(off, n) in &extents {
             let (mut i, mut o) = (off as i64, off as i64);
             let mut left = n as usize;
             while left > 0 {
-                let done =
-                    nix::fcntl::copy_file_range(&from, Some(&mut i), &to, Some(&mut o), left)
-                        .with_context(|| {
-                            format!("copying {} to {}", src.display(), dst.display())
-                        })?;
+                let done = nix::fcntl::copy_file_range(from, Some(&mut i), &to, Some(&mut o), left)
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
                 if done == 0 {
                     anyhow::bail!("{} shrank while it was copied", src.display());
                 }
@@ -450,12 +452,22 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
 /// store) under its digest, and key → digest. Older cached files of the
 /// same name beyond [`KEEP_PER_NAME`] are removed. (The build records the
 /// manifest beside it; [`lookup`] finds the image only once both are there.)
-pub fn remember(store: &Store, key: &str, name: &str, digest: &str, file: &Path) -> Result<()> {
+///
+/// The image is read from `file`, opened where it was written (`path`), so
+/// the copy may run while the file is renamed into the output directory.
+pub fn remember(
+    store: &Store,
+    key: &str,
+    name: &str,
+    digest: &str,
+    file: &File,
+    path: &Path,
+) -> Result<()> {
     let dest = store.image_file(digest)?;
     if !dest.exists() {
         // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
         let tmp = store.tmp_dir()?.join("image.raw");
-        copy_sparse(file, &tmp)?;
+        copy_from(file, path, &tmp, false)?;
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("renaming into {}", dest.display()))?;
     }
