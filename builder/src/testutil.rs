@@ -109,8 +109,9 @@ pub fn fake_disk(
         root,
         &["sha256:fake-layer".to_string()],
         sde,
-        b"#!/bin/sh\n# not really kiln-init\n",
+        &crate::image::initramfs::Init::new(&b"#!/bin/sh\n# not really kiln-init\n"[..]),
         &crate::util::memo::NoMemo,
+        &|_| None,
         None,
         out,
     )

@@ -112,8 +112,29 @@ pub struct BuildOptions {
 pub struct Layers {
     /// Per layer: key-index entry and where it came from.
     pub entries: Vec<(KeyEntry, LayerSource)>,
+    /// Per layer: its own tree (sharing file contents with `root`).
+    pub trees: Vec<Tree>,
     /// The composed root.
     pub root: Tree,
+}
+
+impl Layers {
+    /// The digest of the layer blob whose file at `path` the composed root
+    /// holds unchanged: the very bytes that layer's tree has there (shared,
+    /// not compared), from the topmost layer that has them.
+    pub fn layer_of(&self, path: &str) -> Option<String> {
+        let file = |t: &Tree| match t.get(path).map(|n| &n.kind) {
+            Some(NodeKind::File(d)) => Some(Arc::clone(d)),
+            _ => None,
+        };
+        let data = file(&self.root)?;
+        self.trees
+            .iter()
+            .zip(&self.entries)
+            .rev()
+            .find(|(t, _)| file(t).is_some_and(|d| Arc::ptr_eq(&d, &data)))
+            .map(|(_, (e, _))| e.digest.clone())
+    }
 }
 
 /// A layer the registry cache gave: its entry and tree, once its blob
@@ -166,6 +187,7 @@ pub fn build_layers(
 ) -> Result<Layers> {
     let mut root = Tree::new(plan.epoch.provisional());
     let mut entries = Vec::new();
+    let mut trees = Vec::new();
     let mut lower: Option<KeyEntry> = None;
     // New layers reach the store only once the whole composition checks out,
     // so that bad input (a service whose program is missing) leaves nothing.
@@ -201,8 +223,8 @@ pub fn build_layers(
         let (entry, source, tree) = match (local, remote) {
             (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
-                let (_, tree) = store
-                    .with_blob(&entry.digest, layer::unpack)
+                let tree = store
+                    .read_blob(&entry.digest, layer::unpack_reader)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, LayerSource::Store, tree)
             }
@@ -243,6 +265,7 @@ pub fn build_layers(
             .with_context(|| format!("applying layer {name}"))?;
         lower = Some(entry.clone());
         entries.push((entry, source));
+        trees.push(tree);
     }
     check_services(plan, &root)?;
     for (blob, entry) in &pending {
@@ -265,7 +288,11 @@ pub fn build_layers(
             progress.finish(None);
         }
     }
-    Ok(Layers { entries, root })
+    Ok(Layers {
+        entries,
+        trees,
+        root,
+    })
 }
 
 /// The SOURCE_DATE_EPOCH of the image made of these layers: the fixed one,
@@ -485,7 +512,7 @@ pub(crate) fn build_plan(
         DiskFormat::Tar => None,
         _ => Some(crate::image::initramfs::find_init()?),
     };
-    let init_digest = init.as_deref().map(sha256_digest);
+    let init_digest = init.as_ref().map(|i| i.digest.as_str());
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
@@ -496,7 +523,7 @@ pub(crate) fn build_plan(
             recipe_file: &recipe_file,
             recipe: &plan.recipe_digest,
             layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
-            init: init_digest.as_deref(),
+            init: init_digest,
             source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
             uki_signer: opts
@@ -579,7 +606,7 @@ pub(crate) fn build_plan(
             .iter()
             .map(|(e, _)| e.digest.clone())
             .collect();
-        let init = init.as_deref().context("kiln-init")?;
+        let init = init.as_ref().context("kiln-init")?;
         let (disk, digest) = crate::image::disk::assemble(
             recipe,
             &layers.root,
@@ -587,6 +614,7 @@ pub(crate) fn build_plan(
             sde,
             init,
             store,
+            &|path| layers.layer_of(path),
             opts.secure_boot.as_ref(),
             &tmp.path().join(&name),
         )?;
@@ -595,69 +623,78 @@ pub(crate) fn build_plan(
     let raw_tmp = tmp.path().join(&image_name);
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
-    let mut files = vec![OutFile {
-        name: image_name.clone(),
-        path: Some(raw_tmp.clone()),
-        digest: digest.clone(),
-    }];
-    if recipe.disk.format == DiskFormat::Qcow2 {
-        files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
-    }
-    let manifest = Manifest {
-        schema: SCHEMA.into(),
-        name: recipe.name.clone(),
-        version: recipe.version.clone(),
-        recipe: RecipeRef {
-            file: recipe_file.clone(),
-            digest: plan.recipe_digest.clone(),
-        },
-        source_date_epoch: sde,
-        epoch_source: Some(plan.epoch.source),
-        layers: layers
-            .entries
-            .iter()
-            .map(|(e, source)| ManifestLayer {
-                cache: (*source == LayerSource::Registry)
-                    .then(|| opts.cache.as_ref().map(|c| c.url()))
-                    .flatten(),
-                name: e.name.clone(),
-                kind: e.kind.clone(),
-                key: e.key.clone(),
-                digest: e.digest.clone(),
-                diff_id: e.diff_id.clone(),
-                size: e.size,
-                packages: e.packages.clone(),
-            })
-            .collect(),
-        image: ImageFile {
-            format: if disk.is_some() { "raw" } else { "tar" }.into(),
-            file: image_name.clone(),
-            digest: digest.clone(),
-            size,
-        },
-        disk,
-        test: Some(recipe.test.to_spec()),
-        builder: BuilderInfo::current(),
-    };
-    store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
-    // The store's copy of the image is made beside the output files' writing.
-    // (From a second name: the first is renamed into the output directory.)
+    // The store's copy of the image is made beside everything below (qcow2,
+    // the manifest, the output files, their stamp), from the file opened
+    // here: it is renamed into the output directory meanwhile.
     let key = image_key(&layers.entries);
-    let cache_src = tmp.path().join(format!(".cache-{image_name}"));
-    std::fs::hard_link(&raw_tmp, &cache_src)
-        .with_context(|| format!("linking {}", raw_tmp.display()))?;
-    let (remembered, manifest_path) = std::thread::scope(|s| {
-        let remembered =
-            s.spawn(|| crate::build::output::remember(store, &key, &manifest, &cache_src));
-        let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files);
-        (remembered.join(), finished)
+    let image_file =
+        std::fs::File::open(&raw_tmp).with_context(|| format!("opening {}", raw_tmp.display()))?;
+    let (remembered, written) = std::thread::scope(|s| {
+        let remembered = s.spawn(|| {
+            crate::build::output::remember(
+                store,
+                &key,
+                &recipe.name,
+                &digest,
+                &image_file,
+                &raw_tmp,
+            )
+        });
+        let written = (|| -> Result<(Manifest, (PathBuf, String))> {
+            let mut files = vec![OutFile {
+                name: image_name.clone(),
+                path: Some(raw_tmp.clone()),
+                digest: digest.clone(),
+            }];
+            if recipe.disk.format == DiskFormat::Qcow2 {
+                files.push(qcow2(&raw_tmp, tmp.path(), &base, progress)?);
+            }
+            let manifest = Manifest {
+                schema: SCHEMA.into(),
+                name: recipe.name.clone(),
+                version: recipe.version.clone(),
+                recipe: RecipeRef {
+                    file: recipe_file.clone(),
+                    digest: plan.recipe_digest.clone(),
+                },
+                source_date_epoch: sde,
+                epoch_source: Some(plan.epoch.source),
+                layers: layers
+                    .entries
+                    .iter()
+                    .map(|(e, source)| ManifestLayer {
+                        cache: (*source == LayerSource::Registry)
+                            .then(|| opts.cache.as_ref().map(|c| c.url()))
+                            .flatten(),
+                        name: e.name.clone(),
+                        kind: e.kind.clone(),
+                        key: e.key.clone(),
+                        digest: e.digest.clone(),
+                        diff_id: e.diff_id.clone(),
+                        size: e.size,
+                        packages: e.packages.clone(),
+                    })
+                    .collect(),
+                image: ImageFile {
+                    format: if disk.is_some() { "raw" } else { "tar" }.into(),
+                    file: image_name.clone(),
+                    digest: digest.clone(),
+                    size,
+                },
+                disk,
+                test: Some(recipe.test.to_spec()),
+                builder: BuilderInfo::current(),
+            };
+            store.record_image(&digest, &serde_json::to_vec_pretty(&manifest)?)?;
+            let finished =
+                crate::build::output::finish(tmp.path(), &opts.out_dir, &manifest, files)?;
+            crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
+            Ok((manifest, finished))
+        })();
+        (remembered.join(), written)
     });
-    let finished = manifest_path?;
+    let (manifest, finished) = written?;
     remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
-    // Unlinked before the stamp is taken: dropping a second link changes
-    // the image's ctime, and the stamp would never match again.
-    std::fs::remove_file(&cache_src).ok();
-    crate::build::output::record_output(store, &opts.out_dir.join(&image_name), &digest)?;
     Ok(report(
         &manifest,
         &layers.entries,
@@ -755,3 +792,7 @@ pub fn lock(
     )?;
     Ok((path, lock))
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;

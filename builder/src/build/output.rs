@@ -113,7 +113,7 @@ pub fn finish(
         let path = tmp.join(&name);
         let same = std::fs::read(out_dir.join(&name)).is_ok_and(|old| old == data);
         if !same {
-            write_atomic(tmp, &path, data)?;
+            write_new(&path, data)?;
         }
         files.push(OutFile {
             name,
@@ -152,11 +152,45 @@ pub fn finish(
     // Complete files only: rename each into place.
     for f in &files {
         if let Some(path) = &f.path {
-            std::fs::rename(path, out_dir.join(&f.name))
+            replace(path, &out_dir.join(&f.name))
                 .with_context(|| format!("moving {} into {}", f.name, out_dir.display()))?;
         }
     }
     Ok((out_dir.join(manifest_name), sums))
+}
+
+/// Write a new file in the output's temporary directory, world-readable,
+/// its bytes on disk before it is renamed into the output directory. No
+/// temporary name and no fsync of the directory, as [`write_atomic`] has:
+/// the directory is this build's own, and the entry is renamed out of it.
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create_new(path)?;
+        f.write_all(data)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// Move `src` to `dest`, atomically replacing what is there.
+///
+/// An existing `dest` is exchanged with `src` (renameat2(2)
+/// `RENAME_EXCHANGE`), then removed from `src`'s name: a plain rename over
+/// an existing file makes ext4 write the new file's data out before it
+/// returns (its auto_da_alloc heuristic for programs that never fsync,
+/// ext4(5)), which for a freshly written image takes longer than the rest
+/// of an app-only rebuild; the exchange is just as atomic and skips that.
+/// Where there is nothing to exchange with, or the filesystem cannot
+/// exchange, it is a plain rename.
+fn replace(src: &Path, dest: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, src, AT_FDCWD, dest, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => std::fs::remove_file(src),
+        Err(_) => std::fs::rename(src, dest),
+    }
 }
 
 /// The directory of output stamps in the store.
@@ -325,21 +359,23 @@ pub fn file_digest_sparse(path: &Path) -> Result<crate::util::digest::Digest> {
 
 fn copy(src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
     let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    copy_from(&from, src, dst, hash)
+}
+
+/// [`copy`] from a file already open (`src` names it in messages).
+fn copy_from(from: &File, src: &Path, dst: &Path, hash: bool) -> Result<Option<String>> {
     let len = from.metadata()?.len();
-    let extents = data_extents(&from, len);
+    let extents = data_extents(from, len);
     let to = File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
     to.set_len(len)?;
     std::thread::scope(|s| -> Result<Option<String>> {
-        let hasher = hash.then(|| s.spawn(|| hash_extents(&from, len, &extents)));
+        let hasher = hash.then(|| s.spawn(|| hash_extents(from, len, &extents)));
         for &(off, n) in &extents {
             let (mut i, mut o) = (off as i64, off as i64);
             let mut left = n as usize;
             while left > 0 {
-                let done =
-                    nix::fcntl::copy_file_range(&from, Some(&mut i), &to, Some(&mut o), left)
-                        .with_context(|| {
-                            format!("copying {} to {}", src.display(), dst.display())
-                        })?;
+                let done = nix::fcntl::copy_file_range(from, Some(&mut i), &to, Some(&mut o), left)
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
                 if done == 0 {
                     anyhow::bail!("{} shrank while it was copied", src.display());
                 }
@@ -412,16 +448,26 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
     Ok(fits.then_some(CachedImage { manifest, file }))
 }
 
-/// Remember an assembled image: its file (copied into the store) under its
-/// digest, and key → digest. Older cached files of the same name beyond
-/// [`KEEP_PER_NAME`] are removed.
-pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> Result<()> {
-    let digest = &manifest.image.digest;
+/// Remember an assembled image named `name`: its file (copied into the
+/// store) under its digest, and key → digest. Older cached files of the
+/// same name beyond [`KEEP_PER_NAME`] are removed. (The build records the
+/// manifest beside it; [`lookup`] finds the image only once both are there.)
+///
+/// The image is read from `file`, opened where it was written (`path`), so
+/// the copy may run while the file is renamed into the output directory.
+pub fn remember(
+    store: &Store,
+    key: &str,
+    name: &str,
+    digest: &str,
+    file: &File,
+    path: &Path,
+) -> Result<()> {
     let dest = store.image_file(digest)?;
     if !dest.exists() {
         // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
         let tmp = store.tmp_dir()?.join("image.raw");
-        copy_sparse(file, &tmp)?;
+        copy_from(file, path, &tmp, false)?;
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("renaming into {}", dest.display()))?;
     }
@@ -432,7 +478,7 @@ pub fn remember(store: &Store, key: &str, manifest: &Manifest, file: &Path) -> R
         &record,
         serde_json::to_string(&serde_json::json!({ "image": digest }))?.as_bytes(),
     )?;
-    prune(store, &manifest.name, digest)
+    prune(store, name, digest)
 }
 
 /// Keep the newest [`KEEP_PER_NAME`] cached image files of `name` (`keep` among them).

@@ -106,11 +106,25 @@ pub fn build_esp(
     label: &str,
     timestamp: i64,
 ) -> Result<Vec<u8>, FatError> {
+    let pieces: Vec<(&str, [&[u8]; 1])> = files.iter().map(|(p, d)| (*p, [*d])).collect();
+    let files: Vec<(&str, &[&[u8]])> = pieces.iter().map(|(p, d)| (*p, &d[..])).collect();
+    build_esp_pieces(&files, volume_id, label, timestamp)
+}
+
+/// [`build_esp`] of files given in pieces, each file's bytes being its
+/// pieces in order (a UKI whose kernel is not copied into one buffer first,
+/// [`crate::fs::uki::Built`]).
+pub fn build_esp_pieces(
+    files: &[(&str, &[&[u8]])],
+    volume_id: u32,
+    label: &str,
+    timestamp: i64,
+) -> Result<Vec<u8>, FatError> {
     let label = volume_label(label)?;
     let files = checked_files(files)?;
     let stamp = DosTime::from_unix(timestamp);
 
-    let content: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let content: u64 = files.iter().map(|(_, d)| file_len(d)).sum();
     let mut size = (content + content / 32 + SIZE_STEP).next_multiple_of(SIZE_STEP);
     size = size.max(MIN_SIZE);
     loop {
@@ -126,12 +140,17 @@ pub fn build_esp(
     }
 }
 
-/// Files to write: path components and contents.
-type EspFiles<'a> = Vec<(Vec<String>, &'a [u8])>;
+/// Files to write: path components and contents (in pieces).
+type EspFiles<'a> = Vec<(Vec<String>, &'a [&'a [u8]])>;
+
+/// The length of a file given in pieces.
+fn file_len(pieces: &[&[u8]]) -> u64 {
+    pieces.iter().map(|p| p.len() as u64).sum()
+}
 
 /// Files sorted by path, with path components split out; checks for bad
 /// paths and case-insensitive collisions.
-fn checked_files<'a>(files: &[(&str, &'a [u8])]) -> Result<EspFiles<'a>, FatError> {
+fn checked_files<'a>(files: &[(&str, &'a [&'a [u8]])]) -> Result<EspFiles<'a>, FatError> {
     let mut out = Vec::with_capacity(files.len());
     for (path, data) in files {
         let parts: Vec<String> = path
@@ -190,7 +209,7 @@ fn volume_label(label: &str) -> Result<[u8; 11], FatError> {
 /// Formats a volume of `size` bytes and writes the files; `None` if they do
 /// not fit.
 fn try_build(
-    files: &[(Vec<String>, &[u8])],
+    files: &[(Vec<String>, &[&[u8]])],
     size: u64,
     volume_id: u32,
     label: [u8; 11],
@@ -200,7 +219,7 @@ fn try_build(
         move |source| FatError::Fatfs { path, source }
     };
     let len = usize::try_from(size).map_err(|_| FatError::TooLarge { bytes: size })?;
-    let mut disk = Cursor::new(vec![0u8; len]);
+    let mut disk = Cursor::new(crate::util::hugepages::zeroed(len));
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -230,7 +249,9 @@ fn try_build(
                 }
                 let mut file = dir.create_file(name).map_err(fatfs_err(&path))?;
                 file.truncate().map_err(fatfs_err(&path))?;
-                file.write_all(data).map_err(fatfs_err(&path))?;
+                for piece in *data {
+                    file.write_all(piece).map_err(fatfs_err(&path))?;
+                }
                 file.flush().map_err(fatfs_err(&path))?;
             }
         }
@@ -243,7 +264,7 @@ fn try_build(
 /// the free clusters (and, on FAT12/16, the fixed root directory).
 fn fits<T: fatfs::ReadWriteSeek>(
     fs: &fatfs::FileSystem<T>,
-    files: &[(Vec<String>, &[u8])],
+    files: &[(Vec<String>, &[&[u8]])],
 ) -> std::io::Result<bool> {
     let stats = fs.stats()?;
     let cluster = u64::from(stats.cluster_size());
@@ -252,7 +273,7 @@ fn fits<T: fatfs::ReadWriteSeek>(
     let mut dir_entries: std::collections::BTreeMap<Vec<String>, u64> = Default::default();
     let mut clusters = 0u64;
     for (parts, data) in files {
-        clusters += (data.len() as u64).div_ceil(cluster);
+        clusters += file_len(data).div_ceil(cluster);
         for n in 1..=parts.len() {
             let parent = parts[..n - 1].to_vec();
             let child = &parts[n - 1];

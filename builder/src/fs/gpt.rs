@@ -339,7 +339,14 @@ pub fn write_disk(
                 .collect::<Vec<_>>()
         });
         let written = (|| {
-            out.set_len(0).map_err(io("the truncated file"))?;
+            // Only a file with bytes is truncated: ext4 flushes a file
+            // truncated to zero as soon as it is closed (its auto_da_alloc
+            // heuristic, ext4(5)), which for a new image costs more than
+            // writing it.
+            let len = out.metadata().map_err(io("the file's length"))?.len();
+            if len != 0 {
+                out.set_len(0).map_err(io("the truncated file"))?;
+            }
             write_sparse(out, 0, &areas.head).map_err(io("the primary GPT"))?;
             for (l, p) in layout.partitions.iter().zip(parts) {
                 write_sparse(out, l.offset, p.data)

@@ -37,16 +37,16 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// PAX record prefix for extended attributes (GNU tar / libarchive convention).
 const PAX_XATTR: &str = "SCHILY.xattr.";
 
-/// Most bytes a tar entry's declared size (or a zstd frame's declared
-/// content size) allocates up front; anything larger grows as its bytes
-/// actually arrive, so a forged header cannot ask for more than the input
-/// holds.
-const PREALLOC_MAX: u64 = 8 << 20;
-/// A zstd frame's declared content size is trusted for one up-front
-/// allocation when at most this many times the blob (plus
-/// [`PREALLOC_MAX`]): kiln's layers compress 3-5:1. A larger claim is
-/// decompressed as a stream, growing with the bytes zstd actually produces.
-const PREALLOC_RATIO: u64 = 64;
+/// Most bytes a tar entry's declared size allocates up front; anything
+/// larger grows as its bytes actually arrive, so a forged header cannot ask
+/// for much more than the input holds (this much, once, before its read
+/// fails). Large enough that a kernel image (Debian's are 10-15 MB) is read
+/// into one allocation, on huge pages ([`crate::util::hugepages`]), rather
+/// than grown and copied.
+const PREALLOC_MAX: u64 = 32 << 20;
+
+/// How much of a tar entry is read at a time ([`read_exactly`]).
+const READ_CHUNK: u64 = 1 << 20;
 
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
@@ -214,8 +214,12 @@ pub fn pack(tree: &Tree) -> Result<Packed> {
 /// Read a tar (ours, or one from mmdebstrap) into a tree. Times later than
 /// `clamp_mtime` are clamped to it; entries are inserted in archive order.
 pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
+    read_archive(&mut tar::Archive::new(reader), clamp_mtime)
+}
+
+/// [`read_tar`] of an archive the caller keeps (to read what follows it).
+fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<Tree> {
     let mut tree = Tree::new(clamp_mtime);
-    let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("reading tar")? {
         let mut e = entry.context("reading tar entry")?;
         let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
@@ -289,12 +293,14 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
 
 /// Exactly `size` bytes from `r`, allocated as they arrive beyond
 /// [`PREALLOC_MAX`] (a tar header's size is only a claim), in one
-/// allocation of the right size below it.
+/// allocation of the right size below it. Memory is touched only as bytes
+/// arrive ([`READ_CHUNK`] at a time), so a forged size costs address
+/// space, not memory.
 fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(size.min(PREALLOC_MAX) as usize);
+    let mut data = crate::util::hugepages::with_capacity(size.min(PREALLOC_MAX) as usize);
     while (data.len() as u64) < size {
         let at = data.len();
-        let n = (size - at as u64).min(PREALLOC_MAX) as usize;
+        let n = (size - at as u64).min(READ_CHUNK) as usize;
         data.resize(at + n, 0);
         r.read_exact(&mut data[at..])?;
     }
@@ -303,17 +309,30 @@ fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
 
 /// Unpack a layer blob (zstd-compressed tar) into a tree.
 pub fn unpack(blob: &[u8]) -> Result<Tree> {
-    let plausible = (blob.len() as u64)
-        .saturating_mul(PREALLOC_RATIO)
-        .saturating_add(PREALLOC_MAX);
-    // kiln's blobs carry their size in the frame header: one allocation of
-    // the right size instead of a growing buffer, when the size is plausible.
-    let tar = match zstd::zstd_safe::get_frame_content_size(blob) {
-        Ok(Some(n)) if n <= plausible => zstd::bulk::decompress(blob, n as usize),
-        _ => zstd::stream::decode_all(blob),
-    }
-    .context("layer blob is not valid zstd")?;
-    read_tar(tar.as_slice(), i64::MAX)
+    unpack_from(blob)
+}
+
+/// [`unpack`] of a blob read from `r` (a store file, [`crate::store::Store::read_blob`]).
+pub fn unpack_reader(r: &mut dyn Read) -> Result<Tree> {
+    // zstd's own recommended input size for streaming decompression.
+    unpack_from(std::io::BufReader::with_capacity(
+        zstd::zstd_safe::DCtx::in_size(),
+        r,
+    ))
+}
+
+/// The tar is decompressed as it is read, each file straight into its own
+/// buffer: no copy of the whole tar is made (for a base layer, tens of MB
+/// of memory touched once and thrown away). What follows the tar's end is
+/// decompressed too, so a damaged zstd stream fails wherever it is damaged.
+fn unpack_from(blob: impl std::io::BufRead) -> Result<Tree> {
+    let zstd_err =
+        |e: std::io::Error| anyhow::Error::new(e).context("layer blob is not valid zstd");
+    let decoder = zstd::stream::read::Decoder::with_buffer(blob).map_err(zstd_err)?;
+    let mut ar = tar::Archive::new(decoder);
+    let tree = read_archive(&mut ar, i64::MAX)?;
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(zstd_err)?;
+    Ok(tree)
 }
 
 #[cfg(test)]

@@ -192,6 +192,12 @@ mod coff {
 }
 
 fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
+    parse_headers(pe, pe.len())
+}
+
+/// The headers at the start of a PE image of `file_len` bytes, of which
+/// `pe` holds at least the headers (a [`Built`] UKI's `head`).
+fn parse_headers(pe: &[u8], file_len: usize) -> Result<Headers, UkiError> {
     if pe.get(0..2) != Some(b"MZ") {
         return Err(bad("no MZ signature"));
     }
@@ -240,7 +246,7 @@ fn parse(pe: &[u8]) -> Result<Headers, UkiError> {
             raw_offset: rd32(pe, at + 20)?,
             characteristics: rd32(pe, at + 36)?,
         };
-        if s.raw_size > 0 && s.file_range().end > pe.len() {
+        if s.raw_size > 0 && s.file_range().end > file_len {
             return Err(bad(format!(
                 "section {:?}: PointerToRawData {} + SizeOfRawData {} is past the end of the file",
                 s.name, s.raw_offset, s.raw_size
@@ -282,10 +288,71 @@ fn align(n: u64, to: u64) -> u64 {
     n.div_ceil(to) * to
 }
 
+/// A UKI as [`build_parts`] lays it out, without a copy of the kernel: the
+/// stub with every section before `.linux` (`head`), the kernel, then the
+/// zeros that pad `.linux` to the file alignment. The UKI's bytes are these
+/// three in order ([`Built::pieces`]).
+#[derive(Debug)]
+pub struct Built<'a> {
+    head: Vec<u8>,
+    linux: &'a [u8],
+    pad: Vec<u8>,
+}
+
+impl Built<'_> {
+    /// The UKI's bytes, in three pieces.
+    pub fn pieces(&self) -> [&[u8]; 3] {
+        [&self.head, self.linux, &self.pad]
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.linux.len() + self.pad.len()
+    }
+
+    /// Whether it has no bytes (never: it has headers).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The UKI in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces().concat()
+    }
+
+    /// Its section table.
+    pub fn sections(&self) -> Result<Vec<Section>, UkiError> {
+        Ok(parse_headers(&self.head, self.len())?.sections)
+    }
+
+    /// The payload of section `s` (as [`Built::sections`] listed it),
+    /// trimmed to its `VirtualSize`; empty if `s` is not from this UKI.
+    /// (No section spans two pieces: the kernel is `.linux`'s payload.)
+    pub fn section_bytes(&self, s: &Section) -> &[u8] {
+        let r = s.file_range();
+        let at = self.head.len();
+        if r.end <= at {
+            self.head.get(r)
+        } else {
+            r.start
+                .checked_sub(at)
+                .and_then(|start| self.linux.get(start..r.end - at))
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// Builds a UKI from the EFI stub's bytes (`linuxx64.efi.stub`) and the
+/// payloads, in one buffer ([`build_parts`]).
+pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
+    build_parts(stub, parts).map(|b| b.to_vec())
+}
+
 /// Builds a UKI from the EFI stub's bytes (`linuxx64.efi.stub`) and the
 /// payloads. Sections are added in the order `.osrel`, `.cmdline`,
 /// `.uname`, `.initrd`, `.linux`; empty optional payloads are left out.
-pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
+/// The kernel is not copied: it is the middle piece of the result.
+pub fn build_parts<'a>(stub: &[u8], parts: &UkiParts<'a>) -> Result<Built<'a>, UkiError> {
     if parts.linux.is_empty() {
         return Err(UkiError::Empty {
             name: ".linux".to_owned(),
@@ -354,6 +421,7 @@ pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
     let mut size_of_code = u64::from(rd32(stub, h.opt + opt::SIZE_OF_CODE)?);
     let mut size_of_data = u64::from(rd32(stub, h.opt + opt::SIZE_OF_INITIALIZED_DATA)?);
     let mut count = h.sections.len();
+    let mut pad = Vec::new();
     for (name, data, characteristics) in new {
         let slot = h.table + count * SECTION_HEADER;
         if slot + SECTION_HEADER > header_limit {
@@ -394,8 +462,13 @@ pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
         out[slot..slot + SECTION_HEADER].copy_from_slice(&header);
 
         out.resize(raw_offset as usize, 0);
-        out.extend_from_slice(data);
-        out.resize(raw_offset as usize + raw_size as usize, 0);
+        if name == ".linux" {
+            // Last: its payload and padding stay out of `out` (see [`Built`]).
+            pad = vec![0; (raw_size - len) as usize];
+        } else {
+            out.extend_from_slice(data);
+            out.resize(raw_offset as usize + raw_size as usize, 0);
+        }
         if characteristics & SCN_CNT_CODE != 0 {
             size_of_code += u64::from(raw_size);
         } else {
@@ -422,7 +495,11 @@ pub fn build(stub: &[u8], parts: &UkiParts) -> Result<Vec<u8>, UkiError> {
     );
     wr32(&mut out, h.opt + opt::SIZE_OF_IMAGE, size_of_image);
     wr32(&mut out, h.opt + opt::CHECKSUM, 0);
-    Ok(out)
+    Ok(Built {
+        head: out,
+        linux: parts.linux,
+        pad,
+    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
 use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
-use crate::fs::layer::sha256_digest;
-use crate::fs::tree::{NodeKind, Tree};
+use crate::fs::layer::finish_digest;
+use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::image::secureboot::{self, UkiSigner};
@@ -48,19 +48,31 @@ fn sha(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn file_bytes<'a>(root: &'a Tree, path: &str) -> Option<&'a [u8]> {
-    match &root.resolve(path)?.1.kind {
-        NodeKind::File(d) => Some(d.as_slice()),
+    resolve_file(root, path).map(|(_, d)| d)
+}
+
+/// A regular file of the tree, symlinks followed: its path and bytes.
+fn resolve_file<'a>(root: &'a Tree, path: &str) -> Option<(String, &'a [u8])> {
+    match root.resolve(path)? {
+        (
+            path,
+            Node {
+                kind: NodeKind::File(d),
+                ..
+            },
+        ) => Some((path, d.as_slice())),
         _ => None,
     }
 }
 
-/// Split the composed root into what boots (kernel, stub) and what goes on
-/// the root filesystem (everything else).
-fn split_boot_files(
-    root: &Tree,
+/// What boots, from the composed root: the kernel (its path and bytes) and
+/// the UKI stub. (The rest goes on the root filesystem,
+/// [`root_filesystem_tree`].)
+fn boot_files<'a>(
+    root: &'a Tree,
     kver: &str,
     recipe_file: &Path,
-) -> Result<(Vec<u8>, Vec<u8>, Tree)> {
+) -> Result<(String, &'a [u8], &'a [u8])> {
     let kernel_path = kernel_image_path(root, kver).ok_or_else(|| {
         InputError::file(
             recipe_file.display().to_string(),
@@ -71,13 +83,39 @@ fn split_boot_files(
             ),
         )
     })?;
-    let kernel = file_bytes(root, &kernel_path)
-        .with_context(|| format!("/{kernel_path} is not a regular file"))?
-        .to_vec();
+    let (kernel_path, kernel) = resolve_file(root, &kernel_path)
+        .with_context(|| format!("/{kernel_path} is not a regular file"))?;
     let stub = file_bytes(root, STUB_PATH)
-        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?
-        .to_vec();
-    Ok((kernel, stub, root_filesystem_tree(root)))
+        .with_context(|| format!("the composed root has no UKI stub /{STUB_PATH}: add systemd-boot-efi to the base layer"))?;
+    Ok((kernel_path, kernel, stub))
+}
+
+/// The memo kind of [`kernel_sha256`].
+const LAYER_FILE_SHA256: &str = "layer-file-sha256";
+
+/// The sha256 of the kernel at `path`, which the PCR 11 prediction needs.
+/// When the root holds it as the layer blob `layer` has it, the digest is
+/// memoised under that blob's digest and the path (a layer's files are a
+/// pure function of its blob), so a rebuild of the layers above does not
+/// hash the kernel again.
+fn kernel_sha256(
+    kernel: &[u8],
+    path: &str,
+    layer: Option<&str>,
+    memo: &dyn Memo,
+) -> Result<[u8; 32]> {
+    let hash = || Ok(Sha256::digest(kernel).to_vec());
+    let digest = match layer {
+        Some(layer) => memo.memo(
+            LAYER_FILE_SHA256,
+            format!("{layer}\0{path}").as_bytes(),
+            &hash,
+        )?,
+        None => hash()?,
+    };
+    digest.try_into().map_err(|d: Vec<u8>| {
+        anyhow::anyhow!("memoised sha256 of /{path} is {} bytes long", d.len())
+    })
 }
 
 /// The composed root without what moves into the UKI (kernels, initrds,
@@ -106,17 +144,54 @@ pub fn os_release(root: &Tree) -> &[u8] {
         .unwrap_or(b"ID=kiln\n")
 }
 
+/// The root filesystem of the composed `root` (ext4, identified by
+/// `ident`) and its dm-verity hash tree.
+fn root_partitions(
+    recipe: &Recipe,
+    root: &Tree,
+    ident: &[u8; 32],
+    sde: i64,
+) -> Result<(ext4::Ext4Image, verity::VerityHash)> {
+    let mut tree = root_filesystem_tree(root);
+    crate::image::volatile::add(&mut tree, sde)
+        .context("adding the tmpfiles.d file for directories under tmpfs mounts")?;
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&ident[..16]);
+    let mut hash_seed = [0u8; 16];
+    hash_seed.copy_from_slice(&ident[16..]);
+    let fs = ext4::build(
+        &tree,
+        &Ext4Options {
+            uuid,
+            hash_seed,
+            label: "root".into(),
+            timestamp: sde,
+            margin_percent: recipe.disk.root_margin_percent,
+            extra_bytes: recipe.disk.root_extra_mib << 20,
+        },
+    )
+    .context("writing the ext4 root filesystem")?;
+    let salt = sha(&[b"kiln verity salt", ident]);
+    let mut vuuid = [0u8; 16];
+    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", ident])[..16]);
+    let vh = verity::build(&fs.bytes, &salt, vuuid).context("building the dm-verity hash tree")?;
+    Ok((fs, vh))
+}
+
 /// Assemble the disk image of a composed root into `out` (a new file), and
 /// return the manifest's disk section and the image's `sha256:`. With a
 /// `signer`, the UKI is signed for Secure Boot before it goes on the ESP.
+/// `layer_of` names the layer blob a file of the root comes from unchanged,
+/// where one does (for memoising digests of big files, [`kernel_sha256`]).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble(
     recipe: &Recipe,
     root: &Tree,
     layer_digests: &[String],
     sde: i64,
-    init: &[u8],
+    init: &initramfs::Init,
     memo: &dyn Memo,
+    layer_of: &dyn Fn(&str) -> Option<String>,
     signer: Option<&UkiSigner>,
     out: &Path,
 ) -> Result<(DiskInfo, String)> {
@@ -137,9 +212,8 @@ pub fn assemble(
         .into()
     })?;
     let kver = idx.kver.clone();
-    let (kernel, stub, mut rootfs_tree) = split_boot_files(root, &kver, &recipe.path)?;
-    crate::image::volatile::add(&mut rootfs_tree, sde)
-        .context("adding the tmpfiles.d file for directories under tmpfs mounts")?;
+    let (kernel_path, kernel, stub) = boot_files(root, &kver, &recipe.path)?;
+    let kernel_layer = layer_of(&kernel_path);
 
     // Root filesystem, identified by what it is made of.
     let ident = sha(&[
@@ -147,63 +221,60 @@ pub fn assemble(
         layer_digests.join(",").as_bytes(),
         &sde.to_le_bytes(),
     ]);
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&ident[..16]);
-    let mut hash_seed = [0u8; 16];
-    hash_seed.copy_from_slice(&ident[16..]);
-    let fs = ext4::build(
-        &rootfs_tree,
-        &Ext4Options {
-            uuid,
-            hash_seed,
-            label: "root".into(),
-            timestamp: sde,
-            margin_percent: recipe.disk.root_margin_percent,
-            extra_bytes: recipe.disk.root_extra_mib << 20,
-        },
-    )
-    .context("writing the ext4 root filesystem")?;
-
-    lap("ext4");
-    // dm-verity over it.
-    let salt = sha(&[b"kiln verity salt", &ident]);
-    let mut vuuid = [0u8; 16];
-    vuuid.copy_from_slice(&sha(&[b"kiln verity uuid", &ident])[..16]);
-    // The initramfs is built (or found in the memo) beside it.
-    let (vh, initrd) = std::thread::scope(|s| {
+    // Beside the root filesystem and its hash tree: the initramfs (built,
+    // or found in the memo) and the sha256 of the kernel, which the PCR 11
+    // prediction measures (most of the UKI's bytes; the rest are hashed
+    // once the UKI is made).
+    let (root_parts, initrd, linux_digest) = std::thread::scope(|s| {
         let initrd =
             s.spawn(|| initramfs::build(root, &recipe.boot.initrd_modules, init, sde, memo));
-        let vh = verity::build(&fs.bytes, &salt, vuuid);
-        (vh, initrd.join())
+        let linux_digest =
+            s.spawn(|| kernel_sha256(kernel, &kernel_path, kernel_layer.as_deref(), memo));
+        let root_parts = root_partitions(recipe, root, &ident, sde);
+        (root_parts, initrd.join(), linux_digest.join())
     });
-    let vh = vh.context("building the dm-verity hash tree")?;
+    let (fs, vh) = root_parts?;
     let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
+    let linux_digest =
+        linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))??;
     let root_hash = hex::encode(vh.root_hash);
 
-    lap("verity");
-    // UKI.
+    lap("root filesystem, verity, initramfs");
+    // UKI. The kernel is not copied into it: the UKI stays in pieces
+    // ([`uki::Built`]) until it is written into the ESP.
     let cmdline = format!(
         "{} roothash={root_hash} kiln.init={}",
         recipe.boot.cmdline, recipe.boot.init
     );
     let osrel = os_release(root);
-    let mut uki = uki::build(
-        &stub,
+    let uki = uki::build_parts(
+        stub,
         &uki::UkiParts {
             osrel,
             cmdline: &cmdline,
             uname: Some(&kver),
-            linux: &kernel,
+            linux: kernel,
             initrd: &initrd.bytes,
         },
     )
     .context("building the UKI")?;
     // What systemd-stub will measure (the signature is outside the sections).
-    let (pcr11, _) = uki::pcr::predict_pcr11(&uki).context("predicting the UKI's PCR 11")?;
-    let uki_signature = signer
-        .map(|s| secureboot::sign_uki(&mut uki, s))
-        .transpose()
-        .context("signing the UKI for Secure Boot")?;
+    let (pcr11, _) = uki::pcr::predict_pcr11_built(&uki, Some(linux_digest))
+        .context("predicting the UKI's PCR 11")?;
+    // Signing needs the UKI in one buffer.
+    let (signed, uki_signature) = match signer {
+        Some(s) => {
+            let mut signed = uki.to_vec();
+            let sig =
+                secureboot::sign_uki(&mut signed, s).context("signing the UKI for Secure Boot")?;
+            (Some(signed), Some(sig))
+        }
+        None => (None, None),
+    };
+    let uki_pieces: Vec<&[u8]> = match &signed {
+        Some(v) => vec![v],
+        None => uki.pieces().to_vec(),
+    };
 
     lap("uki");
     // ESP and disk. The seed covers everything the UKI is made of (the
@@ -218,8 +289,12 @@ pub fn assemble(
     ]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
     let (esp, uki_digest) = std::thread::scope(|s| {
-        let digest = s.spawn(|| sha256_digest(&uki));
-        let esp = fat::build_esp(&[(UKI_ESP_PATH, &uki)], volume_id, "ESP", sde);
+        let digest = s.spawn(|| {
+            let mut h = Sha256::new();
+            uki_pieces.iter().for_each(|p| h.update(p));
+            finish_digest(h)
+        });
+        let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde);
         (esp, digest.join())
     });
     let esp = esp.context("writing the ESP")?;
@@ -268,7 +343,6 @@ pub fn assemble(
             sha256: l.sha256.clone(),
         })
         .collect();
-    let init_digest = sha256_digest(init);
     let info = DiskInfo {
         kernel_version: kver,
         cmdline,
@@ -276,11 +350,51 @@ pub fn assemble(
         initrd_modules: initrd.modules,
         // The sha256 of the file on the ESP.
         uki_digest,
-        init_digest,
+        init_digest: init.digest.clone(),
         partitions,
         disk_guid: disk_guid.to_string(),
         uki_signature,
         pcr11_sha256: Some(hex::encode(pcr11)),
     };
     Ok((info, layout.digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memo that counts the computations it runs and keeps nothing.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Memo for Counting {
+        fn memo(
+            &self,
+            kind: &str,
+            input: &[u8],
+            f: &dyn Fn() -> Result<Vec<u8>>,
+        ) -> Result<Vec<u8>> {
+            assert_eq!(kind, LAYER_FILE_SHA256);
+            assert_eq!(input, b"sha256:layer\0boot/vmlinuz");
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            f()
+        }
+    }
+
+    #[test]
+    fn kernel_digest_is_memoised_only_by_its_layer() {
+        let want: [u8; 32] = Sha256::digest(b"kernel").into();
+        let memo = Counting::default();
+        let got = kernel_sha256(b"kernel", "boot/vmlinuz", Some("sha256:layer"), &memo).unwrap();
+        assert_eq!(
+            (got, memo.0.load(std::sync::atomic::Ordering::SeqCst)),
+            (want, 1)
+        );
+        // No layer holds it unchanged: hashed, not memoised.
+        let got = kernel_sha256(b"kernel", "boot/vmlinuz", None, &memo).unwrap();
+        assert_eq!(
+            (got, memo.0.load(std::sync::atomic::Ordering::SeqCst)),
+            (want, 1)
+        );
+    }
 }

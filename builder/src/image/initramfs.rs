@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::fs::cpio::{self, Compression};
 use crate::fs::kmod::{module_bytes, ModuleIndex};
+use crate::fs::layer::sha256_digest;
 use crate::fs::tree::{Meta, Node, NodeKind, Tree};
 use crate::util::error::EnvError;
 use crate::util::memo::Memo;
@@ -39,13 +40,32 @@ pub struct Initramfs {
 /// the same bytes wherever it is built).
 const EMBEDDED_INIT: &[u8] = include_bytes!(env!("KILN_INIT_BINARY"));
 
+/// kiln-init: its bytes and their `sha256:` (the image key, the initramfs
+/// memo and the manifest all name it; it is hashed once).
+#[derive(Debug, Clone)]
+pub struct Init {
+    /// The static executable.
+    pub bytes: Cow<'static, [u8]>,
+    /// `sha256:` of `bytes`.
+    pub digest: String,
+}
+
+impl Init {
+    /// kiln-init from its bytes.
+    pub fn new(bytes: impl Into<Cow<'static, [u8]>>) -> Init {
+        let bytes = bytes.into();
+        let digest = sha256_digest(&bytes);
+        Init { bytes, digest }
+    }
+}
+
 /// The kiln-init binary: the file named by `$KILN_INIT` when set (to try a
 /// modified init without rebuilding kiln), else the one kiln carries. It
 /// must be statically linked.
-pub fn find_init() -> Result<Cow<'static, [u8]>> {
+pub fn find_init() -> Result<Init> {
     let Some(path) = std::env::var_os("KILN_INIT").map(PathBuf::from) else {
         check_static(Path::new("the kiln-init built into kiln"), EMBEDDED_INIT)?;
-        return Ok(Cow::Borrowed(EMBEDDED_INIT));
+        return Ok(Init::new(EMBEDDED_INIT));
     };
     let bytes = std::fs::read(&path).map_err(|e| {
         EnvError::new(format!(
@@ -55,7 +75,7 @@ pub fn find_init() -> Result<Cow<'static, [u8]>> {
     })?;
     check_static(&path, &bytes)?;
     tracing::debug!("kiln-init from KILN_INIT={}", path.display());
-    Ok(Cow::Owned(bytes))
+    Ok(Init::new(bytes))
 }
 
 /// An init for an initramfs must not need a dynamic loader: ELF without PT_INTERP.
@@ -88,17 +108,116 @@ fn check_static(path: &Path, elf: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Build the initramfs for a composed root. The compressed archive is
-/// memoised in `memo` by the archive's bytes (zstd -19 is most of an
-/// app-only rebuild otherwise).
+/// The memo kind of a whole initramfs ([`build`]). (Until kiln 0.x the
+/// memo held only the zstd step, keyed by the cpio bytes, under
+/// `initramfs-zstd`; those entries are never looked up again and `kiln gc`
+/// keeps them only while their blob is there.)
+const MEMO_KIND: &str = "initramfs";
+
+/// Bumped whenever [`build`] makes other bytes from the same inputs.
+const MEMO_FORMAT: u32 = 1;
+
+/// Everything [`build`] reads, which the memo is keyed by: the archive is a
+/// pure function of these. From the root it reads only the kernel's module
+/// index (the module files by name, with the sha256 of each one's bytes,
+/// and `modules.builtin`); hashing the kept modules (a stripped base keeps a
+/// few hundred KiB) costs far less than decompressing them and reading their
+/// `.modinfo`, which is what the memo saves, with the cpio and zstd steps.
+#[derive(serde::Serialize)]
+struct MemoInput<'a> {
+    format: u32,
+    /// kiln's version too, in case a change to the cpio or zstd writing
+    /// forgets [`MEMO_FORMAT`].
+    kiln: &'a str,
+    init: &'a str,
+    wanted: &'a [String],
+    source_date_epoch: i64,
+    kver: &'a str,
+    base: &'a str,
+    builtin: &'a std::collections::BTreeSet<String>,
+    /// Name → (path, sha256 of its bytes as stored).
+    modules: std::collections::BTreeMap<&'a str, (&'a str, String)>,
+}
+
+fn memo_input(
+    idx: &ModuleIndex,
+    root: &Tree,
+    wanted: &[String],
+    init: &Init,
+    sde: i64,
+) -> Result<Vec<u8>> {
+    let mut modules = std::collections::BTreeMap::new();
+    for (name, path) in &idx.files {
+        let Some(NodeKind::File(data)) = root.get(path).map(|n| &n.kind) else {
+            bail!("{path} is not a regular file")
+        };
+        modules.insert(name.as_str(), (path.as_str(), sha256_digest(data)));
+    }
+    let input = MemoInput {
+        format: MEMO_FORMAT,
+        kiln: env!("CARGO_PKG_VERSION"),
+        init: &init.digest,
+        wanted,
+        source_date_epoch: sde,
+        kver: &idx.kver,
+        base: &idx.base,
+        builtin: &idx.builtin,
+        modules,
+    };
+    Ok(serde_json::to_vec(&input)?)
+}
+
+/// Build the initramfs for a composed root, or take it from `memo` when
+/// one was built from the same inputs ([`MemoInput`]).
 pub fn build(
     root: &Tree,
     wanted: &[String],
-    init: &[u8],
+    init: &Init,
     sde: i64,
     memo: &dyn Memo,
 ) -> Result<Initramfs> {
     let idx = ModuleIndex::new(root).context("finding the kernel modules in the composed root")?;
+    let input = memo_input(&idx, root, wanted, init, sde)?;
+    let packed = memo.memo(MEMO_KIND, &input, &|| {
+        let (bytes, modules) = make(&idx, root, wanted, &init.bytes, sde)?;
+        Ok(pack(&modules, &bytes))
+    })?;
+    let (modules, bytes) = unpack(packed).context("reading the memoised initramfs")?;
+    Ok(Initramfs {
+        bytes,
+        modules,
+        kver: idx.kver,
+    })
+}
+
+/// The memo's form of an initramfs: the module names as a JSON array (which
+/// holds no raw newline), a newline, then the compressed archive.
+fn pack(modules: &[String], bytes: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(modules).expect("a list of strings serialises");
+    out.push(b'\n');
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// [`pack`]'s inverse: (module names, compressed archive).
+fn unpack(mut packed: Vec<u8>) -> Result<(Vec<String>, Vec<u8>)> {
+    let end = packed
+        .iter()
+        .position(|&b| b == b'\n')
+        .context("no module list")?;
+    let modules = serde_json::from_slice(&packed[..end]).context("the module list")?;
+    packed.drain(..=end);
+    Ok((modules, packed))
+}
+
+/// Make the initramfs: the compressed archive and the modules it loads, in order.
+fn make(
+    idx: &ModuleIndex,
+    root: &Tree,
+    wanted: &[String],
+    init: &[u8],
+    sde: i64,
+) -> Result<(Vec<u8>, Vec<String>)> {
     let mods = idx
         .closure(wanted)
         .context("resolving the initramfs modules (boot.initrd_modules)")?;
@@ -167,12 +286,7 @@ pub fn build(
         },
     )?;
     let archive = cpio::write_newc(&t)?;
-    let compress = || cpio::compress(&archive, Compression::Zstd);
-    Ok(Initramfs {
-        bytes: memo.memo("initramfs-zstd", &archive, &compress)?,
-        modules: names,
-        kver: idx.kver,
-    })
+    Ok((cpio::compress(&archive, Compression::Zstd), names))
 }
 
 #[cfg(test)]
@@ -190,7 +304,7 @@ mod tests {
         let i = build(
             &root,
             &["virtio_blk".into()],
-            b"\x7fELF-init",
+            &Init::new(&b"\x7fELF-init"[..]),
             1_700_000_000,
             &crate::util::memo::NoMemo,
         )
@@ -225,6 +339,80 @@ mod tests {
             );
         }
         assert!(!list.contains("snd.ko"));
+    }
+
+    /// (kind, input) → output.
+    type Kept = std::collections::HashMap<(String, Vec<u8>), Vec<u8>>;
+
+    /// A memo in memory that counts the computations it runs.
+    #[derive(Default)]
+    struct CountingMemo {
+        kept: std::sync::Mutex<Kept>,
+        runs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Memo for CountingMemo {
+        fn memo(
+            &self,
+            kind: &str,
+            input: &[u8],
+            f: &dyn Fn() -> Result<Vec<u8>>,
+        ) -> Result<Vec<u8>> {
+            let key = (kind.to_string(), input.to_vec());
+            if let Some(out) = self.kept.lock().unwrap().get(&key) {
+                return Ok(out.clone());
+            }
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let out = f()?;
+            self.kept.lock().unwrap().insert(key, out.clone());
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn memo_gives_the_same_initramfs_and_follows_module_changes() {
+        let mods = [
+            ("virtio/virtio_blk.ko", "virtio_blk", "virtio"),
+            ("virtio/virtio.ko", "virtio", ""),
+            ("virtio/virtio_ring.ko", "virtio_ring", ""),
+        ];
+        let root = crate::fs::kmod::tests::module_tree(&mods);
+        let wanted = ["virtio_blk".to_string()];
+        let init = &Init::new(&b"\x7fELF-init"[..]);
+        let memo = CountingMemo::default();
+        let runs = || memo.runs.load(std::sync::atomic::Ordering::SeqCst);
+        let fresh = build(&root, &wanted, init, 1, &crate::util::memo::NoMemo).unwrap();
+        let first = build(&root, &wanted, init, 1, &memo).unwrap();
+        let again = build(&root, &wanted, init, 1, &memo).unwrap();
+        assert_eq!(runs(), 1);
+        for i in [&first, &again] {
+            assert_eq!(i.bytes, fresh.bytes);
+            assert_eq!(i.modules, ["virtio", "virtio_blk"]);
+            assert_eq!(i.kver, "6.1.0-test");
+        }
+
+        // A module's content (here its dependencies) is part of the key.
+        let mut changed = mods;
+        changed[1].2 = "virtio_ring";
+        let root2 = crate::fs::kmod::tests::module_tree(&changed);
+        let other = build(&root2, &wanted, init, 1, &memo).unwrap();
+        assert_eq!(runs(), 2);
+        assert_eq!(other.modules, ["virtio_ring", "virtio", "virtio_blk"]);
+        assert_ne!(other.bytes, first.bytes);
+
+        // So are kiln-init, the wanted modules and the epoch.
+        build(&root, &wanted, &Init::new(&b"\x7fELF-other"[..]), 1, &memo).unwrap();
+        build(&root, &["virtio".to_string()], init, 1, &memo).unwrap();
+        build(&root, &wanted, init, 2, &memo).unwrap();
+        assert_eq!(runs(), 5);
+    }
+
+    #[test]
+    fn memo_form_round_trips() {
+        let modules = vec!["a\nb".to_string(), "c".to_string()];
+        let packed = pack(&modules, b"\n\0bytes\n");
+        assert_eq!(unpack(packed).unwrap(), (modules, b"\n\0bytes\n".to_vec()));
+        assert!(unpack(b"no list".to_vec()).is_err());
     }
 
     #[test]

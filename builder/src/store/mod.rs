@@ -25,7 +25,7 @@
 pub mod verdict;
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -305,6 +305,38 @@ impl Store {
         Ok((data, out?))
     }
 
+    /// Run `f` on a reader of a blob while a second thread reads the file
+    /// again and checks that its content matches its name; `f`'s result
+    /// counts only if it does. Unlike [`Store::with_blob`], the blob is
+    /// never held in memory whole (a base layer's is tens of MB, all of it
+    /// fresh memory to fault in); both read the page cache in small pieces.
+    pub fn read_blob<T: Send>(
+        &self,
+        digest: &str,
+        f: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.blob_path(digest)?;
+        let open = || File::open(&path).with_context(|| format!("reading blob {}", path.display()));
+        // Both opened before either reads: they are the same file.
+        let (mut file, check) = (open()?, open()?);
+        let (actual, out) = std::thread::scope(|s| {
+            let h = s.spawn(|| Digest::of_reader(check));
+            let out = f(&mut file);
+            (h.join(), out)
+        });
+        let actual = actual
+            .map_err(|_| anyhow::anyhow!("hashing thread panicked"))?
+            .with_context(|| format!("reading blob {}", path.display()))?
+            .to_string();
+        if actual != digest {
+            bail!(crate::util::error::check_failed(format!(
+                "store blob {} is corrupt: its content hashes to {actual}",
+                path.display()
+            )));
+        }
+        out
+    }
+
     fn key_path(&self, key: &str) -> Result<PathBuf> {
         Ok(self
             .root
@@ -414,7 +446,7 @@ impl Store {
 
 /// The output is kept as a blob, named under `memo/<sha256(kind, 0, input)>`.
 impl Memo for Store {
-    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>> {
+    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update(kind.as_bytes());
@@ -426,7 +458,7 @@ impl Memo for Store {
                 return self.get_blob(digest.trim());
             }
         }
-        let out = f();
+        let out = f()?;
         let digest = self.put_blob(&out)?;
         fs::create_dir_all(self.root.join("memo"))?;
         write_atomic(&self.tmp_dir()?, &record, digest.as_bytes())?;
@@ -449,10 +481,18 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.get_blob(&d).unwrap(), b"hello");
+        let read = |r: &mut dyn Read| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            Ok(v)
+        };
+        assert_eq!(s.read_blob(&d, read).unwrap(), b"hello");
         // Corrupt it behind the store's back: reading must notice.
         let p = s.blob_path(&d).unwrap();
         fs::write(&p, b"jello").unwrap();
         let e = s.get_blob(&d).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        let e = s.read_blob(&d, read).unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
         // Nothing left in this process's scratch, which goes with the store.
         assert_eq!(fs::read_dir(s.tmp_dir().unwrap()).unwrap().count(), 0);
@@ -496,13 +536,18 @@ mod tests {
         let runs = std::sync::atomic::AtomicUsize::new(0);
         let f = || {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            b"out".to_vec()
+            Ok(b"out".to_vec())
         };
         assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
         assert_eq!(s.memo("k", b"in", &f).unwrap(), b"out");
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
         s.memo("k", b"other", &f).unwrap();
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A failing computation leaves no entry behind.
+        let fails = || anyhow::bail!("no");
+        assert!(s.memo("k", b"third", &fails).is_err());
+        assert_eq!(s.memo("k", b"third", &f).unwrap(), b"out");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]

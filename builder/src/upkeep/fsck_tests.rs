@@ -48,7 +48,7 @@ fn healthy() -> Healthy {
     fs::create_dir_all(deb.parent().unwrap()).unwrap();
     fs::write(&deb, DEB).unwrap();
     let image = f.image("hello", "1.0", &[base, app], 10);
-    Memo::memo(&f.store, "test", b"in", &|| b"out".to_vec()).unwrap();
+    Memo::memo(&f.store, "test", b"in", &|| Ok(b"out".to_vec())).unwrap();
     f.output("out", &image);
     let verdict = verdict::record(
         &f.store,

@@ -69,7 +69,7 @@ fn gc_keeps_what_builds_use_and_removes_the_rest() {
     let v1 = f.image("hello", "1", &[base, apps[0]], 300);
     let v2 = f.image("hello", "2", &[base, apps[1]], 200);
     let v3 = f.image("hello", "3", &[base, apps[2]], 100);
-    let memo_out = Memo::memo(&f.store, "test", b"input", &|| b"memo output".to_vec()).unwrap();
+    let memo_out = Memo::memo(&f.store, "test", b"input", &|| Ok(b"memo output".to_vec())).unwrap();
     let memo_blob = Digest::of(&memo_out);
 
     // Garbage in the store.

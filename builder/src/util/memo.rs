@@ -2,6 +2,10 @@
 //! of some bytes so a later build with the same bytes skips the work. The
 //! store implements it (`STORE/memo/`); [`NoMemo`] always does the work.
 //! Image assembly takes a `&dyn Memo`, so it needs no store to run.
+//!
+//! The input need not be what the function reads, only something that
+//! determines it: the initramfs is memoised by a description of everything
+//! it is made from (content digests), not by those bytes themselves.
 
 use anyhow::Result;
 
@@ -9,7 +13,8 @@ use anyhow::Result;
 pub trait Memo: Sync {
     /// The output of `f`, a pure function of `input` named `kind` (kinds
     /// must not share inputs): computed the first time, kept after that.
-    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>>;
+    /// When `f` fails, nothing is kept and its error is returned.
+    fn memo(&self, kind: &str, input: &[u8], f: &dyn Fn() -> Result<Vec<u8>>) -> Result<Vec<u8>>;
 }
 
 /// Keeps nothing: every call runs its function.
@@ -17,7 +22,7 @@ pub trait Memo: Sync {
 pub struct NoMemo;
 
 impl Memo for NoMemo {
-    fn memo(&self, _kind: &str, _input: &[u8], f: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>> {
-        Ok(f())
+    fn memo(&self, _kind: &str, _input: &[u8], f: &dyn Fn() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
+        f()
     }
 }

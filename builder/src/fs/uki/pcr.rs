@@ -15,7 +15,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{parse, section_bytes, UkiError};
+use super::{parse, section_bytes, Built, Section, UkiError};
 
 /// The sections systemd-stub measures, in its order (systemd 252).
 const MEASURED_252: &[&str] = &[
@@ -32,27 +32,57 @@ const UNAME_SBAT_SINCE: u32 = 254;
 
 /// The systemd version of a UKI's stub, from its `.sdmagic` section.
 pub fn stub_version(pe: &[u8]) -> Option<u32> {
-    let magic = super::read_section(pe, ".sdmagic")?;
+    version_in_magic(super::read_section(pe, ".sdmagic")?)
+}
+
+/// The version in a `.sdmagic` payload.
+fn version_in_magic(magic: &[u8]) -> Option<u32> {
     let text = std::str::from_utf8(magic).ok()?;
     let rest = text.split("systemd-stub ").nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
-/// Extend `pcr` with one event.
-fn extend(pcr: &mut [u8; 32], event: &[u8]) {
+/// Extend `pcr` with one event, given by its sha256.
+fn extend_digest(pcr: &mut [u8; 32], event_digest: &[u8; 32]) {
     let mut h = Sha256::new();
     h.update(*pcr);
-    h.update(Sha256::digest(event));
+    h.update(event_digest);
     *pcr = h.finalize().into();
+}
+
+/// Extend `pcr` with one event.
+fn extend(pcr: &mut [u8; 32], event: &[u8]) {
+    extend_digest(pcr, &Sha256::digest(event).into());
 }
 
 /// The PCR 11 (SHA-256) that systemd-stub leaves after measuring `uki`,
 /// and the sections it measured, in order.
 pub fn predict_pcr11(uki: &[u8]) -> Result<([u8; 32], Vec<String>), UkiError> {
-    let h = parse(uki)?;
-    let version =
-        stub_version(uki).ok_or_else(|| super::bad("no systemd-stub version in .sdmagic"))?;
+    let sections = parse(uki)?.sections;
+    predict(&sections, |s| section_bytes(uki, s), None)
+}
+
+/// [`predict_pcr11`] of a UKI kept in pieces. `linux_digest`, when the
+/// caller has it, is the sha256 of the kernel the UKI was built from (its
+/// `.linux` payload), so the kernel need not be hashed here again.
+pub fn predict_pcr11_built(
+    uki: &Built,
+    linux_digest: Option<[u8; 32]>,
+) -> Result<([u8; 32], Vec<String>), UkiError> {
+    predict(&uki.sections()?, |s| uki.section_bytes(s), linux_digest)
+}
+
+fn predict<'a>(
+    sections: &[Section],
+    payload: impl Fn(&Section) -> &'a [u8],
+    linux_digest: Option<[u8; 32]>,
+) -> Result<([u8; 32], Vec<String>), UkiError> {
+    let version = sections
+        .iter()
+        .find(|s| s.name == ".sdmagic")
+        .and_then(|s| version_in_magic(payload(s)))
+        .ok_or_else(|| super::bad("no systemd-stub version in .sdmagic"))?;
     let order = if version >= UNAME_SBAT_SINCE {
         MEASURED_254
     } else {
@@ -62,13 +92,16 @@ pub fn predict_pcr11(uki: &[u8]) -> Result<([u8; 32], Vec<String>), UkiError> {
     let mut measured = Vec::new();
     for name in order {
         // The stub takes the first section of a name.
-        let Some(s) = h.sections.iter().find(|s| s.name == *name) else {
+        let Some(s) = sections.iter().find(|s| s.name == *name) else {
             continue;
         };
         let mut label = name.as_bytes().to_vec();
         label.push(0);
         extend(&mut pcr, &label);
-        extend(&mut pcr, section_bytes(uki, s));
+        match linux_digest.filter(|_| *name == ".linux") {
+            Some(d) => extend_digest(&mut pcr, &d),
+            None => extend(&mut pcr, payload(s)),
+        }
         measured.push((*name).to_owned());
     }
     Ok((pcr, measured))
@@ -121,6 +154,26 @@ mod tests {
         )
         .unwrap();
         let (pcr, measured) = predict_pcr11(&uki).unwrap();
+        // The same from the UKI in pieces, hashing the kernel or told its digest.
+        let built = crate::fs::uki::build_parts(
+            &stub,
+            &UkiParts {
+                osrel: &osrel,
+                cmdline,
+                uname: Some("6.1.0-kiln"),
+                linux: &linux,
+                initrd: &initrd,
+            },
+        )
+        .unwrap();
+        assert_eq!(built.to_vec(), uki);
+        let linux_digest = Sha256::digest(&linux).into();
+        for known in [None, Some(linux_digest)] {
+            assert_eq!(
+                predict_pcr11_built(&built, known).unwrap(),
+                (pcr, measured.clone())
+            );
+        }
         let version = stub_version(&stub).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = |name: &str, data: &[u8]| {
