@@ -233,6 +233,12 @@ if [ -n "$delete_re" ]; then
   awk -F'\t' '$1 != "d" { print $2 }' "$tmp/doomed" | xargs -r -d '\n' rm -f --
   awk -F'\t' '$1 == "d" { print $2 }' "$tmp/doomed" | xargs -r -d '\n' rmdir --ignore-fail-on-non-empty --
 fi
+# A merged /usr, as kiln's roots are: packages unpacked without base-files
+# (the extract variant) leave /lib and the rest out, and depmod and modprobe
+# look in /lib/modules.
+for d in bin sbin lib lib64; do
+  [ -e "$d" ] || [ -L "$d" ] || [ ! -d "usr/$d" ] || ln -s "usr/$d" "$d"
+done
 moddir=$(find . -maxdepth 4 -path '*/lib/modules/*' -type d -name '[0-9]*' -printf '%P\n' | head -n 1)
 kver=${moddir##*/}
 [ -n "$kver" ] || { echo "plain-image: no kernel modules directory in the root" >&2; exit 1; }
