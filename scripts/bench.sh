@@ -335,6 +335,9 @@ PY
 echo "bench: kiln test of hello against the direct-boot floor" >&2
 bash scripts/bench-boot.sh --kiln "$kiln" --image "$hello_image" --store "$tmp/store-hello" --runs 3 --rows "$rows" ||
   die "the boot bench of hello failed"
+# The plain verdict's median, which the Secure Boot rows compare with.
+test_wall=$(awk -F'\t' '$1 == "hello: kiln test, start to verdict (median)" { print $2 }' "$rows")
+[ -n "$test_wall" ] || die "bench-boot.sh wrote no verdict row"
 
 # What Secure Boot and the TPM add to a verdict: hello signed by a fresh
 # db key, booted with the keys enrolled (Secure Boot firmware with SMM),
