@@ -466,7 +466,12 @@ pub fn remember(
     let dest = store.image_file(digest)?;
     if !dest.exists() {
         // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
-        let tmp = store.tmp_dir()?.join("image.raw");
+        // A name of its own in this process's scratch directory: the
+        // builds of one `kiln build R1 R2` share it and may remember their
+        // images at once. (Not created beforehand: copy_from makes it.)
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = store.tmp_dir()?.join(format!("image-{n}.raw"));
         copy_from(file, path, &tmp, false)?;
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("renaming into {}", dest.display()))?;

@@ -257,15 +257,6 @@ fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage
     Ok(out)
 }
 
-/// A file removed when dropped.
-struct TempPath(std::path::PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// The download cache (`STORE/debs/`): each .deb under apt's own file name
 /// (`name_version_arch.deb`), the layout of `/var/cache/apt/archives`, so the
 /// same directory serves mmdebstrap (seeded into its archive) and package
@@ -345,9 +336,14 @@ pub fn debian_tree(
             .map(|f| shell_quote(&deb_cache.join(f).to_string_lossy()))
             .collect();
         // Pin every locked version (apt_preferences), only while installing.
-        let prefs = tmp.join(format!("kiln-lock-{}.pref", std::process::id()));
+        // (A name of its own: the builds of one `kiln build R1 R2` share `tmp`.)
+        let prefs = tempfile::Builder::new()
+            .prefix("kiln-lock-")
+            .suffix(".pref")
+            .tempfile_in(tmp)?
+            .into_temp_path();
         std::fs::write(&prefs, crate::input::lock::apt_preferences(locked))?;
-        _prefs_file = Some(TempPath(prefs.clone()));
+        let prefs = _prefs_file.insert(prefs);
         cmd.arg(format!(
             "--setup-hook=mkdir -p \"$1/etc/apt/preferences.d\" && cp {} \"$1/{}\"",
             shell_quote(&prefs.to_string_lossy()),
