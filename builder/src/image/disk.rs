@@ -288,46 +288,51 @@ pub fn assemble(
         &sha(&[&initrd.bytes]),
     ]);
     let volume_id = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
-    let (esp, uki_digest) = std::thread::scope(|s| {
+    // The UKI's own digest runs on its thread through the ESP's building
+    // and the disk's writing (which hashes the image and each partition on
+    // two more): on 2 cores the hashing is most of this step.
+    let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
+    let disk_guid = gpt::derive_disk_uuid(&seed);
+    let (layout, uki_digest) = std::thread::scope(|s| -> Result<_> {
         let digest = s.spawn(|| {
             let mut h = Sha256::new();
             uki_pieces.iter().for_each(|p| h.update(p));
             finish_digest(h)
         });
-        let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde);
-        (esp, digest.join())
-    });
-    let esp = esp.context("writing the ESP")?;
-    let uki_digest = uki_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
-    let (root_uuid, verity_uuid) = gpt::verity_partition_uuids(&vh.root_hash);
-    let parts = [
-        PartitionSpec {
-            type_guid: gpt::ESP_TYPE,
-            part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0),
-            name: ESP_LABEL,
-            data: &esp,
-            attributes: 0,
-        },
-        PartitionSpec {
-            type_guid: gpt::ROOT_X86_64_TYPE,
-            part_guid: root_uuid,
-            name: ROOT_LABEL,
-            data: &fs.bytes,
-            attributes: ATTR_READ_ONLY,
-        },
-        PartitionSpec {
-            type_guid: gpt::ROOT_X86_64_VERITY_TYPE,
-            part_guid: verity_uuid,
-            name: VERITY_LABEL,
-            data: &vh.hash_image,
-            attributes: ATTR_READ_ONLY,
-        },
-    ];
-    let disk_guid = gpt::derive_disk_uuid(&seed);
-    let mut file =
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let layout = gpt::write_disk(&mut file, disk_guid, &parts)
-        .with_context(|| format!("writing the disk {}", out.display()))?;
+        let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde)
+            .context("writing the ESP")?;
+        let parts = [
+            PartitionSpec {
+                type_guid: gpt::ESP_TYPE,
+                part_guid: gpt::derive_uuid(&seed, gpt::ESP_TYPE, 0),
+                name: ESP_LABEL,
+                data: &esp,
+                attributes: 0,
+            },
+            PartitionSpec {
+                type_guid: gpt::ROOT_X86_64_TYPE,
+                part_guid: root_uuid,
+                name: ROOT_LABEL,
+                data: &fs.bytes,
+                attributes: ATTR_READ_ONLY,
+            },
+            PartitionSpec {
+                type_guid: gpt::ROOT_X86_64_VERITY_TYPE,
+                part_guid: verity_uuid,
+                name: VERITY_LABEL,
+                data: &vh.hash_image,
+                attributes: ATTR_READ_ONLY,
+            },
+        ];
+        let mut file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let layout = gpt::write_disk(&mut file, disk_guid, &parts)
+            .with_context(|| format!("writing the disk {}", out.display()))?;
+        let uki_digest = digest
+            .join()
+            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+        Ok((layout, uki_digest))
+    })?;
 
     lap("disk");
     let partitions = layout
