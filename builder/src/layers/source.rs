@@ -210,7 +210,7 @@ fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
 /// Keep the indexes mmdebstrap's apt fetched for the apt runs after it
 /// (package layers above, the next base layer): only a cache, so a store
 /// that cannot take them costs a later download, not this build.
-fn keep_lists(tree: &Tree, store: &Store) {
+fn keep_lists(tree: &Tree, kept: &Path, tmp: &Path) {
     let files: Vec<(&str, &[u8])> = tree
         .children(APT_LISTS)
         .filter_map(|(name, _, n)| match &n.kind {
@@ -218,14 +218,8 @@ fn keep_lists(tree: &Tree, store: &Store) {
             _ => None,
         })
         .collect();
-    let kept = store
-        .tmp_dir()
-        .and_then(|tmp| crate::layers::aptlists::save(&files, &store.apt_lists(), &tmp));
-    if let Err(e) = kept {
-        tracing::warn!(
-            "keeping apt's indexes in {}: {e:#}",
-            store.apt_lists().display()
-        );
+    if let Err(e) = crate::layers::aptlists::save(&files, kept, tmp) {
+        tracing::warn!("keeping apt's indexes in {}: {e:#}", kept.display());
     }
 }
 
@@ -439,7 +433,7 @@ pub fn debian_tree(
     let mut tree = crate::fs::layer::read_tar(tar.as_slice(), sde.unwrap_or(i64::MAX))
         .context("reading mmdebstrap's tarball")?;
     let mut debs = take_debs(&mut tree, deb_cache, tmp)?;
-    keep_lists(&tree, store);
+    keep_lists(&tree, &store.apt_lists(), tmp);
     locate_debs(&mut tree, &mut debs)?;
     Ok((tree, debs))
 }

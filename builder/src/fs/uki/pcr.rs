@@ -142,30 +142,17 @@ mod tests {
         let cmdline = "console=ttyS0 roothash=0123 kiln.init=/sbin/init";
         let linux: Vec<u8> = (0..70_001u32).map(|i| (i * 31) as u8).collect();
         let initrd: Vec<u8> = (0..12_345u32).map(|i| (i * 7) as u8).collect();
-        let uki = build(
-            &stub,
-            &UkiParts {
-                osrel: &osrel,
-                cmdline,
-                uname: Some("6.1.0-kiln"),
-                linux: &linux,
-                initrd: &initrd,
-            },
-        )
-        .unwrap();
+        let parts = UkiParts {
+            osrel: &osrel,
+            cmdline,
+            uname: Some("6.1.0-kiln"),
+            linux: &linux,
+            initrd: &initrd,
+        };
+        let uki = build(&stub, &parts).unwrap();
         let (pcr, measured) = predict_pcr11(&uki).unwrap();
         // The same from the UKI in pieces, hashing the kernel or told its digest.
-        let built = crate::fs::uki::build_parts(
-            &stub,
-            &UkiParts {
-                osrel: &osrel,
-                cmdline,
-                uname: Some("6.1.0-kiln"),
-                linux: &linux,
-                initrd: &initrd,
-            },
-        )
-        .unwrap();
+        let built = crate::fs::uki::build_parts(&stub, &parts).unwrap();
         assert_eq!(built.to_vec(), uki);
         let linux_digest = Sha256::digest(&linux).into();
         for known in [None, Some(linux_digest)] {
