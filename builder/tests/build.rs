@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
@@ -242,6 +243,37 @@ fn second_build_is_cached_and_identical() {
     );
     // Package times are clamped to SOURCE_DATE_EPOCH.
     assert!(!list.contains("2027-"), "{list}");
+}
+
+#[test]
+fn an_image_changed_in_place_is_assembled_again() {
+    use std::os::unix::fs::FileExt;
+    let f = Fixture::new();
+    let first = f.build_json("recipes/app.toml");
+    let digest = first["image"]["digest"].as_str().unwrap().to_owned();
+    let cached_file = f
+        .store()
+        .join("images")
+        .join(format!("{}.raw", digest.trim_start_matches("sha256:")));
+    // Someone writes into the output (the store's cached file may be the
+    // same file: a hard link).
+    let image = f.out().join("app-1.0.tar");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .write_all_at(b"changed", 600)
+        .unwrap();
+    let second = f.build_json("recipes/app.toml");
+    assert_eq!(cached(&second), [true, true]);
+    assert_eq!(second["image"]["digest"], first["image"]["digest"]);
+    sha256sum_accepts(&f.out());
+    // The store holds the image as it should be again.
+    let bytes = std::fs::read(&cached_file).unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+        digest
+    );
 }
 
 #[test]

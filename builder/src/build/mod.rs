@@ -623,10 +623,12 @@ pub(crate) fn build_plan(
     let raw_tmp = tmp.path().join(&image_name);
     let size = std::fs::metadata(&raw_tmp)?.len();
     progress.finish(Some(&digest));
-    // The store's copy of the image is made beside everything below (qcow2,
-    // the manifest, the output files, their stamp), from the file opened
-    // here: it is renamed into the output directory meanwhile.
+    // The store's copy of the image is the output file itself where a hard
+    // link can make it; otherwise it is copied beside everything below
+    // (qcow2, the manifest, the output files, their stamp), from the file
+    // opened here: it is renamed into the output directory meanwhile.
     let key = image_key(&layers.entries);
+    crate::build::output::share(store, &digest, &raw_tmp);
     let image_file =
         std::fs::File::open(&raw_tmp).with_context(|| format!("opening {}", raw_tmp.display()))?;
     let (remembered, written) = std::thread::scope(|s| {

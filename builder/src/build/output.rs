@@ -448,8 +448,44 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
     Ok(fits.then_some(CachedImage { manifest, file }))
 }
 
+/// Make the just-assembled image at `path` the store's cached file of
+/// `digest` by a hard link, when the store is on the output directory's
+/// file system; `false` (and [`remember`] copies it) when it cannot be
+/// linked. Called before the file is renamed into the output directory
+/// (its stamp, [`record_output`], is taken after the link, which changes
+/// its ctime).
+///
+/// The output file and the store's copy are then one file. kiln never
+/// writes an image once it is named (`kiln test` boots it behind an
+/// overlay); one changed in place by someone else shows as a cached file
+/// that no longer matches its digest, which every reuse checks
+/// ([`copy_hashing`]: the image is then assembled again) and `kiln fsck`
+/// reports.
+pub fn share(store: &Store, digest: &str, path: &Path) -> bool {
+    let Ok(dest) = store.image_file(digest) else {
+        return false;
+    };
+    // The file is complete, and a link appears whole: no scratch name.
+    match std::fs::hard_link(path, &dest) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
+        Err(e) => {
+            tracing::debug!(image = %path.display(), "no hard link into the store ({e}): copying");
+            false
+        }
+    }
+}
+
+/// A number for a scratch name of its own: the builds of one
+/// `kiln build R1 R2` share the scratch directory and may remember their
+/// images at once.
+fn next_copy() -> u64 {
+    static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Remember an assembled image named `name`: its file (copied into the
-/// store) under its digest, and key → digest. Older cached files of the
+/// store unless [`share`] linked it) under its digest, and key → digest. Older cached files of the
 /// same name beyond [`KEEP_PER_NAME`] are removed. (The build records the
 /// manifest beside it; [`lookup`] finds the image only once both are there.)
 ///
@@ -465,13 +501,9 @@ pub fn remember(
 ) -> Result<()> {
     let dest = store.image_file(digest)?;
     if !dest.exists() {
-        // Not hashed again here: every reuse of the copy hashes it (copy_hashing).
-        // A name of its own in this process's scratch directory: the
-        // builds of one `kiln build R1 R2` share it and may remember their
-        // images at once. (Not created beforehand: copy_from makes it.)
-        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = store.tmp_dir()?.join(format!("image-{n}.raw"));
+        // Not hashed again here: every reuse of the copy hashes it
+        // (copy_hashing). Not created beforehand: copy_from makes it.
+        let tmp = store.tmp_dir()?.join(format!("image-{}.raw", next_copy()));
         copy_from(file, path, &tmp, false)?;
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("renaming into {}", dest.display()))?;

@@ -20,6 +20,11 @@
 //! set to the caller's timestamp. The FAT chains and file data are left as
 //! `fatfs` wrote them.
 //!
+//! Files are given in pieces and are not copied into the volume
+//! ([`build_esp_pieces`], [`Esp`]): `fatfs` writes each file's length in
+//! zeros, which the volume's memory leaves out, and the file's pieces go
+//! where they went.
+//!
 //! Reading a volume back from an image that may be hostile is [`read`]'s
 //! job, with no help from `fatfs`.
 
@@ -108,18 +113,71 @@ pub fn build_esp(
 ) -> Result<Vec<u8>, FatError> {
     let pieces: Vec<(&str, [&[u8]; 1])> = files.iter().map(|(p, d)| (*p, [*d])).collect();
     let files: Vec<(&str, &[&[u8]])> = pieces.iter().map(|(p, d)| (*p, &d[..])).collect();
-    build_esp_pieces(&files, volume_id, label, timestamp)
+    Ok(build_esp_pieces(&files, volume_id, label, timestamp)?.to_vec())
+}
+
+/// An ESP as [`build_esp_pieces`] makes it: the volume with the files'
+/// data left out where each file sits in one run of clusters, and those
+/// files' pieces to put there. Its bytes are [`Esp::pieces`] in order.
+#[derive(Debug)]
+pub struct Esp<'a> {
+    /// The volume; zeros where `files` go.
+    volume: Vec<u8>,
+    /// (offset in the volume, the file's pieces), by offset.
+    files: Vec<(usize, &'a [&'a [u8]])>,
+}
+
+impl<'a> Esp<'a> {
+    /// The volume's size in bytes.
+    pub fn len(&self) -> usize {
+        self.volume.len()
+    }
+
+    /// Whether the volume is empty (it never is).
+    pub fn is_empty(&self) -> bool {
+        self.volume.is_empty()
+    }
+
+    /// The volume's bytes as slices, in order.
+    pub fn pieces(&self) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (offset, pieces) in &self.files {
+            out.push(&self.volume[at..*offset]);
+            out.extend(pieces.iter().copied());
+            at = offset + file_len(pieces) as usize;
+        }
+        out.push(&self.volume[at..]);
+        out
+    }
+
+    /// The volume in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = self.volume.clone();
+        for (offset, pieces) in &self.files {
+            let mut at = *offset;
+            for p in *pieces {
+                v[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+        }
+        v
+    }
 }
 
 /// [`build_esp`] of files given in pieces, each file's bytes being its
 /// pieces in order (a UKI whose kernel is not copied into one buffer first,
-/// [`crate::fs::uki::Built`]).
-pub fn build_esp_pieces(
-    files: &[(&str, &[&[u8]])],
+/// [`crate::fs::uki::Built`]). Nor is it copied into the volume: `fatfs`
+/// writes each file as zeros into memory nothing has touched, which stays
+/// untouched ([`Untouched`]); where those writes went is where the file's
+/// pieces go. A file `fatfs` did not put in one run of clusters (none, in
+/// a fresh volume) is written into the volume after all.
+pub fn build_esp_pieces<'a>(
+    files: &[(&str, &'a [&'a [u8]])],
     volume_id: u32,
     label: &str,
     timestamp: i64,
-) -> Result<Vec<u8>, FatError> {
+) -> Result<Esp<'a>, FatError> {
     let label = volume_label(label)?;
     let files = checked_files(files)?;
     let stamp = DosTime::from_unix(timestamp);
@@ -131,10 +189,13 @@ pub fn build_esp_pieces(
         if size > u64::from(u32::MAX) * 512 {
             return Err(FatError::TooLarge { bytes: content });
         }
-        if let Some(image) = try_build(&files, size, volume_id, label)? {
-            let mut image = image;
-            normalize(&mut image, &label, stamp)?;
-            return Ok(image);
+        let built = match try_build(&files, size, volume_id, label, Data::Left)? {
+            Built::Scattered => try_build(&files, size, volume_id, label, Data::Written)?,
+            b => b,
+        };
+        if let Built::Done(mut esp) = built {
+            normalize(&mut esp.volume, &label, stamp)?;
+            return Ok(esp);
         }
         size += (size / 8).next_multiple_of(SIZE_STEP);
     }
@@ -206,20 +267,39 @@ fn volume_label(label: &str) -> Result<[u8; 11], FatError> {
     Ok(out)
 }
 
-/// Formats a volume of `size` bytes and writes the files; `None` if they do
-/// not fit.
-fn try_build(
-    files: &[(Vec<String>, &[&[u8]])],
+/// What [`try_build`] does with the files' bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Data {
+    /// Leaves them out of the volume (zeros in their place).
+    Left,
+    /// Writes them into the volume.
+    Written,
+}
+
+/// What [`try_build`] made.
+enum Built<'a> {
+    /// The volume.
+    Done(Esp<'a>),
+    /// The files do not fit.
+    TooSmall,
+    /// With [`Data::Left`]: a file is not in one run of clusters.
+    Scattered,
+}
+
+/// Formats a volume of `size` bytes and writes the files.
+fn try_build<'a>(
+    files: &[(Vec<String>, &'a [&'a [u8]])],
     size: u64,
     volume_id: u32,
     label: [u8; 11],
-) -> Result<Option<Vec<u8>>, FatError> {
+    data_mode: Data,
+) -> Result<Built<'a>, FatError> {
     let fatfs_err = |path: &str| {
         let path = path.to_owned();
         move |source| FatError::Fatfs { path, source }
     };
     let len = usize::try_from(size).map_err(|_| FatError::TooLarge { bytes: size })?;
-    let mut disk = Cursor::new(crate::util::hugepages::zeroed(len));
+    let mut disk = Untouched::new(crate::util::hugepages::zeroed(len));
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -227,14 +307,17 @@ fn try_build(
             .volume_label(label),
     )
     .map_err(fatfs_err("(format)"))?;
-    disk.set_position(0);
+    disk.inner.set_position(0);
+    let zeros_went = std::rc::Rc::clone(&disk.zeros);
+    // Per file: the runs its zeros went to.
+    let mut runs: Vec<Vec<std::ops::Range<usize>>> = Vec::new();
     {
         let options = fatfs::FsOptions::new()
             .time_provider(&FIXED_TIME)
             .update_accessed_date(false);
         let fs = fatfs::FileSystem::new(&mut disk, options).map_err(fatfs_err("(mount)"))?;
         if !fits(&fs, files).map_err(fatfs_err("(stats)"))? {
-            return Ok(None);
+            return Ok(Built::TooSmall);
         }
         {
             let root = fs.root_dir();
@@ -249,15 +332,121 @@ fn try_build(
                 }
                 let mut file = dir.create_file(name).map_err(fatfs_err(&path))?;
                 file.truncate().map_err(fatfs_err(&path))?;
-                for piece in *data {
-                    file.write_all(piece).map_err(fatfs_err(&path))?;
+                if data_mode == Data::Written {
+                    for piece in *data {
+                        file.write_all(piece).map_err(fatfs_err(&path))?;
+                    }
+                } else {
+                    // The file's length in zeros: what fatfs leaves out
+                    // meanwhile is where it put the file's bytes.
+                    let zeros = [0u8; 64 << 10];
+                    let mut left = file_len(data) as usize;
+                    *zeros_went.borrow_mut() = Some(Vec::new());
+                    while left > 0 {
+                        let n = left.min(zeros.len());
+                        let written = file.write_all(&zeros[..n]);
+                        if let Err(e) = written {
+                            *zeros_went.borrow_mut() = None;
+                            return Err(fatfs_err(&path)(e));
+                        }
+                        left -= n;
+                    }
+                    runs.push(zeros_went.borrow_mut().take().unwrap_or_default());
                 }
                 file.flush().map_err(fatfs_err(&path))?;
             }
         }
         fs.unmount().map_err(fatfs_err("(unmount)"))?;
     }
-    Ok(Some(disk.into_inner()))
+    let mut placed = Vec::new();
+    for ((_, data), runs) in files.iter().zip(runs) {
+        match one_run(&runs, file_len(data) as usize) {
+            Some(offset) => placed.push((offset, *data)),
+            None => return Ok(Built::Scattered),
+        }
+    }
+    placed.sort_by_key(|(offset, _)| *offset);
+    Ok(Built::Done(Esp {
+        volume: disk.inner.into_inner(),
+        files: placed,
+    }))
+}
+
+/// The start of `runs` when they are one contiguous run of `len` bytes.
+fn one_run(runs: &[std::ops::Range<usize>], len: usize) -> Option<usize> {
+    let start = runs.first().map_or(0, |r| r.start);
+    let mut end = start;
+    for r in runs {
+        if r.start != end {
+            return None;
+        }
+        end = r.end;
+    }
+    (end - start == len).then_some(start)
+}
+
+/// A volume in memory that starts as zeros nothing has touched (fresh,
+/// untouched pages of a large allocation) and leaves a write of zeros
+/// out wherever no byte was written before: those bytes are zero already,
+/// so what reads see is the same, and the pages stay untouched.
+/// While `zeros` holds a list, every write of zeros (left out or not) is
+/// added to it.
+struct Untouched {
+    inner: Cursor<Vec<u8>>,
+    /// Per 4 KiB page: whether anything was written to it.
+    written: Vec<bool>,
+    zeros: std::rc::Rc<std::cell::RefCell<Option<Vec<std::ops::Range<usize>>>>>,
+}
+
+const TOUCH_PAGE: usize = 4096;
+
+impl Untouched {
+    fn new(volume: Vec<u8>) -> Self {
+        let pages = volume.len().div_ceil(TOUCH_PAGE);
+        Untouched {
+            inner: Cursor::new(volume),
+            written: vec![false; pages],
+            zeros: Default::default(),
+        }
+    }
+}
+
+impl std::io::Read for Untouched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Seek for Untouched {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+impl Write for Untouched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let at = usize::try_from(self.inner.position()).unwrap_or(usize::MAX);
+        let end = at.saturating_add(buf.len());
+        if end <= self.inner.get_ref().len() {
+            let pages = at / TOUCH_PAGE..end.div_ceil(TOUCH_PAGE);
+            let zeros = super::is_zero(buf);
+            if zeros {
+                if let Some(s) = self.zeros.borrow_mut().as_mut() {
+                    s.push(at..end);
+                }
+                if !self.written[pages.clone()].contains(&true) {
+                    self.inner.set_position(end as u64);
+                    return Ok(buf.len());
+                }
+            }
+            self.written[pages].iter_mut().for_each(|w| *w = true);
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether the files, their directories and the entries naming them fit in
@@ -703,6 +892,48 @@ mod tests {
         assert_eq!(a.len() as u64, MIN_SIZE);
         assert_eq!(le32(&a, 39), 0x1234_abcd, "volume id");
         assert_eq!(&a[43..54], b"KILN-ESP   ");
+    }
+
+    #[test]
+    fn files_left_out_are_the_files_written() {
+        let (efi, entry, other) = sample();
+        let files: Vec<(&str, Vec<&[u8]>)> = vec![
+            // A file in uneven pieces, with zeros inside and at its end.
+            (
+                "EFI/BOOT/BOOTX64.EFI",
+                vec![&efi[..10], &[0u8; 9000][..], &efi[10..]],
+            ),
+            ("loader/entries/kiln.conf", vec![&entry[..]]),
+            (
+                "EFI/Linux/a-long-file-name.efi",
+                vec![&other[..], &[0u8; 3][..]],
+            ),
+            ("empty", vec![]),
+        ];
+        let files: Vec<(&str, &[&[u8]])> = files.iter().map(|(p, d)| (*p, &d[..])).collect();
+        let esp = build_esp_pieces(&files, 0x1234_abcd, "kiln-esp", TS).unwrap();
+        // Every file with bytes was left out, none written in after all.
+        assert_eq!(esp.files.iter().filter(|(_, d)| file_len(d) > 0).count(), 3);
+        let pieces = esp.pieces();
+        assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), esp.len());
+        assert!(pieces.concat() == esp.to_vec());
+
+        // The same volume as fatfs writing the bytes itself.
+        let label = volume_label("kiln-esp").unwrap();
+        let checked = checked_files(&files).unwrap();
+        let Built::Done(mut written) = try_build(
+            &checked,
+            esp.len() as u64,
+            0x1234_abcd,
+            label,
+            Data::Written,
+        )
+        .unwrap() else {
+            panic!("the files fit the first time");
+        };
+        normalize(&mut written.volume, &label, DosTime::from_unix(TS)).unwrap();
+        assert!(written.files.is_empty());
+        assert!(written.volume == esp.to_vec());
     }
 
     #[test]

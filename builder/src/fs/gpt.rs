@@ -135,10 +135,19 @@ pub struct PartitionSpec<'a> {
     pub part_guid: Uuid,
     /// Partition label (at most 36 UTF-16 code units).
     pub name: &'a str,
-    /// Contents; the partition is this long rounded up to 1 MiB, zero padded.
-    pub data: &'a [u8],
+    /// Contents, as pieces in order (an ESP whose UKI is not copied into
+    /// it, [`crate::fs::fat::Esp::pieces`]); the partition is this long
+    /// rounded up to 1 MiB, zero padded.
+    pub data: &'a [&'a [u8]],
     /// Attribute bits, e.g. [`ATTR_READ_ONLY`].
     pub attributes: u64,
+}
+
+impl PartitionSpec<'_> {
+    /// The length of the contents.
+    fn len(&self) -> u64 {
+        self.data.iter().map(|p| p.len() as u64).sum()
+    }
 }
 
 /// Where one partition ended up.
@@ -225,7 +234,7 @@ fn plan(disk_guid: Uuid, parts: &[PartitionSpec]) -> Result<DiskLayout, GptError
     let mut offset = ALIGNMENT;
     let mut partitions = Vec::with_capacity(parts.len());
     for (i, p) in parts.iter().enumerate() {
-        if p.data.is_empty() {
+        if p.len() == 0 {
             return Err(GptError::EmptyPartition {
                 name: p.name.to_owned(),
             });
@@ -243,7 +252,7 @@ fn plan(disk_guid: Uuid, parts: &[PartitionSpec]) -> Result<DiskLayout, GptError
         }
         // Whole MiBs, so every partition also ends on an alignment boundary
         // (sgdisk cautions otherwise); the padding costs nothing in a sparse file.
-        let size = align_up(p.data.len() as u64, ALIGNMENT);
+        let size = align_up(p.len(), ALIGNMENT);
         partitions.push(PartitionLayout {
             // At most 128 partitions, checked above.
             index: i as u32 + 1,
@@ -332,8 +341,8 @@ pub fn write_disk(
                 .zip(parts)
                 .map(|(l, p)| {
                     let mut h = Sha256::new();
-                    h.update(p.data);
-                    hash_zeros(&mut h, l.size - p.data.len() as u64);
+                    p.data.iter().for_each(|d| h.update(d));
+                    hash_zeros(&mut h, l.size - p.len());
                     finish_digest(h)
                 })
                 .collect::<Vec<_>>()
@@ -349,8 +358,12 @@ pub fn write_disk(
             }
             write_sparse(out, 0, &areas.head).map_err(io("the primary GPT"))?;
             for (l, p) in layout.partitions.iter().zip(parts) {
-                write_sparse(out, l.offset, p.data)
-                    .map_err(io(&format!("partition {} ({:?})", l.index, l.name)))?;
+                let mut at = l.offset;
+                for d in p.data {
+                    write_sparse(out, at, d)
+                        .map_err(io(&format!("partition {} ({:?})", l.index, l.name)))?;
+                    at += d.len() as u64;
+                }
             }
             write_sparse(out, areas.tail_start, &areas.tail).map_err(io("the backup GPT"))?;
             out.set_len(layout.size).map_err(io("the file length"))
@@ -380,8 +393,8 @@ fn image_digest(layout: &DiskLayout, areas: &TableAreas, parts: &[PartitionSpec]
     let mut pos = areas.head.len() as u64;
     for (l, p) in layout.partitions.iter().zip(parts) {
         hash_zeros(&mut h, l.offset - pos);
-        h.update(p.data);
-        hash_zeros(&mut h, l.size - p.data.len() as u64);
+        p.data.iter().for_each(|d| h.update(d));
+        hash_zeros(&mut h, l.size - p.len());
         pos = l.offset + l.size;
     }
     hash_zeros(&mut h, areas.tail_start - pos);
@@ -404,7 +417,7 @@ fn write_sparse(out: &mut std::fs::File, offset: u64, data: &[u8]) -> io::Result
     let mut run: Option<usize> = None;
     for (i, chunk) in data.chunks(block).enumerate() {
         let start = i * block;
-        let zero = chunk.iter().all(|&b| b == 0);
+        let zero = super::is_zero(chunk);
         match (zero, run) {
             (false, None) => run = Some(start),
             (true, Some(s)) => {
@@ -538,17 +551,20 @@ mod tests {
         v
     }
 
+    /// Each partition's contents as one piece.
     struct Fixture {
-        esp: Vec<u8>,
-        root: Vec<u8>,
-        hash: Vec<u8>,
+        esp: [&'static [u8]; 1],
+        root: [&'static [u8]; 1],
+        hash: [&'static [u8]; 1],
     }
 
     fn fixture() -> Fixture {
+        // Leaked: a test's few MB, for slices that outlive the fixture.
+        let piece = |v: Vec<u8>| -> [&'static [u8]; 1] { [Vec::leak(v)] };
         Fixture {
-            esp: content(3 << 20, 0xe5),
-            root: content(5 << 20, 0x53),
-            hash: content(40960, 0x77),
+            esp: piece(content(3 << 20, 0xe5)),
+            root: piece(content(5 << 20, 0x53)),
+            hash: piece(content(40960, 0x77)),
         }
     }
 
@@ -681,7 +697,7 @@ print(derive(b"disk-uuid"))
             assert_eq!(start % 2048, 0, "{} not aligned", p.name);
             assert_eq!(start * 512, l.offset);
             assert_eq!(g["size"].as_u64().unwrap() * 512, l.size);
-            assert!(l.size >= p.data.len() as u64);
+            assert!(l.size >= p.len());
             assert_eq!(
                 g["type"].as_str().unwrap().to_lowercase(),
                 p.type_guid.to_string()
@@ -709,7 +725,11 @@ print(derive(b"disk-uuid"))
         // Contents are where the layout says.
         for (l, p) in layout.partitions.iter().zip(&parts) {
             let at = l.offset as usize;
-            assert!(bytes[at..at + p.data.len()] == *p.data, "{}", p.name);
+            assert!(
+                bytes[at..at + p.len() as usize] == p.data.concat(),
+                "{}",
+                p.name
+            );
         }
         assert_eq!(bytes.len() as u64, layout.size);
     }
@@ -778,6 +798,24 @@ print(derive(b"disk-uuid"))
         let lb = write_disk(&mut fb, derive_disk_uuid(&SEED), &specs(&f)).unwrap();
         assert_eq!(la, lb);
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+    }
+
+    #[test]
+    fn contents_in_pieces_are_contents_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fixture();
+        let whole = write(&dir.path().join("whole.img"), &specs(&f));
+        // The ESP cut unevenly, with an empty piece and a cut inside a run
+        // of zeros (which stays a hole).
+        let esp = f.esp[0];
+        let cut = [&esp[..100], &[][..], &esp[100..5000], &esp[5000..]];
+        let mut parts = specs(&f);
+        parts[0].data = &cut;
+        let split = dir.path().join("split.img");
+        assert_eq!(write(&split, &parts), whole);
+        assert!(
+            std::fs::read(&split).unwrap() == std::fs::read(dir.path().join("whole.img")).unwrap()
+        );
     }
 
     #[test]

@@ -301,6 +301,8 @@ pub fn assemble(
         });
         let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde)
             .context("writing the ESP")?;
+        let esp = esp.pieces();
+        let (root, hash) = ([&fs.bytes[..]], [&vh.hash_image[..]]);
         let parts = [
             PartitionSpec {
                 type_guid: gpt::ESP_TYPE,
@@ -313,14 +315,14 @@ pub fn assemble(
                 type_guid: gpt::ROOT_X86_64_TYPE,
                 part_guid: root_uuid,
                 name: ROOT_LABEL,
-                data: &fs.bytes,
+                data: &root,
                 attributes: ATTR_READ_ONLY,
             },
             PartitionSpec {
                 type_guid: gpt::ROOT_X86_64_VERITY_TYPE,
                 part_guid: verity_uuid,
                 name: VERITY_LABEL,
-                data: &vh.hash_image,
+                data: &hash,
                 attributes: ATTR_READ_ONLY,
             },
         ];
