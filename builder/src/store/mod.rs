@@ -13,6 +13,8 @@
 //!   memo/<hex>             digest of a memoised computation's output blob
 //!                          (the initramfs's compression: the store is a
 //!                          [`Memo`])
+//!   checked/<hex>          what a blob file was when it last hashed to its
+//!                          name ([`CheckStamp`])
 //!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
 //!   tmp/                   temporary files, renamed into place
 //!   lock                   flock(2) held while a build writes
@@ -45,6 +47,52 @@ pub struct Store {
     /// This process's scratch directory in `tmp/`, made on first use and
     /// removed when the last clone of the store is dropped.
     scratch: Arc<Mutex<Option<ScratchDir>>>,
+}
+
+/// What a blob file was when its content last hashed to its name:
+/// `checked/<hex>`. A file that still matches it (same device, inode, size,
+/// mtime and ctime) has not been written since, so [`Store::read_blob`]
+/// need not hash it again; any write, rename, chmod or link changes the
+/// ctime, which no one but root can set back. `kiln fsck` hashes every blob
+/// regardless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl CheckStamp {
+    /// The stamp of an open file.
+    fn of(file: &File) -> Option<CheckStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some(CheckStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// Whether the file's last change is far enough in the past that a
+    /// change now would show in its times, even on a file system that keeps
+    /// them to the second (a stamp taken in the same second as a write
+    /// could match the file after it).
+    fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self.settled_at(now)
+    }
+
+    fn settled_at(&self, now_ns: i128) -> bool {
+        now_ns - self.ctime_ns.max(self.mtime_ns) > 2_000_000_000
+    }
 }
 
 /// What the key index says about a built layer.
@@ -310,6 +358,10 @@ impl Store {
     /// counts only if it does. Unlike [`Store::with_blob`], the blob is
     /// never held in memory whole (a base layer's is tens of MB, all of it
     /// fresh memory to fault in); both read the page cache in small pieces.
+    ///
+    /// The file's [`CheckStamp`] is recorded once it checks out, and a file
+    /// whose stamp still matches is not hashed again (the caller holds the
+    /// store's lock: stamps are written only then).
     pub fn read_blob<T: Send>(
         &self,
         digest: &str,
@@ -319,6 +371,10 @@ impl Store {
         let open = || File::open(&path).with_context(|| format!("reading blob {}", path.display()));
         // Both opened before either reads: they are the same file.
         let (mut file, check) = (open()?, open()?);
+        let stamp = CheckStamp::of(&file);
+        if stamp.is_some() && self.check_stamp(digest) == stamp {
+            return f(&mut file);
+        }
         let (actual, out) = std::thread::scope(|s| {
             let h = s.spawn(|| Digest::of_reader(check));
             let out = f(&mut file);
@@ -334,7 +390,30 @@ impl Store {
                 path.display()
             )));
         }
+        if let Some(stamp) = stamp.filter(CheckStamp::settled) {
+            let record = self.check_stamps_dir().join(hex_of(digest)?);
+            let written = fs::create_dir_all(self.check_stamps_dir())
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    write_atomic(&self.tmp_dir()?, &record, &serde_json::to_vec(&stamp)?)
+                });
+            if let Err(e) = written {
+                tracing::debug!(record = %record.display(), "cannot record the blob's check: {e:#}");
+            }
+        }
         out
+    }
+
+    /// Where blob check stamps live: `checked/` ([`CheckStamp`]).
+    pub fn check_stamps_dir(&self) -> PathBuf {
+        self.root.join("checked")
+    }
+
+    /// The stamp recorded when the blob `digest` last checked out, if any.
+    fn check_stamp(&self, digest: &str) -> Option<CheckStamp> {
+        let record = self.check_stamps_dir().join(hex_of(digest).ok()?);
+        let bytes = crate::util::record::read_record(&record).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     fn key_path(&self, key: &str) -> Result<PathBuf> {
@@ -470,22 +549,30 @@ impl Memo for Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn blobs_are_content_addressed_and_checked() {
+    /// What [`Store::read_blob`] gives a reader that takes it all.
+    fn read(r: &mut dyn Read) -> Result<Vec<u8>> {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    /// A store made in a fresh directory (kept alive with it).
+    fn fresh() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::new(dir.path().join("store"));
         s.init().unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn blobs_are_content_addressed_and_checked() {
+        let (dir, s) = fresh();
         let d = s.put_blob(b"hello").unwrap();
         assert_eq!(
             d,
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.get_blob(&d).unwrap(), b"hello");
-        let read = |r: &mut dyn Read| {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v)?;
-            Ok(v)
-        };
         assert_eq!(s.read_blob(&d, read).unwrap(), b"hello");
         // Corrupt it behind the store's back: reading must notice.
         let p = s.blob_path(&d).unwrap();
@@ -501,6 +588,47 @@ mod tests {
             fs::read_dir(dir.path().join("store/tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_checked_blob_is_not_hashed_again_until_its_file_changes() {
+        let (_dir, s) = fresh();
+        let d = s.put_blob(b"layer bytes").unwrap();
+        let record = s.check_stamps_dir().join(hex_of(&d).unwrap());
+        // Just written: a change within the same second could keep its
+        // times, so the check is not recorded yet.
+        assert_eq!(s.read_blob(&d, read).unwrap(), b"layer bytes");
+        assert!(!record.exists());
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(s.read_blob(&d, read).unwrap(), b"layer bytes");
+        let file = File::open(s.blob_path(&d).unwrap()).unwrap();
+        assert_eq!(s.check_stamp(&d), CheckStamp::of(&file));
+        // Written in place (same length): the stamp no longer matches, the
+        // file is hashed, and the damage is found.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(s.blob_path(&d).unwrap())
+            .unwrap()
+            .write_all(b"LAYER")
+            .unwrap();
+        assert_ne!(s.check_stamp(&d), CheckStamp::of(&file));
+        let e = s.read_blob(&d, read).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+    }
+
+    #[test]
+    fn a_stamp_is_settled_two_seconds_after_the_last_change() {
+        let t = 1_700_000_000_000_000_000i128;
+        let stamp = CheckStamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: t,
+            ctime_ns: t + 500_000_000,
+        };
+        assert!(!stamp.settled_at(t + 1_000_000_000));
+        assert!(!stamp.settled_at(t + 2_500_000_000));
+        assert!(stamp.settled_at(t + 2_600_000_000));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! did). Records are parsed, at most [`MAX_RECORD`](super::MAX_RECORD) bytes
 //! each: key entries (named by their key, their blob present), manifests
 //! (named by their image digest), build records (their manifest present),
-//! output stamps, memo entries (their blob present), verdicts (in the
+//! output stamps, memo entries and blob check stamps (their blob present), verdicts (in the
 //! directory of their image digest) and every release store's channel
 //! entries (their release directory holds a manifest of that digest, an
 //! image file with that sha256, and a `.minisig` beside every file).
@@ -79,6 +79,8 @@ pub struct Checked {
     pub outputs: usize,
     /// Memo entries.
     pub memo: usize,
+    /// Check stamps of blobs.
+    pub checked: usize,
     /// Verdicts.
     pub verdicts: usize,
     /// .deb files (hashed when a layer recorded their sha256).
@@ -176,6 +178,7 @@ fn check(store: &Store, releases: &[Releases]) -> Checker {
     c.builds(store);
     c.outputs(store);
     c.memo(store);
+    c.check_stamps(store);
     c.verdicts(store);
     c.debs(store);
     let mut seen = BTreeSet::new();
@@ -417,6 +420,25 @@ impl Checker {
                     let why = format!("is the stamp of {}, whose stamp is named {n}", p.display());
                     self.problem(&e.path, why, true);
                 }
+            }
+        }
+    }
+
+    /// `checked/<hex>`: each parses and its blob is there (every blob is
+    /// hashed above whatever its stamp says).
+    fn check_stamps(&mut self, store: &Store) {
+        for e in self.list_or_none(&store.check_stamps_dir(), true) {
+            self.checked.checked += 1;
+            let Some(d) = e.name().and_then(hex_name) else {
+                self.problem(&e.path, "is not named by a sha256 digest", true);
+                continue;
+            };
+            if self
+                .record::<crate::store::CheckStamp>(&e.path, "a blob check stamp")
+                .is_some()
+                && !blob_present(store, d)
+            {
+                self.problem(&e.path, format!("its blob {d} is missing"), true);
             }
         }
     }

@@ -49,6 +49,13 @@ fn healthy() -> Healthy {
     fs::write(&deb, DEB).unwrap();
     let image = f.image("hello", "1.0", &[base, app], 10);
     Memo::memo(&f.store, "test", b"in", &|| Ok(b"out".to_vec())).unwrap();
+    // A check stamp of a file since replaced: stale, but well-formed.
+    fs::create_dir_all(f.store.check_stamps_dir()).unwrap();
+    fs::write(
+        f.store.check_stamps_dir().join(base.blob.hex()),
+        r#"{"dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_ns":5}"#,
+    )
+    .unwrap();
     f.output("out", &image);
     let verdict = verdict::record(
         &f.store,
@@ -105,6 +112,7 @@ fn a_healthy_store_is_healthy() {
             builds: 1,
             outputs: 1,
             memo: 1,
+            checked: 1,
             verdicts: 1,
             debs: 1,
             releases: 1,
@@ -269,6 +277,30 @@ fn each_kind_of_damage_is_named_and_repaired() {
             true,
         ),
         (
+            "check stamp without its blob",
+            |h| {
+                let p = h.f.store.check_stamps_dir().join(other_hex());
+                fs::write(
+                    &p,
+                    r#"{"dev":1,"ino":2,"size":3,"mtime_ns":4,"ctime_ns":5}"#,
+                )
+                .unwrap();
+                p
+            },
+            "its blob sha256:",
+            true,
+        ),
+        (
+            "check stamp that is not one",
+            |h| {
+                let p = h.f.store.check_stamps_dir().join(other_hex());
+                fs::write(&p, b"{}").unwrap();
+                p
+            },
+            "is not a blob check stamp",
+            true,
+        ),
+        (
             "verdict filed under another image",
             |h| {
                 let dir = h.f.root().join(verdict::DIR).join(other_hex());
@@ -362,6 +394,8 @@ fn repairing_a_corrupt_blob_also_drops_the_key_entries_naming_it() {
     removed.sort();
     let mut want = vec![
         blob,
+        // Its check stamp, whose blob is gone.
+        h.f.store.check_stamps_dir().join(h.base.blob.hex()),
         key_of(&h, h.base),
         h.f.store
             .keys_dir()

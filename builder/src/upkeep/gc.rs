@@ -21,7 +21,8 @@
 //!    no kept manifest lists.
 //! 7. *memo*: memo entries whose blob is missing.
 //! 8. *blobs*: blobs no kept key entry, kept manifest or memo entry names.
-//! 9. *debs*: with `--debs`, the .deb download cache.
+//! 9. *checked*: check stamps (`checked/<hex>`) of blobs not kept or missing.
+//! 10. *debs*: with `--debs`, the .deb download cache.
 //!
 //! Builds are ordered by their record's mtime, which a build sets when it
 //! assembles the image and refreshes when it finds it cached: "the newest N"
@@ -92,13 +93,15 @@ pub enum Category {
     Memo,
     /// Layer blobs.
     Blobs,
+    /// Check stamps of blobs (`checked/`).
+    Checked,
     /// Downloaded .deb files.
     Debs,
 }
 
 impl Category {
     /// Every category, in report order.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Scratch,
         Category::Outputs,
         Category::Builds,
@@ -107,6 +110,7 @@ impl Category {
         Category::Keys,
         Category::Memo,
         Category::Blobs,
+        Category::Checked,
         Category::Debs,
     ];
 
@@ -121,6 +125,7 @@ impl Category {
             Category::Keys => "keys",
             Category::Memo => "memo",
             Category::Blobs => "blobs",
+            Category::Checked => "checked",
             Category::Debs => "debs",
         }
     }
@@ -543,7 +548,18 @@ fn collect(
         }
     }
 
-    // 9. The .deb download cache, on request (apt's lock file stays).
+    // 9. Check stamps of the blobs that went (a stamp vouches only for the
+    // very file it was taken of, so a stale one is merely litter).
+    let stamps = store.check_stamps_dir();
+    for e in entries(&stamps).unwrap_or_default() {
+        // A file not named by a digest is fsck's to report.
+        let gone = |d: Digest| !kept_blobs.contains(&d) || !has_blob(&d);
+        if e.name().and_then(hex_name).is_some_and(gone) {
+            r.remove(Category::Checked, &e.path);
+        }
+    }
+
+    // 10. The .deb download cache, on request (apt's lock file stays).
     if opts.debs {
         let debs = store.deb_cache();
         for e in entries(&debs).with_context(|| format!("reading {}", debs.display()))? {

@@ -73,9 +73,19 @@ fn gc_keeps_what_builds_use_and_removes_the_rest() {
     let memo_blob = Digest::of(&memo_out);
 
     // Garbage in the store.
-    f.store.put_blob(b"nobody uses this").unwrap();
+    let unused = f.store.put_blob(b"nobody uses this").unwrap();
     let gone = f.layer("gone");
     fs::remove_file(f.store.blob_path(&gone.blob.to_string()).unwrap()).unwrap();
+    // Check stamps: of a kept blob, of one that goes, of one already gone.
+    let stamps = f.store.check_stamps_dir();
+    fs::create_dir_all(&stamps).unwrap();
+    for d in [
+        base.blob.hex(),
+        Digest::parse(&unused).unwrap().hex(),
+        gone.blob.hex(),
+    ] {
+        fs::write(stamps.join(d), "{}").unwrap();
+    }
     let missing = Digest::of(b"missing");
     fs::write(f.store.memo_dir().join(missing.hex()), missing.to_string()).unwrap();
     fs::write(
@@ -165,6 +175,7 @@ fn gc_keeps_what_builds_use_and_removes_the_rest() {
         build(&v3.key),
         // Memo records are named by the sha256 of kind, NUL, input.
         format!("memo/{}", Digest::of(b"test\0input").hex()),
+        format!("checked/{}", base.blob.hex()),
         format!("outputs/{}", stamp.hex()),
         format!("tmp/{live_name}.lock"),
     ];
@@ -200,6 +211,7 @@ fn gc_keeps_what_builds_use_and_removes_the_rest() {
     assert_eq!(count(Category::Keys), 1);
     assert_eq!(count(Category::Memo), 1);
     assert_eq!(count(Category::Blobs), 1);
+    assert_eq!(count(Category::Checked), 2);
     assert!(report.bytes >= 3 * 8192 + 4096, "{report:?}");
     assert_eq!(
         report.kept,

@@ -88,7 +88,7 @@ pub fn fsck(mut out: impl Write, r: &FsckReport) -> io::Result<()> {
     };
     writeln!(
         out,
-        "store {}: {state}; checked {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+        "store {}: {state}; checked {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
         r.store.display(),
         count(c.blobs, "blob"),
         count(c.keys, "key"),
@@ -97,6 +97,7 @@ pub fn fsck(mut out: impl Write, r: &FsckReport) -> io::Result<()> {
         count(c.builds, "build"),
         count(c.outputs, "output stamp"),
         count(c.memo, "memo entry"),
+        count(c.checked, "blob check stamp"),
         count(c.verdicts, "verdict"),
         count(c.debs, ".deb"),
         count(c.releases, "release entry"),
@@ -168,6 +169,7 @@ mod tests {
                           \x20 keys            0        0 B\n\
                           \x20 memo            0        0 B\n\
                           \x20 blobs           1    4.0 KiB\n\
+                          \x20 checked         0        0 B\n\
                           \x20 debs            0        0 B\n";
         let failed = vec![Failure {
             path: PathBuf::from("/out/.kiln-tmp-1-ab"),
@@ -206,6 +208,7 @@ mod tests {
             builds: 1,
             outputs: 0,
             memo: 1,
+            checked: 2,
             verdicts: 2,
             debs: 0,
             releases: 1,
@@ -226,7 +229,8 @@ mod tests {
             false,
         );
         let summary = "checked 3 blobs, 1 key, 1 manifest, 1 cached image, 1 build, \
-                       0 output stamps, 1 memo entry, 2 verdicts, 0 .debs, 1 release entry\n";
+                       0 output stamps, 1 memo entry, 2 blob check stamps, 2 verdicts, 0 .debs, \
+                       1 release entry\n";
         let report = |problems: Vec<Problem>, repaired: Vec<Problem>| FsckReport {
             store: PathBuf::from("/s"),
             checked: checked.clone(),
