@@ -137,6 +137,7 @@ fn publish_refuses_untested_then_signs_for_stock_minisign() {
     for f in [
         "hello-1.0.raw",
         "hello-1.0.manifest.json",
+        "hello-1.0.roothash",
         "hello-1.0.verdict.json",
         "hello-1.0.provenance.json",
     ] {
@@ -331,6 +332,16 @@ fn oci_push_is_read_by_skopeo_and_pulled_back_verified() {
         std::fs::read(pulled.join("hello-1.0.raw")).unwrap(),
         std::fs::read(&image).unwrap(),
         "kiln pull did not write back identical bytes"
+    );
+    // With the root hash sidecar systemd looks for, as the build wrote it.
+    let built_roothash = std::fs::read(image.with_extension("roothash")).unwrap();
+    assert_eq!(
+        std::fs::read(pulled.join("hello-1.0.roothash")).unwrap(),
+        built_roothash
+    );
+    assert_eq!(
+        std::fs::read(store.join("releases/hello/1.0/hello-1.0.roothash")).unwrap(),
+        built_roothash
     );
     // The signature it brought back is one the stock minisign accepts.
     ok(

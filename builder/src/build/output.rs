@@ -96,11 +96,7 @@ pub fn temp_dir(out_dir: &Path) -> Result<ScratchDir> {
 /// rename everything into `out_dir`. Returns the manifest's path and the
 /// SHA256SUMS lines of the image's files.
 ///
-/// The sidecar `NAME-VERSION.roothash` is the root partition's dm-verity
-/// root hash in hex and a newline, the file systemd looks for beside
-/// `NAME-VERSION.raw` (systemd.exec(5) `RootHash=`, as systemd-repart and
-/// mkosi write it), so that systemd-dissect, systemd-nspawn `--image` and
-/// `RootImage=` set up verity for the root on their own.
+/// Disk images get their root hash sidecar ([`Manifest::roothash_sidecar`]).
 pub fn finish(
     tmp: &Path,
     out_dir: &Path,
@@ -122,12 +118,8 @@ pub fn finish(
         });
         Ok(())
     };
-    if let Some(disk) = &manifest.disk {
-        add(
-            &mut files,
-            format!("{base}.roothash"),
-            format!("{}\n", disk.root_hash).as_bytes(),
-        )?;
+    if let Some((name, content)) = manifest.roothash_sidecar() {
+        add(&mut files, name, content.as_bytes())?;
     }
     add(
         &mut files,

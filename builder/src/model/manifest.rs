@@ -208,7 +208,35 @@ impl Manifest {
                 return bad(field, e.to_string());
             }
         }
+        if let Some(d) = &self.disk {
+            // Written into a file of its own (the `.roothash` sidecar).
+            let hex = d.root_hash.len() == 64
+                && d.root_hash
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !hex {
+                return bad(
+                    "disk.root_hash".into(),
+                    format!("{:?} is not a sha256 in lower-case hex", d.root_hash),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The root hash sidecar of a disk image, as (file name, content):
+    /// `NAME-VERSION.roothash` holding the root partition's dm-verity root
+    /// hash in hex and a newline, the file systemd looks for beside
+    /// `NAME-VERSION.raw` (systemd.exec(5) `RootHash=`, as systemd-repart
+    /// and mkosi write it), so that systemd-dissect, systemd-nspawn
+    /// `--image` and `RootImage=` set up verity for the root on their own.
+    pub fn roothash_sidecar(&self) -> Option<(String, String)> {
+        self.disk.as_ref().map(|d| {
+            (
+                format!("{}-{}.roothash", self.name, self.version),
+                format!("{}\n", d.root_hash),
+            )
+        })
     }
 }
 
@@ -322,11 +350,14 @@ pub(crate) mod tests {
 
     #[test]
     fn from_json_checks_what_becomes_a_path() {
-        let good = sample();
+        let good = Manifest {
+            disk: Some(crate::model::disk::tests::signed_sample()),
+            ..sample()
+        };
         let bytes = |m: &Manifest| serde_json::to_vec(m).unwrap();
         assert_eq!(Manifest::from_json(&bytes(&good)).unwrap(), good);
         let field = |edit: fn(&mut Manifest)| {
-            let mut m = sample();
+            let mut m = good.clone();
             edit(&mut m);
             match Manifest::from_json(&bytes(&m)) {
                 Err(ManifestError::Field { field, .. }) => field,
@@ -347,6 +378,21 @@ pub(crate) mod tests {
         assert_eq!(
             field(|m| m.layers[0].digest = "sha256:0".into()),
             "layers[0].digest"
+        );
+        // The root hash becomes a file's content: hex, nothing else.
+        assert_eq!(
+            field(|m| m.disk.as_mut().unwrap().root_hash = format!("{}\nX", "a".repeat(62))),
+            "disk.root_hash"
+        );
+        assert_eq!(
+            field(|m| m.disk.as_mut().unwrap().root_hash = "A".repeat(64)),
+            "disk.root_hash"
+        );
+        let (name, content) = good.roothash_sidecar().unwrap();
+        assert_eq!(name, format!("{}-{}.roothash", good.name, good.version));
+        assert_eq!(
+            content,
+            format!("{}\n", good.disk.as_ref().unwrap().root_hash)
         );
         let mut other = sample();
         other.schema = "kiln.manifest/v9".into();

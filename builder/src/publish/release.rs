@@ -4,6 +4,7 @@
 //! RELEASES/                                  default STORE/releases, or publish --to DIR
 //!   NAME/VERSION/NAME-VERSION.raw            the image, byte for byte what was tested
 //!   NAME/VERSION/NAME-VERSION.manifest.json  its kiln manifest
+//!   NAME/VERSION/NAME-VERSION.roothash       its root hash, for systemd (disk images)
 //!   NAME/VERSION/NAME-VERSION.spdx.json      its SBOM, when the build wrote one
 //!   NAME/VERSION/NAME-VERSION.verdict.json   the passing boot-test verdict
 //!   NAME/VERSION/NAME-VERSION.provenance.json  in-toto Statement v1 + SLSA provenance
@@ -435,6 +436,10 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
             Content::Bytes(manifest_bytes.clone()),
         ),
     ];
+    // From the manifest, not from a file beside the image that nothing checks.
+    if let Some((name, content)) = manifest.roothash_sidecar() {
+        items.push((name, Content::Bytes(content.into_bytes())));
+    }
     let sbom = image.with_file_name(format!("{base}.spdx.json"));
     if sbom.is_file() {
         items.push((format!("{base}.spdx.json"), Content::File(&sbom)));

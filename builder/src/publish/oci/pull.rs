@@ -18,6 +18,9 @@
 //!    stops at the signed `image.size`, the result must hash to the signed
 //!    `image.digest`, and the disk's own signature is checked last.
 //!
+//! A disk image's root hash sidecar (`NAME-VERSION.roothash`, for systemd)
+//! is written from the signed manifest, not fetched.
+//!
 //! Everything is staged in a temporary directory on `DIR`'s file system and
 //! renamed into `DIR` at the end: a failed pull leaves nothing in `DIR`, and
 //! does not create it.
@@ -172,15 +175,25 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
         )));
     }
 
-    // Everything checks out: into `out`.
+    // Everything checks out: into `out`, with the root hash sidecar of a
+    // disk image made from the signed manifest.
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let sidecar = m.roothash_sidecar();
+    let roothash = staged("roothash");
+    if let Some((_, content)) = &sidecar {
+        std::fs::write(&roothash, content)
+            .with_context(|| format!("writing {}", roothash.display()))?;
+    }
     let mut files = Vec::new();
     for (from, name) in [
         (&raw, &names.raw),
         (&raw_sig, &names.raw_sig),
         (&man, &names.manifest),
         (&man_sig, &names.manifest_sig),
-    ] {
+    ]
+    .into_iter()
+    .chain(sidecar.as_ref().map(|(name, _)| (&roothash, name)))
+    {
         let dest = inside(out, name)?;
         let f = File::open(from).with_context(|| format!("opening {}", from.display()))?;
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
