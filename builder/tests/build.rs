@@ -277,6 +277,57 @@ fn an_image_changed_in_place_is_assembled_again() {
 }
 
 #[test]
+fn an_output_directory_on_another_file_system_gets_the_image() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    // /dev/shm: a tmpfs wherever Linux runs (containers too), and not the
+    // file system of the store, so nothing can be linked or copied in the
+    // kernel between the two.
+    let shm = Path::new("/dev/shm");
+    let other = tempfile::tempdir_in(shm).expect("a directory in /dev/shm (a tmpfs)");
+    let store_dev = fs::metadata(f.root()).unwrap().dev();
+    assert_ne!(
+        fs::metadata(other.path()).unwrap().dev(),
+        store_dev,
+        "/dev/shm is on the test's own file system"
+    );
+    let out = other.path().join("out");
+    let build = || {
+        let o = f.kiln(&[
+            "build",
+            &f.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &out.display().to_string(),
+            "--json",
+        ]);
+        assert!(
+            o.status.success(),
+            "kiln build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let first = build();
+    let digest = first["image"]["digest"].as_str().unwrap().to_owned();
+    sha256sum_accepts(&out);
+    let cached_file = f
+        .store()
+        .join("images")
+        .join(format!("{}.raw", digest.trim_start_matches("sha256:")));
+    assert_eq!(fs::metadata(&cached_file).unwrap().dev(), store_dev);
+    let bytes = fs::read(&cached_file).unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+        digest
+    );
+    // Output gone: the store's copy comes back across.
+    fs::remove_file(out.join("app-1.0.tar")).unwrap();
+    let second = build();
+    assert_eq!(second["image"]["digest"], first["image"]["digest"]);
+    sha256sum_accepts(&out);
+}
+
+#[test]
 fn editing_the_app_rebuilds_only_the_app() {
     let f = Fixture::new();
     let first = f.build_json("recipes/app.toml");

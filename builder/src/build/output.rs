@@ -363,16 +363,8 @@ fn copy_from(from: &File, src: &Path, dst: &Path, hash: bool) -> Result<Option<S
     std::thread::scope(|s| -> Result<Option<String>> {
         let hasher = hash.then(|| s.spawn(|| hash_extents(from, len, &extents)));
         for &(off, n) in &extents {
-            let (mut i, mut o) = (off as i64, off as i64);
-            let mut left = n as usize;
-            while left > 0 {
-                let done = nix::fcntl::copy_file_range(from, Some(&mut i), &to, Some(&mut o), left)
-                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-                if done == 0 {
-                    anyhow::bail!("{} shrank while it was copied", src.display());
-                }
-                left -= done;
-            }
+            copy_range(from, &to, off, n)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         }
         hasher
             .map(|h| {
@@ -382,6 +374,44 @@ fn copy_from(from: &File, src: &Path, dst: &Path, hash: bool) -> Result<Option<S
             })
             .transpose()
     })
+}
+
+/// Copy `n` bytes at `off` of `from` to the same offset of `to`: with
+/// copy_file_range(2) (in the kernel, or a reflink where the file system
+/// shares extents), else, where the kernel cannot copy between the two
+/// (EXDEV: another file system, e.g. an output directory on a tmpfs and the
+/// store on disk; or a file system without it), through a buffer.
+fn copy_range(from: &File, to: &File, off: u64, n: u64) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    let shrank = || {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file shrank while it was copied",
+        )
+    };
+    let (mut i, mut o) = (off as i64, off as i64);
+    let end = off + n;
+    while (i as u64) < end {
+        let left = (end - i as u64) as usize;
+        match nix::fcntl::copy_file_range(from, Some(&mut i), to, Some(&mut o), left) {
+            Ok(0) => return Err(shrank()),
+            Ok(_) => {}
+            Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut buf = vec![0u8; (end - i as u64).min(1 << 20) as usize];
+    let mut at = i as u64;
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        let got = from.read_at(&mut buf[..want], at)?;
+        if got == 0 {
+            return Err(shrank());
+        }
+        to.write_all_at(&buf[..got], at)?;
+        at += got as u64;
+    }
+    Ok(())
 }
 
 /// A cached image: its manifest and its file in the store.
