@@ -472,8 +472,7 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
 
 /// Make the just-assembled image at `path` the store's cached file of
 /// `digest` by a hard link, when the store is on the output directory's
-/// file system; `false` (and [`remember`] copies it) when it cannot be
-/// linked. Called before the file is renamed into the output directory
+/// file system (where it cannot be linked, [`remember`] copies it). Called before the file is renamed into the output directory
 /// (its stamp, [`record_output`], is taken after the link, which changes
 /// its ctime).
 ///
@@ -483,18 +482,16 @@ pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
 /// that no longer matches its digest, which every reuse checks
 /// ([`copy_hashing`]: the image is then assembled again) and `kiln fsck`
 /// reports.
-pub fn share(store: &Store, digest: &str, path: &Path) -> bool {
+pub fn share(store: &Store, digest: &str, path: &Path) {
     let Ok(dest) = store.image_file(digest) else {
-        return false;
+        return;
     };
     // The file is complete, and a link appears whole: no scratch name.
     match std::fs::hard_link(path, &dest) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
-        Err(e) => {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             tracing::debug!(image = %path.display(), "no hard link into the store ({e}): copying");
-            false
         }
+        _ => {}
     }
 }
 
