@@ -147,6 +147,11 @@ format = "tar"   # no kernel in this fixture: the composed root as a tar
     }
 
     fn kiln(&self, args: &[&str]) -> Output {
+        self.kiln_env(args, &[])
+    }
+
+    /// [`Fixture::kiln`] with more environment variables.
+    fn kiln_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let path = format!(
             "{}:{}",
             self.root().join("bin").display(),
@@ -158,6 +163,7 @@ format = "tar"   # no kernel in this fixture: the composed root as a tar
             .arg(self.store())
             .env("PATH", path)
             .env_remove("SOURCE_DATE_EPOCH")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -875,30 +881,54 @@ fn several_recipes_share_their_base_and_a_failing_one_leaves_the_others() {
 
 #[test]
 fn an_unreachable_cache_is_a_warning_and_the_layers_are_built() {
-    let f = Fixture::new();
     // A loopback port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let out = f.kiln(&[
-        "build",
-        &f.root().join("recipes/app.toml").display().to_string(),
-        "-o",
-        &f.out().display().to_string(),
-        "--cache",
-        &format!("oci://127.0.0.1:{port}/kiln/cache"),
-        "--json",
-    ]);
+    cache_failure_is_a_warning(port, &[], "cannot reach");
+}
+
+#[test]
+fn a_cache_that_accepts_and_never_answers_is_a_warning_and_the_layers_are_built() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept every connection and hold it, unanswered, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let limit = [("KILN_REGISTRY_TIMEOUT", "0.5")];
+    cache_failure_is_a_warning(port, &limit, "no answer in time");
+}
+
+/// A build with `--cache` at a loopback `port` that fails as `want` says:
+/// one warning, and every layer built here.
+fn cache_failure_is_a_warning(port: u16, env: &[(&str, &str)], want: &str) {
+    let f = Fixture::new();
+    let out = f.kiln_env(
+        &[
+            "build",
+            &f.root().join("recipes/app.toml").display().to_string(),
+            "-o",
+            &f.out().display().to_string(),
+            "--cache",
+            &format!("oci://127.0.0.1:{port}/kiln/cache"),
+            "--json",
+        ],
+        env,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("layer cache") && stderr.contains("cannot reach"),
+        stderr.contains("layer cache") && stderr.contains(want),
         "{stderr}"
     );
     // Warned once: the cache is left alone after the first failure.
-    assert_eq!(stderr.matches("cannot reach").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(want).count(), 1, "{stderr}");
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sources: Vec<&str> = r["layers"]
         .as_array()

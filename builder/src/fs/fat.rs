@@ -83,7 +83,7 @@ pub enum FatError {
         bytes: u64,
     },
     /// `fatfs` failed while formatting or writing.
-    #[error("writing {path:?} into the ESP: {source}")]
+    #[error("writing {path:?} into the ESP")]
     Fatfs {
         /// The file or step involved.
         path: String,

@@ -98,7 +98,7 @@ pub enum GptError {
         guid: Uuid,
     },
     /// The `gpt` crate rejected the table.
-    #[error("writing the GPT for disk {disk_guid}: {source}")]
+    #[error("writing the GPT for disk {disk_guid}")]
     Table {
         /// Disk GUID.
         disk_guid: Uuid,
@@ -107,7 +107,7 @@ pub enum GptError {
         source: gpt::GptError,
     },
     /// The `gpt` crate could not write the protective MBR.
-    #[error("writing the protective MBR for disk {disk_guid}: {source}")]
+    #[error("writing the protective MBR for disk {disk_guid}")]
     Mbr {
         /// Disk GUID.
         disk_guid: Uuid,
@@ -116,7 +116,7 @@ pub enum GptError {
         source: gpt::mbr::MBRError,
     },
     /// Writing the image file failed.
-    #[error("writing {what} of the disk image: {source}")]
+    #[error("writing {what} of the disk image")]
     Io {
         /// The part of the image being written.
         what: String,

@@ -478,7 +478,7 @@ pub enum StripError {
     #[error(transparent)]
     Module(KmodError),
     /// `purge` names a package that is not installed.
-    #[error("strip.purge[{index}]: {source}")]
+    #[error("strip.purge[{index}]")]
     Purge {
         /// Index in `strip.purge`.
         index: usize,

@@ -3,4 +3,6 @@
 
 pub mod oci;
 pub mod release;
+#[cfg(test)]
+mod release_tests;
 pub mod sign;

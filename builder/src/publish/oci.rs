@@ -190,10 +190,10 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     let layer_digest = layer_digest.to_string();
     f.sync_all()?;
     tracing::info!(%layer_digest, layer_size, "pushing the disk layer");
-    c.put_blob(&layer_digest, File::open(tmp.path())?)?;
+    c.put_blob(&layer_digest, layer_size, File::open(tmp.path())?)?;
     let config_digest = crate::fs::layer::sha256_digest(&config);
-    c.put_blob(&config_digest, &config[..])?;
-    c.put_blob(EMPTY_DIGEST, &b"{}"[..])?;
+    c.put_blob(&config_digest, config.len() as u64, &config[..])?;
+    c.put_blob(EMPTY_DIGEST, 2, &b"{}"[..])?;
 
     let image = image_manifest(
         m,
@@ -236,7 +236,7 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
         for (mt, p) in parts {
             let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             let d = crate::fs::layer::sha256_digest(&b);
-            c.put_blob(&d, &b[..])?;
+            c.put_blob(&d, b.len() as u64, &b[..])?;
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
             layers.push(descriptor(&mt, &d, b.len() as u64, name.as_deref()));
         }

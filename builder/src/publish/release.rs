@@ -12,9 +12,14 @@
 //!   channels/CHANNEL/NNNNNN.json             the channel's history, one entry per file
 //!   lock                                     flock(2) held while publishing
 //! ```
-//! Published files are written once (no-clobber renames) and never
-//! replaced: publishing the same image again (to another channel) reuses
-//! them, and a different image under a published NAME/VERSION is refused.
+//! Published files are written once and never replaced: publishing the
+//! same image again (to another channel) reuses them, and a different image
+//! under a published NAME/VERSION is refused. A publish writes and signs
+//! every new file in a scratch directory beside them first ([`Staged`]) and
+//! only then links them into place, signatures first, so a publish that
+//! fails (a full disk) leaves no file of its own behind, and no file is ever
+//! there without its signature; one killed while linking is completed by
+//! the next run (its scratch swept).
 //! Channel history is append-only. A channel's current release is found by
 //! replaying it: `publish` and `promote` make a release current, `rollback`
 //! returns to the release that was current before it.
@@ -32,6 +37,7 @@ use crate::store::verdict;
 use crate::store::Store;
 use crate::util::digest::{file_digest, Digest};
 use crate::util::error::{check_failed, InputError};
+use crate::util::scratch::{self, ScratchDir};
 
 /// Schema of a channel history entry.
 pub const SCHEMA: &str = "kiln.release/v1";
@@ -307,13 +313,63 @@ enum Content<'a> {
     Bytes(Vec<u8>),
 }
 
+/// New release files written and signed in a scratch directory beside
+/// their places, linked into place only when all are ready.
+struct Staged {
+    scratch: ScratchDir,
+    /// Each staged file's name, in the order it is to be linked.
+    names: Vec<std::ffi::OsString>,
+}
+
+impl Staged {
+    /// Scratch in `dir` (dead runs' scratch there swept first).
+    fn new(dir: &Path) -> Result<Staged> {
+        scratch::sweep(dir, false)?;
+        Ok(Staged {
+            scratch: ScratchDir::new_in(dir)?,
+            names: Vec::new(),
+        })
+    }
+
+    /// Where the new file that goes to `dest` is written.
+    fn path(&mut self, dest: &Path) -> Result<PathBuf> {
+        let name = dest.file_name().context("a release file without a name")?;
+        self.names.push(name.to_owned());
+        Ok(self.scratch.path().join(name))
+    }
+
+    /// Link every staged file into `dir` (never over an existing one),
+    /// signatures before the files they sign. On a failure, the links made
+    /// here are removed again.
+    fn commit(mut self, dir: &Path) -> Result<()> {
+        let is_file = |n: &std::ffi::OsString| !n.to_string_lossy().ends_with(".minisig");
+        self.names.sort_by_key(is_file);
+        let mut linked: Vec<PathBuf> = Vec::new();
+        for name in &self.names {
+            let dest = dir.join(name);
+            if let Err(e) = fs::hard_link(self.scratch.path().join(name), &dest) {
+                for l in &linked {
+                    let _ = fs::remove_file(l);
+                }
+                return Err(e).with_context(|| format!("linking {} into place", dest.display()));
+            }
+            linked.push(dest);
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))
+    }
+}
+
 /// Publish one file and its signature, or check the already-published
-/// copy: same bytes, and a signature by the same key that verifies.
+/// copy: same bytes, and a signature by the same key that verifies. What is
+/// new is written to `stage`, for [`Staged::commit`].
 fn publish_file(
     key: &SigningKey,
     dest: &Path,
     content: Content<'_>,
     comment: &TrustedComment,
+    stage: &mut Staged,
 ) -> Result<PublishedFile> {
     let sig = sign::sig_path(dest);
     let want = match &content {
@@ -321,7 +377,7 @@ fn publish_file(
         Content::Bytes(b) => crate::fs::layer::sha256_digest(b),
     };
     let existed = dest.exists();
-    if existed {
+    let signed = if existed {
         let have = file_digest(dest)?;
         if have != want {
             return Err(check_failed(format!(
@@ -329,12 +385,15 @@ fn publish_file(
                 dest.display()
             )));
         }
+        dest.to_path_buf()
     } else {
+        let staged = stage.path(dest)?;
         match content {
-            Content::File(p) => copy_new(p, dest, &want)?,
-            Content::Bytes(b) => sign::write_new(dest, &b, 0o644)?,
+            Content::File(p) => copy_new(p, &staged, &want)?,
+            Content::Bytes(b) => sign::write_new(&staged, &b, 0o644)?,
         }
-    }
+        staged
+    };
     if sig.exists() {
         sign::verify_file(dest, &sig, key.public()).with_context(|| {
             format!(
@@ -344,8 +403,8 @@ fn publish_file(
             )
         })?;
     } else {
-        let text = key.sign_file(dest, comment)?;
-        sign::write_new(&sig, text.as_bytes(), 0o644)?;
+        let text = key.sign_file(&signed, comment)?;
+        sign::write_new(&stage.path(&sig)?, text.as_bytes(), 0o644)?;
     }
     Ok(PublishedFile {
         path: dest.to_path_buf(),
@@ -360,9 +419,7 @@ fn publish_file(
 pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
     check_channel(&opts.channel)?;
     let image = &opts.image;
-    if !image.is_file() {
-        return Err(InputError::file(image.display().to_string(), "no such image file").into());
-    }
+    locate::regular_file(image)?;
     let image_digest = Digest::of_file(image)?;
     let Located {
         manifest,
@@ -449,6 +506,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
         format!("{base}.provenance.json"),
         Content::Bytes(serde_json::to_vec_pretty(&statement)?),
     ));
+    let mut stage = Staged::new(&dir)?;
     let mut files = Vec::new();
     for (name, content) in items {
         files.push(publish_file(
@@ -456,8 +514,10 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
             &dir.join(&name),
             content,
             &comment(&name),
+            &mut stage,
         )?);
     }
+    stage.commit(&dir)?;
 
     let mut oci = Vec::new();
     for target in &opts.oci {

@@ -215,9 +215,7 @@ pub struct SignReport {
 
 /// `kiln sign FILE --key K`: sign a file, naming its image in the trusted comment.
 pub fn sign(store: &Store, file: &Path, key: &Path, output: Option<&Path>) -> Result<SignReport> {
-    if !file.is_file() {
-        return Err(InputError::file(file.display().to_string(), "no such file").into());
-    }
+    crate::read::locate::regular_file(file)?;
     let key = SigningKey::load(key)?;
     let digest = Digest::of_file(file)?;
     let name = file

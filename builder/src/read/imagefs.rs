@@ -62,8 +62,7 @@ pub enum FileKind {
 /// naming `path`.
 pub fn file_kind(path: &Path) -> Result<FileKind> {
     let shown = path.display().to_string();
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| InputError::file(&shown, format!("cannot open: {e}")))?;
+    let mut f = locate::regular_file(path)?;
     let mut head =
         vec![0u8; (GPT_SIGNATURE_AT as usize + GPT_SIGNATURE.len()).max(TAR_MAGIC_AT + 5)];
     let n = f

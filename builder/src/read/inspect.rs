@@ -136,9 +136,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         });
     }
     let path = Path::new(target);
-    if !path.exists() {
-        bail!(InputError::file(target, "no such file"));
-    }
+    locate::regular_file(path)?;
     if target.ends_with(locate::MANIFEST_SUFFIX) {
         let Some(found) = locate::manifest_file(path)? else {
             bail!(InputError::file(target, "not a kiln manifest"));
@@ -152,6 +150,9 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
             verdicts: Vec::new(),
         });
     }
+    // What the file is, from its first sectors, before hashing it all: a
+    // large file that is no image is refused at once.
+    let kind = crate::read::imagefs::file_kind(path)?;
     let digest = Digest::of_file(path)?;
     let lookup = locate::locate(store, path, &digest)?;
     let (manifest_path, manifest, digest_verified) = match (lookup.found, lookup.stale.first()) {
@@ -163,7 +164,7 @@ pub fn inspect(store: &Store, target: &str) -> Result<Inspection> {
         (None, Some(stale)) => (Some(stale.clone()), None, Some(false)),
         (None, None) => (None, None, None),
     };
-    let disk = match crate::read::imagefs::file_kind(path)? {
+    let disk = match kind {
         FileKind::Tar => None,
         FileKind::Disk => Some(
             crate::read::disk::read_disk(path)

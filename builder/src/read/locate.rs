@@ -77,6 +77,45 @@ pub struct Lookup {
     pub stale: Vec<PathBuf>,
 }
 
+/// Open the file a command was given as an image (or a file to sign)
+/// without blocking, and refuse it unless it is a regular file (symbolic
+/// links followed): a FIFO would block a read forever, a device would never
+/// end, and a directory is no image. Every command that takes an image file
+/// asks here first, so all say the same: "no such file", or what the path is.
+pub fn regular_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = path.display().to_string();
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| f.metadata().map(|m| (f, m)));
+    let (file, meta) = match opened {
+        Ok(fm) => fm,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(InputError::file(shown, "no such file").into())
+        }
+        Err(e) => return Err(InputError::file(shown, format!("cannot open: {e}")).into()),
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(file);
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(InputError::file(shown, format!("{what}, not a regular file")).into())
+}
+
 /// The manifest of `image`, whose bytes hash to `digest` (see the module
 /// documentation for the rule). Errors: a matching manifest that fails its
 /// checks, or a store that cannot be read.

@@ -63,7 +63,19 @@ impl Origin {
     /// Whether what is sent there cannot be read on the network: HTTPS, or
     /// plain HTTP to this machine.
     pub(super) fn private(&self) -> bool {
-        self.scheme == "https" || (self.scheme == "http" && is_loopback(&self.host))
+        self.scheme == "https" || (self.scheme == "http" && self.loopback())
+    }
+
+    /// Whether the host is this machine.
+    pub(super) fn loopback(&self) -> bool {
+        is_loopback(&self.host)
+    }
+
+    /// Whether a redirect from here may go to `to`: to HTTPS, or from plain
+    /// HTTP on loopback to plain HTTP on loopback. A redirect never takes a
+    /// request off HTTPS, nor off this machine in the clear.
+    pub(super) fn redirect_allowed(&self, to: &Origin) -> bool {
+        to.scheme == "https" || (self.scheme == "http" && self.loopback() && to.loopback())
     }
 }
 

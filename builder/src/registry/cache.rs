@@ -310,8 +310,12 @@ impl Cache {
         let pushed = self.with_client(|c| {
             let tag = tag_for(&entry.key)?;
             let (manifest, config) = key_entry_manifest(entry, self.config.sign_key.as_ref())?;
-            c.put_blob(&entry.digest, blob)?;
-            c.put_blob(&sha256_digest(&config), config.as_slice())?;
+            c.put_blob(&entry.digest, blob.len() as u64, blob)?;
+            c.put_blob(
+                &sha256_digest(&config),
+                config.len() as u64,
+                config.as_slice(),
+            )?;
             c.put_manifest(&tag, MANIFEST_TYPE, &manifest)?;
             Ok(tag)
         });

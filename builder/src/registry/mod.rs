@@ -29,10 +29,12 @@ use serde_json::Value;
 use crate::util::digest::HashWriter;
 use crate::util::error::{check_failed, EnvError, InputError};
 use spec::Descriptor;
+use transport::{follow, Agents, Net};
 
 mod auth;
 pub mod cache;
 pub(crate) mod spec;
+pub(crate) mod transport;
 use auth::{
     basic, configured_credentials, credentials, is_loopback, realm_credentials,
     redact_token_response, Origin,
@@ -211,7 +213,10 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
 
 /// A session with one repository of a registry.
 pub(crate) struct Client {
-    pub(crate) agent: ureq::Agent,
+    /// Its agents, with kiln's limits and proxy rule ([`transport`]).
+    agents: Agents,
+    /// Its limits.
+    net: Net,
     pub(crate) base: String,
     /// The origin of `base`: the only one the registry's credentials and
     /// token are sent to.
@@ -223,18 +228,27 @@ pub(crate) struct Client {
 pub(crate) type Response = ureq::http::Response<ureq::Body>;
 
 pub(crate) fn net(url: &str) -> impl FnOnce(ureq::Error) -> anyhow::Error + '_ {
-    move |e| EnvError::new(format!("cannot reach the registry at {url}: {e}")).into()
+    move |e| {
+        let why = match e {
+            ureq::Error::Timeout(t) => format!(
+                "no answer in time ({t} limit; {} sets the limits)",
+                transport::TIMEOUT_ENV
+            ),
+            e => e.to_string(),
+        };
+        EnvError::new(format!("cannot reach the registry at {url}: {why}")).into()
+    }
 }
 
 impl Client {
-    /// Connect: `GET /v2/`, and answer its authentication challenge.
+    /// Connect: `GET /v2/`, and answer its authentication challenge, with
+    /// the limits and proxy of the environment ([`Net::from_env`]).
     pub(crate) fn connect(r: &Reference, push: bool) -> Result<Client> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .middleware(logged_request)
-            .build()
-            .into();
+        Client::connect_with(r, push, Net::from_env()?)
+    }
+
+    /// [`Client::connect`] with the limits and proxy `net`.
+    pub(crate) fn connect_with(r: &Reference, push: bool, net: Net) -> Result<Client> {
         let base = r.base_url();
         let origin = Origin::of(&base).ok_or_else(|| InputError {
             file: "(command line)".into(),
@@ -243,14 +257,15 @@ impl Client {
             message: format!("{:?}: not a host kiln can reach as {base}", r.host),
         })?;
         let mut c = Client {
-            agent,
+            agents: Agents::new(&net),
+            net,
             base: base.clone(),
             origin,
             r: r.clone(),
             auth: None,
         };
         let url = format!("{base}/v2/");
-        let resp = c.agent.get(&url).call().map_err(net(&url))?;
+        let resp = c.send(&url, |u| c.req("GET", u))?;
         match resp.status().as_u16() {
             200 => {}
             401 => {
@@ -305,14 +320,21 @@ impl Client {
             self.r.repo,
             if push { "pull,push" } else { "pull" }
         );
-        let mut req = self.agent.get(realm).query("scope", &scope);
-        if let Some(s) = ch.params.get("service") {
-            req = req.query("service", s);
-        }
-        if let Some((u, p)) = &sent {
-            req = req.header("Authorization", basic(u, p));
-        }
-        let mut resp = req.call().map_err(net(realm))?;
+        let mut resp = follow(&self.r.host, realm, |url, first| {
+            let mut req = self.agents.for_url(url).get(url);
+            if first {
+                req = req.query("scope", &scope);
+                if let Some(s) = ch.params.get("service") {
+                    req = req.query("service", s);
+                }
+            }
+            // The realm's credentials go to the realm's origin only.
+            let same = Origin::of(url).is_some_and(|o| o.same(&realm_origin));
+            if let Some((u, p)) = sent.as_ref().filter(|_| same) {
+                req = req.header("Authorization", basic(u, p));
+            }
+            req.call()
+        })?;
         if resp.status().as_u16() != 200 {
             if sent.is_none() && creds.is_some() {
                 bail!(EnvError::new(format!(
@@ -345,15 +367,18 @@ impl Client {
         format!("{}/v2/{}/{tail}", self.base, self.r.repo)
     }
 
+    /// A GET, HEAD or DELETE request to `url`, with the registry's
+    /// credentials when `url` is of its origin.
     pub(crate) fn req(
         &self,
         method: &str,
         url: &str,
     ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let agent = self.agents.for_url(url);
         let mut b = match method {
-            "HEAD" => self.agent.head(url),
-            "DELETE" => self.agent.delete(url),
-            _ => self.agent.get(url),
+            "HEAD" => agent.head(url),
+            "DELETE" => agent.delete(url),
+            _ => agent.get(url),
         };
         if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
@@ -376,10 +401,11 @@ impl Client {
         method: &str,
         url: &str,
     ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let agent = self.agents.for_url(url);
         let mut b = if method == "POST" {
-            self.agent.post(url)
+            agent.post(url)
         } else {
-            self.agent.put(url)
+            agent.put(url)
         };
         if let Some(a) = self.auth_for(url) {
             b = b.header("Authorization", a);
@@ -387,14 +413,31 @@ impl Client {
         b
     }
 
+    /// Send the GET or HEAD request `build` makes for each URL, from `url`
+    /// on, following redirects by [`transport`]'s rules; each hop's request
+    /// is built afresh, so credentials go only to the registry's origin.
+    pub(crate) fn send(
+        &self,
+        url: &str,
+        build: impl Fn(&str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> Result<Response> {
+        follow(&self.r.host, url, |u, _| build(u).call())
+    }
+
     pub(crate) fn has_blob(&self, digest: &str) -> Result<bool> {
         let url = self.url(&format!("blobs/{digest}"));
-        let resp = self.req("HEAD", &url).call().map_err(net(&url))?;
+        let resp = self.send(&url, |u| self.req("HEAD", u))?;
         Ok(resp.status().as_u16() == 200)
     }
 
-    /// Upload a blob (POST then monolithic PUT), unless already there.
-    pub(crate) fn put_blob(&self, digest: &str, body: impl ureq::AsSendBody) -> Result<()> {
+    /// Upload a blob of `size` bytes (POST then monolithic PUT), unless
+    /// already there; the PUT may take [`Net::overall`] for its size.
+    pub(crate) fn put_blob(
+        &self,
+        digest: &str,
+        size: u64,
+        body: impl ureq::AsSendBody,
+    ) -> Result<()> {
         if self.has_blob(digest)? {
             return Ok(());
         }
@@ -419,6 +462,9 @@ impl Client {
         let resp = self
             .req_body("PUT", &put)
             .header("Content-Type", "application/octet-stream")
+            .config()
+            .timeout_global(Some(self.net.overall(size)))
+            .build()
             .send(body)
             .map_err(net(&put))?;
         expect(&resp, 201, &put)
@@ -449,11 +495,10 @@ impl Client {
     /// bytes are accepted.
     pub(crate) fn get_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>> {
         let url = self.url(&format!("manifests/{reference}"));
-        let mut resp = self
-            .req("GET", &url)
-            .header("Accept", format!("{MANIFEST_TYPE}, {INDEX_TYPE}"))
-            .call()
-            .map_err(net(&url))?;
+        let mut resp = self.send(&url, |u| {
+            self.req("GET", u)
+                .header("Accept", format!("{MANIFEST_TYPE}, {INDEX_TYPE}"))
+        })?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -483,11 +528,13 @@ impl Client {
                 )));
         }
         let url = self.url(tail);
-        let mut resp = self
-            .req("GET", &url)
-            .header("Accept", accept)
-            .call()
-            .map_err(net(&url))?;
+        let mut resp = self.send(&url, |u| {
+            self.req("GET", u)
+                .header("Accept", accept)
+                .config()
+                .timeout_global(Some(self.net.overall(size)))
+                .build()
+        })?;
         expect(&resp, 200, &url)?;
         let body = resp.body_mut().with_config().limit(u64::MAX).reader();
         let mut hw = HashWriter::new(w);

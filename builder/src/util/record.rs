@@ -29,7 +29,7 @@ pub enum ReadError {
         size: u64,
     },
     /// Reading failed.
-    #[error("cannot be read: {0}")]
+    #[error("cannot be read")]
     Io(#[from] io::Error),
 }
 

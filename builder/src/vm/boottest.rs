@@ -617,12 +617,7 @@ pub fn test_image_with(
     tpm: bool,
     progress: bool,
 ) -> Result<Verdict> {
-    if !image.is_file() {
-        bail!(crate::util::error::InputError::file(
-            image.display().to_string(),
-            "no such file"
-        ));
-    }
+    crate::read::locate::regular_file(image)?;
     let digest = crate::util::digest::Digest::of_file(image)?;
     let manifest =
         crate::read::locate::require(store, image, &digest, "kiln test needs its [test] settings")?

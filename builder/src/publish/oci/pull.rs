@@ -39,7 +39,7 @@ use super::{
 use crate::model::manifest::Manifest;
 use crate::publish::sign;
 use crate::registry::spec::{Descriptor, ImageManifest, Index};
-use crate::registry::{copy_at_most, net, read_bounded, Client, Reference, SMALL_LIMIT};
+use crate::registry::{copy_at_most, read_bounded, Client, Reference, SMALL_LIMIT};
 use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
 use crate::util::scratch::{self, ScratchDir};
@@ -286,11 +286,7 @@ fn stage_dir(out: &Path) -> Result<ScratchDir> {
 /// (distribution-spec v1.1, "Listing Referrers").
 fn referrers(c: &Client, digest: &Digest) -> Result<Index> {
     let url = c.url(&format!("referrers/{digest}"));
-    let mut resp = c
-        .req("GET", &url)
-        .header("Accept", INDEX_TYPE)
-        .call()
-        .map_err(net(&url))?;
+    let mut resp = c.send(&url, |u| c.req("GET", u).header("Accept", INDEX_TYPE))?;
     let bytes = if resp.status().as_u16() == 200 {
         read_bounded(&mut resp, SMALL_LIMIT, &url)?
     } else {
