@@ -13,6 +13,8 @@ use sha2::{Digest as _, Sha256};
 
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
+mod common;
+
 struct Fixture {
     dir: tempfile::TempDir,
 }
@@ -157,15 +159,17 @@ format = "tar"   # no kernel in this fixture: the composed root as a tar
             self.root().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new(KILN)
-            .args(args)
-            .arg("--store")
-            .arg(self.store())
-            .env("PATH", path)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap()
+        // A kiln that would wait forever (on a registry) fails the test.
+        common::output_within(
+            Command::new(KILN)
+                .args(args)
+                .arg("--store")
+                .arg(self.store())
+                .env("PATH", path)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .envs(env.iter().copied()),
+            std::time::Duration::from_secs(600),
+        )
     }
 
     fn build_json(&self, recipe: &str) -> Value {
