@@ -1,0 +1,183 @@
+//! Whether a layer fetched from the cache may stand for the layer the plan
+//! asks for: only when it is exactly what kiln would build and store here.
+//!
+//! The entry's digests only prove that the blob is the one the entry names;
+//! whoever pushed the entry chose both. So the blob is unpacked within the
+//! tar size its entry declares ([`layer::unpack_within`]: a zstd bomb stops
+//! there), its tree passes every check a layer kiln stores passes
+//! ([`Tree::check_layer`]) and composes over the layers below
+//! ([`Tree::apply_layer`]); it is in canonical form (packing the unpacked
+//! tree with kiln's own writer, [`layer::pack`], gives the very same blob,
+//! tar size and diff_id, so a recompressed or reordered tar is refused);
+//! and the entry's metadata is what kiln derives from that content and the
+//! plan: its SOURCE_DATE_EPOCH ([`expected_epoch`]) and the names,
+//! versions and architectures of its Debian packages (the layer's dpkg
+//! status, against the layers below for a packages layer), the lock's
+//! checksums when the plan has a lock. A layer taken from a registry then
+//! gives the image a local build gives.
+
+use std::io::{Seek, SeekFrom};
+
+use anyhow::{bail, Result};
+
+use super::Hit;
+use crate::fs::layer;
+use crate::fs::tree::Tree;
+use crate::input::epoch::EpochRule;
+use crate::input::layerdef::LayerKind;
+use crate::input::plan::PlannedLayer;
+use crate::model::deb;
+use crate::store::KeyEntry;
+use crate::util::error::check_failed;
+
+/// What the layer is composed over.
+pub struct Below<'a> {
+    /// The root the layers below compose to.
+    pub root: &'a Tree,
+    /// The entry of the layer right below, if any.
+    pub entry: Option<&'a KeyEntry>,
+    /// The plan's SOURCE_DATE_EPOCH rule.
+    pub rule: EpochRule,
+}
+
+/// A cache hit that may stand for a layer built here.
+pub struct Accepted {
+    /// The entry, every field checked.
+    pub entry: KeyEntry,
+    /// The blob, in the store's scratch, to be moved into the store.
+    pub blob: tempfile::NamedTempFile,
+    /// The layer's tree.
+    pub tree: Tree,
+    /// `below.root` with the layer applied.
+    pub root: Tree,
+}
+
+/// Check `hit` against the planned layer `pl` composed over `below`; the
+/// error says what does not match (the caller warns and builds the layer).
+pub fn accept(hit: Hit, pl: &PlannedLayer, below: &Below) -> Result<Accepted> {
+    let Hit { entry, mut blob } = hit;
+    if entry.name != pl.def.name || entry.kind != pl.def.kind.as_str() {
+        bail!(check_failed(format!(
+            "the entry is for {} layer {}",
+            entry.kind, entry.name
+        )));
+    }
+    blob.as_file_mut().seek(SeekFrom::Start(0))?;
+    let tree = layer::unpack_within(blob.as_file(), entry.tar_size)?;
+    tree.check_layer()
+        .map_err(|e| check_failed(format!("the layer holds an entry no layer may hold: {e}")))?;
+    let packed = layer::pack(&tree)?;
+    let canonical = (
+        packed.digest.as_str(),
+        packed.blob.len() as u64,
+        packed.tar_size,
+        packed.diff_id.as_str(),
+    );
+    if canonical
+        != (
+            entry.digest.as_str(),
+            entry.size,
+            entry.tar_size,
+            entry.diff_id.as_str(),
+        )
+    {
+        bail!(check_failed(format!(
+            "the blob is not in kiln's canonical form: packing its files again gives {} ({} bytes, a {}-byte tar with diff_id {}), not {} ({} bytes, a {}-byte tar with diff_id {})",
+            canonical.0, canonical.1, canonical.2, canonical.3,
+            entry.digest, entry.size, entry.tar_size, entry.diff_id
+        )));
+    }
+    drop(packed);
+    let mut root = below.root.clone();
+    root.apply_layer(&tree)
+        .map_err(|e| check_failed(format!("the layer does not apply to the layers below: {e}")))?;
+    let epoch = expected_epoch(pl, below, &tree);
+    if entry.source_date_epoch != Some(epoch) {
+        bail!(check_failed(format!(
+            "the entry's source_date_epoch is {:?}, but its content and the plan give {epoch}",
+            entry.source_date_epoch
+        )));
+    }
+    check_packages(&entry, pl, below.root, &root, &tree)?;
+    Ok(Accepted {
+        entry,
+        blob,
+        tree,
+        root,
+    })
+}
+
+/// The SOURCE_DATE_EPOCH a build here gives the layer
+/// ([`crate::input::epoch`]): the fixed one; else, for a layer with no
+/// Debian packages, the layer below's; else the newest of the layer below's
+/// and its packages' build dates. That last one is not in the layer, but
+/// it is the newest time in it: the layer's tree is clamped to it, and dpkg
+/// writes its database (in every layer that installs packages) while the
+/// layer is built, after any package was built.
+pub fn expected_epoch(pl: &PlannedLayer, below: &Below, tree: &Tree) -> i64 {
+    let lower = below.entry.and_then(|e| e.source_date_epoch);
+    let newest = pl
+        .def
+        .debian
+        .as_ref()
+        .and_then(|_| tree.iter().map(|(_, n)| n.meta.mtime).max());
+    below.rule.layer_epoch(lower, newest)
+}
+
+/// The entry's packages are the ones the layer's dpkg status file has
+/// installed (for a packages layer, beyond the layers below), sorted as a
+/// build here sorts them; with a lock, each as the lock pins it.
+fn check_packages(
+    entry: &KeyEntry,
+    pl: &PlannedLayer,
+    lower_root: &Tree,
+    root: &Tree,
+    tree: &Tree,
+) -> Result<()> {
+    let installed = match (&pl.def.debian, pl.def.kind) {
+        (None, _) => Vec::new(),
+        (Some(_), LayerKind::Packages) => {
+            deb::installed_between(&deb::dpkg_status(lower_root), &deb::dpkg_status(root))
+        }
+        (Some(_), _) => deb::installed_between("", &deb::dpkg_status(tree)),
+    };
+    let mut want: Vec<(&str, &str, &str)> = installed
+        .iter()
+        .map(|e| {
+            (
+                e.package.as_str(),
+                e.version.as_str(),
+                e.architecture.as_str(),
+            )
+        })
+        .collect();
+    want.sort_unstable();
+    let got: Vec<(&str, &str, &str)> = entry
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.architecture.as_str()))
+        .collect();
+    if got != want {
+        let first = got
+            .iter()
+            .zip(&want)
+            .find(|(g, w)| g != w)
+            .map(|(g, w)| {
+                format!(
+                    ": it lists {} {} {} where dpkg has {} {} {}",
+                    g.0, g.1, g.2, w.0, w.1, w.2
+                )
+            })
+            .unwrap_or_default();
+        bail!(check_failed(format!(
+            "the entry lists {} packages, but the layer's dpkg status file has {} installed{first}",
+            got.len(),
+            want.len()
+        )));
+    }
+    if let Some(locked) = &pl.locked {
+        crate::input::lock::check_installed(&pl.def.name, locked, &entry.packages)
+            .map_err(|e| check_failed(format!("its packages are not the locked ones: {e:#}")))?;
+    }
+    Ok(())
+}
