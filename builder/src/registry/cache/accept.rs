@@ -10,9 +10,8 @@
 //! tree with kiln's own writer, [`layer::pack`], gives the very same blob,
 //! tar size and diff_id, so a recompressed or reordered tar is refused);
 //! and the entry's metadata is what kiln derives from that content and the
-//! plan: its SOURCE_DATE_EPOCH ([`expected_epoch`]) and the names,
-//! versions and architectures of its Debian packages (the layer's dpkg
-//! status, against the layers below for a packages layer), the lock's
+//! plan: its SOURCE_DATE_EPOCH ([`expected_epoch`]) and its Debian
+//! packages as far as the layer shows them ([`check_packages`]), the lock's
 //! checksums when the plan has a lock. A layer taken from a registry then
 //! gives the image a local build gives.
 
@@ -124,9 +123,14 @@ pub fn expected_epoch(pl: &PlannedLayer, below: &Below, tree: &Tree) -> i64 {
     below.rule.layer_epoch(lower, newest)
 }
 
-/// The entry's packages are the ones the layer's dpkg status file has
-/// installed (for a packages layer, beyond the layers below), sorted as a
-/// build here sorts them; with a lock, each as the lock pins it.
+/// The entry's packages, as far as the layer shows them: none without
+/// `[debian]`; for a packages layer, the ones its dpkg status file has
+/// installed beyond the layers below (what a build here records, from the
+/// same two files); for a layer mmdebstrap made, the ones its dpkg status
+/// has installed when it has any (a variant such as `extract` installs
+/// none, and the .debs a build here lists them from do not ship), else at
+/// least every package the layer asks for. Sorted as a build here sorts
+/// them; with a lock, each as the lock pins it.
 fn check_packages(
     entry: &KeyEntry,
     pl: &PlannedLayer,
@@ -134,6 +138,11 @@ fn check_packages(
     root: &Tree,
     tree: &Tree,
 ) -> Result<()> {
+    let got: Vec<(&str, &str, &str)> = entry
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.architecture.as_str()))
+        .collect();
     let installed = match (&pl.def.debian, pl.def.kind) {
         (None, _) => Vec::new(),
         (Some(_), LayerKind::Packages) => {
@@ -152,28 +161,42 @@ fn check_packages(
         })
         .collect();
     want.sort_unstable();
-    let got: Vec<(&str, &str, &str)> = entry
-        .packages
-        .iter()
-        .map(|p| (p.name.as_str(), p.version.as_str(), p.architecture.as_str()))
-        .collect();
-    if got != want {
-        let first = got
-            .iter()
-            .zip(&want)
-            .find(|(g, w)| g != w)
-            .map(|(g, w)| {
-                format!(
-                    ": it lists {} {} {} where dpkg has {} {} {}",
-                    g.0, g.1, g.2, w.0, w.1, w.2
-                )
-            })
-            .unwrap_or_default();
-        bail!(check_failed(format!(
-            "the entry lists {} packages, but the layer's dpkg status file has {} installed{first}",
-            got.len(),
-            want.len()
-        )));
+    let unpacked_only = want.is_empty() && pl.def.kind != LayerKind::Packages;
+    match (&pl.def.debian, unpacked_only) {
+        (Some(src), true) => {
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            let missing = src
+                .packages
+                .iter()
+                .filter(|n| !pl.def.strip.purge.contains(n))
+                .find(|n| !got.iter().any(|g| g.0 == n.as_str()));
+            if sorted != got || missing.is_some() {
+                bail!(check_failed(format!(
+                    "the entry's package list is not sorted or lacks a package the layer asks for{}",
+                    missing.map(|m| format!(" ({m})")).unwrap_or_default()
+                )));
+            }
+        }
+        _ if got != want => {
+            let first = got
+                .iter()
+                .zip(&want)
+                .find(|(g, w)| g != w)
+                .map(|(g, w)| {
+                    format!(
+                        ": it lists {} {} {} where dpkg has {} {} {}",
+                        g.0, g.1, g.2, w.0, w.1, w.2
+                    )
+                })
+                .unwrap_or_default();
+            bail!(check_failed(format!(
+                "the entry lists {} packages, but the layer's dpkg status file has {} installed{first}",
+                got.len(),
+                want.len()
+            )));
+        }
+        _ => {}
     }
     if let Some(locked) = &pl.locked {
         crate::input::lock::check_installed(&pl.def.name, locked, &entry.packages)
