@@ -204,3 +204,130 @@ fn check_packages(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::layerdef::{DebianSource, LayerDef, StripRules};
+    use crate::model::deb::DebPackage;
+    use crate::testutil::{dir, file};
+
+    fn planned(kind: LayerKind) -> PlannedLayer {
+        PlannedLayer {
+            def: LayerDef {
+                dir: "l".into(),
+                file: "l/layer.toml".into(),
+                name: "l".into(),
+                kind,
+                description: None,
+                debian: Some(DebianSource {
+                    suite: "bookworm".into(),
+                    variant: "extract".into(),
+                    packages: vec!["busybox".into()],
+                    mirror: None,
+                    components: vec!["main".into()],
+                    architecture: "amd64".into(),
+                }),
+                strip: StripRules {
+                    delete: Vec::new(),
+                    keep: Vec::new(),
+                    keep_modules: None,
+                    purge: Vec::new(),
+                },
+                files: None,
+                overrides: Vec::new(),
+                services: Vec::new(),
+            },
+            files: None,
+            files_digest: None,
+            locked: None,
+        }
+    }
+
+    fn entry(packages: &[(&str, &str)]) -> KeyEntry {
+        KeyEntry {
+            key: String::new(),
+            digest: String::new(),
+            diff_id: String::new(),
+            name: "l".into(),
+            kind: "base".into(),
+            size: 0,
+            tar_size: 0,
+            packages: packages
+                .iter()
+                .map(|(n, v)| DebPackage {
+                    name: (*n).into(),
+                    version: (*v).into(),
+                    architecture: "amd64".into(),
+                    sha256: "NOASSERTION".into(),
+                    download: None,
+                })
+                .collect(),
+            source_date_epoch: None,
+        }
+    }
+
+    fn with_status(status: &str) -> Tree {
+        let mut t = Tree::new(0);
+        for d in ["var", "var/lib", "var/lib/dpkg"] {
+            t.insert(d, dir()).unwrap();
+        }
+        t.insert(deb::DPKG_STATUS, file(status)).unwrap();
+        t
+    }
+
+    #[test]
+    fn packages_are_checked_as_far_as_the_layer_shows_them() {
+        let stanza = |n: &str, v: &str| {
+            format!(
+                "Package: {n}\nStatus: install ok installed\nVersion: {v}\nArchitecture: amd64\n\n"
+            )
+        };
+        let empty = Tree::new(0);
+        let base = planned(LayerKind::Base);
+        // Unpacked without dpkg: at least what the layer asks for, sorted.
+        let ok = |e: &KeyEntry, pl: &PlannedLayer, lower: &Tree, root: &Tree, t: &Tree| {
+            check_packages(e, pl, lower, root, t).map_err(|e| e.to_string())
+        };
+        let extract = [("busybox", "1"), ("libc6", "2")];
+        ok(&entry(&extract), &base, &empty, &empty, &empty).unwrap();
+        let e = ok(&entry(&[("libc6", "2")]), &base, &empty, &empty, &empty).unwrap_err();
+        assert!(e.contains("(busybox)"), "{e}");
+        let e = ok(
+            &entry(&[("libc6", "2"), ("busybox", "1")]),
+            &base,
+            &empty,
+            &empty,
+            &empty,
+        );
+        assert!(e.unwrap_err().contains("not sorted"));
+        // Installed by dpkg: exactly its status file.
+        let t = with_status(&(stanza("busybox", "1") + &stanza("libc6", "2")));
+        ok(&entry(&extract), &base, &empty, &t, &t).unwrap();
+        let e = ok(
+            &entry(&[("busybox", "1"), ("libc6", "3")]),
+            &base,
+            &empty,
+            &t,
+            &t,
+        );
+        assert!(e.unwrap_err().contains("where dpkg has libc6 2"));
+        // A packages layer: what its status adds to the one below.
+        let pkgs = planned(LayerKind::Packages);
+        let lower = with_status(&stanza("busybox", "1"));
+        ok(&entry(&[("libc6", "2")]), &pkgs, &lower, &t, &t).unwrap();
+        assert!(ok(&entry(&extract), &pkgs, &lower, &t, &t).is_err());
+        // Without [debian]: none.
+        let mut files_only = planned(LayerKind::App);
+        files_only.def.debian = None;
+        ok(&entry(&[]), &files_only, &empty, &empty, &empty).unwrap();
+        assert!(ok(
+            &entry(&[("busybox", "1")]),
+            &files_only,
+            &empty,
+            &empty,
+            &empty
+        )
+        .is_err());
+    }
+}
