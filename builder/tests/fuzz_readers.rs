@@ -209,6 +209,37 @@ fn reported_crashes_are_errors_naming_the_field() {
     assert!(e.contains("superblock: field `s_first_data_block`"), "{e}");
 }
 
+/// The zstd bombs of the layer corpus, each 33 KB of zstd holding 1 GiB of
+/// zeros (issue 22): as a file (`truncate -s 1G zeros; tar --format=gnu
+/// -cf - zeros | zstd -19`) and as a PAX extended header of that size (a
+/// hand-made header, then the zeros, through `zstd -19`). Both are refused
+/// once they claim or give more than a blob that size may unpack to
+/// ([`kiln::fs::layer::tar_limit`]), with no allocation anywhere near what
+/// they hold.
+#[test]
+fn layer_bombs_are_refused_before_they_take_memory() {
+    for (name, want) in [
+        (
+            "zstd-bomb-1g-file.bin",
+            "more than the 16777216 the whole layer may unpack to",
+        ),
+        (
+            "zstd-bomb-1g-pax-header.bin",
+            "header declares 1073741824 bytes, more than the 16777216",
+        ),
+    ] {
+        let b = std::fs::read(engine::corpus_dir("layer").join(name)).expect("corpus file");
+        fuzz::alloc::reset("layer", 0, 0);
+        let e = format!("{:#}", kiln::fs::layer::unpack(&b).expect_err(name));
+        let largest = fuzz::alloc::largest();
+        assert!(e.contains(want), "{name}: {e}");
+        assert!(
+            largest <= engine::allocation_bound(b.len()),
+            "{name}: allocated {largest} bytes at once"
+        );
+    }
+}
+
 /// Rewrites the hand-made corpus files (`cargo test --test fuzz_readers --
 /// --ignored regenerate_corpus`); crash inputs found by fuzzing are added
 /// to the corpus by hand.

@@ -10,10 +10,10 @@ use anyhow::{Context, Result};
 use super::from_sources::build_layer;
 use super::LayerSource;
 use crate::build::many::Claims;
-use crate::fs::layer::{self, sha256_digest};
+use crate::fs::layer;
 use crate::fs::tree::{NodeKind, Tree};
 use crate::input::plan::{Plan, PlannedLayer};
-use crate::registry::cache::{Cache, Lookup};
+use crate::registry::cache::{accept, Accepted, Below, Cache, Lookup};
 use crate::store::{KeyEntry, Store};
 use crate::util::error::InputError;
 use crate::util::progress::Progress;
@@ -47,42 +47,36 @@ impl Layers {
     }
 }
 
-/// A layer the registry cache gave: its entry and tree, once its blob
-/// checked out and unpacked. `None` (after a warning) when it did not.
+/// A layer the registry cache gave, once it proved to be the layer a build
+/// here would store ([`crate::registry::cache::accept`]). `None` (after a
+/// warning) when it did not.
 fn from_cache(
     cache: &Cache,
     key: &str,
     pl: &PlannedLayer,
     lookup: Lookup,
-) -> Option<(KeyEntry, Vec<u8>, Tree)> {
+    below: &Below,
+) -> Option<Accepted> {
     let Lookup::Hit(hit) = lookup else {
         return None;
     };
-    let name = &pl.def.name;
-    let entry = hit.entry;
-    // The store's own check: the bytes hash to the digest they are kept under.
-    let digest = sha256_digest(&hit.blob);
-    let refused = if digest != entry.digest {
-        Some(format!("the blob hashes to {digest}, not {}", entry.digest))
-    } else if entry.name != *name || entry.kind != pl.def.kind.as_str() {
-        Some(format!(
-            "the entry is for {} layer {}",
-            entry.kind, entry.name
-        ))
-    } else {
-        None
-    };
-    let tree = match refused {
-        Some(m) => Err(anyhow::anyhow!(m)),
-        None => layer::unpack(&hit.blob),
-    };
-    match tree {
-        Ok(tree) => Some((entry, hit.blob, tree)),
+    match accept(*hit, pl, below) {
+        Ok(a) => Some(a),
         Err(e) => {
+            let name = &pl.def.name;
             tracing::warn!(cache = %cache.url(), layer = %name, %key, "layer cache: not using the entry, building the layer: {e:#}");
             None
         }
     }
+}
+
+/// A new layer's blob, waiting to enter the store: built here (in memory),
+/// or fetched from the cache (a scratch file in the store's tmp).
+enum NewBlob {
+    /// Built here.
+    Built(Vec<u8>),
+    /// From the cache.
+    Fetched(tempfile::NamedTempFile),
 }
 
 /// Build (or take from the store, or from the registry cache) every layer
@@ -121,15 +115,22 @@ pub fn build_layers(
         let remote = match (&local, cache) {
             (None, Some(c)) => {
                 progress.step(format!("layer {name}: looking it up in {}", c.url()));
-                let lookup = c.lookup(&key, name, &progress.transfer());
+                let lookup = c.lookup(&key, name, &progress.transfer(), &store.tmp_dir()?);
                 // An entry is under the key's tag, but it was not usable.
                 let present = !matches!(lookup, Lookup::Miss);
-                let hit = from_cache(c, &key, pl, lookup);
+                let below = Below {
+                    root: &root,
+                    entry: lower.as_ref(),
+                    rule: plan.epoch,
+                };
+                let hit = from_cache(c, &key, pl, lookup, &below);
                 refused = present && hit.is_none();
                 hit
             }
             _ => None,
         };
+        // The root with the layer applied, when accepting it did that.
+        let mut applied = None;
         let (entry, source, tree) = match (local, remote) {
             (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
@@ -138,10 +139,11 @@ pub fn build_layers(
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, LayerSource::Store, tree)
             }
-            (None, Some((entry, blob, tree))) => {
-                tracing::info!(layer = %name, %key, digest = %entry.digest, "from the registry cache");
-                pending.push((blob, entry.clone()));
-                (entry, LayerSource::Registry, tree)
+            (None, Some(a)) => {
+                tracing::info!(layer = %name, %key, digest = %a.entry.digest, "from the registry cache");
+                pending.push((NewBlob::Fetched(a.blob), a.entry.clone()));
+                applied = Some(a.root);
+                (a.entry, LayerSource::Registry, a.tree)
             }
             (None, None) => {
                 let lower_epoch = lower.as_ref().and_then(|e| e.source_date_epoch);
@@ -162,7 +164,7 @@ pub fn build_layers(
                     source_date_epoch: Some(built.epoch),
                 };
                 to_push.push((pending.len(), refused));
-                pending.push((packed.blob, entry.clone()));
+                pending.push((NewBlob::Built(packed.blob), entry.clone()));
                 (entry, LayerSource::Built, built.tree)
             }
         };
@@ -171,28 +173,48 @@ pub fn build_layers(
             LayerSource::Registry => "from the registry cache",
             LayerSource::Built => "built",
         }));
-        root.apply_layer(&tree)
-            .with_context(|| format!("applying layer {name}"))?;
+        match applied {
+            Some(r) => root = r,
+            None => root
+                .apply_layer(&tree)
+                .with_context(|| format!("applying layer {name}"))?,
+        }
         lower = Some(entry.clone());
         entries.push((entry, source));
         trees.push(tree);
     }
     check_services(plan, &root)?;
-    for (blob, entry) in &pending {
-        let digest = store.put_blob(blob)?;
-        anyhow::ensure!(
-            digest == entry.digest,
-            "layer {}: its blob hashes to {digest}, not {}",
-            entry.name,
-            entry.digest
-        );
-        store.record_key(entry)?;
+    // What was built here, kept to push: (blob, entry) by index in `pending`.
+    let mut stored = Vec::new();
+    for (blob, entry) in pending {
+        let blob = match blob {
+            NewBlob::Built(blob) => {
+                let digest = store.put_blob(&blob)?;
+                anyhow::ensure!(
+                    digest == entry.digest,
+                    "layer {}: its blob hashes to {digest}, not {}",
+                    entry.name,
+                    entry.digest
+                );
+                Some(blob)
+            }
+            NewBlob::Fetched(file) => {
+                store
+                    .put_blob_file(file, &entry.digest)
+                    .with_context(|| format!("storing layer {}", entry.name))?;
+                None
+            }
+        };
+        store.record_key(&entry)?;
+        stored.push((blob, entry));
     }
     // In the store: other builds of this run may take them now.
     drop(held);
     if let Some(c) = cache.filter(|c| !c.read_only()) {
         for (i, replace) in to_push {
-            let (blob, entry) = &pending[i];
+            let (Some(blob), entry) = &stored[i] else {
+                continue;
+            };
             progress.step(format!("layer {}: pushing it to {}", entry.name, c.url()));
             c.push(entry, blob, replace);
             progress.finish(None);

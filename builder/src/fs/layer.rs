@@ -12,7 +12,11 @@
 //! Reading takes any tar (a pulled or cached layer, an image tar), so sizes
 //! in it are claims: a file's bytes are allocated as they arrive, and a
 //! zstd frame's declared size is used up front only when the blob could
-//! plausibly hold it.
+//! plausibly hold it. A blob from outside unpacks within a bound (the
+//! tar size its cache entry declares, itself at most [`tar_limit`] of the
+//! blob's size): decompression stops there, and a tar entry declaring more
+//! is refused before anything is reserved for it, so a zstd bomb (a few
+//! KB holding gigabytes of zeros) costs neither memory nor time.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -47,6 +51,17 @@ const PREALLOC_MAX: u64 = 32 << 20;
 
 /// How much of a tar entry is read at a time ([`read_exactly`]).
 const READ_CHUNK: u64 = 1 << 20;
+
+/// Most uncompressed bytes per blob byte an untrusted layer may unpack to
+/// (beyond [`TAR_FLOOR`]). kiln's layers compress 3 to 5 times (zstd level
+/// 3 on binaries and text); a blob claiming more than this is refused as a
+/// likely bomb, and the layer is built instead.
+pub const MAX_RATIO: u64 = 32;
+
+/// What any untrusted blob may unpack to whatever its size: small layers
+/// are mostly tar headers and padding, which compress far beyond
+/// [`MAX_RATIO`].
+pub const TAR_FLOOR: u64 = 16 << 20;
 
 /// A packed layer: the compressed blob and its digests.
 #[derive(Debug, Clone)]
@@ -211,10 +226,16 @@ pub fn pack(tree: &Tree) -> Result<Packed> {
     })
 }
 
+/// The most an untrusted layer blob of `blob_len` bytes may unpack to:
+/// [`MAX_RATIO`] times its size, and at least [`TAR_FLOOR`].
+pub fn tar_limit(blob_len: u64) -> u64 {
+    blob_len.saturating_mul(MAX_RATIO).max(TAR_FLOOR)
+}
+
 /// Read a tar (ours, or one from mmdebstrap) into a tree. Times later than
 /// `clamp_mtime` are clamped to it; entries are inserted in archive order.
 pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
-    read_archive(&mut tar::Archive::new(reader), clamp_mtime)
+    read_archive(&mut tar::Archive::new(reader), clamp_mtime, u64::MAX)
 }
 
 /// [`read_tar`] of an archive the caller keeps (to read what follows it).
@@ -223,12 +244,18 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
 /// read here rather than by the `tar` crate, which splits PAX records at
 /// every newline and so refuses a binary value holding one (an ACL naming
 /// uid 10, a capability mask): a record is as long as its length says.
-fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<Tree> {
+/// A regular file declaring more than `max_file` bytes is refused before
+/// anything is read or reserved for it.
+fn read_archive<R: Read>(
+    ar: &mut tar::Archive<R>,
+    clamp_mtime: i64,
+    max_file: u64,
+) -> Result<Tree> {
     let mut tree = Tree::new(clamp_mtime);
     let mut ext = Extended::default();
     for entry in ar.entries().context("reading tar")?.raw(true) {
         let mut e = entry.context("reading tar entry")?;
-        if ext.take(&mut e)? {
+        if ext.take(&mut e, max_file)? {
             continue;
         }
         let Extended {
@@ -296,6 +323,11 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
         let kind = match kind {
             NodeKind::File(_) => {
                 let size = e.size();
+                if size > max_file {
+                    bail!(
+                        "{path}: its tar header declares {size} bytes, more than the {max_file} the whole layer may unpack to: refusing it"
+                    );
+                }
                 let data = read_exactly(&mut e, size)
                     .with_context(|| format!("reading {path} from tar"))?;
                 NodeKind::File(Arc::new(data))
@@ -330,8 +362,10 @@ struct Extended {
 }
 
 impl Extended {
-    /// Keeps `e` if it is an extended header (true), else leaves it (false).
-    fn take<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<bool> {
+    /// Keeps `e` if it is an extended header (true), else leaves it (false);
+    /// one declaring more than `max` bytes is refused before anything is
+    /// reserved for it.
+    fn take<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, max: u64) -> Result<bool> {
         let t = e.header().entry_type();
         let slot = if t.is_pax_local_extensions() {
             &mut self.pax
@@ -346,6 +380,9 @@ impl Extended {
             bail!("reading tar: two {t:?} headers describe the same member");
         }
         let size = e.size();
+        if size > max {
+            bail!("reading tar: a {t:?} header declares {size} bytes, more than the {max} the whole layer may unpack to: refusing it");
+        }
         *slot = Some(read_exactly(e, size).context("reading a tar extended header")?);
         Ok(true)
     }
@@ -411,32 +448,85 @@ fn read_exactly(r: &mut impl Read, size: u64) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Unpack a layer blob (zstd-compressed tar) into a tree.
+/// Unpack a layer blob (zstd-compressed tar) from outside into a tree,
+/// within [`tar_limit`] of its size ([`unpack_within`]).
 pub fn unpack(blob: &[u8]) -> Result<Tree> {
-    unpack_from(blob)
+    unpack_within(blob, tar_limit(blob.len() as u64))
 }
 
-/// [`unpack`] of a blob read from `r` (a store file, [`crate::store::Store::read_blob`]).
+/// Unpack a layer blob read from `r`, refusing it as soon as it unpacks to
+/// more than `limit` bytes (a cache entry's declared tar size) or a file in
+/// it declares more: memory grows with the bytes that really arrive, never
+/// past `limit` (twice that in capacity, for a file that grows).
+pub fn unpack_within(r: impl Read, limit: u64) -> Result<Tree> {
+    let bounded = Bounded {
+        inner: zstd_reader(r)?,
+        left: limit,
+        limit,
+    };
+    unpack_tar(bounded, limit)
+}
+
+/// [`unpack`] of a blob read from `r`: a store file
+/// ([`crate::store::Store::read_blob`]), checked when it entered the store
+/// and hashed as it is read, so not bounded.
 pub fn unpack_reader(r: &mut dyn Read) -> Result<Tree> {
-    // zstd's own recommended input size for streaming decompression.
-    unpack_from(std::io::BufReader::with_capacity(
-        zstd::zstd_safe::DCtx::in_size(),
-        r,
-    ))
+    unpack_tar(zstd_reader(r)?, u64::MAX)
+}
+
+/// A zstd decoder reading `r` through a buffer of zstd's recommended input
+/// size for streaming decompression.
+fn zstd_reader<R: Read>(
+    r: R,
+) -> Result<zstd::stream::read::Decoder<'static, std::io::BufReader<R>>> {
+    let buf = std::io::BufReader::with_capacity(zstd::zstd_safe::DCtx::in_size(), r);
+    zstd::stream::read::Decoder::with_buffer(buf).map_err(zstd_err)
+}
+
+fn zstd_err(e: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("layer blob is not valid zstd")
 }
 
 /// The tar is decompressed as it is read, each file straight into its own
 /// buffer: no copy of the whole tar is made (for a base layer, tens of MB
 /// of memory touched once and thrown away). What follows the tar's end is
 /// decompressed too, so a damaged zstd stream fails wherever it is damaged.
-fn unpack_from(blob: impl std::io::BufRead) -> Result<Tree> {
-    let zstd_err =
-        |e: std::io::Error| anyhow::Error::new(e).context("layer blob is not valid zstd");
-    let decoder = zstd::stream::read::Decoder::with_buffer(blob).map_err(zstd_err)?;
-    let mut ar = tar::Archive::new(decoder);
-    let tree = read_archive(&mut ar, i64::MAX)?;
+fn unpack_tar(tar: impl Read, max_file: u64) -> Result<Tree> {
+    let mut ar = tar::Archive::new(tar);
+    let tree = read_archive(&mut ar, i64::MAX, max_file)?;
     std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(zstd_err)?;
     Ok(tree)
+}
+
+/// A reader that fails once `inner` gives more than `limit` bytes.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // At the bound: only the end of the stream may follow.
+            return match self.inner.read(&mut [0u8; 1])? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "it unpacks to more than {} bytes, the most it may unpack to: refusing it",
+                        self.limit
+                    ),
+                )),
+            };
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..n])?;
+        self.left -= got as u64;
+        Ok(got)
+    }
 }
 
 #[cfg(test)]

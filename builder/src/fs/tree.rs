@@ -21,8 +21,10 @@ pub const WHITEOUT_PREFIX: &str = ".wh.";
 /// Name of an OCI opaque-directory marker.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
+mod check;
 mod whiteout;
-pub use whiteout::{whiteout, Whiteout};
+pub use check::NAME_MAX;
+pub use whiteout::{check_whiteout_entry, whiteout, Whiteout};
 
 /// File contents, shared cheaply between trees.
 pub type Content = Arc<Vec<u8>>;
@@ -132,6 +134,14 @@ pub enum TreeError {
     BadWhiteout {
         /// The entry's name.
         name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// An entry no layer may hold ([`Tree::check_layer`]).
+    #[error("{path:?}: {why}")]
+    BadEntry {
+        /// The entry.
+        path: String,
         /// What is wrong with it.
         why: String,
     },

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::fs::tree::{self, Meta, Node, NodeKind, Tree, Whiteout};
+use crate::fs::tree::{self, Meta, Node, NodeKind, Tree};
 use crate::input::layerdef::{glob, LayerDef};
 use crate::util::error::InputError;
 
@@ -201,24 +201,10 @@ fn walk(root: &Path, dir: &Path, rel: &str, tree: &mut Tree, sde: i64) -> Result
 }
 
 /// A whiteout-named entry of a `[files]` directory (at `rel`, the relative
-/// path of its directory) must be well formed, must not be a directory (it
-/// only names what it hides), and an opaque marker must not sit at the top,
-/// where it would hide every layer below, the base's kernel and init with them.
+/// path of its directory): the rule every layer's whiteouts follow
+/// ([`tree::check_whiteout_entry`]).
 fn check_whiteout(name: &str, rel: &str, is_dir: bool) -> Result<(), String> {
-    let Some(w) = tree::whiteout(name).map_err(|e| e.to_string())? else {
-        return Ok(());
-    };
-    if is_dir {
-        return Err(format!(
-            "{name:?} is a whiteout name: it must be an empty file naming what it hides, not a directory"
-        ));
-    }
-    if w == Whiteout::Opaque && rel.is_empty() {
-        return Err(format!(
-            "{name:?} at the top of the files directory would hide every layer below (the base's kernel and init with them); put it in the directory whose lower contents it hides"
-        ));
-    }
-    Ok(())
+    tree::check_whiteout_entry(name, rel.is_empty(), is_dir)
 }
 
 /// Whether a symlink at `link` (relative to the source root) with `target`

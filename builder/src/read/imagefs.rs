@@ -259,7 +259,8 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
         let blob = store
             .get_blob(&l.digest)
             .with_context(|| format!("layer {} of {digest}", l.name))?;
-        let tree = layer::unpack(&blob)
+        // A store blob, checked when it entered the store: not bounded.
+        let tree = layer::unpack_reader(&mut blob.as_slice())
             .with_context(|| format!("unpacking layer {} ({})", l.name, l.digest))?;
         root.apply_layer(&tree)
             .with_context(|| format!("applying layer {}", l.name))?;

@@ -17,11 +17,18 @@
 //! manifest is parsed as untrusted input ([`crate::registry::spec`]), the
 //! entry must name the key asked for and the blob its layer descriptor
 //! names, every blob is fetched by descriptor (size and sha256 checked while
-//! it streams), and with a public key the entry's signature must verify.
-//! Any failure (network, parse, digest, signature) is a warning and a miss:
-//! the caller builds the layer itself and gets the same digest. After the
-//! first network failure the cache is left alone for the rest of the run.
+//! it streams, into a scratch file of the store's, never whole in memory),
+//! and with a public key the entry's signature must verify. The layer is
+//! then taken only if it is exactly what a build here would store
+//! ([`accept`]). Any failure (network, parse, digest, signature, content)
+//! is a warning and a miss: the caller builds the layer itself and gets
+//! the same digest. After the first network failure the cache is left
+//! alone for the rest of the run.
 
+mod accept;
+
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -31,12 +38,13 @@ use serde_json::json;
 
 use super::spec::ImageManifest;
 use super::{Client, Reference, MANIFEST_TYPE, SMALL_LIMIT};
-use crate::fs::layer::sha256_digest;
+use crate::fs::layer::{self, sha256_digest};
 use crate::store::KeyEntry;
 use crate::util::digest::Digest;
 use crate::util::error::check_failed;
 use crate::util::minisign::{verify_bytes, SigningKey};
 use crate::util::progress::Transfer;
+pub use accept::{accept, expected_epoch, Accepted, Below};
 
 /// `artifactType` of a key entry manifest.
 pub const KEY_ARTIFACT: &str = "application/vnd.kiln.layer-key.v1";
@@ -46,8 +54,9 @@ pub const KEY_TYPE: &str = "application/vnd.kiln.layer-key.v1+json";
 pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Annotation of the config descriptor holding the `.minisig` text.
 pub const SIGNATURE_ANNOTATION: &str = "dev.kiln.cache.signature";
-/// Largest layer blob taken from the cache (it is held in memory, as a
-/// layer kiln builds is).
+/// Largest layer blob taken from the cache (streamed to a scratch file
+/// while it is hashed; unpacked, it is held in memory, as a layer kiln
+/// builds is).
 const LAYER_LIMIT: u64 = 4 << 30;
 /// Largest key entry (a layer's package list is a few hundred KiB at most).
 const ENTRY_LIMIT: u64 = SMALL_LIMIT;
@@ -82,8 +91,9 @@ impl std::fmt::Debug for Cache {
 pub struct Hit {
     /// The entry (its key and digest checked against the request and the blob).
     pub entry: KeyEntry,
-    /// The layer blob, hashing to `entry.digest`.
-    pub blob: Vec<u8>,
+    /// The layer blob, hashing to `entry.digest`: a scratch file in the
+    /// directory the lookup was given (removed when dropped).
+    pub blob: tempfile::NamedTempFile,
 }
 
 /// What a lookup found.
@@ -187,6 +197,17 @@ pub(crate) fn check_key_entry(
         )));
     }
     Digest::parse(&entry.diff_id).map_err(|e| check_failed(format!("{what}: diff_id: {e}")))?;
+    // Checked before the blob is fetched: a bomb's declared size is refused
+    // here, and its unpacking stops at `tar_size` ([`accept`]).
+    let most = layer::tar_limit(entry.size);
+    if entry.tar_size > most {
+        bail!(check_failed(format!(
+            "{what}: the entry declares a {}-byte tar in a {}-byte blob, more than the {most} bytes kiln unpacks from a blob that size (at most {} times it)",
+            entry.tar_size,
+            entry.size,
+            layer::MAX_RATIO
+        )));
+    }
     Ok(entry)
 }
 
@@ -253,10 +274,12 @@ impl Cache {
         tracing::warn!(cache = %self.url(), "layer cache: {doing}: {e:#}{}", if unreachable { " (not using the cache for the rest of this run)" } else { "" });
     }
 
-    /// Look a layer key up. Never an error: every failure is a warning
-    /// and a [`Lookup::Refused`] (or [`Lookup::Miss`] when the registry
-    /// could not be asked).
-    pub fn lookup(&self, key: &str, name: &str, transfer: &Transfer) -> Lookup {
+    /// Look a layer key up; its blob streams into a scratch file in
+    /// `scratch` (the store's own temporary directory, so that it can be
+    /// renamed into the store) while it is hashed. Never an error: every
+    /// failure is a warning and a [`Lookup::Refused`] (or [`Lookup::Miss`]
+    /// when the registry could not be asked).
+    pub fn lookup(&self, key: &str, name: &str, transfer: &Transfer, scratch: &Path) -> Lookup {
         if self.down.load(Ordering::Relaxed) {
             return Lookup::Miss;
         }
@@ -275,11 +298,15 @@ impl Cache {
             let m = parse_key_manifest(&bytes, &what)?;
             let config = c.get_small_blob(&what, &m.config, ENTRY_LIMIT)?;
             let entry = check_key_entry(&m, &config, key, self.config.pubkey.as_ref(), &what)?;
-            let mut blob = Counting::new(transfer);
+            let file = tempfile::Builder::new()
+                .prefix(".kiln-layer-")
+                .tempfile_in(scratch)
+                .with_context(|| format!("creating a scratch file in {}", scratch.display()))?;
+            let mut blob = Counting::new(file, transfer);
             c.get_blob_to(&what, &m.layers[0], LAYER_LIMIT, &mut blob)?;
             Ok(Some(Hit {
                 entry,
-                blob: blob.bytes,
+                blob: blob.file,
             }))
         });
         match got {
@@ -301,6 +328,10 @@ impl Cache {
     /// only replaced by a signed one. Never an error: failures are warnings.
     pub fn push(&self, entry: &KeyEntry, blob: &[u8], replace: bool) {
         if self.config.read_only || self.down.load(Ordering::Relaxed) {
+            return;
+        }
+        if entry.tar_size > layer::tar_limit(entry.size) {
+            tracing::info!(cache = %self.url(), layer = %entry.name, "layer cache: not pushing the layer: it unpacks to more than {} times its blob, which every runner refuses as a possible bomb", layer::MAX_RATIO);
             return;
         }
         if replace && self.config.sign_key.is_none() {
@@ -328,33 +359,37 @@ impl Cache {
     }
 }
 
-/// A layer blob as it downloads, its size so far on the progress line.
+/// A layer blob as it downloads into a scratch file (in the pieces the
+/// download copies, unbuffered: what arrived is on disk, not in memory),
+/// its size so far on the progress line.
 struct Counting<'a> {
-    bytes: Vec<u8>,
+    file: tempfile::NamedTempFile,
+    written: u64,
     transfer: &'a Transfer,
     start: std::time::Instant,
 }
 
 impl<'a> Counting<'a> {
-    fn new(transfer: &'a Transfer) -> Self {
+    fn new(file: tempfile::NamedTempFile, transfer: &'a Transfer) -> Self {
         Counting {
-            bytes: Vec::new(),
+            file,
+            written: 0,
             transfer,
             start: std::time::Instant::now(),
         }
     }
 }
 
-impl std::io::Write for Counting<'_> {
+impl Write for Counting<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.bytes.extend_from_slice(buf);
-        self.transfer
-            .show(self.bytes.len() as u64, self.start.elapsed());
-        Ok(buf.len())
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        self.transfer.show(self.written, self.start.elapsed());
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.file.flush()
     }
 }
 

@@ -324,6 +324,35 @@ impl Store {
         Ok(digest)
     }
 
+    /// Add a blob written to a scratch file in [`Store::tmp_dir`] (a layer
+    /// fetched from a registry cache): hashed once more, fsynced and
+    /// renamed into place, never read into memory; `digest` is what it must
+    /// hash to. An existing blob is left untouched (and the file dropped).
+    pub fn put_blob_file(&self, file: tempfile::NamedTempFile, digest: &str) -> Result<()> {
+        let path = self.blob_path(digest)?;
+        let actual = Digest::of_file(file.path())
+            .with_context(|| format!("reading {}", file.path().display()))?;
+        if actual.to_string() != digest {
+            bail!(
+                "{}: it hashes to {actual}, not {digest}",
+                file.path().display()
+            );
+        }
+        if path.exists() {
+            return Ok(());
+        }
+        file.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        file.as_file().sync_all()?;
+        file.persist_noclobber(&path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming into {}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).ok();
+        }
+        Ok(())
+    }
+
     /// Read a blob, checking that its content matches its name.
     pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
         self.with_blob(digest, |_| Ok(())).map(|(data, ())| data)

@@ -46,19 +46,28 @@ impl Fixture {
         self.store.root()
     }
 
-    /// A layer: its blob and its key entry.
+    /// A layer: its blob (a real layer holding the file `/NAME`, so that
+    /// fsck can unpack it) and its key entry.
     pub fn layer(&self, name: &str) -> Layer {
-        let blob = Digest::parse(&self.store.put_blob(name.as_bytes()).unwrap()).unwrap();
+        let mut tree = crate::fs::tree::Tree::new(1_700_000_000);
+        tree.insert(name, crate::testutil::file(name)).unwrap();
+        self.layer_of(name, &tree)
+    }
+
+    /// A layer of `tree` named `name`: its blob and its key entry.
+    pub fn layer_of(&self, name: &str, tree: &crate::fs::tree::Tree) -> Layer {
+        let packed = crate::fs::layer::pack(tree).unwrap();
+        let blob = Digest::parse(&self.store.put_blob(&packed.blob).unwrap()).unwrap();
         let key = Digest::of(format!("key of {name}").as_bytes());
         self.store
             .record_key(&KeyEntry {
                 key: key.to_string(),
                 digest: blob.to_string(),
-                diff_id: blob.to_string(),
+                diff_id: packed.diff_id,
                 name: name.into(),
                 kind: "app".into(),
-                size: name.len() as u64,
-                tar_size: name.len() as u64,
+                size: packed.blob.len() as u64,
+                tar_size: packed.tar_size,
                 packages: Vec::new(),
                 source_date_epoch: Some(1_700_000_000),
             })

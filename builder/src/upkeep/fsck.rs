@@ -5,7 +5,9 @@
 //! cached images (`images/<hex>.raw`, only their data extents read) and
 //! .debs (against the sha256 the layers that used them recorded, when one
 //! did). Records are parsed, at most [`MAX_RECORD`](super::MAX_RECORD) bytes
-//! each: key entries (named by their key, their blob present), manifests
+//! each: key entries (named by their key, their blob present and a layer
+//! every build can use: it unpacks within the tar size the entry records
+//! and passes [`crate::fs::tree::Tree::check_layer`]), manifests
 //! (named by their image digest), build records (their manifest present),
 //! output stamps, memo entries and blob check stamps (their blob present), verdicts (in the
 //! directory of their image digest) and every release store's channel
@@ -333,10 +335,30 @@ impl Checker {
                 Err(err) => self.problem(&e.path, format!("key: {err}"), true),
             }
             match Digest::parse(&entry.digest) {
-                Ok(d) if blob_present(store, d) => {}
+                Ok(d) if blob_present(store, d) => self.layer(&e.path, store, d, &entry),
                 Ok(d) => self.problem(&e.path, format!("its blob {d} is missing"), true),
                 Err(err) => self.problem(&e.path, format!("digest: {err}"), true),
             }
+        }
+    }
+
+    /// The layer of a key entry, unpacked (its blob was hashed by
+    /// [`Checker::blobs`]): one no build can use, such as one a registry
+    /// cache gave an older kiln, is a problem of the entry (removing it has
+    /// the next build make the layer again).
+    fn layer(&mut self, path: &Path, store: &Store, d: Digest, entry: &KeyEntry) {
+        let blob = store.blobs_dir().join(d.hex());
+        if self.problems.iter().any(|p| p.path == blob) {
+            // A corrupt blob is one problem, reported as such.
+            return;
+        }
+        let checked = std::fs::File::open(&blob)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| crate::fs::layer::unpack_within(f, entry.tar_size))
+            .and_then(|t| t.check_layer().map_err(anyhow::Error::from));
+        if let Err(err) = checked {
+            let problem = format!("its layer {d} ({}) is not usable: {err:#}", entry.name);
+            self.problem(path, problem, true);
         }
     }
 

@@ -33,7 +33,12 @@ fn healthy() -> Healthy {
         name: "debs".into(),
         kind: "base".into(),
         size: 1,
-        tar_size: 1,
+        tar_size: f
+            .store
+            .lookup_key(&base.key.to_string())
+            .unwrap()
+            .unwrap()
+            .tar_size,
         packages: vec![DebPackage {
             name: "busybox".into(),
             version: "1:1.35".into(),
@@ -418,4 +423,37 @@ fn a_removed_verdict_never_makes_the_next_one_overwrite_another() {
     let third = verdict::record(&h.f.store, &v).unwrap();
     assert_ne!(third, second);
     assert_eq!(verdict::list(&h.f.store, &v.image_digest).unwrap().len(), 2);
+}
+
+/// A stored layer no build can use (issue 22: an opaque whiteout at the top
+/// of an app layer, which a registry cache gave an older kiln; every build
+/// on the store failed while fsck called it healthy) is a problem of its key
+/// entry, and `--repair` removes the entry, so the next build makes the
+/// layer again.
+#[test]
+fn a_stored_layer_no_build_can_use_is_reported() {
+    let f = Fixture::new();
+    let mut tree = crate::fs::tree::Tree::new(1_700_000_000);
+    tree.insert(".wh..wh..opq", crate::testutil::file(""))
+        .unwrap();
+    let layer = f.layer_of("apps/app", &tree);
+    let entry = f
+        .root()
+        .join("keys")
+        .join(format!("{}.json", layer.key.hex()));
+    let r = fsck(&f.store, &options(&f, false)).unwrap();
+    let p = r
+        .problems
+        .iter()
+        .find(|p| p.path == entry)
+        .unwrap_or_else(|| panic!("{:#?}", r.problems));
+    assert!(
+        p.problem.contains("would hide every layer below"),
+        "{}",
+        p.problem
+    );
+    assert!(p.repairable);
+    let r = fsck(&f.store, &options(&f, true)).unwrap();
+    assert!(r.healthy(), "{:#?}", r.problems);
+    assert!(!entry.exists());
 }

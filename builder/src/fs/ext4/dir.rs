@@ -23,8 +23,8 @@ pub(super) const FT_BLKDEV: u8 = 4;
 pub(super) const FT_FIFO: u8 = 5;
 /// See [`FT_REG_FILE`].
 pub(super) const FT_SYMLINK: u8 = 7;
-/// Longest file name.
-pub(super) const NAME_MAX: usize = 255;
+/// Longest file name (every layer's names are checked against it: [`crate::fs::tree::NAME_MAX`]).
+pub(super) const NAME_MAX: usize = crate::fs::tree::NAME_MAX;
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 /// Size of the checksum tail that ends every directory block.

@@ -1,5 +1,6 @@
 //! OCI whiteout names (<https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts>):
-//! which entry names are whiteouts, what they hide, and which are malformed.
+//! which entry names are whiteouts, what they hide, and which are malformed
+//! or misplaced.
 
 use super::{TreeError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 
@@ -42,6 +43,28 @@ pub fn whiteout(name: &str) -> Result<Option<Whiteout<'_>>, TreeError> {
         "." | ".." => bad("it would hide a directory's own entry, not a file in it"),
         _ => Ok(Some(Whiteout::Hides(hidden))),
     }
+}
+
+/// A whiteout-named entry where a layer may hold it: well formed
+/// ([`whiteout()`]), not a directory (it only names what it hides), and no
+/// opaque marker at the top of the layer (`at_top`), where it would hide
+/// every layer below, the base's kernel and init with them. The rule for a
+/// layer's `[files]` and for every layer kiln stores, whatever made it.
+pub fn check_whiteout_entry(name: &str, at_top: bool, is_dir: bool) -> Result<(), String> {
+    let Some(w) = whiteout(name).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if is_dir {
+        return Err(format!(
+            "{name:?} is a whiteout name: it must be an empty file naming what it hides, not a directory"
+        ));
+    }
+    if w == Whiteout::Opaque && at_top {
+        return Err(format!(
+            "{name:?} at the top of a layer would hide every layer below (the base's kernel and init with them); it belongs in the directory whose lower contents it hides"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
