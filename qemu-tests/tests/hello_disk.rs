@@ -105,6 +105,21 @@ fn debugfs(request: &str, fs: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[test]
+fn debugfs_that_cannot_open_its_image_fails() {
+    require_tool("debugfs", "e2fsprogs");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.img");
+    fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
+    // debugfs itself exits 0 here.
+    let (ok, out) = run(Command::new("debugfs")
+        .args(["-R", "ls -l /boot"])
+        .arg(&junk));
+    assert!(ok, "{out}");
+    let judged = std::panic::catch_unwind(|| debugfs("ls -l /boot", &junk));
+    assert!(judged.is_err(), "{judged:?}");
+}
+
 /// The kernel's dm-verity error and kiln-init's FATAL line that a corrupt
 /// block of the init gives, when the console shows both: kiln-init prints a
 /// `verity` line on every boot, and a boot that is merely slow shows no
