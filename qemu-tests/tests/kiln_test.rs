@@ -2,7 +2,8 @@
 //! nothing left behind), and each negative case fails for the right reason:
 //! an app that never comes up, a tampered root (verity), a hung guest
 //! (timeout), a host command that fails (after a TCP exchange that passes),
-//! a command whose program is missing, and SIGTERM to kiln mid-boot.
+//! a command whose program is missing, and SIGTERM to kiln mid-boot. An
+//! image in a read-only directory still gets its verdict.
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -84,6 +85,19 @@ fn assert_nothing_left(tmp: &Path) {
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
 
+/// A copy of the shared hello image in `dir` (holes kept).
+fn copy_of_hello(dir: &Path) -> PathBuf {
+    let image = dir.join("hello-1.0.raw");
+    let ok = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&shared().image)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    image
+}
+
 fn sha256(p: &Path) -> String {
     let out = Command::new("sha256sum").arg(p).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -139,14 +153,7 @@ fn hello_passes_with_junit_and_an_untouched_image() {
 fn tampered_root_fails_on_verity() {
     require_tool("debugfs", "e2fsprogs");
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("hello-1.0.raw");
-    let ok = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&shared().image)
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let image = copy_of_hello(dir.path());
     let manifest = shared().image.with_file_name("hello-1.0.manifest.json");
     fs::copy(&manifest, dir.path().join("hello-1.0.manifest.json")).unwrap();
     // One data block of /usr/bin/busybox (the init), found with debugfs on the root partition.
@@ -334,6 +341,14 @@ fn hung_guest_times_out_and_qemu_is_killed() {
     assert_nothing_left(tmp.path());
 }
 
+/// Whether a QEMU started by a kiln whose TMPDIR is `tmp` is running.
+fn qemu_running(tmp: &Path) -> bool {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l.contains("qemu-system") && l.contains(&tmp.display().to_string()))
+}
+
 #[test]
 fn sigterm_stops_qemu_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -348,19 +363,26 @@ fn sigterm_stops_qemu_and_cleans_up() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Let QEMU get going.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        if String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .any(|l| l.contains("qemu-system") && l.contains(&tmp.path().display().to_string()))
-        {
-            break;
+    // Let QEMU get going: the signal must reach a kiln that is booting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !qemu_running(tmp.path()) {
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "QEMU never ran under kiln test ({:?}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        qemu_running(tmp.path()) && child.try_wait().unwrap().is_none(),
+        "QEMU or kiln stopped before the signal"
+    );
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -368,5 +390,91 @@ fn sigterm_stops_qemu_and_cleans_up() {
     assert!(ok.success());
     let status = child.wait().unwrap();
     assert!(!status.success(), "kiln test should fail when interrupted");
+    assert_nothing_left(tmp.path());
+}
+
+/// A directory not even root can write to while it lives: a read-only bind
+/// mount of itself for root, mode 0555 for anyone else.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        let id = Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&id.stdout).trim() == "0" {
+            for args in [&["--bind"][..], &["-o", "remount,bind,ro"]] {
+                let ok = Command::new("mount")
+                    .args(args)
+                    .arg(dir)
+                    .arg(dir)
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "mount {args:?} {}", dir.display());
+            }
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        assert!(
+            fs::write(dir.join("probe"), b"").is_err(),
+            "{} is still writable",
+            dir.display()
+        );
+        ReadOnly(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// The verdicts the shared store holds for `image`.
+fn verdicts_of(image: &Path) -> usize {
+    fs::read_dir(store().join("verdicts").join(sha256(image)))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// An image in a directory kiln cannot write to: a JUnit report there is
+/// refused before anything boots; without one, the boot is judged, its
+/// verdict printed and recorded, and the console log kept in TMPDIR with a
+/// warning.
+#[test]
+fn an_image_in_a_read_only_directory_keeps_its_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let image = copy_of_hello(&ro);
+    let _ro = ReadOnly::new(&ro);
+    let before = verdicts_of(&image);
+
+    let junit = ro.join("junit.xml");
+    let (code, v, stderr, tmp) = kiln_test(&image, &["--junit", junit.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{stderr}\n{v:#}");
+    assert!(stderr.contains(junit.to_str().unwrap()), "{stderr}");
+    assert!(!qemu_running(tmp.path()));
+    assert_eq!(verdicts_of(&image), before, "a verdict without a boot");
+    assert_nothing_left(tmp.path());
+
+    let (code, v, stderr, tmp) = kiln_test(&image, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{v:#}");
+    assert_eq!(v["passed"], true, "{v:#}");
+    assert_eq!(
+        verdicts_of(&image),
+        before + 1,
+        "the verdict is not recorded"
+    );
+    let log = tmp.path().join("kiln-hello-1.0.console.log");
+    assert_eq!(v["console_log"], log.to_str().unwrap(), "{v:#}");
+    assert!(
+        stderr.contains(&format!("the console log goes to {}", log.display())),
+        "{stderr}"
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("hello: listening on :8080"), "{text}");
+    fs::remove_file(&log).unwrap();
     assert_nothing_left(tmp.path());
 }

@@ -17,10 +17,13 @@ pub(super) fn test(
     secure_boot: Option<&Path>,
     tpm: bool,
 ) -> Result<()> {
-    // Bad keys fail before any build or boot.
+    // Bad keys and a report that cannot be written fail before any build or boot.
     let secure_boot = secure_boot
         .map(crate::vm::secureboot::SecureBootKeys::load)
         .transpose()?;
+    if let Some(j) = &junit {
+        crate::vm::output::check_output(j)?;
+    }
     let image = if target.extension().is_some_and(|e| e == "toml") {
         let mut progress = cx.progress();
         let report = build::build(
@@ -40,14 +43,17 @@ pub(super) fn test(
     let v = crate::vm::boottest::test_image_with(
         &cx.store,
         &image,
-        junit,
         secure_boot,
         tpm,
         !cx.quiet && !cx.json,
     )?;
-    cx.report(&v, |out| {
-        render::test::verdict(out, &v, &crate::vm::boottest::console_tail(&v))
-    })?;
+    let tail = v.console_tail();
+    cx.report(&v, |out| render::test::verdict(out, &v, &tail))?;
+    if let Some(j) = &junit {
+        let mut xml = Vec::new();
+        render::test::junit(&mut xml, &v, &tail)?;
+        crate::vm::output::write_output(j, &xml)?;
+    }
     if !v.passed {
         anyhow::bail!(check_failed(format!(
             "{} failed its boot test: {}",

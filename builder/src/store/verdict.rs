@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::store::{write_atomic, Store};
 use crate::util::digest::Digest;
 
+mod outcome;
+pub use outcome::{
+    CommandOutcome, ConsoleOutcome, ForbidOutcome, HttpOutcome, Outcome, Pcr11Outcome,
+    SecureBootOutcome, ShutdownOutcome, Stop, TcpOutcome,
+};
+
 /// The store's directory of verdicts.
 pub const DIR: &str = "verdicts";
 
@@ -60,17 +66,65 @@ pub struct Verdict {
     pub secure_boot: bool,
 }
 
+/// Lines of console a failure report shows ([`Verdict::console_tail`]).
+pub const TAIL_LINES: usize = 25;
+
+impl Verdict {
+    /// The last [`TAIL_LINES`] lines of the kept console log, for failure
+    /// reports; empty when the log is gone or was not kept.
+    pub fn console_tail(&self) -> String {
+        let text = self
+            .console_log
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckResult {
     /// A stable name (`console[0] "hello: listening"`, `http[0] :8080/`, `shutdown`).
     pub name: String,
-    /// Passed?
+    /// Passed? ([`Outcome::passed`] of `outcome`.)
     pub passed: bool,
     /// Seconds it took (from boot start for console checks).
     pub secs: f64,
-    /// What happened, for a person.
+    /// What happened, for a person (`outcome`'s text).
     pub detail: String,
+    /// How the check ended, one variant per way it can end. Verdicts
+    /// recorded before kiln kept it have only `passed` and `detail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+impl CheckResult {
+    /// A check named `name` that took `secs` and ended as `outcome`;
+    /// `passed` and `detail` follow from the outcome.
+    pub fn new(name: impl Into<String>, secs: f64, outcome: impl Into<Outcome>) -> Self {
+        let outcome = outcome.into();
+        CheckResult {
+            name: name.into(),
+            passed: outcome.passed(),
+            secs,
+            detail: outcome.to_string(),
+            outcome: Some(outcome),
+        }
+    }
+
+    /// A short name of how the check ended (`console.not_seen`,
+    /// `stopped.timeout`); `passed` or `failed` for a verdict that
+    /// recorded no outcome.
+    pub fn kind(&self) -> String {
+        match &self.outcome {
+            Some(o) => o.kind(),
+            None if self.passed => "passed".into(),
+            None => "failed".into(),
+        }
+    }
 }
 
 /// Boot phases, seconds since QEMU started.
@@ -183,5 +237,45 @@ mod tests {
         assert!(latest_passing(&s, &d).unwrap().unwrap().passed);
         let other = format!("sha256:{}", "ef".repeat(32));
         assert_eq!(latest_passing(&s, &other).unwrap(), None);
+    }
+
+    /// A verdict stored before checks carried their outcome still reads,
+    /// and one with outcomes keeps the fields older readers know.
+    #[test]
+    fn verdicts_without_outcomes_still_read() {
+        let old = r#"{"schema":"kiln.verdict/v1","image_digest":"sha256:00","image":"hello 1.0",
+            "passed":false,"failed_check":"timeout","checks":[{"name":"timeout","passed":false,
+            "secs":25.0,"detail":"overall timeout of 25 s reached"}],"phases":{"firmware":null,
+            "kernel":null,"init":null,"ready":null},"duration_secs":26.0,"qemu_version":"QEMU",
+            "firmware":"OVMF_CODE_4M.fd","accel":"tcg","started_at":"2026-01-01T00:00:00Z",
+            "kiln_version":"0.1.0","console_log":null}"#;
+        let v: Verdict = serde_json::from_str(old).unwrap();
+        assert_eq!(v.checks[0].outcome, None);
+        assert_eq!(v.checks[0].kind(), "failed");
+        let mut new = v.clone();
+        new.checks[0] = CheckResult::new("timeout", 25.0, Stop::Timeout { secs: 25 });
+        assert_eq!(new.checks[0].detail, v.checks[0].detail);
+        let json: serde_json::Value = serde_json::to_value(&new).unwrap();
+        let check = &json["checks"][0];
+        assert_eq!(check["passed"], false);
+        assert_eq!(check["detail"], "overall timeout of 25 s reached");
+        assert_eq!(check["outcome"]["stopped"]["kind"], "timeout");
+    }
+
+    #[test]
+    fn console_tail_is_the_last_lines_of_the_kept_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let text: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let mut v = verdict("sha256:00", false);
+        assert_eq!(v.console_tail(), "");
+        v.console_log = Some(log);
+        let tail = v.console_tail();
+        assert_eq!(tail.lines().count(), TAIL_LINES);
+        assert!(
+            tail.starts_with("line 15\n") && tail.ends_with("line 39"),
+            "{tail}"
+        );
     }
 }

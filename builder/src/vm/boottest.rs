@@ -24,11 +24,16 @@ use anyhow::{bail, Context, Result};
 use regex::RegexBuilder;
 
 use crate::model::checks::TestSettings;
-use crate::store::verdict::{CheckResult, Phases, Verdict, SCHEMA};
+use crate::store::verdict::{
+    CheckResult, CommandOutcome, ConsoleOutcome, ForbidOutcome, HttpOutcome, Outcome, Phases,
+    SecureBootOutcome, ShutdownOutcome, Stop, TcpOutcome, Verdict, SCHEMA,
+};
 use crate::util::error::check_failed;
 use crate::util::exec::CommandRunExt;
 use crate::util::progress::Progress;
+use crate::vm::console::Console;
 use crate::vm::hostcheck;
+use crate::vm::output;
 use crate::vm::probe::{http_answers, probe, tcp_accepts};
 use crate::vm::qemu::{self, VmConfig};
 use crate::vm::secureboot::{
@@ -41,8 +46,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often the power button is pressed again while the guest has not
 /// powered off (see the shutdown check).
 const POWER_BUTTON_REPEAT: Duration = Duration::from_secs(5);
-/// Lines of console shown with a failure.
-const TAIL_LINES: usize = 25;
 
 /// Set by SIGINT/SIGTERM; the test loop stops QEMU and cleans up.
 fn interrupted() -> &'static Arc<AtomicBool> {
@@ -71,33 +74,11 @@ impl Drop for Vm {
     }
 }
 
-/// Console log reader: keeps the whole text, tells what is new.
-struct Console {
-    path: PathBuf,
-    text: String,
-    start: Instant,
-}
-
-impl Console {
-    fn refresh(&mut self) {
-        if let Ok(bytes) = std::fs::read(&self.path) {
-            if bytes.len() > self.text.len() {
-                self.text = String::from_utf8_lossy(&bytes).into_owned();
-            }
-        }
-    }
-
-    fn secs(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-}
-
 /// Options for a test run.
 #[derive(Debug, Clone, Default)]
 pub struct TestOptions {
-    /// Write a JUnit XML report here.
-    pub junit: Option<PathBuf>,
-    /// Where to keep the console log (default: beside the image, `NAME.console.log`).
+    /// Where to keep the console log (default: beside the image,
+    /// `NAME.console.log`; capped, see `vm::console`).
     pub console_log: Option<PathBuf>,
     /// Show each boot phase and step on the terminal (`util::progress`:
     /// only when stdout is one).
@@ -113,31 +94,25 @@ pub struct TestOptions {
     pub tpm: Option<Option<String>>,
 }
 
-/// The outcome of checks run so far, and the first failure.
+/// The checks run so far, and the first failure.
+#[derive(Default)]
 struct Run {
     checks: Vec<CheckResult>,
     failed: Option<String>,
 }
 
 impl Run {
-    fn pass(&mut self, name: String, secs: f64, detail: String) {
-        self.checks.push(CheckResult {
-            name,
-            passed: true,
-            secs,
-            detail,
-        });
-    }
-    fn fail(&mut self, name: String, secs: f64, detail: String) {
-        if self.failed.is_none() {
-            self.failed = Some(name.clone());
+    fn record(&mut self, name: impl Into<String>, secs: f64, outcome: impl Into<Outcome>) {
+        let check = CheckResult::new(name, secs, outcome);
+        if !check.passed && self.failed.is_none() {
+            self.failed = Some(check.name.clone());
         }
-        self.checks.push(CheckResult {
-            name,
-            passed: false,
-            secs,
-            detail,
-        });
+        self.checks.push(check);
+    }
+
+    /// Whether the steps still to come are run: not after a failure.
+    fn going(&self) -> bool {
+        self.failed.is_none()
     }
 }
 
@@ -154,26 +129,122 @@ fn first_line(out: &[u8]) -> String {
         .to_string()
 }
 
-/// Boot `image` and run the checks; records nothing (see [`crate::store::verdict::record`]).
-pub fn run(
+/// A guest being watched: QEMU, its console, the boot phases seen so far,
+/// and the first forbidden line.
+struct Guest<'a> {
+    settings: &'a TestSettings,
+    vm: Vm,
+    con: Console,
+    phases: Phases,
+    forbid_hit: Option<(String, String)>,
+    /// OVMF's line refusing the image (Secure Boot boots only).
+    refused: Option<String>,
+    progress: Progress,
+    interrupted: Arc<AtomicBool>,
+    secure_boot: bool,
+}
+
+impl Guest<'_> {
+    /// One step of watching the guest: read the console on, note phases,
+    /// look for forbidden patterns. Returns why the test must stop, if it must.
+    fn watch(&mut self) -> Option<Stop> {
+        let lines = self.con.refresh();
+        self.scan(lines);
+        if let Some((pattern, _)) = &self.forbid_hit {
+            return Some(Stop::Forbidden {
+                pattern: pattern.clone(),
+            });
+        }
+        if let Some(line) = &self.refused {
+            return Some(Stop::FirmwareRefused { line: line.clone() });
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Some(Stop::Interrupted);
+        }
+        if self.con.secs() > self.settings.timeout as f64 {
+            return Some(Stop::Timeout {
+                secs: self.settings.timeout,
+            });
+        }
+        if let Ok(Some(status)) = self.vm.child.try_wait() {
+            return Some(Stop::GuestExited {
+                status: status.to_string(),
+            });
+        }
+        None
+    }
+
+    /// Note the boot phases and the first forbidden line in the console's
+    /// new lines (`lines`, a range of its text).
+    fn scan(&mut self, lines: std::ops::Range<usize>) {
+        let now = self.con.secs();
+        for line in self.con.text[lines].lines() {
+            let phases = &mut self.phases;
+            if phases.firmware.is_none() && line.contains("BdsDxe: starting") {
+                phases.firmware = Some(now);
+                self.progress.step("kernel");
+            }
+            if phases.kernel.is_none() && line.contains("kiln-init:") {
+                phases.kernel = Some(now);
+                self.progress.step("kiln-init: verity root");
+            }
+            if phases.init.is_none() && line.contains("kiln-init: exec") {
+                phases.init = Some(now);
+                self.progress.step("the image's init");
+            }
+            if self.secure_boot && self.refused.is_none() {
+                self.refused = secure_boot_refusal(line).map(str::to_string);
+            }
+            if self.forbid_hit.is_none() {
+                if let Some(re) = self.settings.forbid.iter().find(|re| re.is_match(line)) {
+                    self.forbid_hit = Some((re.as_str().to_string(), line.trim().to_string()));
+                }
+            }
+        }
+    }
+
+    /// The port forwarded to guest port `g` (0 when it is not forwarded:
+    /// the recipe was validated, so it is).
+    fn addr(forwards: &[(u16, u16)], g: u16) -> SocketAddr {
+        let host = forwards
+            .iter()
+            .find(|(_, gp)| *gp == g)
+            .map_or(0, |(h, _)| *h);
+        SocketAddr::from(([127, 0, 0, 1], host))
+    }
+}
+
+/// QEMU started on an image, and what the test learns beside the boot.
+struct Booted<'a> {
+    guest: Guest<'a>,
+    /// Kept for QEMU's sockets, logs and the overlay until the test ends.
+    scratch: qemu::Scratch,
+    forwards: Vec<(u16, u16)>,
+    console_path: PathBuf,
+    qmp_path: PathBuf,
+    accel: qemu::Accel,
+    /// The image's digest and QEMU's version, taken while the firmware runs.
+    host_side: std::thread::JoinHandle<(Result<String>, String)>,
+    /// The software TPM, stopped with the guest.
+    _swtpm: Option<Vm>,
+}
+
+/// Start QEMU on `image`: scratch, TPM, firmware variables, forwards.
+fn boot<'a>(
     image: &Path,
-    image_label: &str,
-    settings: &TestSettings,
+    label: &str,
+    settings: &'a TestSettings,
     opts: &TestOptions,
-) -> Result<Verdict> {
-    let started_at = crate::util::time::rfc3339_now();
-    let t0 = Instant::now();
-    let flag = interrupted().clone();
-    let progress = std::cell::RefCell::new(if opts.progress {
+) -> Result<Booted<'a>> {
+    let mut progress = if opts.progress {
         Progress::new(false)
     } else {
         Progress::hidden()
-    });
-
+    };
     crate::vm::hostcheck::require_programs(settings)?;
     let mut scratch = qemu::prepare_with(image, opts.secure_boot.as_ref())?;
     // Stopped with the guest (it also ends when QEMU disconnects).
-    let _swtpm = match opts.tpm {
+    let swtpm = match opts.tpm {
         Some(_) => Some(Vm {
             child: qemu::start_swtpm(&mut scratch)?,
         }),
@@ -198,13 +269,11 @@ pub fn run(
     // given variables of its own (enrolled keys, say) keeps them.
     let stock_vars = std::fs::read(&scratch.vars).ok() == std::fs::read(qemu::OVMF_VARS).ok();
     if let (Some(cache), true) = (&opts.firmware_cache, stock_vars) {
-        progress
-            .borrow_mut()
-            .step("preparing the firmware variables (once per OVMF build)");
+        progress.step("preparing the firmware variables (once per OVMF build)");
         let begin = Instant::now();
         let prepared = crate::vm::firmware::prepared_vars(cache, accel, settings.memory_mib);
         if begin.elapsed() < Duration::from_secs(1) {
-            progress.borrow_mut().clear();
+            progress.clear();
         }
         if let Some(vars) = prepared {
             std::fs::copy(&vars, &scratch.vars)
@@ -215,13 +284,6 @@ pub fn run(
     for g in &settings.forwarded_ports() {
         forwards.push((qemu::free_port()?, *g));
     }
-    let host_port = |g: u16| {
-        forwards
-            .iter()
-            .find(|(_, gp)| *gp == g)
-            .map(|(h, _)| *h)
-            .unwrap_or(0)
-    };
     let console_path = scratch.dir.path().join("console.log");
     let qmp_path = scratch.dir.path().join("qmp.sock");
     let cfg = VmConfig {
@@ -241,323 +303,300 @@ pub fn run(
         .stdout(qemu_log.try_clone()?)
         .stderr(qemu_log)
         .spawn_bound()?;
-    let mut vm = Vm { child };
-    progress.borrow_mut().step(format!(
-        "booting {image_label} ({}): firmware",
-        accel.as_str()
-    ));
-    let mut con = Console {
-        path: console_path.clone(),
-        text: String::new(),
-        start: Instant::now(),
-    };
-    let overall = Duration::from_secs(settings.timeout);
-    let mut run = Run {
-        checks: Vec::new(),
-        failed: None,
-    };
-    let mut phases = Phases::default();
-    let mut forbid_hit: Option<(String, String)> = None;
-    let secure_boot = opts.secure_boot.is_some();
+    progress.step(format!("booting {label} ({}): firmware", accel.as_str()));
+    Ok(Booted {
+        guest: Guest {
+            settings,
+            vm: Vm { child },
+            con: Console::new(console_path.clone()),
+            phases: Phases::default(),
+            forbid_hit: None,
+            refused: None,
+            progress,
+            interrupted: interrupted().clone(),
+            secure_boot: opts.secure_boot.is_some(),
+        },
+        scratch,
+        forwards,
+        console_path,
+        qmp_path,
+        accel,
+        host_side,
+        _swtpm: swtpm,
+    })
+}
 
-    // One step of watching the guest: refresh the console, note phases,
-    // scan for forbidden patterns. Returns why the test must stop, if it must.
-    let mut watch = |con: &mut Console, vm: &mut Vm, phases: &mut Phases| -> Option<String> {
-        con.refresh();
-        let now = con.secs();
-        if phases.firmware.is_none() && con.text.contains("BdsDxe: starting") {
-            phases.firmware = Some(now);
-            progress.borrow_mut().step("kernel");
-        }
-        if phases.kernel.is_none() && con.text.contains("kiln-init:") {
-            phases.kernel = Some(now);
-            progress.borrow_mut().step("kiln-init: verity root");
-        }
-        if phases.init.is_none() && con.text.contains("kiln-init: exec") {
-            phases.init = Some(now);
-            progress.borrow_mut().step("the image's init");
-        }
-        if forbid_hit.is_none() {
-            for re in &settings.forbid {
-                if let Some(line) = con.text.lines().find(|l| re.is_match(l)) {
-                    forbid_hit = Some((re.as_str().to_string(), line.trim().to_string()));
-                    break;
-                }
-            }
-        }
-        if forbid_hit.is_some() {
-            return Some("forbidden".into());
-        }
-        if secure_boot {
-            if let Some(line) = secure_boot_refusal(&con.text) {
-                return Some(format!("the firmware refused to boot it: {line}"));
-            }
-        }
-        if flag.load(Ordering::SeqCst) {
-            return Some("interrupted".into());
-        }
-        if con.start.elapsed() > overall {
-            return Some("timeout".into());
-        }
-        if let Ok(Some(status)) = vm.child.try_wait() {
-            return Some(format!("guest exited ({status})"));
-        }
-        None
-    };
-
-    // 1. Console patterns, in order.
-    let mut stop: Option<String> = None;
+/// Step 1: console patterns, in order, each within its own timeout.
+fn console_patterns(g: &mut Guest, run: &mut Run) {
     let mut searched_from = 0usize;
+    let mut searched_len = None;
+    let settings = g.settings;
     'console: for (i, c) in settings.console.iter().enumerate() {
         let name = console_check_name(i, c.pattern.as_str());
-        let begin = con.secs();
+        let begin = g.con.secs();
         let deadline = Instant::now() + Duration::from_secs(c.timeout);
         loop {
-            let why = watch(&mut con, &mut vm, &mut phases);
-            if let Some(m) = c
-                .pattern
-                .find(&con.text[searched_from.min(con.text.len())..])
-            {
-                searched_from += m.end();
-                run.pass(
-                    name,
-                    con.secs(),
-                    format!("seen after {:.1} s", con.secs() - begin),
-                );
-                continue 'console;
+            let stop = g.watch();
+            // Searched again only when the console grew.
+            if searched_len != Some(g.con.text.len()) {
+                searched_len = Some(g.con.text.len());
+                let rest = &g.con.text[searched_from.min(g.con.text.len())..];
+                if let Some(m) = c.pattern.find(rest) {
+                    searched_from += m.end();
+                    searched_len = None;
+                    let secs = g.con.secs();
+                    let after_secs = secs - begin;
+                    run.record(name, secs, ConsoleOutcome::Seen { after_secs });
+                    continue 'console;
+                }
             }
-            if let Some(why) = why {
-                run.fail(name, con.secs(), format!("not seen: {why}"));
-                stop = Some(why);
+            if let Some(stop) = stop {
+                run.record(name, g.con.secs(), ConsoleOutcome::Stopped { stop });
                 break 'console;
             }
             if Instant::now() > deadline {
-                run.fail(name, con.secs(), format!("not seen within {} s", c.timeout));
-                stop = Some("console".into());
+                let timeout = c.timeout;
+                run.record(name, g.con.secs(), ConsoleOutcome::NotSeen { timeout });
                 break 'console;
             }
             std::thread::sleep(POLL);
         }
     }
-    if stop.is_none() {
-        phases.ready = Some(con.secs());
-        progress.borrow_mut().step("probes and commands");
+    if run.going() {
+        g.phases.ready = Some(g.con.secs());
+        g.progress.step("probes and commands");
     }
+}
 
-    // 2. Probes through the port forwards.
-    if stop.is_none() {
-        for (i, t) in settings.tcp.iter().enumerate() {
-            let name = format!("tcp[{i}] :{}", t.port);
-            let addr = SocketAddr::from(([127, 0, 0, 1], host_port(t.port)));
-            // Validated when the recipe was read.
-            let expect = t
-                .expect
-                .as_deref()
-                .map(|e| RegexBuilder::new(e).multi_line(true).build())
-                .transpose()?;
-            let p = probe(
-                t.timeout,
-                || watch(&mut con, &mut vm, &mut phases),
-                || match &expect {
-                    Some(re) => hostcheck::tcp_exchange(addr, t.send.as_deref(), re),
-                    None => tcp_accepts(addr),
-                },
-            );
-            if p.ok {
-                let what = match &t.expect {
-                    Some(e) => format!("replies matching /{e}/"),
-                    None => "accepts connections".into(),
-                };
-                run.pass(
-                    name,
-                    p.secs,
-                    format!(
-                        "guest port {} {what} (host 127.0.0.1:{})",
-                        t.port,
-                        addr.port()
-                    ),
-                );
-            } else {
-                run.fail(
-                    name,
-                    p.secs,
-                    format!("no connection within {} s: {}", t.timeout, p.last),
-                );
-                stop = Some(p.stopped.unwrap_or_else(|| "tcp".into()));
-                break;
-            }
+/// Step 2: probes through the port forwards: TCP, then HTTP.
+fn probes(g: &mut Guest, forwards: &[(u16, u16)], run: &mut Run) -> Result<()> {
+    let settings = g.settings;
+    for (i, t) in settings.tcp.iter().enumerate() {
+        if !run.going() {
+            return Ok(());
         }
-    }
-    if stop.is_none() {
-        for (i, h) in settings.http.iter().enumerate() {
-            let name = format!("http[{i}] GET :{}{}", h.port, h.path);
-            let addr = SocketAddr::from(([127, 0, 0, 1], host_port(h.port)));
-            let p = probe(
-                h.timeout,
-                || watch(&mut con, &mut vm, &mut phases),
-                || http_answers(addr, h),
-            );
-            if p.ok {
-                run.pass(name, p.secs, format!("status {}", h.status));
-            } else {
-                run.fail(name, p.secs, format!("within {} s: {}", h.timeout, p.last));
-                stop = Some(p.stopped.unwrap_or_else(|| "http".into()));
-                break;
-            }
-        }
-    }
-
-    // 3. The recipe's programs, run on the host.
-    if stop.is_none() {
-        let subst = hostcheck::Substitutions {
-            forwards: &forwards,
-            image: std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf()),
-            console_log: std::path::absolute(&console_path).unwrap_or(console_path.clone()),
+        let addr = Guest::addr(forwards, t.port);
+        // Validated when the recipe was read.
+        let expect = t
+            .expect
+            .as_deref()
+            .map(|e| RegexBuilder::new(e).multi_line(true).build())
+            .transpose()?;
+        let p = probe(
+            t.timeout,
+            || g.watch(),
+            || match &expect {
+                Some(re) => hostcheck::tcp_exchange(addr, t.send.as_deref(), re),
+                None => tcp_accepts(addr),
+            },
+        );
+        let (port, host_port, timeout) = (t.port, addr.port(), t.timeout);
+        let outcome = match (p.ok, p.stopped, &t.expect) {
+            (true, _, Some(e)) => TcpOutcome::Replies {
+                port,
+                host_port,
+                expect: e.clone(),
+            },
+            (true, _, None) => TcpOutcome::Accepts { port, host_port },
+            (false, Some(stop), _) => TcpOutcome::Stopped { timeout, stop },
+            (false, None, _) => TcpOutcome::NoConnection {
+                timeout,
+                last: p.last,
+            },
         };
-        for (i, c) in settings.command.iter().enumerate() {
-            let name = c.name(i);
-            let begin = Instant::now();
-            let (outcome, stopped) = match subst.argv(&c.argv) {
-                Ok(argv) => hostcheck::run_with_retries(c, &argv, scratch.dir.path(), || {
-                    watch(&mut con, &mut vm, &mut phases)
-                }),
-                Err(e) => (Err(e), None),
-            };
-            let secs = begin.elapsed().as_secs_f64();
-            match outcome {
-                Ok(detail) => run.pass(name, secs, detail),
-                Err(detail) => {
-                    run.fail(name, secs, detail);
-                    stop = Some(stopped.unwrap_or_else(|| "command".into()));
-                    break;
-                }
-            }
-        }
+        run.record(format!("tcp[{i}] :{}", t.port), p.secs, outcome);
     }
+    for (i, h) in settings.http.iter().enumerate() {
+        if !run.going() {
+            return Ok(());
+        }
+        let addr = Guest::addr(forwards, h.port);
+        let p = probe(h.timeout, || g.watch(), || http_answers(addr, h));
+        let timeout = h.timeout;
+        let outcome = match (p.ok, p.stopped) {
+            (true, _) => HttpOutcome::Answered { status: h.status },
+            (false, Some(stop)) => HttpOutcome::Stopped { timeout, stop },
+            (false, None) => HttpOutcome::NoAnswer {
+                timeout,
+                last: p.last,
+            },
+        };
+        run.record(
+            format!("http[{i}] GET :{}{}", h.port, h.path),
+            p.secs,
+            outcome,
+        );
+    }
+    Ok(())
+}
 
-    // 4. Clean shutdown: ACPI power button through QMP; the guest must power off.
-    if let (None, Some(timeout)) = (&stop, settings.shutdown_timeout) {
-        progress.borrow_mut().step("ACPI power-off");
+/// Step 3: the recipe's programs, run on the host against the forwards.
+fn commands(g: &mut Guest, b: &CommandSite, run: &mut Run) {
+    let subst = hostcheck::Substitutions {
+        forwards: b.forwards,
+        image: std::fs::canonicalize(b.image).unwrap_or_else(|_| b.image.to_path_buf()),
+        console_log: std::path::absolute(b.console_path).unwrap_or(b.console_path.to_path_buf()),
+    };
+    let settings = g.settings;
+    for (i, c) in settings.command.iter().enumerate() {
+        if !run.going() {
+            return;
+        }
         let begin = Instant::now();
-        let result = qmp_powerdown(&qmp_path);
-        let mut outcome = match result {
-            Err(e) => Err(format!("QMP: {e:#}")),
-            Ok(()) => Err(String::new()),
+        let outcome = match subst.argv(&c.argv) {
+            Ok(argv) => hostcheck::run_with_retries(c, &argv, b.dir, || g.watch()),
+            Err(detail) => CommandOutcome::Failed { detail },
         };
-        if outcome == Err(String::new()) {
-            // A guest that reached its ready line may not have bound its
-            // power button yet (udev loads the ACPI button driver in
-            // parallel, later on a loaded host): the press is lost, so it is
-            // repeated, as a person would, until the guest reacts.
+        run.record(c.name(i), begin.elapsed().as_secs_f64(), outcome);
+    }
+}
+
+/// Where the recipe's programs run and what their placeholders stand for.
+struct CommandSite<'a> {
+    image: &'a Path,
+    forwards: &'a [(u16, u16)],
+    console_path: &'a Path,
+    dir: &'a Path,
+}
+
+/// Step 4: clean shutdown: the ACPI power button through QMP; the guest must
+/// power off within `timeout` seconds.
+fn shutdown(g: &mut Guest, qmp_path: &Path, timeout: u64, run: &mut Run) {
+    g.progress.step("ACPI power-off");
+    let begin = Instant::now();
+    let outcome = match qmp_powerdown(qmp_path) {
+        Err(e) => ShutdownOutcome::Qmp {
+            error: format!("{e:#}"),
+        },
+        // A guest that reached its ready line may not have bound its power
+        // button yet (udev loads the ACPI button driver in parallel, later
+        // on a loaded host): the press is lost, so it is repeated, as a
+        // person would, until the guest reacts.
+        Ok(()) => {
             let mut pressed = Instant::now();
-            outcome = loop {
+            loop {
                 if pressed.elapsed() >= POWER_BUTTON_REPEAT {
                     pressed = Instant::now();
-                    if let Err(e) = qmp_powerdown(&qmp_path) {
+                    if let Err(e) = qmp_powerdown(qmp_path) {
                         tracing::debug!("pressing the power button again: {e:#}");
                     }
                 }
-                if let Some(why) = watch(&mut con, &mut vm, &mut phases) {
-                    if why.starts_with("guest exited") {
-                        break Ok(why);
+                match g.watch() {
+                    Some(Stop::GuestExited { status }) => {
+                        break ShutdownOutcome::PoweredOff { status }
                     }
-                    stop = Some(why.clone());
-                    break Err(why);
+                    Some(stop) => break ShutdownOutcome::Stopped { stop },
+                    None => {}
                 }
                 if begin.elapsed() > Duration::from_secs(timeout) {
-                    break Err(format!("still running {timeout} s after system_powerdown"));
+                    break ShutdownOutcome::StillRunning { timeout };
                 }
                 std::thread::sleep(POLL);
-            };
-        }
-        let secs = begin.elapsed().as_secs_f64();
-        match outcome {
-            Ok(why) => run.pass("shutdown".into(), secs, format!("powered off: {why}")),
-            Err(why) => {
-                run.fail("shutdown".into(), secs, why);
-                stop.get_or_insert("shutdown".into());
             }
         }
-    }
-    con.refresh();
-    progress.borrow_mut().finish(None);
+    };
+    run.record("shutdown", begin.elapsed().as_secs_f64(), outcome);
+}
 
-    // Forbidden patterns are one check, judged over the whole console.
-    match &forbid_hit {
-        Some((pat, line)) => run.fail(
-            format!("forbid /{pat}/"),
-            con.secs(),
-            format!("seen: {line}"),
-        ),
-        None => run.pass(
-            format!("forbid ({} patterns)", settings.forbid.len()),
-            con.secs(),
-            "none seen".into(),
-        ),
-    }
-    // A forbidden pattern is the reason, whatever check was waiting then.
-    if let Some((pat, _)) = &forbid_hit {
-        run.failed = Some(format!("forbid /{pat}/"));
-    }
-    // Measured boot: the PCR 11 kiln-init read from the TPM against the
-    // manifest's prediction.
-    if let Some(predicted) = &opts.tpm {
-        let (passed, detail) = pcr11_outcome(&con.text, predicted.as_deref());
-        if passed {
-            run.pass(PCR11_CHECK.into(), con.secs(), detail);
-        } else {
-            run.fail(PCR11_CHECK.into(), con.secs(), detail);
+/// Step 5: what is judged over the whole console once the guest is stopped:
+/// forbidden patterns, the measured PCR 11, Secure Boot; then why the boot
+/// stopped early, if it did. A forbidden pattern, a firmware refusal and
+/// the overall timeout each become the failing check, whatever check was
+/// waiting then.
+fn judge_console(g: &mut Guest, tpm: &Option<Option<String>>, run: &mut Run) -> Result<()> {
+    let lines = g.con.finish();
+    g.scan(lines);
+    g.progress.finish(None);
+    let secs = g.con.secs();
+    match g.forbid_hit.clone() {
+        Some((pattern, line)) => {
+            let name = format!("forbid /{pattern}/");
+            run.record(name.clone(), secs, ForbidOutcome::Seen { pattern, line });
+            run.failed = Some(name);
+        }
+        None => {
+            let patterns = g.settings.forbid.len();
+            let name = format!("forbid ({patterns} patterns)");
+            run.record(name, secs, ForbidOutcome::NoneSeen { patterns });
         }
     }
-    // Secure Boot: judged from what the guest kernel reports; a firmware
-    // refusal is the reason, whatever check was waiting then.
-    if secure_boot {
-        let (passed, detail) = secure_boot_outcome(&con.text);
-        if passed {
-            run.pass(SECURE_BOOT_CHECK.into(), con.secs(), detail);
-        } else {
-            let refused = secure_boot_refusal(&con.text).is_some();
-            run.fail(SECURE_BOOT_CHECK.into(), con.secs(), detail);
-            if refused {
-                run.failed = Some(SECURE_BOOT_CHECK.into());
-            }
+    if let Some(predicted) = tpm {
+        run.record(
+            PCR11_CHECK,
+            secs,
+            pcr11_outcome(&g.con.text, predicted.as_deref()),
+        );
+    }
+    if g.secure_boot {
+        let outcome = secure_boot_outcome(&g.con.text);
+        let refused = matches!(outcome, SecureBootOutcome::Refused { .. });
+        run.record(SECURE_BOOT_CHECK, secs, outcome);
+        if refused {
+            run.failed = Some(SECURE_BOOT_CHECK.into());
         }
     }
-    match stop.as_deref() {
-        Some("timeout") => {
-            run.checks.push(CheckResult {
-                name: "timeout".into(),
-                passed: false,
-                secs: con.secs(),
-                detail: format!("overall timeout of {} s reached", settings.timeout),
-            });
+    // Why the boot stopped, as the steps saw it.
+    let stopped = run.checks.iter().find_map(|c| match &c.outcome {
+        Some(
+            Outcome::Console(ConsoleOutcome::Stopped { stop })
+            | Outcome::Tcp(TcpOutcome::Stopped { stop, .. })
+            | Outcome::Http(HttpOutcome::Stopped { stop, .. })
+            | Outcome::Command(CommandOutcome::Stopped { stop })
+            | Outcome::Shutdown(ShutdownOutcome::Stopped { stop }),
+        ) => Some(stop.clone()),
+        _ => None,
+    });
+    match stopped {
+        Some(stop @ Stop::Timeout { .. }) => {
+            run.record("timeout", secs, stop);
             run.failed = Some("timeout".into());
         }
-        Some("interrupted") => {
-            drop(vm);
-            bail!("interrupted: QEMU stopped, nothing recorded");
-        }
+        Some(Stop::Interrupted) => bail!("interrupted: QEMU stopped, nothing recorded"),
         _ => {}
     }
+    Ok(())
+}
+
+/// Boot `image` and run the checks; records nothing (see [`crate::store::verdict::record`]).
+pub fn run(
+    image: &Path,
+    image_label: &str,
+    settings: &TestSettings,
+    opts: &TestOptions,
+) -> Result<Verdict> {
+    let started_at = crate::util::time::rfc3339_now();
+    let t0 = Instant::now();
+    // Checked before the boot: a directory kiln cannot write to must not
+    // cost the verdict after it.
+    let log_dest = output::console_log_dest(image, opts.console_log.clone());
+    let mut b = boot(image, image_label, settings, opts)?;
+    let guest = &mut b.guest;
+    let mut run = Run::default();
+    console_patterns(guest, &mut run);
+    probes(guest, &b.forwards, &mut run)?;
+    let site = CommandSite {
+        image,
+        forwards: &b.forwards,
+        console_path: &b.console_path,
+        dir: b.scratch.dir.path(),
+    };
+    commands(guest, &site, &mut run);
+    if let (true, Some(timeout)) = (run.going(), settings.shutdown_timeout) {
+        shutdown(guest, &b.qmp_path, timeout, &mut run);
+    }
+    judge_console(guest, &opts.tpm, &mut run)?;
+    let Guest {
+        vm, con, phases, ..
+    } = b.guest;
     drop(vm);
-    let (digest_before, qemu_version) = host_side
+    drop(b._swtpm);
+    drop(b.scratch);
+
+    let (digest_before, qemu_version) = b
+        .host_side
         .join()
         .map_err(|_| anyhow::anyhow!("hashing {} failed", image.display()))?;
     let digest_before = digest_before?;
-
-    // The console log is kept beside the image (or where asked).
-    let log_dest = opts.console_log.clone().unwrap_or_else(|| {
-        let stem = image
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
-        image.with_file_name(format!("{stem}.console.log"))
-    });
-    let log = std::fs::read(&console_path)
-        .with_context(|| format!("reading the console log {}", console_path.display()))?;
-    write_whole(&log_dest, &log)
-        .with_context(|| format!("keeping the console log at {}", log_dest.display()))?;
-
     let digest_after = crate::util::digest::file_digest(image)?;
     if digest_after != digest_before {
         bail!(check_failed(format!(
@@ -565,13 +604,13 @@ pub fn run(
             image.display()
         )));
     }
-    let passed = run.failed.is_none();
-    let verdict = Verdict {
+    let secure_boot = opts.secure_boot.is_some();
+    Ok(Verdict {
         schema: SCHEMA.into(),
         image_digest: digest_before,
         image: image_label.to_string(),
-        passed,
-        failed_check: run.failed.clone(),
+        passed: run.failed.is_none(),
+        failed_check: run.failed,
         checks: run.checks,
         phases,
         duration_secs: t0.elapsed().as_secs_f64(),
@@ -582,17 +621,12 @@ pub fn run(
             qemu::OVMF_CODE
         }
         .into(),
-        accel: accel.as_str().into(),
+        accel: b.accel.as_str().into(),
         started_at,
         kiln_version: env!("CARGO_PKG_VERSION").into(),
-        console_log: Some(log_dest),
+        console_log: output::keep_console_log(log_dest, &con.kept()),
         secure_boot,
-    };
-    if let Some(j) = &opts.junit {
-        write_whole(j, crate::vm::junit::junit_xml(&verdict).as_bytes())
-            .with_context(|| format!("writing {}", j.display()))?;
-    }
-    Ok(verdict)
+    })
 }
 
 /// `kiln test IMAGE`: read the image's manifest ([`crate::read::locate`])
@@ -601,18 +635,16 @@ pub fn run(
 pub fn test_image(
     store: &crate::store::Store,
     image: &Path,
-    junit: Option<PathBuf>,
     secure_boot: Option<SecureBootKeys>,
     tpm: bool,
 ) -> Result<Verdict> {
-    test_image_with(store, image, junit, secure_boot, tpm, false)
+    test_image_with(store, image, secure_boot, tpm, false)
 }
 
 /// [`test_image`], with the boot's progress on the terminal when `progress`.
 pub fn test_image_with(
     store: &crate::store::Store,
     image: &Path,
-    junit: Option<PathBuf>,
     secure_boot: Option<SecureBootKeys>,
     tpm: bool,
     progress: bool,
@@ -644,7 +676,6 @@ pub fn test_image_with(
         &label,
         &settings,
         &TestOptions {
-            junit,
             console_log: None,
             progress,
             firmware_cache: Some(store.clone()),
@@ -654,34 +685,6 @@ pub fn test_image_with(
     )?;
     crate::store::verdict::record(store, &v)?;
     Ok(v)
-}
-
-/// Write `dest` whole or not at all: into a scratch directory beside it,
-/// then renamed into place (a killed kiln leaves an announced scratch
-/// directory, which the next run sweeps, never a half-written file).
-fn write_whole(dest: &Path, data: &[u8]) -> Result<()> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let scratch = crate::util::scratch::ScratchDir::new_in(dir)?;
-    let tmp = scratch.path().join("file");
-    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("renaming into {}", dest.display()))
-}
-
-pub use crate::vm::junit::junit_xml;
-
-/// The console tail of a finished test, for failure reports.
-pub fn console_tail(v: &Verdict) -> String {
-    let text = v
-        .console_log
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
 /// Ask the guest to power off (ACPI power button) through QMP.

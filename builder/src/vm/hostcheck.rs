@@ -17,6 +17,7 @@ use anyhow::Result;
 use regex::Regex;
 
 use crate::model::checks::{expand, CommandCheck, Placeholder, TestSettings};
+use crate::store::verdict::{CommandOutcome, Stop};
 use crate::util::exec::CommandRunExt;
 
 /// How much of a reply or of a command's output is kept to match against.
@@ -202,19 +203,18 @@ fn head(text: &str) -> &str {
 }
 
 /// Run `c` until it passes or its retries are spent, asking `watch` before
-/// each attempt whether the boot has stopped. Returns the outcome and,
-/// when the boot stopped, why.
+/// each attempt whether the boot has stopped.
 pub fn run_with_retries(
     c: &CommandCheck,
     argv: &[String],
     dir: &Path,
-    mut watch: impl FnMut() -> Option<String>,
-) -> (Result<String, String>, Option<String>) {
+    mut watch: impl FnMut() -> Option<Stop>,
+) -> CommandOutcome {
     let attempts = c.retries + 1;
     let mut last = Err(String::new());
     for n in 1..=attempts {
-        if let Some(why) = watch() {
-            return (Err(format!("boot stopped: {why}")), Some(why));
+        if let Some(stop) = watch() {
+            return CommandOutcome::Stopped { stop };
         }
         last = run_command(c, argv, dir);
         if last.is_ok() {
@@ -224,11 +224,13 @@ pub fn run_with_retries(
             std::thread::sleep(RETRY_PAUSE);
         }
     }
-    let last = match last {
-        Err(e) if attempts > 1 => Err(format!("{attempts} attempts, the last: {e}")),
-        other => other,
-    };
-    (last, None)
+    match last {
+        Ok(detail) => CommandOutcome::Passed { detail },
+        Err(e) if attempts > 1 => CommandOutcome::Failed {
+            detail: format!("{attempts} attempts, the last: {e}"),
+        },
+        Err(detail) => CommandOutcome::Failed { detail },
+    }
 }
 
 /// One TCP exchange through the forward to `addr`: connect, write `send`
@@ -344,19 +346,25 @@ mod tests {
         );
         let mut c = check(&["sh", "-c", &script]);
         c.retries = 2;
-        let (r, stopped) = run_with_retries(&c, &c.argv, dir.path(), || None);
-        assert_eq!(r.unwrap(), "exit status 0");
-        assert!(stopped.is_none());
+        assert_eq!(
+            run_with_retries(&c, &c.argv, dir.path(), || None),
+            CommandOutcome::Passed {
+                detail: "exit status 0".into()
+            }
+        );
         c.argv = vec!["false".into()];
         c.retries = 1;
-        let (r, _) = run_with_retries(&c, &c.argv, dir.path(), || None);
         assert_eq!(
-            r.unwrap_err(),
-            "2 attempts, the last: exit status 1, expected 0; no output"
+            run_with_retries(&c, &c.argv, dir.path(), || None),
+            CommandOutcome::Failed {
+                detail: "2 attempts, the last: exit status 1, expected 0; no output".into()
+            }
         );
-        let (r, stopped) = run_with_retries(&c, &c.argv, dir.path(), || Some("timeout".into()));
-        assert_eq!(stopped.as_deref(), Some("timeout"));
-        assert!(r.is_err());
+        let stop = Stop::Timeout { secs: 5 };
+        assert_eq!(
+            run_with_retries(&c, &c.argv, dir.path(), || Some(stop.clone())),
+            CommandOutcome::Stopped { stop }
+        );
     }
 
     #[test]

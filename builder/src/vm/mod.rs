@@ -2,9 +2,10 @@
 //! QMP) and `kiln test`, which judges the booted image from outside.
 
 pub mod boottest;
+pub mod console;
 pub mod firmware;
 pub mod hostcheck;
-pub mod junit;
+pub mod output;
 pub mod probe;
 pub mod qemu;
 pub mod secureboot;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::model::checks::HttpCheck;
+use crate::store::verdict::Stop;
 
 /// How a network probe ended.
 pub(crate) struct Probe {
@@ -17,7 +18,7 @@ pub(crate) struct Probe {
     pub last: String,
     /// Why the boot stopped while probing (the guest died, a forbidden
     /// pattern appeared), when it did.
-    pub stopped: Option<String>,
+    pub stopped: Option<Stop>,
     /// Seconds from the first attempt.
     pub secs: f64,
 }
@@ -26,7 +27,7 @@ pub(crate) struct Probe {
 /// pass, checking before each try (`watch`) that the boot has not stopped.
 pub(crate) fn probe(
     timeout: u64,
-    mut watch: impl FnMut() -> Option<String>,
+    mut watch: impl FnMut() -> Option<Stop>,
     mut attempt: impl FnMut() -> Result<(), String>,
 ) -> Probe {
     let begin = Instant::now();
@@ -34,7 +35,6 @@ pub(crate) fn probe(
     let mut stopped = None;
     let ok = loop {
         if let Some(why) = watch() {
-            last = why.clone();
             stopped = Some(why);
             break false;
         }

@@ -12,6 +12,7 @@ use x509_cert::der::Encode;
 
 use crate::fs::efivars::{self, Guid, Variable};
 use crate::image::secureboot::read_certificate;
+use crate::store::verdict::{Pcr11Outcome, SecureBootOutcome};
 use crate::util::error::InputError;
 
 /// Debian's OVMF build with Secure Boot and SMM (needs `-machine q35,smm=on`
@@ -144,26 +145,23 @@ pub fn secure_boot_refusal(console: &str) -> Option<&str> {
 
 /// The `secure_boot` check over a whole console log: passed only when the
 /// guest kernel itself reported Secure Boot enabled; otherwise why not.
-pub fn secure_boot_outcome(console: &str) -> (bool, String) {
+pub fn secure_boot_outcome(console: &str) -> SecureBootOutcome {
     let reported = |marks: [&str; 2]| {
         console
             .lines()
             .find(|l| marks.iter().any(|m| l.contains(m)))
-            .map(str::trim)
+            .map(|l| l.trim().to_string())
     };
     if let Some(line) = reported(SECURE_BOOT_ON) {
-        return (true, format!("the guest reports: {line}"));
+        return SecureBootOutcome::Enabled { line };
     }
     if let Some(line) = secure_boot_refusal(console) {
-        return (false, format!("the firmware refused the image: {line}"));
+        return SecureBootOutcome::Refused { line: line.into() };
     }
     if let Some(line) = reported(SECURE_BOOT_OFF) {
-        return (false, format!("the guest reports: {line}"));
+        return SecureBootOutcome::Disabled { line };
     }
-    (
-        false,
-        "neither the kernel nor kiln-init reported Secure Boot enabled on the console".into(),
-    )
+    SecureBootOutcome::NotReported
 }
 
 /// The check a `--tpm` boot adds.
@@ -173,24 +171,21 @@ const PCR11_MARK: &str = "kiln-init: tpm pcr-sha256/11=";
 
 /// The `pcr11` check over a whole console log: the value kiln-init read
 /// from the TPM must equal the build's prediction.
-pub fn pcr11_outcome(console: &str, predicted: Option<&str>) -> (bool, String) {
+pub fn pcr11_outcome(console: &str, predicted: Option<&str>) -> Pcr11Outcome {
     let measured = console.lines().find_map(|l| {
         let at = l.find(PCR11_MARK)?;
-        Some(l[at + PCR11_MARK.len()..].trim())
+        Some(l[at + PCR11_MARK.len()..].trim().to_string())
     });
     match (measured, predicted) {
-        (None, _) => (
-            false,
-            "kiln-init reported no PCR 11 (no TPM seen by the guest, or the boot did not reach kiln-init)".into(),
-        ),
-        (Some(m), None) => (
-            false,
-            format!("measured {m}, but the manifest has no PCR 11 prediction (rebuild with this kiln)"),
-        ),
-        (Some(m), Some(p)) if m.eq_ignore_ascii_case(p) => {
-            (true, format!("measured {m}, as predicted"))
+        (None, _) => Pcr11Outcome::NotReported,
+        (Some(measured), None) => Pcr11Outcome::NoPrediction { measured },
+        (Some(measured), Some(p)) if measured.eq_ignore_ascii_case(p) => {
+            Pcr11Outcome::AsPredicted { measured }
         }
-        (Some(m), Some(p)) => (false, format!("measured {m}, predicted {p}")),
+        (Some(measured), Some(p)) => Pcr11Outcome::Mismatch {
+            measured,
+            predicted: p.into(),
+        },
     }
 }
 
@@ -271,24 +266,20 @@ mod tests {
         let on = "BdsDxe: starting Boot0001\n[    0.000000] secureboot: Secure boot enabled\n";
         assert_eq!(
             secure_boot_outcome(on),
-            (
-                true,
-                "the guest reports: [    0.000000] secureboot: Secure boot enabled".into()
-            )
+            SecureBootOutcome::Enabled {
+                line: "[    0.000000] secureboot: Secure boot enabled".into()
+            }
         );
         let init = "kiln-init: mounted /dev, /proc, /sys\nkiln-init: secure boot: enabled (EFI variable SecureBoot=1)\n";
         assert_eq!(
-            secure_boot_outcome(init),
-            (
-                true,
-                "the guest reports: kiln-init: secure boot: enabled (EFI variable SecureBoot=1)"
-                    .into()
-            )
+            secure_boot_outcome(init).to_string(),
+            "the guest reports: kiln-init: secure boot: enabled (EFI variable SecureBoot=1)"
         );
         let refused = "BdsDxe: loading Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0)\n\
                        BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0): Access Denied\n";
-        let (passed, detail) = secure_boot_outcome(refused);
-        assert!(!passed);
+        let outcome = secure_boot_outcome(refused);
+        assert!(matches!(outcome, SecureBootOutcome::Refused { .. }));
+        let detail = outcome.to_string();
         assert!(
             detail.contains("refused the image: BdsDxe: failed to load Boot0001"),
             "{detail}"
@@ -297,12 +288,11 @@ mod tests {
         let off = "[    0.000000] secureboot: Secure boot disabled\n";
         assert_eq!(
             secure_boot_outcome(off),
-            (
-                false,
-                "the guest reports: [    0.000000] secureboot: Secure boot disabled".into()
-            )
+            SecureBootOutcome::Disabled {
+                line: "[    0.000000] secureboot: Secure boot disabled".into()
+            }
         );
-        assert!(!secure_boot_outcome("").0);
+        assert_eq!(secure_boot_outcome(""), SecureBootOutcome::NotReported);
         // A boot option that merely failed to load for another reason is no refusal.
         assert!(secure_boot_refusal("BdsDxe: failed to load Boot0002: Not Found").is_none());
     }
@@ -313,17 +303,26 @@ mod tests {
         let console =
             format!("kiln-init: mounted /dev, /proc, /sys\nkiln-init: tpm pcr-sha256/11={a}\n");
         assert_eq!(
-            pcr11_outcome(&console, Some(&a.to_uppercase())),
-            (true, format!("measured {a}, as predicted"))
+            pcr11_outcome(&console, Some(&a.to_uppercase())).to_string(),
+            format!("measured {a}, as predicted")
         );
         let b = "b".repeat(64);
         assert_eq!(
             pcr11_outcome(&console, Some(&b)),
-            (false, format!("measured {a}, predicted {b}"))
+            Pcr11Outcome::Mismatch {
+                measured: a.clone(),
+                predicted: b
+            }
         );
-        assert!(!pcr11_outcome(&console, None).0);
-        assert!(pcr11_outcome("kiln-init: exec /sbin/init", Some(&a))
-            .1
-            .contains("no PCR 11"));
+        assert_eq!(
+            pcr11_outcome(&console, None),
+            Pcr11Outcome::NoPrediction {
+                measured: a.clone()
+            }
+        );
+        assert_eq!(
+            pcr11_outcome("kiln-init: exec /sbin/init", Some(&a)),
+            Pcr11Outcome::NotReported
+        );
     }
 }
