@@ -167,6 +167,8 @@ format = "tar"   # no kernel in this fixture: the composed root as a tar
                 .arg(self.store())
                 .env("PATH", path)
                 .env_remove("SOURCE_DATE_EPOCH")
+                // Colour is for terminals: kiln decides by what stderr is.
+                .env_remove("NO_COLOR")
                 .envs(env.iter().copied()),
             std::time::Duration::from_secs(600),
         )
@@ -933,6 +935,8 @@ fn cache_failure_is_a_warning(port: u16, env: &[(&str, &str)], want: &str) {
     );
     // Warned once: the cache is left alone after the first failure.
     assert_eq!(stderr.matches(want).count(), 1, "{stderr}");
+    // stderr is a pipe here, not a terminal: no colour, no escape sequence.
+    assert!(!out.stderr.contains(&0x1b), "{stderr:?}");
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sources: Vec<&str> = r["layers"]
         .as_array()

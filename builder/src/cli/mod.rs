@@ -8,6 +8,7 @@
 mod args;
 mod building;
 mod inspecting;
+pub mod logging;
 mod manual;
 mod publishing;
 pub mod render;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use crate::publish::release::Releases;
 use crate::store::Store;
 use crate::upkeep::{fsck, gc};
+use crate::util::printable;
 use crate::util::progress::Progress;
 
 pub use args::{CacheArgs, Cli, Command};
@@ -206,7 +208,9 @@ impl Context {
 
     /// Print `value` as JSON with `--json`, else `human` even with
     /// `--quiet`: for commands whose report is what they are run for
-    /// (`ls`, `inspect`, `releases`).
+    /// (`ls`, `inspect`, `releases`). The renderers quote every name they
+    /// show; a control character one missed is quoted here, before it
+    /// reaches the terminal ([`printable::lines`]).
     fn show(
         &self,
         value: &impl Serialize,
@@ -216,7 +220,12 @@ impl Context {
         if self.json {
             render::json(&mut out, value)
         } else {
-            human(&mut out).map_err(Into::into)
+            let mut text = Vec::new();
+            human(&mut text)
+                .and_then(|()| {
+                    out.write_all(printable::lines(&String::from_utf8_lossy(&text)).as_bytes())
+                })
+                .map_err(Into::into)
         }
         .context("writing to stdout")
     }

@@ -25,6 +25,7 @@ use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::model::disk::PartitionInfo;
 use crate::read::imagefs::{Image, Origin, Package, Table};
 use crate::util::digest::{Digest, SHA256_PREFIX};
+use crate::util::printable::PrintableExt as _;
 
 /// Values longer than this are shown by digest in field changes.
 const SHOWN_VALUE_MAX: usize = 64;
@@ -503,10 +504,20 @@ pub(crate) fn short(v: &Option<String>) -> String {
     }
 }
 
+/// `FIELD{sep} OLD -> NEW`, quoted for a terminal, values shortened ([`short`]).
+fn shown_change(ch: &FieldChange, sep: &str) -> String {
+    format!(
+        "{}{sep} {} -> {}",
+        ch.field.printable(),
+        short(&ch.old).printable(),
+        short(&ch.new).printable()
+    )
+}
+
 fn describe(f: &FileInfo) -> String {
     let mut s = format!("{} {} {}:{}", f.kind, f.mode, f.uid, f.gid);
     if let Some(t) = &f.target {
-        let _ = write!(s, " -> {t}");
+        let _ = write!(s, " -> {}", t.printable());
     } else if let Some(size) = f.size {
         let _ = write!(s, " {size} B");
     }
@@ -541,53 +552,61 @@ impl ImageDiff {
 
     /// The report for people: one line per difference, grep-able, sorted
     /// (files by path, packages by name), then the summary.
+    /// Names and values from the images are quoted
+    /// ([`crate::util::printable`]): one line per difference, whatever the
+    /// names hold.
     pub fn human(&self) -> String {
         let mut out = String::new();
         let origin = |o: Origin| format!("{o:?}").to_lowercase();
-        let _ = writeln!(out, "--- {} ({})", self.a.name, origin(self.a.origin));
-        let _ = writeln!(out, "+++ {} ({})", self.b.name, origin(self.b.origin));
+        let _ = writeln!(
+            out,
+            "--- {} ({})",
+            self.a.name.printable(),
+            origin(self.a.origin)
+        );
+        let _ = writeln!(
+            out,
+            "+++ {} ({})",
+            self.b.name.printable(),
+            origin(self.b.origin)
+        );
         for f in &self.files.removed {
-            let _ = writeln!(out, "- {}  {}", f.path, describe(f));
+            let _ = writeln!(out, "- {}  {}", f.path.printable(), describe(f));
         }
         for f in &self.files.added {
-            let _ = writeln!(out, "+ {}  {}", f.path, describe(f));
+            let _ = writeln!(out, "+ {}  {}", f.path.printable(), describe(f));
         }
         for c in &self.files.changed {
-            let fields: Vec<String> = c
-                .changes
-                .iter()
-                .map(|ch| format!("{} {} -> {}", ch.field, short(&ch.old), short(&ch.new)))
-                .collect();
-            let _ = writeln!(out, "~ {}  {}", c.path, fields.join(", "));
+            let fields: Vec<String> = c.changes.iter().map(|ch| shown_change(ch, "")).collect();
+            let _ = writeln!(out, "~ {}  {}", c.path.printable(), fields.join(", "));
         }
         if let Some(p) = &self.packages {
-            for x in &p.removed {
-                let _ = writeln!(out, "- package {} {} {}", x.name, x.version, x.architecture);
-            }
-            for x in &p.added {
-                let _ = writeln!(out, "+ package {} {} {}", x.name, x.version, x.architecture);
+            for (sign, list) in [("-", &p.removed), ("+", &p.added)] {
+                for x in list {
+                    let _ = writeln!(
+                        out,
+                        "{sign} package {} {} {}",
+                        x.name.printable(),
+                        x.version.printable(),
+                        x.architecture.printable()
+                    );
+                }
             }
             for x in &p.changed {
-                let _ = writeln!(out, "~ package {} {} -> {}", x.name, x.old, x.new);
+                let _ = writeln!(
+                    out,
+                    "~ package {} {} -> {}",
+                    x.name.printable(),
+                    x.old.printable(),
+                    x.new.printable()
+                );
             }
         }
         for b in &self.boot {
-            let _ = writeln!(
-                out,
-                "~ boot {}: {} -> {}",
-                b.field,
-                short(&b.old),
-                short(&b.new)
-            );
+            let _ = writeln!(out, "~ boot {}", shown_change(b, ":"));
         }
         for d in self.disk.iter().flatten() {
-            let _ = writeln!(
-                out,
-                "~ disk {}: {} -> {}",
-                d.field,
-                short(&d.old),
-                short(&d.new)
-            );
+            let _ = writeln!(out, "~ disk {}", shown_change(d, ":"));
         }
         let verdict = if self.identical {
             "identical"

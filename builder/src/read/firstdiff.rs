@@ -29,6 +29,7 @@ use crate::model::disk::PartitionInfo;
 use crate::read::diff::{node_changes, short, shown_path};
 use crate::read::disk;
 use crate::read::imagefs::{self, FileKind};
+use crate::util::printable::PrintableExt as _;
 
 mod fields;
 use fields::*;
@@ -58,16 +59,22 @@ pub struct Difference {
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.part)?;
+        // Names and values come from the images: quoted for a terminal.
+        write!(f, "{}: ", self.part.printable())?;
         if let Some(file) = &self.file {
-            write!(f, "{file}: ")?;
+            write!(f, "{}: ", file.printable())?;
         }
-        write!(f, "{}", self.field)?;
+        write!(f, "{}", self.field.printable())?;
         if self.a.is_some() || self.b.is_some() {
-            write!(f, " ({} vs {})", short(&self.a), short(&self.b))?;
+            write!(
+                f,
+                " ({} vs {})",
+                short(&self.a).printable(),
+                short(&self.b).printable()
+            )?;
         }
         if !self.also.is_empty() {
-            write!(f, "; also differ: {}", self.also.join(", "))?;
+            write!(f, "; also differ: {}", self.also.join(", ").printable())?;
         }
         Ok(())
     }

@@ -560,7 +560,12 @@ mod tests {
         })
         .join()
         .unwrap();
-        // Generous: the signal is sent as the thread exits.
+        assert_killed_by_the_thread(&mut child);
+    }
+
+    /// `child` dies of SIGKILL within 20 s (generous: the parent-death
+    /// signal is sent as the thread that started it exits).
+    fn assert_killed_by_the_thread(child: &mut Child) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -598,9 +603,10 @@ mod tests {
         let marker = format!("3600.{}", std::process::id());
         let script = format!("sleep {marker} & wait");
         let started = marker.clone();
-        let mut child = std::thread::spawn(move || {
-            let child = whole_tree("sh")
-                .unwrap()
+        let (mut child, namespaced) = std::thread::spawn(move || {
+            let mut command = whole_tree("sh").unwrap();
+            let namespaced = Some(Path::new(command.get_program())) == namespace_runner();
+            let child = command
                 .args(["-c", &script])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -613,29 +619,35 @@ mod tests {
                 assert!(Instant::now() < deadline, "sleep never started");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            child
+            (child, namespaced)
         })
         .join()
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let left = loop {
-            let left = processes(&["sleep", &marker]);
-            if left.is_empty() || Instant::now() > deadline {
-                break left;
+        // Either way the child itself dies with the thread that bound it.
+        assert_killed_by_the_thread(&mut child);
+        let left = processes(&["sleep", &marker]);
+        if namespaced {
+            // The namespace's init died: the kernel kills the rest.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut left = left;
+            while !left.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                left = processes(&["sleep", &marker]);
             }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let _ = child.wait();
-        if namespace_runner().is_some() {
             assert!(left.is_empty(), "sleep {marker} outlived kiln: {left:?}");
         } else {
-            // Unprivileged: only the child itself is bound.
-            for pid in left {
+            // Unprivileged (no namespaces): the program runs bound alone, as
+            // `whole_tree` documents, so its grandchild is still running.
+            for &pid in &left {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            assert!(
+                !left.is_empty(),
+                "without namespaces the grandchild was expected to outlive its parent"
+            );
         }
     }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod hugepages;
 pub mod memo;
 pub mod minisign;
+pub mod printable;
 pub mod progress;
 pub mod record;
 pub mod scratch;

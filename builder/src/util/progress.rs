@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::util::printable::Printable;
+
 /// Reports the steps of a long operation.
 #[derive(Debug)]
 pub struct Progress {
@@ -41,7 +43,8 @@ impl Progress {
             if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}") {
                 pb.set_style(style);
             }
-            pb.set_message(msg);
+            // Steps name layers, files and registries: quoted for the terminal.
+            pb.set_message(Printable(&msg).to_string());
             pb.enable_steady_tick(Duration::from_millis(120));
             self.current = Some((pb, Instant::now()));
         }
@@ -57,7 +60,7 @@ impl Progress {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             match result {
-                Some(r) => pb.finish_with_message(format!("{msg}: {r} ({secs:.1}s)")),
+                Some(r) => pb.finish_with_message(format!("{msg}: {} ({secs:.1}s)", Printable(r))),
                 None => pb.finish_with_message(format!("{msg} ({secs:.1}s)")),
             }
         }

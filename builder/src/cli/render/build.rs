@@ -10,19 +10,25 @@ use std::path::Path;
 use crate::build::reproducible::Report;
 use crate::build::{BuildReport, LayerSource, ManyReport};
 use crate::input::lock::LockFile;
+use crate::util::printable::PrintableExt as _;
 
 use super::{human, short_digest};
 
 /// `kiln build`: the image's name and version, one line per layer, the image
 /// file, its digest and size.
 pub fn build(mut out: impl Write, r: &BuildReport) -> io::Result<()> {
-    writeln!(out, "{} {}", r.image.name, r.image.version)?;
+    writeln!(
+        out,
+        "{} {}",
+        r.image.name.printable(),
+        r.image.version.printable()
+    )?;
     for l in &r.layers {
         writeln!(
             out,
             "  {:<8} {:<24} {} {}",
-            l.kind,
-            l.name,
+            l.kind.printable(),
+            l.name.printable(),
             short_digest(&l.digest),
             match l.source {
                 LayerSource::Store => "cached",
@@ -31,8 +37,8 @@ pub fn build(mut out: impl Write, r: &BuildReport) -> io::Result<()> {
             }
         )?;
     }
-    writeln!(out, "image  {}", r.image.path.display())?;
-    writeln!(out, "digest {}", r.image.digest)?;
+    writeln!(out, "image  {}", r.image.path.display().printable())?;
+    writeln!(out, "digest {}", r.image.digest.printable())?;
     writeln!(out, "size   {}", human(r.image.size))
 }
 
@@ -46,7 +52,12 @@ pub fn build_many(mut out: impl Write, r: &ManyReport) -> io::Result<()> {
         build(&mut out, b)?;
     }
     for f in &r.failed {
-        writeln!(out, "FAILED {}: {}", f.recipe.display(), f.error)?;
+        writeln!(
+            out,
+            "FAILED {}: {}",
+            f.recipe.display().printable(),
+            f.error.printable()
+        )?;
     }
     Ok(())
 }
@@ -59,7 +70,7 @@ pub fn reproducible(mut out: impl Write, r: &Report) -> io::Result<()> {
             out,
             "build  umask {} TZ {:<18} clock {:<6} {:>6.1} s  {}",
             b.conditions.umask,
-            b.conditions.tz,
+            b.conditions.tz.printable(),
             b.conditions.faketime.as_deref().unwrap_or("real"),
             b.seconds,
             b.digest
@@ -69,7 +80,7 @@ pub fn reproducible(mut out: impl Write, r: &Report) -> io::Result<()> {
         None => {
             writeln!(out, "reproducible: {} files identical", r.files.len())?;
             if let Some(p) = &r.image {
-                writeln!(out, "image  {}", p.display())?;
+                writeln!(out, "image  {}", p.display().printable())?;
             }
             Ok(())
         }
@@ -80,9 +91,14 @@ pub fn reproducible(mut out: impl Write, r: &Report) -> io::Result<()> {
 /// `kiln lock`: how many packages each layer pins, and the lock file written.
 pub fn lock(mut out: impl Write, path: &Path, lock: &LockFile) -> io::Result<()> {
     for l in &lock.layers {
-        writeln!(out, "  {:<24} {} packages", l.name, l.packages.len())?;
+        writeln!(
+            out,
+            "  {:<24} {} packages",
+            l.name.printable(),
+            l.packages.len()
+        )?;
     }
-    writeln!(out, "wrote {}", path.display())
+    writeln!(out, "wrote {}", path.display().printable())
 }
 
 /// What `kiln lock --json` prints: the lock file's path and its layers.

@@ -7,13 +7,14 @@ use std::io::{self, Write};
 
 use crate::read::diff::ImageDiff;
 use crate::read::inspect::Inspection;
+use crate::util::printable::PrintableExt as _;
 
 use super::human;
 
 /// `kiln inspect`: one fact a line, then the packages, layers and verdicts.
 pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
     if let Some(m) = &i.manifest {
-        writeln!(out, "{} {}", m.name, m.version)?;
+        writeln!(out, "{} {}", m.name.printable(), m.version.printable())?;
     }
     if let Some(d) = &i.digest {
         let check = match i.digest_verified {
@@ -21,7 +22,7 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
             Some(false) => " (DOES NOT MATCH the manifest)",
             None => "",
         };
-        writeln!(out, "digest   {d}{check}")?;
+        writeln!(out, "digest   {}{check}", d.printable())?;
     }
     if let Some(disk) = &i.disk {
         writeln!(out, "partitions:")?;
@@ -30,41 +31,47 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
                 out,
                 "  {} {:<20} {} {:>10} at {:>10}  {}",
                 p.index,
-                p.name,
-                p.type_guid,
+                p.name.printable(),
+                p.type_guid.printable(),
                 human(p.size),
                 p.offset,
-                p.uuid
+                p.uuid.printable()
             )?;
         }
         if let Some(k) = &disk.kernel_version {
-            writeln!(out, "kernel   {k}")?;
+            writeln!(out, "kernel   {}", k.printable())?;
         }
         if let Some(c) = &disk.cmdline {
-            writeln!(out, "cmdline  {c}")?;
+            writeln!(out, "cmdline  {}", c.printable())?;
         }
         if let Some(r) = &disk.root_hash {
-            writeln!(out, "roothash {r}")?;
+            writeln!(out, "roothash {}", r.printable())?;
         }
         if let Some(os) = &disk.os_release {
             if let Some(pretty) = os.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")) {
-                writeln!(out, "os       {}", pretty.trim_matches('"'))?;
+                writeln!(out, "os       {}", pretty.trim_matches('"').printable())?;
             }
         }
     }
     if let Some(m) = &i.manifest {
-        writeln!(out, "recipe   {} {}", m.recipe.file, m.recipe.digest)?;
+        writeln!(
+            out,
+            "recipe   {} {}",
+            m.recipe.file.printable(),
+            m.recipe.digest.printable()
+        )?;
         if let Some(d) = &m.disk {
             match &d.uki_signature {
                 Some(sig) => writeln!(
                     out,
                     "uki      signed for Secure Boot by {} (certificate {})",
-                    sig.signer, sig.cert_fingerprint
+                    sig.signer.printable(),
+                    sig.cert_fingerprint.printable()
                 )?,
                 None => writeln!(out, "uki      not signed for Secure Boot")?,
             }
             if let Some(pcr) = &d.pcr11_sha256 {
-                writeln!(out, "pcr11    {pcr} (predicted, sha256 bank)")?;
+                writeln!(out, "pcr11    {} (predicted, sha256 bank)", pcr.printable())?;
             }
         }
         match m.epoch_source {
@@ -84,7 +91,13 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
         if !packages.is_empty() {
             writeln!(out, "packages ({}):", packages.len())?;
             for p in packages {
-                writeln!(out, "  {:<32} {:<28} {}", p.name, p.version, p.architecture)?;
+                writeln!(
+                    out,
+                    "  {:<32} {:<28} {}",
+                    p.name.printable(),
+                    p.version.printable(),
+                    p.architecture.printable()
+                )?;
             }
         }
         writeln!(out, "layers:")?;
@@ -92,9 +105,9 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
             writeln!(
                 out,
                 "  {:<8} {:<24} {} {}",
-                l.kind,
-                l.name,
-                l.digest,
+                l.kind.printable(),
+                l.name.printable(),
+                l.digest.printable(),
                 human(l.size)
             )?;
         }
@@ -112,13 +125,18 @@ pub fn inspection(mut out: impl Write, i: &Inspection) -> io::Result<()> {
             let outcome = if v.passed {
                 "PASS".to_string()
             } else {
-                format!("FAIL ({})", v.failed_check.as_deref().unwrap_or("?"))
+                format!(
+                    "FAIL ({})",
+                    v.failed_check.as_deref().unwrap_or("?").printable()
+                )
             };
             let secure = if v.secure_boot { ", Secure Boot" } else { "" };
             writeln!(
                 out,
                 "  {}  {outcome}  {:.1}s on {}{secure}",
-                v.started_at, v.duration_secs, v.accel
+                v.started_at.printable(),
+                v.duration_secs,
+                v.accel.printable()
             )?;
         }
     }
@@ -339,5 +357,104 @@ mod tests {
             "--- a.raw (disk)\n+++ b.raw (disk)\n\
              identical: files: 0 added, 0 removed, 0 changed; packages: not compared; boot: 0 changed\n"
         );
+    }
+
+    /// Names from two images holding a line break and terminal escape
+    /// sequences: the report stays one line per difference, every line
+    /// what kiln wrote it as, and no control character reaches the terminal.
+    #[test]
+    fn diff_quotes_names_from_the_images() {
+        use crate::fs::tree::{Meta, Node, NodeKind, Tree};
+        use crate::read::imagefs::{Boot, Image, Package};
+        use std::sync::Arc;
+
+        const FORGED: &str = "srv/a\n+ forged";
+        const CLEAR: &str = "srv/\x1b[2K\x1b[1Aup";
+        let file = |t: &mut Tree, path: &str, data: &[u8]| {
+            let node = Node {
+                kind: NodeKind::File(Arc::new(data.to_vec())),
+                meta: Meta::root(0o644, 0),
+            };
+            t.insert_with_parents(path, node, &Meta::root(0o755, 0))
+                .unwrap();
+        };
+        let image = |name: &str, root: Tree, package: &str, os: &str| Image {
+            name: name.into(),
+            origin: Origin::Tar,
+            root,
+            packages: Some(
+                [(
+                    package.to_string(),
+                    Package {
+                        version: "1\n+ package evil 1 all".into(),
+                        architecture: "all".into(),
+                    },
+                )]
+                .into(),
+            ),
+            boot: Boot {
+                os_release: Some(format!("ID={os}\n")),
+                ..Boot::default()
+            },
+            table: None,
+        };
+        let (mut ta, mut tb) = (Tree::new(0), Tree::new(0));
+        file(&mut ta, FORGED, b"old");
+        file(&mut ta, CLEAR, b"same");
+        file(&mut tb, CLEAR, b"changed");
+        let link = Node {
+            kind: NodeKind::Symlink("\x1b]0;title\x07".into()),
+            meta: Meta::root(0o777, 0),
+        };
+        tb.insert_with_parents("srv/link\r", link, &Meta::root(0o755, 0))
+            .unwrap();
+        let a = image("a\x1b[2K.tar", ta, "pkg\x1b[31m", "debian\x1b[8m");
+        let b = image("b.tar", tb, "pkg\n- package x", "debian\r\n~ boot");
+        let d = crate::read::diff::diff(&a, &b);
+        let shown = text(|o| diff(o, &d));
+        assert!(
+            !shown.chars().any(|c| c != '\n' && c.is_control()),
+            "{shown:?}"
+        );
+        // One line per difference, each as kiln wrote it: the headers, the
+        // removed, added and changed files and packages, the os release,
+        // and the verdict.
+        let lines: Vec<&str> = shown.lines().collect();
+        let kinds = [
+            "--- ",
+            "+++ ",
+            "- /",
+            "+ /",
+            "~ /",
+            "- package pkg",
+            "+ package pkg",
+            "~ boot os-release ",
+        ];
+        for l in &lines[..lines.len() - 1] {
+            assert!(kinds.iter().any(|k| l.starts_with(k)), "{l:?} in\n{shown}");
+        }
+        for forged in ["+ forged", "+ package evil", "- package x", "~ boot\n"] {
+            assert!(
+                !shown.contains(&format!("\n{forged}")),
+                "{forged:?} in\n{shown}"
+            );
+        }
+        assert!(lines[0].starts_with("--- a\\x1b[2K.tar "), "{shown}");
+        assert!(lines[1].starts_with("+++ b.tar "), "{shown}");
+        assert!(
+            lines.contains(&"- /srv/a\\n+ forged  file 0644 0:0 3 B"),
+            "{shown}"
+        );
+        assert!(
+            lines.contains(&"+ /srv/link\\r  symlink 0777 0:0 -> \\x1b]0;title\\x07"),
+            "{shown}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("~ /srv/\\x1b[2K\\x1b[1Aup  size 4 -> 7")),
+            "{shown}"
+        );
+        assert!(lines.last().unwrap().starts_with("differ: "), "{shown}");
     }
 }

@@ -17,6 +17,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::util::digest::Digest;
+use crate::util::printable::Printable;
 
 /// `value` as pretty-printed JSON and a newline (what `--json` prints).
 pub fn json(mut out: impl Write, value: &impl serde::Serialize) -> Result<()> {
@@ -43,9 +44,9 @@ pub fn human(bytes: u64) -> String {
 
 /// A digest as listings show it: [`Digest::short`]. A string that is not a
 /// digest (a damaged store or release entry) is shown whole, never cut, so a
-/// person sees what is there.
+/// person sees what is there ([`Printable`]).
 pub fn short_digest(s: &str) -> String {
-    Digest::parse(s).map_or_else(|_| s.to_string(), |d| d.short())
+    Digest::parse(s).map_or_else(|_| Printable(s).to_string(), |d| d.short())
 }
 
 #[cfg(test)]

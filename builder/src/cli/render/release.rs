@@ -7,13 +7,14 @@ use std::io::{self, Write};
 use crate::publish::oci::PullReport;
 use crate::publish::release::{ChannelReport, PublishReport};
 use crate::publish::sign::{KeygenReport, SignReport, Verified};
+use crate::util::printable::PrintableExt as _;
 
 use super::short_digest;
 
 /// `kiln keygen`: where the two keys went and the key id.
 pub fn keygen(mut out: impl Write, r: &KeygenReport) -> io::Result<()> {
-    writeln!(out, "secret key {}", r.secret_key.display())?;
-    writeln!(out, "public key {}", r.public_key.display())?;
+    writeln!(out, "secret key {}", r.secret_key.display().printable())?;
+    writeln!(out, "public key {}", r.public_key.display().printable())?;
     writeln!(out, "key id     {}", r.key_id)
 }
 
@@ -27,9 +28,9 @@ pub fn secure_boot_keygen(
         writeln!(
             out,
             "{:<4} {} {} {}",
-            k.name,
-            k.key.display(),
-            k.cert.display(),
+            k.name.printable(),
+            k.key.display().printable(),
+            k.cert.display().printable(),
             short_digest(&k.cert_fingerprint)
         )?;
     }
@@ -39,9 +40,13 @@ pub fn secure_boot_keygen(
 /// `kiln sign`: the signature file, the key id and the trusted comment (its
 /// tabs shown as spaces).
 pub fn signed(mut out: impl Write, r: &SignReport) -> io::Result<()> {
-    writeln!(out, "signature {}", r.signature.display())?;
-    writeln!(out, "key id    {}", r.key_id)?;
-    writeln!(out, "trusted   {}", r.trusted_comment.replace('\t', " "))
+    writeln!(out, "signature {}", r.signature.display().printable())?;
+    writeln!(out, "key id    {}", r.key_id.printable())?;
+    writeln!(
+        out,
+        "trusted   {}",
+        r.trusted_comment.replace('\t', " ").printable()
+    )
 }
 
 /// `kiln verify`: the file, that its signature verified and with which key,
@@ -50,41 +55,53 @@ pub fn verified(mut out: impl Write, v: &Verified) -> io::Result<()> {
     writeln!(
         out,
         "{}: signature OK, key id {}",
-        v.file.display(),
-        v.key_id
+        v.file.display().printable(),
+        v.key_id.printable()
     )?;
-    writeln!(out, "trusted {}", v.trusted_comment.replace('\t', " "))
+    writeln!(
+        out,
+        "trusted {}",
+        v.trusted_comment.replace('\t', " ").printable()
+    )
 }
 
 /// `kiln publish … --channel CHANNEL`: the release, the verdict that allowed
 /// it, each file signed (or found already published), the channel entry and
 /// the OCI pushes.
 pub fn published(mut out: impl Write, r: &PublishReport, channel: &str) -> io::Result<()> {
-    writeln!(out, "{} {} {}", r.name, r.version, r.digest)?;
+    writeln!(
+        out,
+        "{} {} {}",
+        r.name.printable(),
+        r.version.printable(),
+        r.digest.printable()
+    )?;
     let boot = if r.secure_boot {
         "booted with Secure Boot enforced"
     } else {
         "booted without Secure Boot"
     };
-    writeln!(out, "verdict  {} ({boot})", r.verdict)?;
+    writeln!(out, "verdict  {} ({boot})", r.verdict.printable())?;
     for f in &r.files {
         let state = if f.existed {
             "already published"
         } else {
             "signed"
         };
-        writeln!(out, "  {} ({state})", f.path.display())?;
+        writeln!(out, "  {} ({state})", f.path.display().printable())?;
     }
     match &r.entry {
         Some(e) => writeln!(
             out,
             "channel  {} #{} now current (key {})",
-            e.channel, e.seq, e.key_id
+            e.channel.printable(),
+            e.seq,
+            e.key_id.printable()
         )?,
-        None => writeln!(out, "channel  {channel}: already current")?,
+        None => writeln!(out, "channel  {}: already current", channel.printable())?,
     }
     for o in &r.oci {
-        writeln!(out, "pushed   {}", o.reference)?;
+        writeln!(out, "pushed   {}", o.reference.printable())?;
     }
     Ok(())
 }
@@ -92,7 +109,7 @@ pub fn published(mut out: impl Write, r: &PublishReport, channel: &str) -> io::R
 /// A channel's history: newest last, the current entry marked `*`, digests
 /// shortened.
 pub fn channel(mut out: impl Write, r: &ChannelReport) -> io::Result<()> {
-    writeln!(out, "channel {}", r.channel)?;
+    writeln!(out, "channel {}", r.channel.printable())?;
     for e in &r.history {
         let mark = if r.current.as_ref().is_some_and(|c| c.seq == e.seq) {
             "*"
@@ -100,7 +117,7 @@ pub fn channel(mut out: impl Write, r: &ChannelReport) -> io::Result<()> {
             " "
         };
         let how = match (&e.from, &e.replaces) {
-            (Some(f), _) => format!("from {f}"),
+            (Some(f), _) => format!("from {}", f.printable()),
             (_, Some(d)) => format!("replaces {}", short_digest(d)),
             _ => String::new(),
         };
@@ -108,10 +125,10 @@ pub fn channel(mut out: impl Write, r: &ChannelReport) -> io::Result<()> {
             "{mark} {:>3} {:<8} {:<10} {} {} {} {how}",
             e.seq,
             format!("{:?}", e.action).to_lowercase(),
-            e.version,
+            e.version.printable(),
             short_digest(&e.digest),
-            e.time,
-            e.key_id
+            e.time.printable(),
+            e.key_id.printable()
         );
         writeln!(out, "{}", line.trim_end())?;
     }
@@ -136,7 +153,12 @@ pub fn promoted(
     r: &ChannelReport,
 ) -> io::Result<()> {
     if already_current {
-        writeln!(out, "{digest} is already current on {to}")?;
+        writeln!(
+            out,
+            "{} is already current on {}",
+            digest.printable(),
+            to.printable()
+        )?;
     }
     channel(out, r)
 }
@@ -147,10 +169,13 @@ pub fn pulled(mut out: impl Write, r: &PullReport) -> io::Result<()> {
     writeln!(
         out,
         "{} {} {} (signature OK, key {})",
-        r.name, r.version, r.digest, r.key_id
+        r.name.printable(),
+        r.version.printable(),
+        r.digest.printable(),
+        r.key_id.printable()
     )?;
     for f in &r.files {
-        writeln!(out, "  {}", f.display())?;
+        writeln!(out, "  {}", f.display().printable())?;
     }
     Ok(())
 }

@@ -5,19 +5,20 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::read::inspect::Listing;
+use crate::util::printable::PrintableExt as _;
 
 use super::{human, short_digest};
 
 /// `kiln ls`: the store at `root` as [`crate::read::inspect::list`] found it.
 pub fn listing(mut out: impl Write, root: &Path, l: &Listing) -> io::Result<()> {
-    writeln!(out, "store {}", root.display())?;
+    writeln!(out, "store {}", root.display().printable())?;
     writeln!(out, "LAYERS")?;
     for layer in &l.layers {
         writeln!(
             out,
             "  {:<8} {:<24} {} {:>10}",
-            layer.kind,
-            layer.name,
+            layer.kind.printable(),
+            layer.name.printable(),
             short_digest(&layer.digest),
             human(layer.size)
         )?;
@@ -27,8 +28,8 @@ pub fn listing(mut out: impl Write, root: &Path, l: &Listing) -> io::Result<()> 
         writeln!(
             out,
             "  {:<16} {:<10} {} {:>10}",
-            i.name,
-            i.version,
+            i.name.printable(),
+            i.version.printable(),
             short_digest(&i.digest),
             human(i.size)
         )?;

@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 
 use crate::store::verdict::Verdict;
+use crate::util::printable::{self, PrintableExt as _};
 
 /// A verdict: one line a check, the phases, the outcome, and on failure
 /// `console_tail` (the console's last lines).
@@ -14,16 +15,18 @@ pub fn verdict(out: &mut dyn Write, v: &Verdict, console_tail: &str) -> io::Resu
     writeln!(
         out,
         "kiln test {} ({}) on {}",
-        v.image, v.image_digest, v.accel
+        v.image.printable(),
+        v.image_digest.printable(),
+        v.accel.printable()
     )?;
     for c in &v.checks {
         writeln!(
             out,
             "  {}  {:<48} {:>6.1}s  {}",
             if c.passed { "PASS" } else { "FAIL" },
-            c.name,
+            c.name.printable(),
             c.secs,
-            c.detail
+            c.detail.printable()
         )?;
     }
     let ph = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |s| format!("{s:.1}s"));
@@ -42,12 +45,16 @@ pub fn verdict(out: &mut dyn Write, v: &Verdict, console_tail: &str) -> io::Resu
             out,
             "verdict: FAIL in {:.1}s: first failing check: {}",
             v.duration_secs,
-            v.failed_check.as_deref().unwrap_or("?")
+            v.failed_check.as_deref().unwrap_or("?").printable()
         )?;
-        writeln!(out, "console (last lines):\n{console_tail}")?;
+        writeln!(
+            out,
+            "console (last lines):\n{}",
+            printable::lines(console_tail)
+        )?;
     }
     if let Some(log) = &v.console_log {
-        writeln!(out, "console log: {}", log.display())?;
+        writeln!(out, "console log: {}", log.display().printable())?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use crate::upkeep::fsck::FsckReport;
 use crate::upkeep::gc::GcReport;
+use crate::util::printable::PrintableExt as _;
 
 use super::human;
 
@@ -31,7 +32,7 @@ pub fn gc(mut out: impl Write, r: &GcReport) -> io::Result<()> {
     } else {
         ""
     };
-    writeln!(out, "store {}{dry}", r.store.display())?;
+    writeln!(out, "store {}{dry}", r.store.display().printable())?;
     for c in &r.removed {
         writeln!(
             out,
@@ -60,7 +61,12 @@ pub fn gc(mut out: impl Write, r: &GcReport) -> io::Result<()> {
         count(r.kept.blobs, "blob")
     )?;
     for f in &r.failed {
-        writeln!(out, "cannot remove {}: {}", f.path.display(), f.error)?;
+        writeln!(
+            out,
+            "cannot remove {}: {}",
+            f.path.display().printable(),
+            f.error.printable()
+        )?;
     }
     Ok(())
 }
@@ -69,10 +75,20 @@ pub fn gc(mut out: impl Write, r: &GcReport) -> io::Result<()> {
 /// summary of what was checked.
 pub fn fsck(mut out: impl Write, r: &FsckReport) -> io::Result<()> {
     for p in &r.repaired {
-        writeln!(out, "removed {} ({})", p.path.display(), p.problem)?;
+        writeln!(
+            out,
+            "removed {} ({})",
+            p.path.display().printable(),
+            p.problem.printable()
+        )?;
     }
     for p in &r.problems {
-        writeln!(out, "{}: {}", p.path.display(), p.problem)?;
+        writeln!(
+            out,
+            "{}: {}",
+            p.path.display().printable(),
+            p.problem.printable()
+        )?;
     }
     let c = &r.checked;
     let not_repairable = r.problems.iter().filter(|p| !p.repairable).count();
@@ -89,7 +105,7 @@ pub fn fsck(mut out: impl Write, r: &FsckReport) -> io::Result<()> {
     writeln!(
         out,
         "store {}: {state}; checked {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
-        r.store.display(),
+        r.store.display().printable(),
         count(c.blobs, "blob"),
         count(c.keys, "key"),
         count(c.manifests, "manifest"),
