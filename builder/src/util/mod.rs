@@ -13,3 +13,4 @@ pub mod progress;
 pub mod record;
 pub mod scratch;
 pub mod time;
+pub mod walk;
