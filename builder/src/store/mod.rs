@@ -643,6 +643,43 @@ mod tests {
     }
 
     #[test]
+    fn a_store_with_a_linked_directory_is_refused_and_never_read_through() {
+        let (dir, s) = fresh();
+        let d = s.put_blob(b"layer").unwrap();
+        let key = format!("sha256:{}", "cd".repeat(32));
+        s.record_key(&KeyEntry {
+            key: key.clone(),
+            digest: d.clone(),
+            diff_id: d.clone(),
+            name: "x".into(),
+            kind: "app".into(),
+            size: 5,
+            tar_size: 5,
+            packages: vec![],
+            source_date_epoch: None,
+        })
+        .unwrap();
+        // `keys/` moved away and replaced by a link to it.
+        let away = dir.path().join("away");
+        fs::rename(s.keys_dir(), &away).unwrap();
+        std::os::unix::fs::symlink(&away, s.keys_dir()).unwrap();
+        let e = s.init().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("{}: is a symbolic link", s.keys_dir().display())),
+            "{e}"
+        );
+        assert!(s.lookup_key(&key).is_err());
+        assert!(s.key_entries().is_err());
+        // `blobs/` likewise: the blob is not read through it.
+        let away = dir.path().join("blobs-away");
+        fs::rename(s.root().join("blobs"), &away).unwrap();
+        std::os::unix::fs::symlink(&away, s.root().join("blobs")).unwrap();
+        assert!(s.get_blob(&d).is_err());
+        assert!(s.read_blob(&d, read).is_err());
+    }
+
+    #[test]
     fn key_index_needs_its_blob() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::new(dir.path());
