@@ -226,3 +226,139 @@ fn keep_last_bounds_the_store() {
     let again = f.build();
     assert_eq!(again["image"]["cached"], true);
 }
+
+/// What a directory outside the store holds, recursively: each path below
+/// it with its content (directories as `/`), links not followed.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            out.push((p.clone(), b"/".to_vec()));
+            out.extend(snapshot(&p));
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A directory outside the store holding what gc would remove from each
+/// of the store's directories: a subdirectory, hex-named files (blobs,
+/// stamps, memo entries), a record, a dead kiln's scratch and a stray file.
+fn plant_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let hex = "ab".repeat(32);
+    write(&dir.join("sub/file"), "keep");
+    write(&dir.join(&hex), "keep");
+    write(&dir.join(format!("{hex}.json")), "{}");
+    write(&dir.join(".kiln-tmp-1-0000000000000001/file"), "keep");
+    write(&dir.join(".kiln-tmp-1-0000000000000001.lock"), "");
+    write(&dir.join(".tmpXyZ123"), "keep");
+    snapshot(dir)
+}
+
+/// The store's directories a link can replace (as the issue found them).
+const PLACES: [&str; 6] = [
+    "tmp",
+    "outputs",
+    "memo",
+    "builds",
+    "checked",
+    "blobs/sha256",
+];
+
+/// A store a build wrote, and a directory outside it with content planted.
+fn store_and_outside() -> (Fixture, PathBuf, Vec<(PathBuf, Vec<u8>)>) {
+    let f = Fixture::new();
+    f.build();
+    let outside = f.dir.path().join("outside");
+    let before = plant_outside(&outside);
+    (f, outside, before)
+}
+
+/// `kiln fsck` exits 1 and names `link` as a link.
+fn fsck_names_link(f: &Fixture, link: &Path) {
+    let fsck = f.kiln(&["fsck"]);
+    let stdout = String::from_utf8_lossy(&fsck.stdout);
+    assert_eq!(fsck.status.code(), Some(1), "{}: {stdout}", link.display());
+    let line = format!("{}: is a symbolic link", link.display());
+    assert!(stdout.contains(&line), "{stdout}");
+}
+
+/// Issue 22 item 1: a link where a store directory belongs (as a shared
+/// cache archive can restore one) is never followed. gc leaves the store
+/// alone and names the link (exit 3), a build refuses the store, fsck
+/// reports the link (exit 1) and `--repair` removes the link only; what
+/// the link points at is untouched throughout.
+#[test]
+fn a_link_in_the_store_is_never_followed() {
+    for place in PLACES {
+        let (f, outside, before) = store_and_outside();
+        let link = f.store().join(place);
+        if link.exists() {
+            fs::remove_dir_all(&link).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+        let recipe = f.dir.path().join("recipes/app.toml");
+        let (recipe, out) = (recipe.to_str().unwrap(), f.out());
+        for args in [&["gc"][..], &["build", recipe, "-o", out.to_str().unwrap()]] {
+            let run = f.kiln(args);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(3), "{place} {args:?}: {stderr}");
+            let named = stderr.contains(&link.display().to_string());
+            assert!(named, "{place} {args:?}: {stderr}");
+            let reached = snapshot(&outside) != before;
+            assert!(!reached, "{place} {args:?} reached through the link");
+        }
+
+        fsck_names_link(&f, &link);
+
+        let repair = f.kiln(&["fsck", "--repair"]);
+        assert!(repair.status.success(), "{place}: {repair:?}");
+        assert!(
+            fs::symlink_metadata(&link).is_err(),
+            "{place}: the link stays"
+        );
+        assert_eq!(
+            snapshot(&outside),
+            before,
+            "{place}: --repair reached through the link"
+        );
+        let gc = f.kiln(&["gc"]);
+        assert!(gc.status.success(), "{place}: {gc:?}");
+        assert_eq!(snapshot(&outside), before, "{place}");
+    }
+}
+
+/// A link as an entry of a store directory: fsck names it, gc and
+/// `--repair` remove the link, never what it points at.
+#[test]
+fn a_link_among_a_store_directorys_entries_goes_alone() {
+    for place in PLACES {
+        let (f, outside, before) = store_and_outside();
+        let dir = f.store().join(place);
+        fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("cd".repeat(32));
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+        fsck_names_link(&f, &link);
+
+        let gc = f.kiln(&["gc"]);
+        assert!(gc.status.success(), "{place}: {gc:?}");
+        assert_eq!(
+            snapshot(&outside),
+            before,
+            "{place}: gc reached through the link"
+        );
+        f.kiln(&["fsck", "--repair"]);
+        assert!(
+            fs::symlink_metadata(&link).is_err(),
+            "{place}: the link stays"
+        );
+        assert_eq!(snapshot(&outside), before, "{place}");
+        assert!(f.kiln(&["fsck"]).status.success(), "{place}");
+    }
+}

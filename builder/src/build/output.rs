@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::fs::layer::{finish_digest, hash_zeros, sha256_digest};
 use crate::model::manifest::Manifest;
+use crate::store::layout::{self, Area};
 use crate::store::{write_atomic, Store};
 use crate::util::digest::Digest;
 use crate::util::scratch::{self, ScratchDir};
@@ -187,7 +188,7 @@ fn replace(src: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// The directory of output stamps in the store.
 pub fn outputs_dir(store: &Store) -> PathBuf {
-    store.root().join("outputs")
+    store.layout().dir(Area::Outputs)
 }
 
 /// What identifies a file's state without reading it, as git's index
@@ -268,7 +269,7 @@ pub fn up_to_date(store: &Store, path: &Path, digest: &str) -> bool {
     let Ok(abs) = absolute(path) else {
         return false;
     };
-    let Ok(text) = std::fs::read(outputs_dir(store).join(record_name(&abs))) else {
+    let Ok(Some(text)) = store.read_record(&outputs_dir(store).join(record_name(&abs))) else {
         return false;
     };
     Stamp::parse(&text).is_ok_and(|s| Some(s) == Stamp::of(&abs, digest))
@@ -424,11 +425,11 @@ pub struct CachedImage {
 
 /// The directory of build records (image key → image digest) in the store.
 pub fn builds_dir(store: &Store) -> PathBuf {
-    store.root().join("builds")
+    store.layout().dir(Area::Builds)
 }
 
 fn build_record(store: &Store, key: &str) -> Result<PathBuf> {
-    Ok(builds_dir(store).join(format!("{}.json", Digest::parse(key)?.hex())))
+    Ok(store.layout().entry(Area::Builds, &Digest::parse(key)?))
 }
 
 /// A build record, `STORE/builds/<image key>.json`. Its mtime is when a
@@ -443,7 +444,7 @@ pub struct BuildRecord {
 /// The cached image for an image key, if the store still holds its file.
 pub fn lookup(store: &Store, key: &str) -> Result<Option<CachedImage>> {
     let record = build_record(store, key)?;
-    let Ok(text) = std::fs::read(&record) else {
+    let Ok(Some(text)) = store.read_record(&record) else {
         return Ok(None);
     };
     let Ok(rec) = serde_json::from_slice::<BuildRecord>(&text) else {
@@ -540,17 +541,13 @@ pub fn remember(
 /// Keep the newest [`KEEP_PER_NAME`] cached image files of `name` (`keep` among them).
 fn prune(store: &Store, name: &str, keep: &str) -> Result<()> {
     let mut mine = Vec::new();
-    let Ok(rd) = std::fs::read_dir(store.root().join("images")) else {
+    // Never through a link: a link where `images/` belongs lists nothing.
+    let Ok(list) = store.layout().list(Area::Images) else {
         return Ok(());
     };
-    for e in rd {
-        let file = e?.path();
-        let Some(digest) = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".raw"))
-            .and_then(|hex| Digest::parse(hex).ok())
-        else {
+    for e in list {
+        let file = e.path;
+        let Some(digest) = e.name.to_str().and_then(layout::image_file_digest) else {
             continue;
         };
         let digest = digest.to_string();

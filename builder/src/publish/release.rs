@@ -127,7 +127,7 @@ impl Releases {
 
     /// The default release store of a store: `STORE/releases`.
     pub fn of_store(store: &Store) -> Self {
-        Releases::new(store.root().join("releases"))
+        Releases::new(store.layout().dir(crate::store::layout::Area::Releases))
     }
 
     /// Its root.

@@ -80,9 +80,12 @@ pub fn list(store: &Store) -> Result<Listing> {
         });
     }
     let mut total_bytes = 0;
-    if let Ok(rd) = std::fs::read_dir(store.root().join("blobs/sha256")) {
-        for e in rd.flatten() {
-            total_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+    if let Ok(list) = store.layout().list(crate::store::layout::Area::Blobs) {
+        for e in list
+            .iter()
+            .filter(|e| e.kind == crate::util::walk::Kind::File)
+        {
+            total_bytes += std::fs::symlink_metadata(&e.path).map_or(0, |m| m.len());
         }
     }
     Ok(Listing {

@@ -1,29 +1,20 @@
 //! The content-addressed store (ARCHITECTURE.md "Content addressing").
 //!
-//! ```text
-//! STORE/
-//!   blobs/sha256/<hex>     layer blobs (zstd tar), named by their sha256
-//!   keys/<hex>.json        layer key -> digest index ([`KeyEntry`])
-//!   images/<hex>.json      image manifests by image digest
-//!   images/<hex>.raw       the image files themselves, the newest few per
-//!                          name (a cache: see `output.rs`)
-//!   builds/<hex>.json      image key -> image digest (`output.rs`)
-//!   outputs/<hex>          the stamp (inode, size, times) of an image file
-//!                          kiln wrote to an output directory (`output.rs`)
-//!   memo/<hex>             digest of a memoised computation's output blob
-//!                          (the initramfs's compression: the store is a
-//!                          [`Memo`])
-//!   checked/<hex>          what a blob file was when it last hashed to its
-//!                          name ([`CheckStamp`])
-//!   debs/<name_ver_arch>.deb  download cache of Debian packages (apt's layout)
-//!   tmp/                   temporary files, renamed into place
-//!   lock                   flock(2) held while a build writes
-//! ```
+//! Its directories and their entries' names are declared in [`layout`]:
+//! blobs ([`Store::read_blob`] checks each against its name), the key index
+//! ([`KeyEntry`]), image manifests and cached image files (`build::output`),
+//! memo entries (the store is a [`Memo`]), blob check stamps
+//! ([`CheckStamp`]), verdicts ([`verdict`]), download caches and scratch.
+//! Nothing below the store's root is reached through a symbolic link
+//! ([`layout::Layout::check`]): [`Store::init`] refuses a store whose
+//! directories are links, and every record is read without following one.
+//!
 //! The store is append-only: files are written under a temporary name in
 //! `tmp/`, fsynced, then renamed into place, and never modified afterwards
 //! (cached image files may be removed, never changed).
 //! Nothing is created in the store until a build has validated its inputs.
 
+pub mod layout;
 pub mod verdict;
 
 use std::fs::{self, File};
@@ -39,6 +30,7 @@ use crate::util::digest::Digest;
 use crate::util::error::EnvError;
 use crate::util::memo::Memo;
 use crate::util::scratch::{self, ScratchDir};
+use layout::{Area, Layout};
 
 /// The store's root and its layout.
 #[derive(Debug, Clone)]
@@ -196,7 +188,7 @@ pub fn lock_dir(dir: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join("lock"))
+        .open(dir.join(layout::LOCK))
         .with_context(|| format!("opening {}/lock", dir.display()))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("locking {what} {}: {e}", dir.display()))
@@ -216,10 +208,23 @@ impl Store {
         &self.root
     }
 
+    /// The store's layout at its root.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout::new(&self.root)
+    }
+
     /// Create the layout if needed. Called only once inputs are validated.
+    /// A store with a link where one of its directories belongs is refused
+    /// (before anything is created through it): kiln follows none.
     pub fn init(&self) -> Result<()> {
-        for d in ["blobs/sha256", "keys", "images", "builds", "tmp"] {
-            let p = self.root.join(d);
+        if let Some(e) = self.layout().linked_dirs().into_iter().next() {
+            return Err(EnvError::new(format!(
+                "store directory {e}; `kiln fsck --repair` removes it"
+            ))
+            .into());
+        }
+        for area in Area::MADE_AT_INIT {
+            let p = self.layout().dir(area);
             fs::create_dir_all(&p).map_err(|e| {
                 EnvError::new(format!(
                     "cannot create store directory {}: {e}",
@@ -248,7 +253,7 @@ impl Store {
     /// `STORE/tmp/`, where every kiln process using the store has its own
     /// scratch directory ([`ScratchDir`]).
     pub fn tmp_root(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.layout().dir(Area::Tmp)
     }
 
     /// This process's temporary directory inside the store (the same
@@ -276,42 +281,70 @@ impl Store {
 
     /// Where blobs live: `blobs/sha256/`.
     pub fn blobs_dir(&self) -> PathBuf {
-        self.root.join("blobs/sha256")
+        self.layout().dir(Area::Blobs)
     }
 
     /// Where the key index lives: `keys/`.
     pub fn keys_dir(&self) -> PathBuf {
-        self.root.join("keys")
+        self.layout().dir(Area::Keys)
     }
 
     /// Where image manifests and cached image files live: `images/`.
     pub fn images_dir(&self) -> PathBuf {
-        self.root.join("images")
+        self.layout().dir(Area::Images)
     }
 
     /// Where memoised computations are recorded: `memo/`.
     pub fn memo_dir(&self) -> PathBuf {
-        self.root.join("memo")
+        self.layout().dir(Area::Memo)
     }
 
     /// The download cache of .deb files (see `source::debian_tree`).
     pub fn deb_cache(&self) -> PathBuf {
-        self.root.join("debs")
+        self.layout().dir(Area::Debs)
     }
 
     /// apt's package indexes kept between apt runs ([`crate::layers::aptlists`]).
     pub fn apt_lists(&self) -> PathBuf {
-        self.root.join("apt-lists")
+        self.layout().dir(Area::AptLists)
     }
 
     /// Path of a blob by digest.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+        Ok(self.layout().entry(Area::Blobs, &Digest::parse(digest)?))
     }
 
     /// Whether a blob is present.
     pub fn has_blob(&self, digest: &str) -> bool {
-        self.blob_path(digest).map(|p| p.is_file()).unwrap_or(false)
+        self.blob_path(digest)
+            .is_ok_and(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+    }
+
+    /// A record of the store (JSON, a memo entry), read without following
+    /// a link ([`crate::util::record::read_record`], and no directory on the
+    /// way a link); `None` when it is missing.
+    pub fn read_record(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        self.layout().check(path)?;
+        match crate::util::record::read_record(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(crate::util::record::ReadError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Open a blob file for reading, not through a link.
+    fn open_blob(&self, path: &Path) -> Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.layout().check(path)?;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("reading blob {}", path.display()))
     }
 
     /// Add a blob; returns its digest. An existing blob is left untouched.
@@ -366,7 +399,10 @@ impl Store {
         f: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<(Vec<u8>, T)> {
         let path = self.blob_path(digest)?;
-        let data = fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
+        let mut data = Vec::new();
+        self.open_blob(&path)?
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading blob {}", path.display()))?;
         let (actual, out) = std::thread::scope(|s| {
             let h = s.spawn(|| sha256_digest(&data));
             let out = f(&data);
@@ -397,7 +433,7 @@ impl Store {
         f: impl FnOnce(&mut dyn Read) -> Result<T>,
     ) -> Result<T> {
         let path = self.blob_path(digest)?;
-        let open = || File::open(&path).with_context(|| format!("reading blob {}", path.display()));
+        let open = || self.open_blob(&path);
         // Both opened before either reads: they are the same file.
         let (mut file, check) = (open()?, open()?);
         let stamp = CheckStamp::of(&file);
@@ -435,33 +471,28 @@ impl Store {
 
     /// Where blob check stamps live: `checked/` ([`CheckStamp`]).
     pub fn check_stamps_dir(&self) -> PathBuf {
-        self.root.join("checked")
+        self.layout().dir(Area::Checked)
     }
 
     /// The stamp recorded when the blob `digest` last checked out, if any.
     fn check_stamp(&self, digest: &str) -> Option<CheckStamp> {
         let record = self.check_stamps_dir().join(hex_of(digest).ok()?);
-        let bytes = crate::util::record::read_record(&record).ok()?;
+        let bytes = self.read_record(&record).ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 
     fn key_path(&self, key: &str) -> Result<PathBuf> {
-        Ok(self
-            .root
-            .join("keys")
-            .join(format!("{}.json", hex_of(key)?)))
+        Ok(self.layout().entry(Area::Keys, &Digest::parse(key)?))
     }
 
     /// Look a layer key up in the index. An entry whose blob is gone counts as absent.
     pub fn lookup_key(&self, key: &str) -> Result<Option<KeyEntry>> {
         let path = self.key_path(key)?;
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        let Some(bytes) = self.read_record(&path)? else {
+            return Ok(None);
         };
-        let entry: KeyEntry =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let entry: KeyEntry = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))?;
         Ok(self.has_blob(&entry.digest).then_some(entry))
     }
 
@@ -477,17 +508,14 @@ impl Store {
     /// All key-index entries.
     pub fn key_entries(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
-        let dir = self.root.join("keys");
-        let Ok(rd) = fs::read_dir(&dir) else {
-            return Ok(out);
-        };
-        for e in rd {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                let text = fs::read_to_string(&p)?;
+        for e in self.layout().list(Area::Keys)? {
+            if e.name().is_some_and(|n| n.ends_with(layout::JSON)) {
+                let Some(bytes) = self.read_record(&e.path)? else {
+                    continue;
+                };
                 out.push(
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("parsing {}", p.display()))?,
+                    serde_json::from_slice(&bytes)
+                        .with_context(|| format!("parsing {}", e.path.display()))?,
                 );
             }
         }
@@ -507,18 +535,11 @@ impl Store {
     /// All image manifests in the store, by digest.
     pub fn images(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.root.join("images")) else {
-            return Ok(out);
-        };
-        for e in rd {
-            let p = e?.path();
-            if let Some(digest) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .filter(|_| p.extension().is_some_and(|x| x == "json"))
-                .and_then(|s| Digest::parse(s).ok())
-            {
-                out.push((digest.to_string(), fs::read(&p)?));
+        for e in self.layout().list(Area::Images)? {
+            if let Some(digest) = e.name().and_then(|n| Area::Images.digest_of(n)) {
+                if let Some(bytes) = self.read_record(&e.path)? {
+                    out.push((digest.to_string(), bytes));
+                }
             }
         }
         out.sort();
@@ -527,28 +548,17 @@ impl Store {
 
     /// Where the store keeps an image's file (see `output.rs`).
     pub fn image_file(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self
-            .root
-            .join("images")
-            .join(format!("{}.raw", hex_of(digest)?)))
+        Ok(self.layout().image_file(&Digest::parse(digest)?))
     }
 
     /// Where the store keeps an image's manifest.
     pub fn image_manifest(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self
-            .root
-            .join("images")
-            .join(format!("{}.json", hex_of(digest)?)))
+        Ok(self.layout().entry(Area::Images, &Digest::parse(digest)?))
     }
 
     /// The manifest of an image digest, if recorded.
     pub fn image(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.image_manifest(digest)?;
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        self.read_record(&self.image_manifest(digest)?)
     }
 }
 
@@ -560,15 +570,16 @@ impl Memo for Store {
         h.update(kind.as_bytes());
         h.update([0u8]);
         h.update(input);
-        let record = self.root.join("memo").join(Digest::finish(h).hex());
-        if let Ok(digest) = fs::read_to_string(&record) {
+        let record = self.layout().entry(Area::Memo, &Digest::finish(h));
+        if let Ok(Some(bytes)) = self.read_record(&record) {
+            let digest = String::from_utf8_lossy(&bytes);
             if self.has_blob(digest.trim()) {
                 return self.get_blob(digest.trim());
             }
         }
         let out = f()?;
         let digest = self.put_blob(&out)?;
-        fs::create_dir_all(self.root.join("memo"))?;
+        fs::create_dir_all(self.memo_dir())?;
         write_atomic(&self.tmp_dir()?, &record, digest.as_bytes())?;
         Ok(out)
     }
@@ -658,6 +669,43 @@ mod tests {
         assert!(!stamp.settled_at(t + 1_000_000_000));
         assert!(!stamp.settled_at(t + 2_500_000_000));
         assert!(stamp.settled_at(t + 2_600_000_000));
+    }
+
+    #[test]
+    fn a_store_with_a_linked_directory_is_refused_and_never_read_through() {
+        let (dir, s) = fresh();
+        let d = s.put_blob(b"layer").unwrap();
+        let key = format!("sha256:{}", "cd".repeat(32));
+        s.record_key(&KeyEntry {
+            key: key.clone(),
+            digest: d.clone(),
+            diff_id: d.clone(),
+            name: "x".into(),
+            kind: "app".into(),
+            size: 5,
+            tar_size: 5,
+            packages: vec![],
+            source_date_epoch: None,
+        })
+        .unwrap();
+        // `keys/` moved away and replaced by a link to it.
+        let away = dir.path().join("away");
+        fs::rename(s.keys_dir(), &away).unwrap();
+        std::os::unix::fs::symlink(&away, s.keys_dir()).unwrap();
+        let e = s.init().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("{}: is a symbolic link", s.keys_dir().display())),
+            "{e}"
+        );
+        assert!(s.lookup_key(&key).is_err());
+        assert!(s.key_entries().is_err());
+        // `blobs/` likewise: the blob is not read through it.
+        let away = dir.path().join("blobs-away");
+        fs::rename(s.root().join("blobs"), &away).unwrap();
+        std::os::unix::fs::symlink(&away, s.root().join("blobs")).unwrap();
+        assert!(s.get_blob(&d).is_err());
+        assert!(s.read_blob(&d, read).is_err());
     }
 
     #[test]

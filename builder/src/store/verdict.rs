@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::store::layout::Area;
 use crate::store::{write_atomic, Store};
 use crate::util::digest::Digest;
 
@@ -21,9 +22,6 @@ pub use outcome::{
     CommandOutcome, ConsoleOutcome, ForbidOutcome, HttpOutcome, Outcome, Pcr11Outcome,
     SecureBootOutcome, ShutdownOutcome, Stop, TcpOutcome,
 };
-
-/// The store's directory of verdicts.
-pub const DIR: &str = "verdicts";
 
 /// Verdict schema identifier.
 pub const SCHEMA: &str = "kiln.verdict/v1";
@@ -142,7 +140,9 @@ pub struct Phases {
 
 /// `STORE/verdicts/<hex>`: the verdicts of one image digest.
 fn dir(store: &Store, digest: &str) -> Result<PathBuf> {
-    Ok(store.root().join(DIR).join(Digest::parse(digest)?.hex()))
+    Ok(store
+        .layout()
+        .entry(Area::Verdicts, &Digest::parse(digest)?))
 }
 
 /// Record a verdict; returns the file it went to.
@@ -153,7 +153,7 @@ pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
     let _lock = store.lock()?;
     // After the highest number present, so a removed verdict file (a corrupt
     // one, by `kiln fsck --repair`) never makes a new one overwrite another.
-    let n = numbered(&d).last().map_or(0, |(n, _)| *n) + 1;
+    let n = numbered(store, &d).last().map_or(0, |(n, _)| *n) + 1;
     let path = d.join(format!("{n}.json"));
     write_atomic(&store.tmp_dir()?, &path, &serde_json::to_vec_pretty(v)?)?;
     Ok(path)
@@ -162,28 +162,32 @@ pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
 /// Every verdict recorded for an image digest, oldest first.
 pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
     let d = dir(store, digest)?;
-    let files = numbered(&d);
+    let files = numbered(store, &d);
     files
         .into_iter()
         .map(|(_, p)| {
-            let bytes = crate::util::record::read_record(&p)
-                .with_context(|| format!("reading {}", p.display()))?;
+            let bytes = store
+                .read_record(&p)?
+                .with_context(|| format!("{} is gone", p.display()))?;
             serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
         })
         .collect()
 }
 
-/// The verdict files in a digest's directory, `(n, path)` by n.
-fn numbered(dir: &std::path::Path) -> Vec<(u64, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// The verdict files in a digest's directory, `(n, path)` by n (none
+/// when the directory is reached through a link).
+fn numbered(store: &Store, dir: &std::path::Path) -> Vec<(u64, PathBuf)> {
+    let Some(rel) = dir.strip_prefix(store.root()).ok() else {
         return Vec::new();
     };
-    let mut files: Vec<(u64, PathBuf)> = rd
-        .flatten()
+    let Ok(list) = store.layout().list_below(rel) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(u64, PathBuf)> = list
+        .into_iter()
         .filter_map(|e| {
-            let p = e.path();
-            let n = p.file_stem()?.to_str()?.parse().ok()?;
-            Some((n, p))
+            let n = e.name()?.strip_suffix(".json")?.parse().ok()?;
+            Some((n, e.path))
         })
         .collect();
     files.sort();

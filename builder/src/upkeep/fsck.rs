@@ -13,7 +13,11 @@
 //! directory of their image digest) and every release store's channel
 //! entries (their release directory holds a manifest of that digest, an
 //! image file with that sha256, and a `.minisig` beside every file).
-//! A symbolic link anywhere is a problem; none is followed.
+//! A symbolic link anywhere in the store is a problem, `tmp/` and the
+//! store's top level included, and none is followed: every directory is
+//! read through the store's layout ([`crate::store::layout::Layout`]), which
+//! opens it without following a link on the way; `--repair` removes the
+//! link itself, never what it points at.
 //!
 //! Each problem is one line, `PATH: what is wrong`. `--repair` removes the
 //! store entries at fault (never anything in a release store: those are
@@ -29,15 +33,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{channel_files, contained, entries, hex_name, read_record, remove_path, Kind};
-use crate::build::output::{self, file_digest_sparse, BuildRecord, Stamp};
+use super::{channel_files, contained, hex_name, read_record, remove_path};
+use crate::build::output::{file_digest_sparse, BuildRecord, Stamp};
 use crate::model::deb::{deb_file_name, parse_deb_filename};
 use crate::model::manifest::Manifest;
 use crate::publish::release::{self, Releases};
 use crate::publish::sign::sig_path;
-use crate::store::verdict::{self, Verdict};
+use crate::store::layout::{image_file_digest, Area};
+use crate::store::verdict::Verdict;
 use crate::store::{KeyEntry, Store};
 use crate::util::digest::Digest;
+use crate::util::walk::{DirEntry, Kind, WalkError};
+
+/// What fsck says of a symbolic link.
+const LINK: &str = "is a symbolic link (kiln never writes one, nor follows one)";
 
 /// Checks `--repair` runs at most (each removal can leave a reference to
 /// the removed file dangling: blob → key entry; manifest → build record).
@@ -174,6 +183,7 @@ struct Checker {
 
 fn check(store: &Store, releases: &[Releases]) -> Checker {
     let mut c = Checker::default();
+    c.links(store);
     c.blobs(store);
     c.keys(store);
     c.images(store);
@@ -194,6 +204,10 @@ fn check(store: &Store, releases: &[Releases]) -> Checker {
 
 impl Checker {
     fn problem(&mut self, path: &Path, problem: impl Into<String>, repairable: bool) {
+        // A link met twice (at the top level and as an area) is one problem.
+        if self.problems.iter().any(|p| p.path == path) {
+            return;
+        }
         self.problems.push(Problem {
             path: path.to_path_buf(),
             problem: problem.into(),
@@ -201,52 +215,66 @@ impl Checker {
         });
     }
 
-    /// The entries of a directory, links reported and left out: `None` (and
-    /// a problem) when the directory itself is a link, not a directory, or
-    /// unreadable; no entries when it is missing.
-    fn list(&mut self, dir: &Path, repairable: bool) -> Option<Vec<super::DirEntry>> {
-        match std::fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
-            Err(e) => {
-                self.problem(dir, format!("cannot be read: {e}"), false);
-                return None;
-            }
-            Ok(m) if m.file_type().is_symlink() => {
-                self.problem(
-                    dir,
-                    "is a symbolic link (kiln never writes one)",
-                    repairable,
-                );
-                return None;
-            }
-            Ok(m) if !m.is_dir() => {
-                self.problem(dir, "is not a directory", repairable);
-                return None;
-            }
-            Ok(_) => {}
-        }
-        let list = match entries(dir) {
+    /// The entries a walk found, links reported and left out: `None` (and
+    /// a problem) when the directory itself, or one on the way to it, is a
+    /// link, not a directory, or unreadable; no entries when it is missing.
+    fn walked(
+        &mut self,
+        walk: Result<Vec<DirEntry>, WalkError>,
+        repairable: bool,
+    ) -> Option<Vec<DirEntry>> {
+        let list = match walk {
             Ok(l) => l,
-            Err(e) => {
-                self.problem(dir, format!("cannot be read: {e}"), false);
+            Err(WalkError::Link(p)) => {
+                self.problem(&p, LINK, repairable);
+                return None;
+            }
+            Err(WalkError::NotDir(p)) => {
+                self.problem(&p, "is not a directory", repairable);
+                return None;
+            }
+            Err(WalkError::Io(p, e)) => {
+                self.problem(&p, format!("cannot be read: {e}"), false);
                 return None;
             }
         };
         let (links, rest): (Vec<_>, Vec<_>) =
             list.into_iter().partition(|e| e.kind == Kind::Symlink);
         for l in links {
-            self.problem(
-                &l.path,
-                "is a symbolic link (kiln never writes one)",
-                repairable,
-            );
+            self.problem(&l.path, LINK, repairable);
         }
         Some(rest)
     }
 
+    /// A directory outside the store (a release store), itself not followed.
+    fn list(&mut self, dir: &Path, repairable: bool) -> Option<Vec<DirEntry>> {
+        let walk = crate::util::walk::entries(dir);
+        self.walked(walk, repairable)
+    }
+
     /// [`Checker::list`], with nothing to list when it is `None`.
-    fn list_or_none(&mut self, dir: &Path, repairable: bool) -> Vec<super::DirEntry> {
+    fn list_or_none(&mut self, dir: &Path, repairable: bool) -> Vec<DirEntry> {
         self.list(dir, repairable).unwrap_or_default()
+    }
+
+    /// An area of the store (the walk gc shares), links reported.
+    fn area(&mut self, store: &Store, area: Area) -> Vec<DirEntry> {
+        let walk = store.layout().list(area);
+        self.walked(walk, true).unwrap_or_default()
+    }
+
+    /// Links where kiln keeps no records of its own to check: the store's
+    /// top level, `tmp/` (the scratch entries of the living are theirs),
+    /// the download caches and prepared firmware.
+    fn links(&mut self, store: &Store) {
+        // A link there is reported with the release store, not removed.
+        let releases = store.layout().list(Area::Releases).map(|_| Vec::new());
+        self.walked(releases, false);
+        let top = store.layout().top();
+        self.walked(top, true);
+        for area in [Area::Tmp, Area::AptLists, Area::Firmware] {
+            self.area(store, area);
+        }
     }
 
     /// Read and parse a record; a problem (and `None`) when that fails.
@@ -287,11 +315,7 @@ impl Checker {
     }
 
     fn blobs(&mut self, store: &Store) {
-        // `blobs/` itself first: a link there must not be followed.
-        if self.list(&store.root().join("blobs"), true).is_none() {
-            return;
-        }
-        for e in self.list_or_none(&store.blobs_dir(), true) {
+        for e in self.area(store, Area::Blobs) {
             self.checked.blobs += 1;
             let Some(d) = e.name().and_then(hex_name) else {
                 self.problem(&e.path, "is not named by a sha256 digest", true);
@@ -306,13 +330,9 @@ impl Checker {
     }
 
     fn keys(&mut self, store: &Store) {
-        for e in self.list_or_none(&store.keys_dir(), true) {
+        for e in self.area(store, Area::Keys) {
             self.checked.keys += 1;
-            let Some(name) = e
-                .name()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(hex_name)
-            else {
+            let Some(name) = e.name().and_then(|n| Area::Keys.digest_of(n)) else {
                 self.problem(&e.path, "is not named <key hex>.json", true);
                 continue;
             };
@@ -363,10 +383,9 @@ impl Checker {
     }
 
     fn images(&mut self, store: &Store) {
-        let dir = store.images_dir();
-        for e in self.list_or_none(&dir, true) {
+        for e in self.area(store, Area::Images) {
             let name = e.name().unwrap_or_default();
-            if let Some(d) = name.strip_suffix(".json").and_then(hex_name) {
+            if let Some(d) = Area::Images.digest_of(name) {
                 self.checked.manifests += 1;
                 let Some(m) = self.record::<Manifest>(&e.path, "an image manifest") else {
                     continue;
@@ -380,11 +399,11 @@ impl Checker {
                     ),
                     Err(err) => self.problem(&e.path, format!("image.digest: {err}"), true),
                 }
-            } else if let Some(d) = name.strip_suffix(".raw").and_then(hex_name) {
+            } else if let Some(d) = image_file_digest(name) {
                 self.checked.images += 1;
                 if e.kind != Kind::File {
                     self.problem(&e.path, "is not a regular file", true);
-                } else if !dir.join(format!("{}.json", d.hex())).is_file() {
+                } else if !is_file(&store.layout().entry(Area::Images, &d)) {
                     self.problem(&e.path, "is a cached image without a manifest", true);
                 } else {
                     self.rehash(&e.path, d, true);
@@ -400,24 +419,16 @@ impl Checker {
     }
 
     fn builds(&mut self, store: &Store) {
-        for e in self.list_or_none(&output::builds_dir(store), true) {
+        for e in self.area(store, Area::Builds) {
             self.checked.builds += 1;
-            if e.name()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(hex_name)
-                .is_none()
-            {
+            if e.name().and_then(|n| Area::Builds.digest_of(n)).is_none() {
                 self.problem(&e.path, "is not named <image key hex>.json", true);
                 continue;
             }
             let Some(rec) = self.record::<BuildRecord>(&e.path, "a build record") else {
                 continue;
             };
-            if !store
-                .images_dir()
-                .join(format!("{}.json", rec.image.hex()))
-                .is_file()
-            {
+            if !is_file(&store.layout().entry(Area::Images, &rec.image)) {
                 self.problem(
                     &e.path,
                     format!("the manifest of its image {} is missing", rec.image),
@@ -428,7 +439,7 @@ impl Checker {
     }
 
     fn outputs(&mut self, store: &Store) {
-        for e in self.list_or_none(&output::outputs_dir(store), true) {
+        for e in self.area(store, Area::Outputs) {
             self.checked.outputs += 1;
             if e.name().and_then(hex_name).is_none() {
                 self.problem(&e.path, "is not named by the sha256 of a path", true);
@@ -449,7 +460,7 @@ impl Checker {
     /// `checked/<hex>`: each parses and its blob is there (every blob is
     /// hashed above whatever its stamp says).
     fn check_stamps(&mut self, store: &Store) {
-        for e in self.list_or_none(&store.check_stamps_dir(), true) {
+        for e in self.area(store, Area::Checked) {
             self.checked.checked += 1;
             let Some(d) = e.name().and_then(hex_name) else {
                 self.problem(&e.path, "is not named by a sha256 digest", true);
@@ -466,7 +477,7 @@ impl Checker {
     }
 
     fn memo(&mut self, store: &Store) {
-        for e in self.list_or_none(&store.memo_dir(), true) {
+        for e in self.area(store, Area::Memo) {
             self.checked.memo += 1;
             if e.name().and_then(hex_name).is_none() {
                 self.problem(&e.path, "is not named by a sha256 digest", true);
@@ -488,7 +499,7 @@ impl Checker {
     }
 
     fn verdicts(&mut self, store: &Store) {
-        for dir in self.list_or_none(&store.root().join(verdict::DIR), true) {
+        for dir in self.area(store, Area::Verdicts) {
             let Some(d) = dir
                 .name()
                 .and_then(hex_name)
@@ -501,7 +512,9 @@ impl Checker {
                 );
                 continue;
             };
-            for e in self.list_or_none(&dir.path, true) {
+            let rel = Path::new(Area::Verdicts.dir()).join(&dir.name);
+            let walk = store.layout().list_below(&rel);
+            for e in self.walked(walk, true).unwrap_or_default() {
                 self.checked.verdicts += 1;
                 let numbered = e
                     .name()
@@ -529,7 +542,7 @@ impl Checker {
     }
 
     fn debs(&mut self, store: &Store) {
-        for e in self.list_or_none(&store.deb_cache(), true) {
+        for e in self.area(store, Area::Debs) {
             // apt's own: its lock and its partial downloads.
             let Some(name) = e.name().filter(|n| n.ends_with(".deb")) else {
                 continue;
@@ -720,7 +733,12 @@ fn first_link(root: &Path, rel: &Path) -> Option<PathBuf> {
 
 /// Whether the store holds a blob (a regular file, not through a link).
 fn blob_present(store: &Store, d: Digest) -> bool {
-    std::fs::symlink_metadata(store.blobs_dir().join(d.hex())).is_ok_and(|m| m.is_file())
+    is_file(&store.layout().entry(Area::Blobs, &d))
+}
+
+/// Whether `path` is a regular file (a link to one is not).
+fn is_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use crate::util::memo::Memo;
 use std::fs;
 
 use super::*;
+use crate::build::output;
 use crate::model::deb::DebPackage;
+use crate::store::verdict;
 use crate::upkeep::fixture::{Fixture, Image, Layer};
 
 /// A healthy store with one of everything fsck checks.
@@ -308,7 +310,7 @@ fn each_kind_of_damage_is_named_and_repaired() {
         (
             "verdict filed under another image",
             |h| {
-                let dir = h.f.root().join(verdict::DIR).join(other_hex());
+                let dir = h.f.root().join(Area::Verdicts.dir()).join(other_hex());
                 fs::create_dir_all(&dir).unwrap();
                 fs::copy(&h.verdict, dir.join("1.json")).unwrap();
                 dir.join("1.json")

@@ -42,14 +42,16 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{channel_files, contained, entries, hex_name, read_record, remove_path, Kind};
-use crate::build::output::{self, BuildRecord, Stamp, KEEP_PER_NAME};
+use super::{channel_files, contained, read_record, remove_path};
+use crate::build::output::{BuildRecord, Stamp, KEEP_PER_NAME};
 use crate::model::manifest::Manifest;
 use crate::publish::release::{self, Releases};
+use crate::store::layout::{image_file_digest, Area, Layout};
 use crate::store::{KeyEntry, Store};
 use crate::util::digest::Digest;
 use crate::util::error::check_failed;
 use crate::util::scratch::{self, disk_usage, Swept, SCRATCH_PREFIX};
+use crate::util::walk::{self, DirEntry, Kind};
 
 /// How old a lockless `.kiln-tmp-*` file in an output directory must be
 /// before gc takes it for a leftover.
@@ -185,6 +187,8 @@ pub struct GcReport {
 
 /// Collects removals, doing them unless it is a dry run.
 struct Removals {
+    /// The store's root: nothing below it is removed through a link.
+    store: PathBuf,
     dry_run: bool,
     by_category: BTreeMap<Category, (u64, Vec<PathBuf>)>,
     failed: Vec<Failure>,
@@ -192,6 +196,15 @@ struct Removals {
 
 impl Removals {
     fn remove(&mut self, category: Category, path: &Path) {
+        if path.starts_with(&self.store) {
+            if let Err(e) = Layout::new(&self.store).check(path) {
+                self.failed.push(Failure {
+                    path: path.to_path_buf(),
+                    error: format!("{} {}; left alone", e.path().display(), e.reason()),
+                });
+                return;
+            }
+        }
         let bytes = disk_usage(path);
         if !self.dry_run {
             if let Err(e) = remove_path(path) {
@@ -255,6 +268,7 @@ impl Removals {
 /// (`$TMPDIR` is still swept).
 pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     let mut r = Removals {
+        store: store.root().to_path_buf(),
         dry_run: opts.dry_run,
         by_category: BTreeMap::new(),
         failed: Vec::new(),
@@ -281,14 +295,19 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
 /// lock file exists (what [`scratch::sweep`] leaves: the living).
 fn announced(dir: &Path, name: &str) -> bool {
     name.starts_with(SCRATCH_PREFIX)
-        && (name.ends_with(".lock") || dir.join(format!("{name}.lock")).exists())
+        && (name.ends_with(".lock")
+            || std::fs::symlink_metadata(dir.join(format!("{name}.lock")))
+                .is_ok_and(|m| m.is_file()))
 }
 
 /// Sweep an output directory: the dead's scratch, and older kiln's
 /// lockless `.kiln-tmp-*` directories (and old such files).
 fn sweep_output_dir(dir: &Path, r: &mut Removals) {
     r.sweep(dir);
-    let Ok(list) = entries(dir) else { return };
+    // The directory is the one the stamp names; nothing in it is followed.
+    let Ok(list) = walk::list_below(dir, Path::new("")) else {
+        return;
+    };
     let now = SystemTime::now();
     for e in list {
         let Some(name) = e.name() else { continue };
@@ -348,26 +367,65 @@ fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, Strin
     Ok(out)
 }
 
-/// Everything inside the store, under its lock.
+/// Everything inside the store, under its lock. A store one of whose
+/// directories is a link is left alone (each link a failure naming it):
+/// gc removes nothing through a link, and what it keeps depends on reading
+/// every directory.
 fn collect(
     store: &Store,
     opts: &GcOptions,
     released: &BTreeMap<Digest, Vec<(String, String)>>,
     r: &mut Removals,
 ) -> Result<Kept> {
-    // 1. Scratch.
+    let linked = store.layout().linked_dirs();
+    if !linked.is_empty() {
+        for e in linked {
+            tracing::warn!(
+                "{e}; gc leaves the store alone (`kiln fsck --repair` removes the link)"
+            );
+            r.failed.push(Failure {
+                path: e.path().to_path_buf(),
+                error: format!(
+                    "{}; gc left the store alone (`kiln fsck --repair` removes the link)",
+                    e.reason()
+                ),
+            });
+        }
+        return Ok(Kept::default());
+    }
+    sweep_scratch(store, r)?;
+    let images = read_images(store)?;
+    let builds = choose_builds(store, opts, released, &images, r)?;
+    let kept_images = drop_images(opts, released, &images, &builds, r);
+    let kept_blobs = drop_layers(store, opts, released, &images, &kept_images, r)?;
+    if opts.debs {
+        drop_debs(store, r)?;
+    }
+    Ok(Kept {
+        builds: builds.kept,
+        images: kept_images.len(),
+        blobs: kept_blobs,
+    })
+}
+
+/// The entries of an area of the store ([`crate::store::layout::Layout::list`]).
+fn list(store: &Store, area: Area) -> Result<Vec<DirEntry>> {
+    Ok(store.layout().list(area)?)
+}
+
+/// Phases 1 and 2: scratch in `STORE/tmp`, output stamps, and the scratch
+/// in the output directories they name.
+fn sweep_scratch(store: &Store, r: &mut Removals) -> Result<()> {
     let tmp = store.tmp_root();
     r.sweep(&tmp);
-    for e in entries(&tmp).with_context(|| format!("reading {}", tmp.display()))? {
-        if !e.name().is_some_and(|n| announced(&tmp, n)) {
+    for e in list(store, Area::Tmp)? {
+        let living = e.kind != Kind::Symlink && e.name().is_some_and(|n| announced(&tmp, n));
+        if !living {
             r.remove(Category::Scratch, &e.path);
         }
     }
-
-    // 2. Output stamps, and the output directories they name.
-    let outputs = output::outputs_dir(store);
     let mut out_dirs = BTreeSet::new();
-    for e in entries(&outputs).with_context(|| format!("reading {}", outputs.display()))? {
+    for e in list(store, Area::Outputs)? {
         let stamp = read_record(&e.path)
             .ok()
             .and_then(|b| Stamp::parse(&b).ok());
@@ -383,33 +441,58 @@ fn collect(
     for dir in out_dirs {
         sweep_output_dir(&dir, r);
     }
+    Ok(())
+}
 
-    // The store's images: manifests (parsed when they parse) and cached files.
-    let images = store.images_dir();
-    let mut manifests: BTreeMap<Digest, (PathBuf, Option<Manifest>)> = BTreeMap::new();
-    let mut raws: BTreeMap<Digest, PathBuf> = BTreeMap::new();
-    for e in entries(&images).with_context(|| format!("reading {}", images.display()))? {
+/// The store's images: manifests (parsed when they parse) and cached files.
+#[derive(Default)]
+struct Images {
+    manifests: BTreeMap<Digest, (PathBuf, Option<Manifest>)>,
+    raws: BTreeMap<Digest, PathBuf>,
+}
+
+fn read_images(store: &Store) -> Result<Images> {
+    let mut out = Images::default();
+    for e in list(store, Area::Images)? {
         let Some(name) = e.name() else { continue };
-        if let Some(d) = name.strip_suffix(".json").and_then(hex_name) {
+        if let Some(d) = Area::Images.digest_of(name) {
             let m = read_record(&e.path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
-            manifests.insert(d, (e.path, m));
-        } else if let Some(d) = name.strip_suffix(".raw").and_then(hex_name) {
-            raws.insert(d, e.path);
+            out.manifests.insert(d, (e.path, m));
+        } else if let Some(d) = image_file_digest(name) {
+            out.raws.insert(d, e.path);
         }
     }
+    Ok(out)
+}
 
-    // 3. Build records: newest first within each image name. A released
-    // image's record stays with its cached file, which it makes usable.
-    let builds_dir = output::builds_dir(store);
+/// What the build records keep.
+struct Builds {
+    /// Build records kept.
+    kept: usize,
+    /// Images a kept build record names.
+    images: BTreeSet<Digest>,
+    /// Images whose cached file may stay: the newest few of each name.
+    cached: BTreeSet<Digest>,
+}
+
+/// Phase 3, build records: newest first within each image name. A released
+/// image's record stays with its cached file, which it makes usable.
+fn choose_builds(
+    store: &Store,
+    opts: &GcOptions,
+    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    images: &Images,
+    r: &mut Removals,
+) -> Result<Builds> {
     let mut by_name: BTreeMap<String, Vec<Build>> = BTreeMap::new();
-    for e in entries(&builds_dir).with_context(|| format!("reading {}", builds_dir.display()))? {
+    for e in list(store, Area::Builds)? {
         let image = read_record(&e.path)
             .ok()
             .and_then(|b| serde_json::from_slice::<BuildRecord>(&b).ok())
             .map(|rec| rec.image);
-        let name = image.and_then(|d| manifests.get(&d)?.1.as_ref().map(|m| m.name.clone()));
+        let name = image.and_then(|d| images.manifests.get(&d)?.1.as_ref().map(|m| m.name.clone()));
         match (image, name) {
             (Some(image), Some(name)) => {
                 let used = std::fs::symlink_metadata(&e.path)
@@ -426,9 +509,11 @@ fn collect(
         }
     }
     let raw_keep = opts.keep_last.unwrap_or(KEEP_PER_NAME);
-    let mut kept_builds = 0;
-    let mut build_images = BTreeSet::new();
-    let mut cached_images = BTreeSet::new();
+    let mut out = Builds {
+        kept: 0,
+        images: BTreeSet::new(),
+        cached: BTreeSet::new(),
+    };
     for builds in by_name.values_mut() {
         builds.sort_by(|a, b| b.used.cmp(&a.used).then_with(|| a.path.cmp(&b.path)));
         let mut newest: Vec<Digest> = Vec::new();
@@ -442,44 +527,64 @@ fn collect(
             .take(opts.keep_last.unwrap_or(usize::MAX))
             .copied()
             .collect();
-        cached_images.extend(newest.iter().take(raw_keep).copied());
+        out.cached.extend(newest.iter().take(raw_keep).copied());
         for b in builds.iter() {
             if keep.contains(&b.image) || released.contains_key(&b.image) {
-                kept_builds += 1;
-                build_images.insert(b.image);
+                out.kept += 1;
+                out.images.insert(b.image);
             } else {
                 tracing::debug!(image = %b.image, name = %b.name, "build beyond --keep-last");
                 r.remove(Category::Builds, &b.path);
             }
         }
     }
+    Ok(out)
+}
 
-    // 4. Manifests.
+/// Phases 4 and 5: manifests and cached image files; returns the images kept.
+fn drop_images(
+    opts: &GcOptions,
+    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    images: &Images,
+    builds: &Builds,
+    r: &mut Removals,
+) -> BTreeSet<Digest> {
     let mut kept_images = BTreeSet::new();
-    for (d, (path, _)) in &manifests {
-        let keep = opts.keep_last.is_none() || build_images.contains(d) || released.contains_key(d);
+    for (d, (path, _)) in &images.manifests {
+        let keep =
+            opts.keep_last.is_none() || builds.images.contains(d) || released.contains_key(d);
         if keep {
             kept_images.insert(*d);
         } else {
             r.remove(Category::Manifests, path);
         }
     }
-
-    // 5. Cached image files.
-    for (d, path) in &raws {
+    for (d, path) in &images.raws {
         let keep =
-            kept_images.contains(d) && (cached_images.contains(d) || released.contains_key(d));
+            kept_images.contains(d) && (builds.cached.contains(d) || released.contains_key(d));
         if !keep {
             r.remove(Category::Images, path);
         }
     }
+    kept_images
+}
 
+/// Phases 6 to 9: key entries, memo entries, blobs and their check
+/// stamps; returns how many blobs stay.
+fn drop_layers(
+    store: &Store,
+    opts: &GcOptions,
+    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    images: &Images,
+    kept_images: &BTreeSet<Digest>,
+    r: &mut Removals,
+) -> Result<usize> {
     // What the kept images are made of.
     let mut layer_keys = BTreeSet::new();
     let mut layer_blobs = BTreeSet::new();
     let kept_manifests = kept_images
         .iter()
-        .filter_map(|d| manifests.get(d)?.1.as_ref());
+        .filter_map(|d| images.manifests.get(d)?.1.as_ref());
     let layers = kept_manifests
         .flat_map(|m| m.layers.iter().map(|l| (l.key.clone(), l.digest.clone())))
         .chain(released.values().flatten().cloned());
@@ -487,12 +592,12 @@ fn collect(
         layer_keys.extend(Digest::parse(&key).ok());
         layer_blobs.extend(Digest::parse(&digest).ok());
     }
-    let has_blob = |d: &Digest| store.blobs_dir().join(d.hex()).is_file();
+    let blob_path = |d: &Digest| store.layout().entry(Area::Blobs, d);
+    let has_blob = |d: &Digest| std::fs::symlink_metadata(blob_path(d)).is_ok_and(|m| m.is_file());
 
     // 6. Key entries.
     let mut kept_blobs: BTreeSet<Digest> = layer_blobs.clone();
-    let keys_dir = store.keys_dir();
-    for e in entries(&keys_dir).with_context(|| format!("reading {}", keys_dir.display()))? {
+    for e in list(store, Area::Keys)? {
         let entry = read_record(&e.path)
             .ok()
             .and_then(|b| serde_json::from_slice::<KeyEntry>(&b).ok());
@@ -519,8 +624,7 @@ fn collect(
     }
 
     // 7. Memo entries.
-    let memo = store.memo_dir();
-    for e in entries(&memo).with_context(|| format!("reading {}", memo.display()))? {
+    for e in list(store, Area::Memo)? {
         let blob = read_record(&e.path)
             .ok()
             .and_then(|b| Digest::parse(String::from_utf8_lossy(&b).trim()).ok())
@@ -534,14 +638,13 @@ fn collect(
     }
 
     // 8. Blobs.
-    let blobs = store.blobs_dir();
     let mut kept_blob_count = 0;
-    for e in entries(&blobs).with_context(|| format!("reading {}", blobs.display()))? {
+    for e in list(store, Area::Blobs)? {
         // A file not named by a digest is fsck's to report.
-        let Some(d) = e.name().and_then(hex_name) else {
+        let Some(d) = e.name().and_then(|n| Area::Blobs.digest_of(n)) else {
             continue;
         };
-        if kept_blobs.contains(&d) {
+        if kept_blobs.contains(&d) && e.kind == Kind::File {
             kept_blob_count += 1;
         } else {
             r.remove(Category::Blobs, &e.path);
@@ -550,37 +653,35 @@ fn collect(
 
     // 9. Check stamps of the blobs that went (a stamp vouches only for the
     // very file it was taken of, so a stale one is merely litter).
-    let stamps = store.check_stamps_dir();
-    for e in entries(&stamps).unwrap_or_default() {
+    for e in list(store, Area::Checked)? {
         // A file not named by a digest is fsck's to report.
         let gone = |d: Digest| !kept_blobs.contains(&d) || !has_blob(&d);
-        if e.name().and_then(hex_name).is_some_and(gone) {
+        if e.name()
+            .and_then(|n| Area::Checked.digest_of(n))
+            .is_some_and(gone)
+        {
             r.remove(Category::Checked, &e.path);
         }
     }
+    Ok(kept_blob_count)
+}
 
-    // 10. The .deb download cache, on request (apt's lock file stays).
-    if opts.debs {
-        let debs = store.deb_cache();
-        for e in entries(&debs).with_context(|| format!("reading {}", debs.display()))? {
-            if e.name().is_some_and(|n| n.ends_with(".deb")) {
-                r.remove(Category::Debs, &e.path);
-            }
-        }
-        for e in entries(&debs.join("partial")).unwrap_or_default() {
-            r.remove(Category::Debs, &e.path);
-        }
-        // apt's indexes kept beside them: downloads too.
-        for e in entries(&store.apt_lists()).unwrap_or_default() {
+/// Phase 10, on request: the .deb download cache (apt's lock file stays)
+/// and apt's indexes kept beside it, downloads too.
+fn drop_debs(store: &Store, r: &mut Removals) -> Result<()> {
+    for e in list(store, Area::Debs)? {
+        if e.name().is_some_and(|n| n.ends_with(".deb")) {
             r.remove(Category::Debs, &e.path);
         }
     }
-
-    Ok(Kept {
-        builds: kept_builds,
-        images: kept_images.len(),
-        blobs: kept_blob_count,
-    })
+    let partial = Path::new(Area::Debs.dir()).join("partial");
+    for e in store.layout().list_below(&partial)? {
+        r.remove(Category::Debs, &e.path);
+    }
+    for e in list(store, Area::AptLists)? {
+        r.remove(Category::Debs, &e.path);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::build::output;
 use crate::upkeep::fixture::{files_below, set_age, Fixture};
 use crate::util::scratch::ScratchDir;
 

@@ -4,10 +4,12 @@
 //! content-addressed file and checks every record against its name and what
 //! it points at (`builder/ARCHITECTURE.md`, "Store maintenance").
 //!
-//! Both read the store as untrusted bytes: they never follow a symbolic
-//! link (kiln writes none, so one in the store is a problem to report), never
+//! Both read the store as untrusted bytes: they walk it through its one
+//! declared layout ([`crate::store::layout`]), never following a symbolic
+//! link (kiln writes none, so one in the store is a problem to report, and
+//! gc leaves a store alone while one of its directories is a link), never
 //! read more than [`MAX_RECORD`] bytes of a record into memory, and turn every
-//! digest into a path through [`Digest`].
+//! digest into a path through [`crate::util::digest::Digest`].
 
 pub mod fsck;
 pub mod gc;
@@ -15,74 +17,21 @@ pub mod gc;
 #[cfg(test)]
 mod fixture;
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::publish::release::{Entry, Releases};
-use crate::util::digest::Digest;
+pub(crate) use crate::store::layout::hex_name;
+use crate::util::walk::{self, DirEntry, Kind};
 
 pub use crate::util::record::{read_record, ReadError, MAX_RECORD};
 
-/// What a directory entry is, from the directory itself (links not followed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Other,
-}
-
-/// One entry of a directory.
-#[derive(Debug, Clone)]
-struct DirEntry {
-    name: OsString,
-    path: PathBuf,
-    kind: Kind,
-}
-
-impl DirEntry {
-    /// The name, when it is UTF-8 (every name kiln writes is).
-    fn name(&self) -> Option<&str> {
-        self.name.to_str()
-    }
-}
-
-/// The entries of `dir`, sorted by name; a missing directory has none.
+/// The entries of `dir` ([`walk::entries`]: `dir` itself is not followed
+/// if it is a link), sorted by name; a missing directory has none.
 fn entries(dir: &Path) -> io::Result<Vec<DirEntry>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for e in rd {
-        let e = e?;
-        let t = e.file_type()?;
-        let kind = if t.is_symlink() {
-            Kind::Symlink
-        } else if t.is_dir() {
-            Kind::Dir
-        } else if t.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        };
-        out.push(DirEntry {
-            name: e.file_name(),
-            path: e.path(),
-            kind,
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
-/// The digest a store file is named by: exactly 64 lowercase hex digits.
-fn hex_name(name: &str) -> Option<Digest> {
-    Digest::parse(name).ok().filter(|d| d.hex() == name)
+    walk::entries(dir).map_err(io::Error::other)
 }
 
 /// Remove a file, a link (not what it points at) or a directory tree; a
@@ -188,6 +137,7 @@ fn channel_files(rel: &Releases) -> io::Result<Vec<ChannelFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::digest::Digest;
 
     #[test]
     fn read_record_is_bounded_and_never_follows_links() {

@@ -14,3 +14,4 @@ pub mod progress;
 pub mod record;
 pub mod scratch;
 pub mod time;
+pub mod walk;

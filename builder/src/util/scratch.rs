@@ -149,25 +149,33 @@ impl Swept {
 /// Remove the scratch of dead owners in `parent`: every
 /// `.kiln-tmp-*.lock` whose lock can be taken, with the entry it announces.
 /// With `dry_run`, only report. A missing `parent` is nothing to sweep.
+///
+/// No link below `parent` is followed (`parent` itself is the caller's to
+/// trust: `$TMPDIR`, an output directory, the store's `tmp/` once the store
+/// has checked it): a lock file that is a link is no lock, and an entry
+/// that is a link goes as a link, never what it points at.
 pub fn sweep(parent: &Path, dry_run: bool) -> Result<Swept> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut out = Swept::default();
-    let rd = match fs::read_dir(parent) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", parent.display())),
-    };
-    for entry in rd {
-        let entry = entry.with_context(|| format!("reading {}", parent.display()))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(id) = name
-            .strip_prefix(SCRATCH_PREFIX)
+    let list = crate::util::walk::list_below(parent, Path::new(""))?;
+    for entry in list {
+        let Some(id) = entry
+            .name()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
             .and_then(|n| n.strip_suffix(LOCK_SUFFIX))
+            .map(str::to_owned)
         else {
             continue;
         };
-        let lock_path = entry.path();
-        let Ok(f) = fs::OpenOptions::new().write(true).open(&lock_path) else {
+        if entry.kind != crate::util::walk::Kind::File {
+            continue;
+        }
+        let lock_path = entry.path;
+        let Ok(f) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&lock_path)
+        else {
             continue;
         };
         // Held by a living owner: not ours to touch.

@@ -34,15 +34,12 @@ const DONE: &str = "BdsDxe: failed to load Boot";
 /// How long the preparing boot may take before kiln gives up on it.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where the prepared variable stores live in the store.
-pub const DIR: &str = "firmware";
-
 /// The prepared variable store for this firmware, QEMU and layout in
 /// `STORE/firmware/`, made now if it is not there yet; `None` when it
 /// cannot be made (the test then starts from OVMF's empty store, as it
 /// would anyway).
 pub fn prepared_vars(store: &Store, accel: Accel, memory_mib: u32) -> Option<PathBuf> {
-    let cache_dir = store.root().join(DIR);
+    let cache_dir = store.layout().dir(crate::store::layout::Area::Firmware);
     let key = match vars_key(accel) {
         Ok(k) => k,
         Err(e) => {
@@ -51,8 +48,13 @@ pub fn prepared_vars(store: &Store, accel: Accel, memory_mib: u32) -> Option<Pat
         }
     };
     let path = cache_dir.join(format!("ovmf-vars-{key}.fd"));
+    // Never through a link in the store (`store::layout`).
+    if let Err(e) = store.layout().check(&path) {
+        tracing::info!("no prepared firmware variables: {e}");
+        return None;
+    }
     let template_len = std::fs::metadata(qemu::OVMF_VARS).ok()?.len();
-    if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == template_len) {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == template_len) {
         return Some(path);
     }
     match prepare(store, &path, accel, memory_mib) {
