@@ -133,7 +133,7 @@ impl Layers {
             .zip(&self.entries)
             .rev()
             .find(|(t, _)| file(t).is_some_and(|d| Arc::ptr_eq(&d, &data)))
-            .map(|(_, (e, _))| e.digest.clone())
+            .map(|(_, (e, _))| e.digest.to_string())
     }
 }
 
@@ -152,7 +152,7 @@ fn from_cache(
     let entry = hit.entry;
     // The store's own check: the bytes hash to the digest they are kept under.
     let digest = sha256_digest(&hit.blob);
-    let refused = if digest != entry.digest {
+    let refused = if digest != entry.digest.to_string() {
         Some(format!("the blob hashes to {digest}, not {}", entry.digest))
     } else if entry.name != *name || entry.kind != pl.def.kind.as_str() {
         Some(format!(
@@ -199,7 +199,8 @@ pub fn build_layers(
     // the store, so a build beside it waits for them instead of making them too.
     let mut held = Vec::new();
     for pl in &plan.layers {
-        let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
+        let lower_digest = lower.as_ref().map(|e| e.digest.to_string());
+        let key = pl.key(lower_digest.as_deref(), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
         let mut local = store.lookup_key(&key)?;
@@ -224,7 +225,7 @@ pub fn build_layers(
             (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
                 let tree = store
-                    .read_blob(&entry.digest, layer::unpack_reader)
+                    .read_blob(&entry.digest.to_string(), layer::unpack_reader)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, LayerSource::Store, tree)
             }
@@ -241,9 +242,9 @@ pub fn build_layers(
                     })?;
                 let packed = layer::pack(&built.tree)?;
                 let entry = KeyEntry {
-                    key: key.clone(),
-                    digest: packed.digest.clone(),
-                    diff_id: packed.diff_id,
+                    key: key.parse()?,
+                    digest: packed.digest.parse()?,
+                    diff_id: packed.diff_id.parse()?,
                     name: name.clone(),
                     kind: pl.def.kind.as_str().into(),
                     size: packed.blob.len() as u64,
@@ -271,7 +272,7 @@ pub fn build_layers(
     for (blob, entry) in &pending {
         let digest = store.put_blob(blob)?;
         anyhow::ensure!(
-            digest == entry.digest,
+            digest == entry.digest.to_string(),
             "layer {}: its blob hashes to {digest}, not {}",
             entry.name,
             entry.digest
@@ -356,7 +357,7 @@ fn build_layer(
                     name: p.package.clone(),
                     version: p.version.clone(),
                     architecture: p.architecture.clone(),
-                    sha256: p.sha256.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                    sha256: p.sha256,
                     download: None,
                 })
                 .collect();
@@ -472,8 +473,8 @@ fn check_services(plan: &Plan, root: &Tree) -> Result<()> {
 fn cached_entries(plan: &Plan, store: &Store) -> Result<Option<Vec<(KeyEntry, LayerSource)>>> {
     let mut entries: Vec<(KeyEntry, LayerSource)> = Vec::new();
     for pl in &plan.layers {
-        let lower = entries.last().map(|(e, _)| e.digest.as_str());
-        match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
+        let lower = entries.last().map(|(e, _)| e.digest.to_string());
+        match store.lookup_key(&pl.key(lower.as_deref(), plan.epoch.fixed))? {
             Some(e) => entries.push((e, LayerSource::Store)),
             None => return Ok(None),
         }
@@ -512,7 +513,7 @@ pub(crate) fn build_plan(
         DiskFormat::Tar => None,
         _ => Some(crate::image::initramfs::find_init()?),
     };
-    let init_digest = init.as_ref().map(|i| i.digest.as_str());
+    let init_digest = init.as_ref().map(|i| &i.digest);
     let recipe_file = recipe_path
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
@@ -522,14 +523,11 @@ pub(crate) fn build_plan(
             kiln: env!("CARGO_PKG_VERSION"),
             recipe_file: &recipe_file,
             recipe: &plan.recipe_digest,
-            layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
+            layers: entries.iter().map(|(e, _)| &e.digest).collect(),
             init: init_digest,
             source_date_epoch: image_epoch(plan, entries),
             epoch_source: plan.epoch.source,
-            uki_signer: opts
-                .secure_boot
-                .as_ref()
-                .map(|s| s.cert_fingerprint.as_str()),
+            uki_signer: opts.secure_boot.as_ref().map(|s| &s.cert_fingerprint),
         }
         .key()
     };
@@ -541,25 +539,26 @@ pub(crate) fn build_plan(
         if let Some(hit) = crate::build::output::lookup(store, &image_key(&entries))? {
             let tmp = crate::build::output::temp_dir(&opts.out_dir)?;
             let m = hit.manifest;
+            let want = m.image.digest.to_string();
             let name = m.image.file.clone();
             let out_path = opts.out_dir.join(&name);
             let path = tmp.path().join(&name);
             // The output directory may still hold the very file kiln wrote.
             let in_place = recipe.disk.format != DiskFormat::Qcow2
-                && crate::build::output::up_to_date(store, &out_path, &m.image.digest);
+                && crate::build::output::up_to_date(store, &out_path, &want);
             let files = if in_place {
                 progress.step(format!("{} is up to date", out_path.display()));
                 progress.finish(None);
                 Some(vec![OutFile {
                     name,
                     path: None,
-                    digest: m.image.digest.clone(),
+                    digest: want.clone(),
                 }])
             } else {
                 progress.step("copying the cached image");
                 let digest = crate::build::output::copy_hashing(&hit.file, &path)?;
                 progress.finish(Some(&digest));
-                if digest == m.image.digest {
+                if digest == want {
                     let mut files = vec![OutFile {
                         name,
                         path: Some(path.clone()),
@@ -576,7 +575,7 @@ pub(crate) fn build_plan(
             if let Some(files) = files {
                 let finished = crate::build::output::finish(tmp.path(), &opts.out_dir, &m, files)?;
                 if !in_place {
-                    crate::build::output::record_output(store, &out_path, &m.image.digest)?;
+                    crate::build::output::record_output(store, &out_path, &want)?;
                 }
                 return Ok(report(&m, &entries, &opts.out_dir, finished, true));
             }
@@ -604,7 +603,7 @@ pub(crate) fn build_plan(
         let layer_digests: Vec<String> = layers
             .entries
             .iter()
-            .map(|(e, _)| e.digest.clone())
+            .map(|(e, _)| e.digest.to_string())
             .collect();
         let init = init.as_ref().context("kiln-init")?;
         let (disk, digest) = crate::image::disk::assemble(
@@ -657,7 +656,7 @@ pub(crate) fn build_plan(
                 version: recipe.version.clone(),
                 recipe: RecipeRef {
                     file: recipe_file.clone(),
-                    digest: plan.recipe_digest.clone(),
+                    digest: plan.recipe_digest.parse()?,
                 },
                 source_date_epoch: sde,
                 epoch_source: Some(plan.epoch.source),
@@ -670,9 +669,9 @@ pub(crate) fn build_plan(
                             .flatten(),
                         name: e.name.clone(),
                         kind: e.kind.clone(),
-                        key: e.key.clone(),
-                        digest: e.digest.clone(),
-                        diff_id: e.diff_id.clone(),
+                        key: e.key,
+                        digest: e.digest,
+                        diff_id: e.diff_id,
                         size: e.size,
                         packages: e.packages.clone(),
                     })
@@ -680,7 +679,7 @@ pub(crate) fn build_plan(
                 image: ImageFile {
                     format: if disk.is_some() { "raw" } else { "tar" }.into(),
                     file: image_name.clone(),
-                    digest: digest.clone(),
+                    digest: digest.parse()?,
                     size,
                 },
                 disk,
@@ -736,7 +735,7 @@ fn report(
         image: ImageReport {
             name: m.name.clone(),
             version: m.version.clone(),
-            digest: m.image.digest.clone(),
+            digest: m.image.digest.to_string(),
             path: out_dir.join(&m.image.file),
             size: m.image.size,
             cached: image_cached,
@@ -746,8 +745,8 @@ fn report(
             .map(|(e, source)| LayerReport {
                 name: e.name.clone(),
                 kind: e.kind.clone(),
-                digest: e.digest.clone(),
-                key: e.key.clone(),
+                digest: e.digest.to_string(),
+                key: e.key.to_string(),
                 cached: *source != LayerSource::Built,
                 source: *source,
                 size: e.size,

@@ -99,11 +99,11 @@ impl CheckStamp {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyEntry {
     /// The layer key (`sha256:`).
-    pub key: String,
+    pub key: Digest,
     /// The blob digest (`sha256:`).
-    pub digest: String,
+    pub digest: Digest,
     /// Digest of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Layer name.
     pub name: String,
     /// Layer kind.
@@ -433,12 +433,12 @@ impl Store {
         };
         let entry: KeyEntry =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(self.has_blob(&entry.digest).then_some(entry))
+        Ok(self.has_blob(&entry.digest.to_string()).then_some(entry))
     }
 
     /// Record key → digest. The entry is immutable once written.
     pub fn record_key(&self, entry: &KeyEntry) -> Result<()> {
-        let path = self.key_path(&entry.key)?;
+        let path = self.key_path(&entry.key.to_string())?;
         if !path.exists() {
             write_atomic(&self.tmp_dir()?, &path, &serde_json::to_vec_pretty(entry)?)?;
         }
@@ -639,9 +639,9 @@ mod tests {
         let d = s.put_blob(b"layer").unwrap();
         let key = format!("sha256:{}", "ab".repeat(32));
         let e = KeyEntry {
-            key: key.clone(),
-            digest: d.clone(),
-            diff_id: d.clone(),
+            key: key.parse().unwrap(),
+            digest: d.parse().unwrap(),
+            diff_id: d.parse().unwrap(),
             name: "x".into(),
             kind: "app".into(),
             size: 5,

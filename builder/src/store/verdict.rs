@@ -28,7 +28,7 @@ pub struct Verdict {
     /// [`SCHEMA`].
     pub schema: String,
     /// `sha256:` of the image file that was booted.
-    pub image_digest: String,
+    pub image_digest: Digest,
     /// Image name and version, from its manifest.
     pub image: String,
     /// Whether every check passed.
@@ -94,7 +94,7 @@ fn dir(store: &Store, digest: &str) -> Result<PathBuf> {
 /// Record a verdict; returns the file it went to.
 pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
     store.init()?;
-    let d = dir(store, &v.image_digest)?;
+    let d = dir(store, &v.image_digest.to_string())?;
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     let _lock = store.lock()?;
     // After the highest number present, so a removed verdict file (a corrupt
@@ -114,7 +114,8 @@ pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
         .map(|(_, p)| {
             let bytes = crate::util::record::read_record(&p)
                 .with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+            crate::util::record::parse_json(&bytes)
+                .with_context(|| format!("parsing {}", p.display()))
         })
         .collect()
 }
@@ -153,7 +154,7 @@ mod tests {
     fn verdict(digest: &str, passed: bool) -> Verdict {
         Verdict {
             schema: SCHEMA.into(),
-            image_digest: digest.into(),
+            image_digest: digest.parse().unwrap(),
             image: "hello 1.0".into(),
             passed,
             failed_check: (!passed).then(|| "console[0]".into()),

@@ -316,7 +316,7 @@ struct Build {
 
 /// Every image a release references, with the layers its release manifest
 /// lists (for an image whose manifest the store no longer holds).
-fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, String)>>> {
+fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(Digest, Digest)>>> {
     let mut out = BTreeMap::new();
     for rel in releases {
         let files = channel_files(rel)
@@ -331,7 +331,7 @@ fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, Strin
                 ))
             };
             let e = f.entry.map_err(unreadable)?;
-            let digest = Digest::parse(&e.digest).map_err(|err| unreadable(err.to_string()))?;
+            let digest = e.digest;
             let layers = contained(&e.path)
                 .map(|p| {
                     rel.root()
@@ -352,7 +352,7 @@ fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, Strin
 fn collect(
     store: &Store,
     opts: &GcOptions,
-    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    released: &BTreeMap<Digest, Vec<(Digest, Digest)>>,
     r: &mut Removals,
 ) -> Result<Kept> {
     // 1. Scratch.
@@ -481,11 +481,11 @@ fn collect(
         .iter()
         .filter_map(|d| manifests.get(d)?.1.as_ref());
     let layers = kept_manifests
-        .flat_map(|m| m.layers.iter().map(|l| (l.key.clone(), l.digest.clone())))
+        .flat_map(|m| m.layers.iter().map(|l| (l.key, l.digest)))
         .chain(released.values().flatten().cloned());
     for (key, digest) in layers {
-        layer_keys.extend(Digest::parse(&key).ok());
-        layer_blobs.extend(Digest::parse(&digest).ok());
+        layer_keys.insert(key);
+        layer_blobs.insert(digest);
     }
     let has_blob = |d: &Digest| store.blobs_dir().join(d.hex()).is_file();
 
@@ -503,18 +503,13 @@ fn collect(
             }
             continue;
         };
-        let (key, digest) = (
-            Digest::parse(&entry.key).ok(),
-            Digest::parse(&entry.digest).ok(),
-        );
         let wanted = opts.keep_last.is_none()
-            || key.is_some_and(|k| layer_keys.contains(&k))
-            || digest.is_some_and(|d| layer_blobs.contains(&d));
-        match digest.filter(|d| wanted && has_blob(d)) {
-            Some(d) => {
-                kept_blobs.insert(d);
-            }
-            None => r.remove(Category::Keys, &e.path),
+            || layer_keys.contains(&entry.key)
+            || layer_blobs.contains(&entry.digest);
+        if wanted && has_blob(&entry.digest) {
+            kept_blobs.insert(entry.digest);
+        } else {
+            r.remove(Category::Keys, &e.path);
         }
     }
 

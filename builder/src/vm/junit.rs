@@ -33,7 +33,7 @@ pub fn junit_xml(v: &Verdict) -> String {
     ));
     x.push_str(&format!(
         "    <properties>\n      <property name=\"image_digest\" value=\"{}\"/>\n      <property name=\"accel\" value=\"{}\"/>\n      <property name=\"qemu\" value=\"{}\"/>\n    </properties>\n",
-        xml_escape(&v.image_digest),
+        xml_escape(&v.image_digest.to_string()),
         xml_escape(&v.accel),
         xml_escape(&v.qemu_version)
     ));
@@ -70,7 +70,7 @@ mod tests {
     fn junit_has_a_testcase_per_check_and_escapes() {
         let v = Verdict {
             schema: SCHEMA.into(),
-            image_digest: "sha256:00".into(),
+            image_digest: crate::util::digest::Digest::of(b""),
             image: "hello 1.0".into(),
             passed: false,
             failed_check: Some("http[0]".into()),

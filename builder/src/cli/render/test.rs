@@ -58,7 +58,7 @@ mod tests {
     fn verdict_of(passed: bool) -> Verdict {
         Verdict {
             schema: "kiln.verdict/v1".into(),
-            image_digest: EMPTY.into(),
+            image_digest: EMPTY.parse().unwrap(),
             image: "hello 1.0".into(),
             passed,
             failed_check: (!passed).then(|| "console: hello".into()),
