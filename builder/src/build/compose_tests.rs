@@ -1,5 +1,5 @@
 use super::*;
-use crate::fs::tree::Node;
+use crate::fs::tree::{Meta, Node};
 
 /// A key entry whose blob digest is `sha256:` and `c` 64 times.
 fn entry(c: char) -> (KeyEntry, LayerSource) {
