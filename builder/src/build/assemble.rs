@@ -80,15 +80,11 @@ impl<'a> Assembly<'a> {
             kiln: env!("CARGO_PKG_VERSION"),
             recipe_file: &self.recipe_file,
             recipe: &self.plan.recipe_digest,
-            layers: entries.iter().map(|(e, _)| e.digest.as_str()).collect(),
-            init: self.init.as_ref().map(|i| i.digest.as_str()),
+            layers: entries.iter().map(|(e, _)| &e.digest).collect(),
+            init: self.init.as_ref().map(|i| &i.digest),
             source_date_epoch: image_epoch(self.plan, entries),
             epoch_source: self.plan.epoch.source,
-            uki_signer: self
-                .opts
-                .secure_boot
-                .as_ref()
-                .map(|s| s.cert_fingerprint.as_str()),
+            uki_signer: self.opts.secure_boot.as_ref().map(|s| &s.cert_fingerprint),
         }
         .key()
     }
@@ -107,25 +103,26 @@ impl<'a> Assembly<'a> {
         };
         let tmp = output::temp_dir(&opts.out_dir)?;
         let m = hit.manifest;
+        let want = m.image.digest.to_string();
         let name = m.image.file.clone();
         let out_path = opts.out_dir.join(&name);
         let path = tmp.path().join(&name);
         // The output directory may still hold the very file kiln wrote.
-        let in_place = recipe.disk.format != DiskFormat::Qcow2
-            && output::up_to_date(store, &out_path, &m.image.digest);
+        let in_place =
+            recipe.disk.format != DiskFormat::Qcow2 && output::up_to_date(store, &out_path, &want);
         let files = if in_place {
             progress.step(format!("{} is up to date", out_path.display()));
             progress.finish(None);
             Some(vec![OutFile {
                 name,
                 path: None,
-                digest: m.image.digest.clone(),
+                digest: want.clone(),
             }])
         } else {
             progress.step("copying the cached image");
             let digest = output::copy_hashing(&hit.file, &path)?;
             progress.finish(Some(&digest));
-            if digest == m.image.digest {
+            if digest == want {
                 let mut files = vec![OutFile {
                     name,
                     path: Some(path.clone()),
@@ -142,7 +139,7 @@ impl<'a> Assembly<'a> {
         if let Some(files) = files {
             let finished = output::finish(tmp.path(), &opts.out_dir, &m, files)?;
             if !in_place {
-                output::record_output(store, &out_path, &m.image.digest)?;
+                output::record_output(store, &out_path, &want)?;
             }
             return Ok(Some(report(&m, entries, &opts.out_dir, finished, true)));
         }
@@ -175,7 +172,7 @@ impl<'a> Assembly<'a> {
             let layer_digests: Vec<String> = layers
                 .entries
                 .iter()
-                .map(|(e, _)| e.digest.clone())
+                .map(|(e, _)| e.digest.to_string())
                 .collect();
             let init = self.init.as_ref().context("kiln-init")?;
             let (disk, digest) = crate::image::disk::assemble(
@@ -237,7 +234,7 @@ impl<'a> Assembly<'a> {
                 if recipe.disk.format == DiskFormat::Qcow2 {
                     files.push(qcow2(raw_tmp, tmp, &self.base, progress)?);
                 }
-                let manifest = self.manifest(layers, &image, disk);
+                let manifest = self.manifest(layers, &image, disk)?;
                 store.record_image(digest, &serde_json::to_vec_pretty(&manifest)?)?;
                 let finished = output::finish(tmp, &opts.out_dir, &manifest, files)?;
                 output::record_output(store, &opts.out_dir.join(&image.name), digest)?;
@@ -251,15 +248,20 @@ impl<'a> Assembly<'a> {
     }
 
     /// The manifest of `image` (whose disk is `disk`), made of `layers`.
-    fn manifest(&self, layers: &Layers, image: &WrittenImage, disk: Option<DiskInfo>) -> Manifest {
+    fn manifest(
+        &self,
+        layers: &Layers,
+        image: &WrittenImage,
+        disk: Option<DiskInfo>,
+    ) -> Result<Manifest> {
         let (plan, recipe) = (self.plan, &self.plan.recipe);
-        Manifest {
+        Ok(Manifest {
             schema: SCHEMA.into(),
             name: recipe.name.clone(),
             version: recipe.version.clone(),
             recipe: RecipeRef {
                 file: self.recipe_file.clone(),
-                digest: plan.recipe_digest.clone(),
+                digest: plan.recipe_digest.parse()?,
             },
             source_date_epoch: image_epoch(plan, &layers.entries),
             epoch_source: Some(plan.epoch.source),
@@ -272,9 +274,9 @@ impl<'a> Assembly<'a> {
                         .flatten(),
                     name: e.name.clone(),
                     kind: e.kind.clone(),
-                    key: e.key.clone(),
-                    digest: e.digest.clone(),
-                    diff_id: e.diff_id.clone(),
+                    key: e.key,
+                    digest: e.digest,
+                    diff_id: e.diff_id,
                     size: e.size,
                     packages: e.packages.clone(),
                 })
@@ -282,13 +284,13 @@ impl<'a> Assembly<'a> {
             image: ImageFile {
                 format: if disk.is_some() { "raw" } else { "tar" }.into(),
                 file: image.name.clone(),
-                digest: image.digest.clone(),
+                digest: image.digest.parse()?,
                 size: image.size,
             },
             disk,
             test: Some(recipe.test.to_spec()),
             builder: BuilderInfo::current(),
-        }
+        })
     }
 }
 

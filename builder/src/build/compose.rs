@@ -43,7 +43,7 @@ impl Layers {
             .zip(&self.entries)
             .rev()
             .find(|(t, _)| file(t).is_some_and(|d| Arc::ptr_eq(&d, &data)))
-            .map(|(_, (e, _))| e.digest.clone())
+            .map(|(_, (e, _))| e.digest.to_string())
     }
 }
 
@@ -103,7 +103,8 @@ pub fn build_layers(
     // the store, so a build beside it waits for them instead of making them too.
     let mut held = Vec::new();
     for pl in &plan.layers {
-        let key = pl.key(lower.as_ref().map(|e| e.digest.as_str()), plan.epoch.fixed);
+        let lower_digest = lower.as_ref().map(|e| e.digest.to_string());
+        let key = pl.key(lower_digest.as_deref(), plan.epoch.fixed);
         let name = &pl.def.name;
         progress.step(format!("layer {name}"));
         let mut local = store.lookup_key(&key)?;
@@ -135,7 +136,7 @@ pub fn build_layers(
             (Some(entry), _) => {
                 tracing::info!(layer = %name, %key, digest = %entry.digest, "cached");
                 let tree = store
-                    .read_blob(&entry.digest, layer::unpack_reader)
+                    .read_blob(&entry.digest.to_string(), layer::unpack_reader)
                     .with_context(|| format!("unpacking cached layer {name} ({})", entry.digest))?;
                 (entry, LayerSource::Store, tree)
             }
@@ -153,9 +154,9 @@ pub fn build_layers(
                     })?;
                 let packed = layer::pack(&built.tree)?;
                 let entry = KeyEntry {
-                    key: key.clone(),
-                    digest: packed.digest.clone(),
-                    diff_id: packed.diff_id,
+                    key: key.parse()?,
+                    digest: packed.digest.parse()?,
+                    diff_id: packed.diff_id.parse()?,
                     name: name.clone(),
                     kind: pl.def.kind.as_str().into(),
                     size: packed.blob.len() as u64,
@@ -191,7 +192,7 @@ pub fn build_layers(
             NewBlob::Built(blob) => {
                 let digest = store.put_blob(&blob)?;
                 anyhow::ensure!(
-                    digest == entry.digest,
+                    digest == entry.digest.to_string(),
                     "layer {}: its blob hashes to {digest}, not {}",
                     entry.name,
                     entry.digest
@@ -200,7 +201,7 @@ pub fn build_layers(
             }
             NewBlob::Fetched(file) => {
                 store
-                    .put_blob_file(file, &entry.digest)
+                    .put_blob_file(file, &entry.digest.to_string())
                     .with_context(|| format!("storing layer {}", entry.name))?;
                 None
             }
@@ -261,8 +262,8 @@ pub(super) fn cached_entries(
 ) -> Result<Option<Vec<(KeyEntry, LayerSource)>>> {
     let mut entries: Vec<(KeyEntry, LayerSource)> = Vec::new();
     for pl in &plan.layers {
-        let lower = entries.last().map(|(e, _)| e.digest.as_str());
-        match store.lookup_key(&pl.key(lower, plan.epoch.fixed))? {
+        let lower = entries.last().map(|(e, _)| e.digest.to_string());
+        match store.lookup_key(&pl.key(lower.as_deref(), plan.epoch.fixed))? {
             Some(e) => entries.push((e, LayerSource::Store)),
             None => return Ok(None),
         }

@@ -1,9 +1,11 @@
 use super::*;
 use crate::fs::tree::{Meta, Node};
 
-fn entry(digest: &str) -> (KeyEntry, LayerSource) {
+/// A key entry whose blob digest is `sha256:` and `c` 64 times.
+fn entry(c: char) -> (KeyEntry, LayerSource) {
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
     let e: KeyEntry = serde_json::from_value(serde_json::json!({
-        "key": "sha256:k", "digest": digest, "diff_id": "sha256:d", "name": "n",
+        "key": d('0'), "digest": d(c), "diff_id": d('1'), "name": "n",
         "kind": "base", "size": 1, "tar_size": 1, "packages": []
     }))
     .unwrap();
@@ -33,15 +35,13 @@ fn layer_of_names_the_layer_whose_bytes_the_root_holds() {
     root.apply_layer(&base).unwrap();
     root.apply_layer(&app).unwrap();
     let layers = Layers {
-        entries: vec![entry("sha256:base"), entry("sha256:app")],
+        entries: vec![entry('b'), entry('a')],
         trees: vec![base, app],
         root,
     };
-    assert_eq!(
-        layers.layer_of("boot/vmlinuz").as_deref(),
-        Some("sha256:base")
-    );
-    assert_eq!(layers.layer_of("etc/motd").as_deref(), Some("sha256:app"));
+    let d = |c: &str| Some(format!("sha256:{}", c.repeat(64)));
+    assert_eq!(layers.layer_of("boot/vmlinuz"), d("b"));
+    assert_eq!(layers.layer_of("etc/motd"), d("a"));
     assert_eq!(layers.layer_of("etc"), None);
     assert_eq!(layers.layer_of("nothing/here"), None);
 }

@@ -70,7 +70,7 @@ pub(super) fn build_layer(
                     name: p.package.clone(),
                     version: p.version.clone(),
                     architecture: p.architecture.clone(),
-                    sha256: p.sha256.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                    sha256: p.sha256,
                     download: None,
                 })
                 .collect();

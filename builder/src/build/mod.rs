@@ -164,7 +164,7 @@ fn report(
         image: ImageReport {
             name: m.name.clone(),
             version: m.version.clone(),
-            digest: m.image.digest.clone(),
+            digest: m.image.digest.to_string(),
             path: out_dir.join(&m.image.file),
             size: m.image.size,
             cached: image_cached,
@@ -174,8 +174,8 @@ fn report(
             .map(|(e, source)| LayerReport {
                 name: e.name.clone(),
                 kind: e.kind.clone(),
-                digest: e.digest.clone(),
-                key: e.key.clone(),
+                digest: e.digest.to_string(),
+                key: e.key.to_string(),
                 cached: *source != LayerSource::Built,
                 source: *source,
                 size: e.size,

@@ -47,9 +47,9 @@ pub struct ImageKeyInput<'a> {
     /// `sha256:` of the recipe's bytes (disk, boot and test settings).
     pub recipe: &'a str,
     /// The layer digests, bottom first.
-    pub layers: Vec<&'a str>,
+    pub layers: Vec<&'a Digest>,
     /// `sha256:` of kiln-init, for disk images.
-    pub init: Option<&'a str>,
+    pub init: Option<&'a Digest>,
     /// SOURCE_DATE_EPOCH of the image.
     pub source_date_epoch: i64,
     /// Where it came from (recorded in the manifest).
@@ -57,7 +57,7 @@ pub struct ImageKeyInput<'a> {
     /// `sha256:` of the Secure Boot signing certificate, when the UKI is
     /// signed (absent otherwise, so unsigned images keep their keys).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uki_signer: Option<&'a str>,
+    pub uki_signer: Option<&'a Digest>,
 }
 
 impl ImageKeyInput<'_> {

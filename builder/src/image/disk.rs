@@ -17,13 +17,13 @@ use sha2::{Digest, Sha256};
 use crate::fs::ext4::{self, Ext4Options};
 use crate::fs::gpt::{self, PartitionSpec, ATTR_READ_ONLY};
 use crate::fs::kmod::{kernel_image_path, ModuleIndex, MODULE_DIRS};
-use crate::fs::layer::finish_digest;
 use crate::fs::tree::{Node, NodeKind, Tree};
 use crate::fs::{fat, uki, verity};
 use crate::image::initramfs;
 use crate::image::secureboot::{self, UkiSigner};
 use crate::input::recipe::Recipe;
 use crate::model::disk::{DiskInfo, PartitionInfo};
+use crate::util::digest::HexDigest;
 use crate::util::error::InputError;
 use crate::util::memo::Memo;
 
@@ -297,7 +297,7 @@ pub fn assemble(
         let digest = s.spawn(|| {
             let mut h = Sha256::new();
             uki_pieces.iter().for_each(|p| h.update(p));
-            finish_digest(h)
+            crate::util::digest::Digest::finish(h)
         });
         let esp = fat::build_esp_pieces(&[(UKI_ESP_PATH, &uki_pieces)], volume_id, "ESP", sde)
             .context("writing the ESP")?;
@@ -340,28 +340,30 @@ pub fn assemble(
     let partitions = layout
         .partitions
         .iter()
-        .map(|l| PartitionInfo {
-            index: l.index,
-            name: l.name.clone(),
-            type_guid: l.type_guid.to_string(),
-            uuid: l.part_guid.to_string(),
-            offset: l.offset,
-            size: l.size,
-            sha256: l.sha256.clone(),
+        .map(|l| -> Result<_> {
+            Ok(PartitionInfo {
+                index: l.index,
+                name: l.name.clone(),
+                type_guid: l.type_guid,
+                uuid: l.part_guid,
+                offset: l.offset,
+                size: l.size,
+                sha256: crate::util::digest::Digest::parse_prefixed(&l.sha256)?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let info = DiskInfo {
         kernel_version: kver,
         cmdline,
-        root_hash,
+        root_hash: HexDigest(vh.root_hash),
         initrd_modules: initrd.modules,
         // The sha256 of the file on the ESP.
         uki_digest,
-        init_digest: init.digest.clone(),
+        init_digest: init.digest,
         partitions,
-        disk_guid: disk_guid.to_string(),
+        disk_guid,
         uki_signature,
-        pcr11_sha256: Some(hex::encode(pcr11)),
+        pcr11_sha256: Some(HexDigest(pcr11)),
     };
     Ok((info, layout.digest))
 }

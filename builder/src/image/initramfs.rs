@@ -47,14 +47,14 @@ pub struct Init {
     /// The static executable.
     pub bytes: Cow<'static, [u8]>,
     /// `sha256:` of `bytes`.
-    pub digest: String,
+    pub digest: crate::util::digest::Digest,
 }
 
 impl Init {
     /// kiln-init from its bytes.
     pub fn new(bytes: impl Into<Cow<'static, [u8]>>) -> Init {
         let bytes = bytes.into();
-        let digest = sha256_digest(&bytes);
+        let digest = crate::util::digest::Digest::of(&bytes);
         Init { bytes, digest }
     }
 }
@@ -129,7 +129,7 @@ struct MemoInput<'a> {
     /// kiln's version too, in case a change to the cpio or zstd writing
     /// forgets [`MEMO_FORMAT`].
     kiln: &'a str,
-    init: &'a str,
+    init: &'a crate::util::digest::Digest,
     wanted: &'a [String],
     source_date_epoch: i64,
     kver: &'a str,

@@ -43,6 +43,7 @@ use x509_cert::Certificate;
 use crate::fs::layer::sha256_digest;
 use crate::fs::uki::authenticode;
 use crate::model::disk::UkiSignature;
+use crate::util::digest::Digest;
 use crate::util::error::InputError;
 
 /// `SPC_INDIRECT_DATA_OBJID` (Authenticode).
@@ -73,7 +74,7 @@ pub struct UkiSigner {
     key: SigningKey<Sha256>,
     cert: Certificate,
     /// `sha256:` of the certificate's DER.
-    pub cert_fingerprint: String,
+    pub cert_fingerprint: Digest,
     /// The certificate's subject, as an RFC 4514 string.
     pub subject: String,
 }
@@ -214,7 +215,7 @@ impl UkiSigner {
         let der = cert.to_der().context("encoding the certificate")?;
         Ok(UkiSigner {
             key: SigningKey::new(key),
-            cert_fingerprint: sha256_digest(&der),
+            cert_fingerprint: Digest::of(&der),
             subject: cert.tbs_certificate.subject.to_string(),
             cert,
         })
@@ -298,8 +299,8 @@ pub fn sign_uki(uki: &mut Vec<u8>, signer: &UkiSigner) -> Result<UkiSignature> {
     authenticode::attach(uki, &info.to_der()?).context("attaching the signature to the UKI")?;
     Ok(UkiSignature {
         signer: signer.subject.clone(),
-        cert_fingerprint: signer.cert_fingerprint.clone(),
-        authenticode_digest: format!("sha256:{}", hex::encode(digest)),
+        cert_fingerprint: signer.cert_fingerprint,
+        authenticode_digest: Digest::from(digest),
     })
 }
 

@@ -85,7 +85,7 @@ fn signed_uki_is_accepted_by_sbverify_and_reproducible() {
     assert_eq!(sig.signer, "CN=kiln Secure Boot db");
     assert_eq!(
         sig.authenticode_digest,
-        format!("sha256:{}", hex::encode(authenticode::digest(&a).unwrap()))
+        crate::util::digest::Digest::from(authenticode::digest(&a).unwrap())
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("uki.efi");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::input::source_file::SourceFile;
-use crate::model::deb::DebPackage;
+use crate::model::deb::{noassertion, DebPackage};
 use crate::util::error::InputError;
 
 /// A lock file.
@@ -48,8 +48,10 @@ pub struct LockedPackage {
     pub version: String,
     /// Architecture.
     pub architecture: String,
-    /// `sha256:` of the .deb.
-    pub sha256: String,
+    /// `sha256:` of the .deb (`NOASSERTION` when it was not known, which
+    /// [`LockFile::load_for`] refuses).
+    #[serde(with = "crate::model::deb::noassertion")]
+    pub sha256: Option<crate::util::digest::Digest>,
 }
 
 impl From<&DebPackage> for LockedPackage {
@@ -58,7 +60,7 @@ impl From<&DebPackage> for LockedPackage {
             name: p.name.clone(),
             version: p.version.clone(),
             architecture: p.architecture.clone(),
-            sha256: p.sha256.clone(),
+            sha256: p.sha256,
         }
     }
 }
@@ -79,7 +81,7 @@ impl LockFile {
         let lock: LockFile = src.parse()?;
         for l in &lock.layers {
             for p in &l.packages {
-                if p.name.is_empty() || p.version.is_empty() || !p.sha256.starts_with("sha256:") {
+                if p.name.is_empty() || p.version.is_empty() || p.sha256.is_none() {
                     return Err(InputError {
                         file: src.display.clone(),
                         line: None,
@@ -175,7 +177,10 @@ fn check(layer: &str, locked: &[LockedPackage], got: &[DebPackage]) -> Result<()
             Some(w) if w.sha256 != g.sha256 => {
                 let m = format!(
                     "layer {layer}: {} {}: the .deb hashes to {}, the lock says {}",
-                    g.name, g.version, g.sha256, w.sha256
+                    g.name,
+                    g.version,
+                    noassertion::show(&g.sha256),
+                    noassertion::show(&w.sha256)
                 );
                 return Err((m, false));
             }
@@ -194,7 +199,7 @@ mod tests {
             name: name.into(),
             version: version.into(),
             architecture: "amd64".into(),
-            sha256: format!("sha256:{sha}"),
+            sha256: Some(format!("sha256:{}", sha.repeat(32)).parse().unwrap()),
             download: None,
         }
     }
@@ -221,6 +226,43 @@ mod tests {
             Some("trixie")
         );
         assert!(text.contains("suite = \"trixie\""), "{text}");
+    }
+
+    /// A pin whose sha256 is not `sha256:` and 64 lower-case hex digits is
+    /// refused when the lock is read, naming the file, line and field.
+    #[test]
+    fn a_malformed_pin_is_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("x.toml");
+        let lock = LockFile {
+            layers: vec![LockedLayer {
+                name: "base/debian".into(),
+                suite: None,
+                packages: vec![(&deb("bash", "5.2", "aa")).into()],
+            }],
+        };
+        let good = lock.render("x 1");
+        std::fs::write(path_for(&recipe), &good).unwrap();
+        assert_eq!(LockFile::load_for(&recipe).unwrap(), Some(lock));
+        let hex = "aa".repeat(32);
+        for bad in [
+            hex.clone(),
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("sha256:{}", &hex[2..]),
+            "NOASSERTION".to_string(),
+        ] {
+            let text = good.replace(&format!("sha256:{hex}"), &bad);
+            assert_ne!(text, good);
+            std::fs::write(path_for(&recipe), &text).unwrap();
+            let e = LockFile::load_for(&recipe).unwrap_err();
+            assert!(e.file.ends_with("x.lock"), "{e}");
+            assert!(
+                e.field.as_deref().is_some_and(|f| f.contains("sha256"))
+                    || e.message.contains("sha256"),
+                "{bad}: {e}"
+            );
+            assert!(e.line.is_some() || bad == "NOASSERTION", "{bad}: {e}");
+        }
     }
 
     #[test]

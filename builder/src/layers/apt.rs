@@ -63,7 +63,7 @@ pub struct InstalledPackage {
     /// File name of the `.deb` in the download cache ([`Store::deb_cache`]).
     pub deb: String,
     /// `sha256:` of that `.deb`; `None` when the cache no longer holds it.
-    pub sha256: Option<String>,
+    pub sha256: Option<crate::util::digest::Digest>,
 }
 
 /// Wall-clock time of each step of a package layer build.
@@ -428,7 +428,7 @@ pub fn installed_from_status(
         let deb = deb_file_name(&e.package, &e.version, &e.architecture);
         let path = debs.join(&deb);
         let sha256 = if path.is_file() {
-            Some(crate::util::digest::file_digest(&path)?)
+            Some(crate::util::digest::Digest::of_file(&path)?)
         } else {
             tracing::warn!(package = %e.package, file = %path.display(), "the .deb is not in the download cache");
             None

@@ -185,8 +185,8 @@ fn locate_debs(tree: &mut Tree, debs: &mut [DebPackage]) -> Result<()> {
                         .filter(|d| d.name == pkg && d.version == ver && d.architecture == arch)
                     {
                         if let Some(want) = field("SHA256") {
-                            if d.sha256 != format!("sha256:{want}") {
-                                bail!(crate::util::error::check_failed(format!("{pkg} {ver}: the downloaded .deb hashes to {}, the archive index says sha256:{want}", d.sha256)));
+                            if d.sha256.map(|h| h.hex()).as_deref() != Some(want.as_str()) {
+                                bail!(crate::util::error::check_failed(format!("{pkg} {ver}: the downloaded .deb hashes to {}, the archive index says sha256:{want}", crate::model::deb::noassertion::show(&d.sha256))));
                             }
                         }
                         d.download = Some(format!("{mirror}{file}"));
@@ -235,7 +235,7 @@ fn take_debs(tree: &mut Tree, cache: &Path, tmp: &Path) -> Result<Vec<DebPackage
         if let (Some((pkg, version, architecture)), Some(NodeKind::File(data))) =
             (parse_deb_filename(&name), tree.get(&path).map(|n| &n.kind))
         {
-            let sha256 = crate::fs::layer::sha256_digest(data);
+            let sha256 = Some(crate::util::digest::Digest::of(data));
             cache_deb(cache, tmp, &name, data)?;
             out.push(DebPackage {
                 name: pkg,

@@ -3,6 +3,7 @@
 //! `dpkg-query` reads them; Debian Policy §5).
 
 use crate::fs::tree::{Node, NodeKind, Tree};
+use crate::util::digest::Digest;
 
 /// Where dpkg keeps its status database, relative to a root.
 pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
@@ -16,11 +17,46 @@ pub struct DebPackage {
     pub version: String,
     /// Debian architecture (`amd64`, `all`).
     pub architecture: String,
-    /// `sha256:` of the .deb file.
-    pub sha256: String,
+    /// `sha256:` of the .deb file; `None`, written `NOASSERTION` (SPDX's
+    /// word for it), when the download cache no longer held the .deb.
+    #[serde(with = "noassertion")]
+    pub sha256: Option<Digest>,
     /// Where apt fetched it from (mirror + the index's `Filename:`).
     #[serde(default)]
     pub download: Option<String>,
+}
+
+/// A .deb's `sha256:` digest or `NOASSERTION` where it is not known: the
+/// textual form of [`DebPackage::sha256`] and of a lock file's pins; any
+/// other string is refused where the record is read.
+pub mod noassertion {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::util::digest::Digest;
+
+    /// What stands for an unknown digest.
+    pub const NOASSERTION: &str = "NOASSERTION";
+
+    /// The digest, or [`NOASSERTION`].
+    pub fn show(d: &Option<Digest>) -> String {
+        d.map_or_else(|| NOASSERTION.to_string(), |d| d.to_string())
+    }
+
+    /// Write the digest or [`NOASSERTION`].
+    pub fn serialize<S: Serializer>(d: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&show(d))
+    }
+
+    /// Read what [`serialize`] writes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Digest>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == NOASSERTION {
+            return Ok(None);
+        }
+        Digest::parse_prefixed(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `busybox-static_1%3a1.35.0-4+b3_amd64.deb` → (name, version, architecture);

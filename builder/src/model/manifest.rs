@@ -108,7 +108,7 @@ pub struct RecipeRef {
     /// File name of the recipe.
     pub file: String,
     /// `sha256:` of the recipe's bytes.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// One layer of an image.
@@ -119,11 +119,11 @@ pub struct ManifestLayer {
     /// base, packages or app.
     pub kind: String,
     /// Layer key.
-    pub key: String,
+    pub key: Digest,
     /// Blob digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Digest of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Blob size.
     pub size: u64,
     /// Debian packages that went into the layer.
@@ -143,7 +143,7 @@ pub struct ImageFile {
     /// File name, relative to the manifest.
     pub file: String,
     /// `sha256:` of the file: the image's name.
-    pub digest: String,
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
 }
@@ -160,21 +160,36 @@ pub struct BuilderInfo {
 }
 
 impl Manifest {
-    /// Parse a manifest's JSON and [`check`](Manifest::check) it.
+    /// Parse a manifest's JSON, its typed fields (digests, GUIDs, the root
+    /// hash) checked as they are read, and [`check`](Manifest::check) it.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let m: Manifest =
+        // The schema first: JSON of another kind is not a manifest, whatever
+        // its fields; a kiln manifest with a bad field is a bad manifest.
+        #[derive(Deserialize)]
+        struct Schema {
+            schema: String,
+        }
+        let s: Schema =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::NotManifest(e.to_string()))?;
-        if m.schema != SCHEMA {
+        if s.schema != SCHEMA {
             return Err(ManifestError::NotManifest(format!(
                 "schema {:?}, not {SCHEMA:?}",
-                m.schema
+                s.schema
             )));
         }
+        let m: Manifest = crate::util::record::parse_json(bytes).map_err(|e| match e.field {
+            Some(field) => ManifestError::Field {
+                field,
+                message: e.message,
+            },
+            None => ManifestError::NotManifest(e.message),
+        })?;
         m.check()?;
         Ok(m)
     }
 
-    /// Check the fields that become paths, names and store keys.
+    /// Check the fields that become paths and names (digests are checked
+    /// by their types).
     pub fn check(&self) -> Result<(), ManifestError> {
         let bad = |field: String, message: String| Err(ManifestError::Field { field, message });
         for (field, value) in [("name", &self.name), ("version", &self.version)] {
@@ -193,33 +208,6 @@ impl Manifest {
                     self.image.file
                 ),
             );
-        }
-        let mut digests = vec![
-            ("image.digest".to_string(), &self.image.digest),
-            ("recipe.digest".to_string(), &self.recipe.digest),
-        ];
-        for (i, l) in self.layers.iter().enumerate() {
-            digests.push((format!("layers[{i}].key"), &l.key));
-            digests.push((format!("layers[{i}].digest"), &l.digest));
-            digests.push((format!("layers[{i}].diff_id"), &l.diff_id));
-        }
-        for (field, value) in digests {
-            if let Err(e) = Digest::parse(value) {
-                return bad(field, e.to_string());
-            }
-        }
-        if let Some(d) = &self.disk {
-            // Written into a file of its own (the `.roothash` sidecar).
-            let hex = d.root_hash.len() == 64
-                && d.root_hash
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            if !hex {
-                return bad(
-                    "disk.root_hash".into(),
-                    format!("{:?} is not a sha256 in lower-case hex", d.root_hash),
-                );
-            }
         }
         Ok(())
     }
@@ -269,7 +257,7 @@ pub(crate) mod tests {
 
     /// A well-formed manifest of `hello 1.0` (digests `sha256:11…`, `sha256:22…`, …).
     pub(crate) fn sample() -> Manifest {
-        let h = |c: &str| format!("sha256:{}", c.repeat(64));
+        let h = |c: &str| Digest::parse_prefixed(&format!("sha256:{}", c.repeat(64))).unwrap();
         Manifest {
             schema: SCHEMA.into(),
             name: "hello".into(),
@@ -348,6 +336,114 @@ pub(crate) mod tests {
         assert!(!valid_file_name(&"x".repeat(256)));
     }
 
+    /// Every digest, GUID and hash of a manifest is refused where the
+    /// manifest is read when it is not in the one spelling its field has,
+    /// and the error names the field.
+    #[test]
+    fn from_json_refuses_a_malformed_digest_naming_its_field() {
+        let mut good = sample();
+        good.disk = Some(crate::model::disk::tests::signed_sample());
+        good.layers[0].packages = vec![crate::model::deb::DebPackage {
+            name: "busybox".into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            sha256: Some(good.image.digest),
+            download: None,
+        }];
+        let mut json = serde_json::to_value(&good).unwrap();
+        json["disk"]["partitions"] = serde_json::json!([{
+            "index": 1, "name": "root", "offset": 0, "size": 0,
+            "type_guid": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+            "uuid": "00000000-0000-4000-8000-000000000001",
+            "sha256": good.image.digest.to_string(),
+        }]);
+        let read = |j: &serde_json::Value| Manifest::from_json(&serde_json::to_vec(j).unwrap());
+        let back = read(&json).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            json,
+            "read as written"
+        );
+        let hex = "ab".repeat(32);
+        let prefixed = format!("sha256:{hex}");
+        let digests = [
+            "recipe.digest",
+            "layers.0.key",
+            "layers.0.digest",
+            "layers.0.diff_id",
+            "layers.0.packages.0.sha256",
+            "image.digest",
+            "disk.uki_digest",
+            "disk.init_digest",
+            "disk.uki_signature.cert_fingerprint",
+            "disk.uki_signature.authenticode_digest",
+            "disk.partitions.0.sha256",
+        ];
+        let mut cases: Vec<(&str, String)> = Vec::new();
+        for f in digests {
+            for bad in [
+                hex.clone(),
+                prefixed.to_uppercase(),
+                format!("sha256:{}", hex.to_uppercase()),
+                prefixed[..70].to_string(),
+                format!("{prefixed}0"),
+                format!("sha512:{hex}"),
+            ] {
+                cases.push((f, bad));
+            }
+        }
+        for f in ["disk.root_hash", "disk.pcr11_sha256"] {
+            for bad in [
+                prefixed.clone(),
+                hex.to_uppercase(),
+                hex[..62].to_string(),
+                format!("{}\nX", &hex[..62]),
+            ] {
+                cases.push((f, bad));
+            }
+        }
+        for f in [
+            "disk.disk_guid",
+            "disk.partitions.0.type_guid",
+            "disk.partitions.0.uuid",
+        ] {
+            for bad in [
+                "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+                "4f68bce3e8cd4db196e7fbcaf984b709",
+                "{4f68bce3-e8cd-4db1-96e7-fbcaf984b709}",
+                "urn:uuid:4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+                "4f68bce3-e8cd-4db1-96e7-fbcaf984b70",
+            ] {
+                cases.push((f, bad.to_string()));
+            }
+        }
+        for (path, bad) in cases {
+            let mut j = json.clone();
+            let mut at = &mut j;
+            for part in path.split('.') {
+                at = match part.parse::<usize>() {
+                    Ok(i) => &mut at[i],
+                    Err(_) => &mut at[part],
+                };
+            }
+            assert!(at.is_string(), "{path}");
+            *at = bad.clone().into();
+            let want: String = path
+                .split('.')
+                .map(|p| match p.parse::<usize>() {
+                    Ok(i) => format!("[{i}]"),
+                    Err(_) => format!(".{p}"),
+                })
+                .collect();
+            match read(&j) {
+                Err(ManifestError::Field { field, message }) => {
+                    assert_eq!(format!(".{field}"), want, "{bad:?}: {message}");
+                }
+                other => panic!("{path} = {bad:?}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn from_json_checks_what_becomes_a_path() {
         let good = Manifest {
@@ -371,23 +467,6 @@ pub(crate) mod tests {
             "image.file"
         );
         assert_eq!(field(|m| m.image.file = String::new()), "image.file");
-        assert_eq!(
-            field(|m| m.image.digest = "sha256:../x".into()),
-            "image.digest"
-        );
-        assert_eq!(
-            field(|m| m.layers[0].digest = "sha256:0".into()),
-            "layers[0].digest"
-        );
-        // The root hash becomes a file's content: hex, nothing else.
-        assert_eq!(
-            field(|m| m.disk.as_mut().unwrap().root_hash = format!("{}\nX", "a".repeat(62))),
-            "disk.root_hash"
-        );
-        assert_eq!(
-            field(|m| m.disk.as_mut().unwrap().root_hash = "A".repeat(64)),
-            "disk.root_hash"
-        );
         let (name, content) = good.roothash_sidecar().unwrap();
         assert_eq!(name, format!("{}-{}.roothash", good.name, good.version));
         assert_eq!(
@@ -404,6 +483,14 @@ pub(crate) mod tests {
             Manifest::from_json(b"{}"),
             Err(ManifestError::NotManifest(_))
         ));
+        assert_eq!(
+            Manifest::from_json(&[bytes(&good), b" x".to_vec()].concat())
+                .map_err(|e| e.to_string())
+                .unwrap_err()
+                .split(" at ")
+                .next(),
+            Some("not a kiln manifest: trailing characters")
+        );
         let e = ManifestError::Field {
             field: "name".into(),
             message: "bad".into(),

@@ -52,7 +52,7 @@ pub fn statement(
 ) -> Value {
     let mut deps = vec![json!({
         "name": format!("recipe:{}", manifest.recipe.file),
-        "digest": digest_set(&manifest.recipe.digest),
+        "digest": digest_set(&manifest.recipe.digest.to_string()),
     })];
     if let Some(lock) = manifest_json
         .pointer("/lock/digest")
@@ -63,7 +63,7 @@ pub fn statement(
     for l in &manifest.layers {
         let mut dep = json!({
             "name": format!("layer:{}", l.name),
-            "digest": digest_set(&l.digest),
+            "digest": digest_set(&l.digest.to_string()),
             "mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
             "annotations": { "kind": l.kind, "key": l.key, "diff_id": l.diff_id, "size": l.size },
         });
@@ -82,7 +82,7 @@ pub fn statement(
     if let Some(sig) = uki_signature {
         deps.push(json!({
             "name": format!("secure-boot-cert:{}", sig.signer),
-            "digest": digest_set(&sig.cert_fingerprint),
+            "digest": digest_set(&sig.cert_fingerprint.to_string()),
         }));
     }
     let mut internal = json!({
@@ -96,7 +96,7 @@ pub fn statement(
         "_type": STATEMENT_TYPE,
         "subject": [{
             "name": manifest.image.file,
-            "digest": digest_set(&manifest.image.digest),
+            "digest": digest_set(&manifest.image.digest.to_string()),
         }],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
@@ -105,7 +105,7 @@ pub fn statement(
                 "externalParameters": {
                     "recipe": {
                         "file": manifest.recipe.file,
-                        "digest": digest_set(&manifest.recipe.digest),
+                        "digest": digest_set(&manifest.recipe.digest.to_string()),
                     },
                     "source_date_epoch": manifest.source_date_epoch,
                 },

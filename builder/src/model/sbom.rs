@@ -46,18 +46,12 @@ pub fn spdx_time(secs: i64) -> String {
     crate::util::time::rfc3339(secs)
 }
 
-/// SPDX `checksums` of a `sha256:` digest: none for a string that is not
-/// one (the manifest's digests are checked when it is read).
-fn checksums(digest: &str) -> Value {
-    match Digest::parse(digest) {
-        Ok(d) => json!([{"algorithm": "SHA256", "checksumValue": d.hex()}]),
-        Err(_) => json!([]),
+/// SPDX `checksums` of a digest: none where it is not known.
+fn checksums(digest: Option<Digest>) -> Value {
+    match digest {
+        Some(d) => json!([{"algorithm": "SHA256", "checksumValue": d.hex()}]),
+        None => json!([]),
     }
-}
-
-/// The image's part of the document namespace: its digest's hex.
-fn namespace_id(digest: &str) -> String {
-    Digest::parse(digest).map_or_else(|_| digest.to_string(), |d| d.hex())
 }
 
 /// The SPDX document for an image.
@@ -70,7 +64,7 @@ pub fn document(m: &Manifest) -> Value {
         "packageFileName": m.image.file,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
-        "checksums": checksums(&m.image.digest),
+        "checksums": checksums(Some(m.image.digest)),
         "supplier": "NOASSERTION",
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": "NOASSERTION",
@@ -98,7 +92,7 @@ pub fn document(m: &Manifest) -> Value {
             "versionInfo": l.digest,
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
-            "checksums": checksums(&l.digest),
+            "checksums": checksums(Some(l.digest)),
             "supplier": "NOASSERTION",
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
@@ -115,7 +109,7 @@ pub fn document(m: &Manifest) -> Value {
                 "versionInfo": p.version,
                 "downloadLocation": p.download.clone().unwrap_or_else(|| "NOASSERTION".into()),
                 "filesAnalyzed": false,
-                "checksums": checksums(&p.sha256),
+                "checksums": checksums(p.sha256),
                 "supplier": "Organization: Debian",
                 "licenseConcluded": "NOASSERTION",
                 "licenseDeclared": "NOASSERTION",
@@ -135,7 +129,7 @@ pub fn document(m: &Manifest) -> Value {
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{}-{}", m.name, m.version),
-        "documentNamespace": format!("https://kiln.invalid/spdx/{}-{}/{}", m.name, m.version, namespace_id(&m.image.digest)),
+        "documentNamespace": format!("https://kiln.invalid/spdx/{}-{}/{}", m.name, m.version, m.image.digest.hex()),
         "creationInfo": {
             "created": spdx_time(m.source_date_epoch),
             "creators": [format!("Tool: kiln-{}", m.builder.version)],
@@ -172,9 +166,15 @@ mod tests {
             d["documentNamespace"],
             format!("https://kiln.invalid/spdx/hello-1.0/{}", "5".repeat(64))
         );
-        // A string that is not a digest never passes for one.
-        m.image.digest = "sha256:not-hex".into();
-        assert_eq!(document(&m)["packages"][0]["checksums"], json!([]));
+        // A .deb whose digest is not known has no checksum.
+        m.layers[0].packages = vec![crate::model::deb::DebPackage {
+            name: "busybox".into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            sha256: None,
+            download: None,
+        }];
+        assert_eq!(document(&m)["packages"][2]["checksums"], json!([]));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 
 use crate::model::manifest::Manifest;
 use crate::publish::release::PublishedFile;
-use crate::util::digest::HashWriter;
+use crate::util::digest::{Digest, HashWriter};
 use crate::util::error::InputError;
 
 mod pull;
@@ -139,9 +139,9 @@ pub struct PushReport {
     /// `HOST/REPO:TAG@sha256:…` of the image manifest.
     pub reference: String,
     /// The image manifest digest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// The compressed disk layer's digest and size.
-    pub layer_digest: String,
+    pub layer_digest: Digest,
     /// Compressed size.
     pub layer_size: u64,
     /// Digests of the signature, provenance and SBOM artifacts.
@@ -186,8 +186,8 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
         ZSTD_LEVEL,
     )
     .with_context(|| format!("compressing {}", raw.display()))?;
-    let (f, layer_digest, layer_size) = w.finish();
-    let layer_digest = layer_digest.to_string();
+    let (f, layer, layer_size) = w.finish();
+    let layer_digest = layer.to_string();
     f.sync_all()?;
     tracing::info!(%layer_digest, layer_size, "pushing the disk layer");
     c.put_blob(&layer_digest, layer_size, File::open(tmp.path())?)?;
@@ -273,8 +273,9 @@ pub fn push(target: &str, dir: &Path, m: &Manifest, files: &[PublishedFile]) -> 
     }
     Ok(PushReport {
         reference: format!("{}/{}:{tag}@{image_digest}", r.host, r.repo),
-        manifest_digest: image_digest,
-        layer_digest,
+        // What the registry was sent, and so what it names the manifest by.
+        manifest_digest: Digest::of(&image_bytes),
+        layer_digest: layer,
         layer_size,
         referrers,
     })

@@ -35,7 +35,7 @@ use crate::publish::sign::{self, SigningKey, TrustedComment};
 use crate::read::locate::{self, Located};
 use crate::store::verdict;
 use crate::store::Store;
-use crate::util::digest::{file_digest, Digest};
+use crate::util::digest::Digest;
 use crate::util::error::{check_failed, InputError};
 use crate::util::scratch::{self, ScratchDir};
 
@@ -70,7 +70,7 @@ pub struct Entry {
     /// Image version.
     pub version: String,
     /// Image digest: the release this entry makes current.
-    pub digest: String,
+    pub digest: Digest,
     /// When (RFC 3339, UTC).
     pub time: String,
     /// The key id that signed the release's files.
@@ -82,7 +82,7 @@ pub struct Entry {
     pub from: Option<String>,
     /// For a rollback: the digest it rolled back from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaces: Option<String>,
+    pub replaces: Option<Digest>,
     /// OCI references it was pushed to (`HOST/REPO:TAG@sha256:…`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub oci: Vec<String>,
@@ -185,7 +185,8 @@ impl Releases {
             .map(|(_, p)| {
                 let b = crate::util::record::read_record(&p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))
+                crate::util::record::parse_json(&b)
+                    .map_err(|e| e.in_file(p.display().to_string()).into())
             })
             .collect()
     }
@@ -258,7 +259,7 @@ pub struct PublishedFile {
     /// Its signature.
     pub signature: PathBuf,
     /// `sha256:` of the file.
-    pub digest: String,
+    pub digest: Digest,
     /// Whether it was already published (and left untouched).
     pub existed: bool,
 }
@@ -271,7 +272,7 @@ pub struct PublishReport {
     /// Image version.
     pub version: String,
     /// Image digest.
-    pub digest: String,
+    pub digest: Digest,
     /// The release directory.
     pub dir: PathBuf,
     /// The files, each with its signature.
@@ -290,12 +291,12 @@ pub struct PublishReport {
 }
 
 /// Copy `src` to a new file `dest`, hashing on the way; the copy must hash to `digest`.
-fn copy_new(src: &Path, dest: &Path, digest: &str) -> Result<()> {
+fn copy_new(src: &Path, dest: &Path, digest: Digest) -> Result<()> {
     let from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     sign::write_new_with(dest, 0o644, |to| {
         let (got, _) = crate::util::digest::copy(from, to)
             .with_context(|| format!("copying {}", src.display()))?;
-        if got.to_string() != digest {
+        if got != digest {
             return Err(check_failed(format!(
                 "{} changed while being published: it now hashes to {got}, not {digest}",
                 src.display()
@@ -373,12 +374,12 @@ fn publish_file(
 ) -> Result<PublishedFile> {
     let sig = sign::sig_path(dest);
     let want = match &content {
-        Content::File(p) => file_digest(p)?,
-        Content::Bytes(b) => crate::fs::layer::sha256_digest(b),
+        Content::File(p) => Digest::of_file(p)?,
+        Content::Bytes(b) => Digest::of(b),
     };
     let existed = dest.exists();
     let signed = if existed {
-        let have = file_digest(dest)?;
+        let have = Digest::of_file(dest)?;
         if have != want {
             return Err(check_failed(format!(
                 "{} is already published with digest {have}; kiln never replaces a published file (this one would be {want})",
@@ -389,7 +390,7 @@ fn publish_file(
     } else {
         let staged = stage.path(dest)?;
         match content {
-            Content::File(p) => copy_new(p, &staged, &want)?,
+            Content::File(p) => copy_new(p, &staged, want)?,
             Content::Bytes(b) => sign::write_new(&staged, &b, 0o644)?,
         }
         staged
@@ -458,7 +459,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
     let published_manifest = dir.join(format!("{base}.manifest.json"));
     if let Ok(b) = fs::read(&published_manifest) {
         if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
-            if m.image.digest != digest {
+            if m.image.digest != image_digest {
                 return Err(InputError {
                     file: image.display().to_string(),
                     line: None,
@@ -525,7 +526,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
     }
 
     let current = rel.current(&opts.channel)?;
-    let entry = if current.as_ref().is_some_and(|c| c.digest == digest) && oci.is_empty() {
+    let entry = if current.as_ref().is_some_and(|c| c.digest == image_digest) && oci.is_empty() {
         None
     } else {
         Some(rel.append(
@@ -537,7 +538,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
                 action: Action::Publish,
                 name: manifest.name.clone(),
                 version: manifest.version.clone(),
-                digest: digest.clone(),
+                digest: image_digest,
                 time: crate::util::time::rfc3339_now(),
                 key_id: key.key_id.clone(),
                 path: rel_path,
@@ -550,7 +551,7 @@ pub fn publish(store: &Store, opts: &PublishOptions) -> Result<PublishReport> {
     Ok(PublishReport {
         name: manifest.name,
         version: manifest.version,
-        digest,
+        digest: image_digest,
         dir,
         files,
         entry,
@@ -566,11 +567,10 @@ fn resolve<'a>(history: &'a [Entry], digest: &str, channel: &str) -> Result<&'a 
     let want = digest.strip_prefix("sha256:").unwrap_or(digest);
     let mut hits: Vec<&Entry> = history
         .iter()
-        .filter(|e| e.digest.trim_start_matches("sha256:").starts_with(want) && !want.is_empty())
+        .filter(|e| e.digest.hex().starts_with(want) && !want.is_empty())
         .collect();
     hits.dedup_by(|a, b| a.digest == b.digest);
-    let distinct: std::collections::BTreeSet<&str> =
-        hits.iter().map(|e| e.digest.as_str()).collect();
+    let distinct: std::collections::BTreeSet<Digest> = hits.iter().map(|e| e.digest).collect();
     match distinct.len() {
         1 => Ok(hits[hits.len() - 1]),
         0 => Err(InputError {
@@ -636,7 +636,7 @@ pub fn rollback(rel: &Releases, channel: &str) -> Result<Entry> {
     let e = Entry {
         action: Action::Rollback,
         from: None,
-        replaces: Some(cur.digest.clone()),
+        replaces: Some(cur.digest),
         time: crate::util::time::rfc3339_now(),
         oci: Vec::new(),
         ..prev.clone()
@@ -685,7 +685,9 @@ mod tests {
             action: Action::Publish,
             name: "hello".into(),
             version: d.to_string(),
-            digest: format!("sha256:{}", d.to_string().repeat(64)),
+            digest: format!("sha256:{}", d.to_string().repeat(64))
+                .parse()
+                .unwrap(),
             time: crate::util::time::rfc3339_now(),
             key_id: "0123456789ABCDEF".into(),
             path: format!("hello/{d}"),
@@ -698,6 +700,39 @@ mod tests {
 
     fn cur(rel: &Releases, c: &str) -> String {
         rel.current(c).unwrap().unwrap().version
+    }
+
+    /// A history entry whose digest is not `sha256:` and 64 lower-case hex
+    /// digits is refused when the channel is read, naming the file and
+    /// the field (exit 2), not later where the digest is used.
+    #[test]
+    fn a_malformed_digest_in_the_history_is_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = Releases::new(dir.path());
+        let e = entry(&rel, "stable", 'a');
+        let file = rel.root().join("channels/stable/000001.json");
+        let good = fs::read_to_string(&file).unwrap();
+        let hex = "a".repeat(64);
+        for (field, bad) in [
+            ("digest", hex.clone()),
+            ("digest", format!("sha256:{}", hex.to_uppercase())),
+            ("digest", format!("sha256:{}", &hex[1..])),
+            ("replaces", hex.clone()),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+            v[field] = bad.clone().into();
+            fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
+            let err = rel.history("stable").unwrap_err();
+            assert_eq!(crate::util::error::exit_code(&err), 2, "{err:#}");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains(&*file.display().to_string())
+                    && text.contains(&format!("field `{field}`")),
+                "{bad}: {text}"
+            );
+        }
+        fs::write(&file, good).unwrap();
+        assert_eq!(rel.history("stable").unwrap(), vec![e]);
     }
 
     #[test]
@@ -715,8 +750,8 @@ mod tests {
             (5, Action::Rollback, "b")
         );
         assert_eq!(
-            r.replaces.as_deref(),
-            Some(&*format!("sha256:{}", "c".repeat(64)))
+            r.replaces.map(|d| d.to_string()),
+            Some(format!("sha256:{}", "c".repeat(64)))
         );
         assert_eq!(cur(&rel, "stable"), "b");
         rollback(&rel, "stable").unwrap();

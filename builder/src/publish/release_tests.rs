@@ -31,7 +31,7 @@ fn setup(root: &Path) -> PublishOptions {
     let image = out.join("hello-1.0.raw");
     let bytes: Vec<u8> = (0..256u32 << 10).map(|i| (i % 251) as u8).collect();
     std::fs::write(&image, &bytes).unwrap();
-    let digest = Digest::of_file(&image).unwrap().to_string();
+    let digest = Digest::of_file(&image).unwrap();
     let mut m = sample();
     m.image.digest = digest.clone();
     m.image.size = bytes.len() as u64;

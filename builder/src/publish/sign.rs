@@ -197,7 +197,13 @@ fn image_identity(
         Some(found) => Some(found),
         None => locate::manifest_file(file)?,
     };
-    Ok(found.map(|f| (f.manifest.image.digest, f.manifest.name, f.manifest.version)))
+    Ok(found.map(|f| {
+        (
+            f.manifest.image.digest.to_string(),
+            f.manifest.name,
+            f.manifest.version,
+        )
+    }))
 }
 
 /// What `kiln sign` wrote.

@@ -406,8 +406,8 @@ pub fn diff_tables(a: &Table, b: &Table) -> Vec<FieldChange> {
     };
     push(
         "disk guid".into(),
-        Some(a.disk_guid.clone()),
-        Some(b.disk_guid.clone()),
+        Some(a.disk_guid.to_string()),
+        Some(b.disk_guid.to_string()),
     );
     let numbers: BTreeSet<u32> = a
         .partitions
@@ -422,11 +422,11 @@ pub fn diff_tables(a: &Table, b: &Table) -> Vec<FieldChange> {
                 let facts = |p: &PartitionInfo| {
                     [
                         ("name", p.name.clone()),
-                        ("type", p.type_guid.clone()),
-                        ("uuid", p.uuid.clone()),
+                        ("type", p.type_guid.to_string()),
+                        ("uuid", p.uuid.to_string()),
                         ("offset", p.offset.to_string()),
                         ("size", p.size.to_string()),
-                        ("sha256", p.sha256.clone()),
+                        ("sha256", p.sha256.to_string()),
                     ]
                 };
                 for ((what, va), (_, vb)) in facts(&pa).into_iter().zip(facts(&pb)) {

@@ -71,7 +71,7 @@ fn a_partition_not_compared_by_files_still_differs() {
     let (verity, _) = disk
         .partitions
         .iter()
-        .find(|(p, _)| p.type_guid == crate::fs::gpt::ROOT_X86_64_VERITY_TYPE.to_string())
+        .find(|(p, _)| p.type_guid == crate::fs::gpt::ROOT_X86_64_VERITY_TYPE)
         .unwrap();
     bytes[verity.offset as usize + 4096 + 7] ^= 0x10;
     std::fs::write(&pb, &bytes).unwrap();
@@ -107,10 +107,10 @@ fn store_digest_reads_as_the_disk_it_names() {
     let image_digest = crate::util::digest::file_digest(&raw).unwrap();
     let mut m = crate::model::manifest::tests::sample();
     m.source_date_epoch = SDE;
-    m.layers[0].digest = packed.digest.clone();
-    m.layers[0].diff_id = packed.diff_id.clone();
+    m.layers[0].digest = packed.digest.parse().unwrap();
+    m.layers[0].diff_id = packed.diff_id.parse().unwrap();
     m.layers[0].size = packed.blob.len() as u64;
-    m.image.digest = image_digest.clone();
+    m.image.digest = image_digest.parse().unwrap();
     m.disk = Some(disk);
     store
         .record_image(&image_digest, &serde_json::to_vec(&m).unwrap())

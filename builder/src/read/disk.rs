@@ -18,7 +18,7 @@ use kiln_format::gpt::{self as format, Entry, Header, NAME_LEN};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::fs::layer::{finish_digest, sha256_digest};
+use crate::fs::layer::finish_digest;
 use crate::fs::{fat, gpt, uki};
 use crate::image::disk::UKI_ESP_PATH;
 use crate::model::disk::PartitionInfo;
@@ -47,7 +47,7 @@ pub struct DiskReport {
 #[derive(Debug, Clone)]
 pub struct Disk {
     /// The header's `DiskGUID`.
-    pub disk_guid: String,
+    pub disk_guid: uuid::Uuid,
     /// The used partitions in table order, each with its bytes.
     pub partitions: Vec<(PartitionInfo, Vec<u8>)>,
     /// `sha256:` of every byte outside the partitions, in file order: the
@@ -105,17 +105,17 @@ pub fn read_gpt_disk<R: Read + Seek>(mut r: R, len: u64) -> Result<Disk> {
         let info = PartitionInfo {
             index: *number,
             name: partition_name(&e.name),
-            type_guid: format::format_guid(&e.type_guid),
-            uuid: format::format_guid(&e.unique_guid),
+            type_guid: uuid::Uuid::from_bytes(e.type_guid),
+            uuid: uuid::Uuid::from_bytes(e.unique_guid),
             offset,
             size,
-            sha256: sha256_digest(&data),
+            sha256: crate::util::digest::Digest::of(&data),
         };
         partitions.push((info, data));
     }
     let outside_sha256 = hash_outside(&mut r, len, &partitions)?;
     Ok(Disk {
-        disk_guid: format::format_guid(&header.disk_guid),
+        disk_guid: uuid::Uuid::from_bytes(header.disk_guid),
         partitions,
         outside_sha256,
     })
@@ -255,7 +255,7 @@ pub fn report(disk: &Disk) -> Result<DiskReport> {
     let parts = &disk.partitions;
     let esp = parts
         .iter()
-        .find(|(p, _)| p.type_guid == gpt::ESP_TYPE.to_string())
+        .find(|(p, _)| p.type_guid == gpt::ESP_TYPE)
         .map(|(_, d)| d);
     let mut report = DiskReport {
         partitions: parts.iter().map(|(p, _)| p.clone()).collect(),
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(disk.disk_guid, info.disk_guid);
         let report = report(&disk).unwrap();
         assert_eq!(report.cmdline.as_deref(), Some(info.cmdline.as_str()));
-        assert_eq!(report.root_hash.as_deref(), Some(info.root_hash.as_str()));
+        assert_eq!(report.root_hash, Some(info.root_hash.to_string()));
 
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[512 + 40] ^= 1; // FirstUsableLBA, under the header's CRC

@@ -163,11 +163,11 @@ pub fn first_difference(a: &Path, b: &Path) -> Result<Option<Difference>> {
 /// Causal order of the partitions: root, verity, ESP, anything else.
 fn rank(p: &PartitionInfo) -> (u8, u32) {
     let t = &p.type_guid;
-    let r = if *t == gpt::ROOT_X86_64_TYPE.to_string() {
+    let r = if *t == gpt::ROOT_X86_64_TYPE {
         0
-    } else if *t == gpt::ROOT_X86_64_VERITY_TYPE.to_string() {
+    } else if *t == gpt::ROOT_X86_64_VERITY_TYPE {
         1
-    } else if *t == gpt::ESP_TYPE.to_string() {
+    } else if *t == gpt::ESP_TYPE {
         2
     } else {
         3
@@ -186,11 +186,11 @@ fn disk_difference(a: &Path, b: &Path) -> Result<Difference> {
             None => found.push(diff_at(part, "present only in A", None, None)),
             Some((_, db)) if da != db => {
                 let t = &info.type_guid;
-                let d = if *t == gpt::ROOT_X86_64_TYPE.to_string() {
+                let d = if *t == gpt::ROOT_X86_64_TYPE {
                     ext4_difference(part, da, db)
-                } else if *t == gpt::ROOT_X86_64_VERITY_TYPE.to_string() {
+                } else if *t == gpt::ROOT_X86_64_VERITY_TYPE {
                     verity_difference(part, da, db)
-                } else if *t == gpt::ESP_TYPE.to_string() {
+                } else if *t == gpt::ESP_TYPE {
                     esp_difference(part, da, db)?
                 } else {
                     bytes_difference(part, da, db)

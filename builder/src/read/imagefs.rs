@@ -131,7 +131,7 @@ pub struct Boot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     /// The GPT's disk GUID.
-    pub disk_guid: String,
+    pub disk_guid: uuid::Uuid,
     /// The partitions in table order.
     pub partitions: Vec<PartitionInfo>,
     /// `sha256:` of the bytes outside the partitions (MBR, both GPTs, gaps),
@@ -198,12 +198,7 @@ fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
     let bad = |m: String| InputError::file(target, m);
     let disk = crate::read::disk::read_disk_file(path).map_err(|e| bad(format!("{e:#}")))?;
     let parts = &disk.partitions;
-    let find = |t: uuid::Uuid| {
-        parts
-            .iter()
-            .find(|(p, _)| p.type_guid == t.to_string())
-            .map(|(_, d)| d)
-    };
+    let find = |t: uuid::Uuid| parts.iter().find(|(p, _)| p.type_guid == t).map(|(_, d)| d);
     let root_part = find(gpt::ROOT_X86_64_TYPE)
         .ok_or_else(|| bad("the disk has no x86-64 root partition (UAPI DPS type)".into()))?;
     let root = ext4::read(root_part).map_err(|e| bad(format!("root partition: {e}")))?;
@@ -233,7 +228,7 @@ fn from_disk(store: &Store, target: &str, path: &Path) -> Result<Image> {
         packages,
         boot,
         table: Some(Table {
-            disk_guid: disk.disk_guid.clone(),
+            disk_guid: disk.disk_guid,
             partitions: disk.partitions.into_iter().map(|(p, _)| p).collect(),
             outside_sha256: Some(disk.outside_sha256),
         }),
@@ -257,7 +252,7 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
     let mut root = Tree::new(m.source_date_epoch);
     for l in &m.layers {
         let blob = store
-            .get_blob(&l.digest)
+            .get_blob(&l.digest.to_string())
             .with_context(|| format!("layer {} of {digest}", l.name))?;
         // A store blob, checked when it entered the store: not bounded.
         let tree = layer::unpack_reader(&mut blob.as_slice())
@@ -267,21 +262,21 @@ fn from_store(store: &Store, digest: &str) -> Result<Image> {
     }
     let mut boot = Boot::default();
     let table = m.disk.as_ref().map(|d| Table {
-        disk_guid: d.disk_guid.clone(),
+        disk_guid: d.disk_guid,
         partitions: d.partitions.clone(),
         outside_sha256: None,
     });
     if let Some(d) = &m.disk {
         boot = Boot {
             cmdline: Some(d.cmdline.clone()),
-            root_hash: Some(d.root_hash.clone()),
+            root_hash: Some(d.root_hash.to_string()),
             kernel: Some(d.kernel_version.clone()),
             os_release: Some(
                 String::from_utf8_lossy(disk::os_release(&root))
                     .trim_end_matches('\0')
                     .to_string(),
             ),
-            uki: Some(d.uki_digest.clone()),
+            uki: Some(d.uki_digest.to_string()),
         };
         root = ext4::as_built(&disk::root_filesystem_tree(&root), m.source_date_epoch);
     }

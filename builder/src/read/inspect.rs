@@ -62,8 +62,8 @@ pub fn list(store: &Store) -> Result<Listing> {
         .map(|e| LayerItem {
             name: e.name,
             kind: e.kind,
-            key: e.key,
-            digest: e.digest,
+            key: e.key.to_string(),
+            digest: e.digest.to_string(),
             size: e.size,
             tar_size: e.tar_size,
         })

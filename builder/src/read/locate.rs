@@ -127,24 +127,42 @@ pub fn locate(store: &Store, image: &Path, digest: &Digest) -> Result<Lookup> {
             let Ok(Some(bytes)) = read_small(&path) else {
                 continue;
             };
-            // The cheap look first: only a manifest naming this file is checked.
-            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
-                tracing::debug!("{}: not a kiln manifest, passed over", path.display());
-                continue;
-            };
-            if m.image.file != file_name {
+            // The cheap look first: only a manifest naming this file is
+            // checked, and one that fails its checks is an error.
+            if names_file(&bytes).as_deref() != Some(file_name) {
+                tracing::debug!(
+                    "{}: not a kiln manifest of this file, passed over",
+                    path.display()
+                );
                 continue;
             }
-            if Digest::parse(&m.image.digest).ok() != Some(*digest) {
+            let found = checked(bytes, Source::Beside(path.clone()))?;
+            if found.manifest.image.digest != *digest {
                 lookup.stale.push(path);
                 continue;
             }
-            lookup.found = Some(checked(bytes, Source::Beside(path))?);
+            lookup.found = Some(found);
             return Ok(lookup);
         }
     }
     lookup.found = from_store(store, digest)?;
     Ok(lookup)
+}
+
+/// The `image.file` of JSON bytes that claim to be a kiln manifest
+/// ([`SCHEMA`](crate::model::manifest::SCHEMA)), read before anything else of them is.
+fn names_file(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        schema: String,
+        image: PeekImage,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekImage {
+        file: String,
+    }
+    let p: Peek = serde_json::from_slice(bytes).ok()?;
+    (p.schema == crate::model::manifest::SCHEMA).then_some(p.image.file)
 }
 
 /// [`locate`] for a command that cannot go on without the manifest: none is
@@ -175,7 +193,7 @@ pub fn from_store(store: &Store, digest: &Digest) -> Result<Option<Located>> {
     };
     let path = store.image_manifest(&key)?;
     let found = checked(bytes, Source::Store(path.clone()))?;
-    if Digest::parse(&found.manifest.image.digest).ok() != Some(*digest) {
+    if found.manifest.image.digest != *digest {
         tracing::warn!(
             "{}: names image {}, not {digest}: not used",
             path.display(),
@@ -281,7 +299,7 @@ mod tests {
         /// The sample manifest, naming this image.
         fn manifest(&self) -> Manifest {
             let mut m = sample();
-            m.image.digest = self.digest.to_string();
+            m.image.digest = self.digest;
             m
         }
 
@@ -330,7 +348,7 @@ mod tests {
     fn a_manifest_of_another_digest_or_file_is_never_used() {
         let s = setup();
         let mut other = s.manifest();
-        other.image.digest = Digest::of(b"another image").to_string();
+        other.image.digest = Digest::of(b"another image");
         let stale = s.beside("hello-1.0.manifest.json", &other);
         let mut renamed = s.manifest();
         renamed.image.file = "hello-0.9.raw".into();

@@ -91,11 +91,11 @@ impl CheckStamp {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyEntry {
     /// The layer key (`sha256:`).
-    pub key: String,
+    pub key: Digest,
     /// The blob digest (`sha256:`).
-    pub digest: String,
+    pub digest: Digest,
     /// Digest of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Layer name.
     pub name: String,
     /// Layer kind.
@@ -491,14 +491,14 @@ impl Store {
         let Some(bytes) = self.read_record(&path)? else {
             return Ok(None);
         };
-        let entry: KeyEntry = serde_json::from_slice(&bytes)
+        let entry: KeyEntry = crate::util::record::parse_json(&bytes)
             .with_context(|| format!("parsing {}", path.display()))?;
-        Ok(self.has_blob(&entry.digest).then_some(entry))
+        Ok(self.has_blob(&entry.digest.to_string()).then_some(entry))
     }
 
     /// Record key → digest. The entry is immutable once written.
     pub fn record_key(&self, entry: &KeyEntry) -> Result<()> {
-        let path = self.key_path(&entry.key)?;
+        let path = self.key_path(&entry.key.to_string())?;
         if !path.exists() {
             write_atomic(&self.tmp_dir()?, &path, &serde_json::to_vec_pretty(entry)?)?;
         }
@@ -677,9 +677,9 @@ mod tests {
         let d = s.put_blob(b"layer").unwrap();
         let key = format!("sha256:{}", "cd".repeat(32));
         s.record_key(&KeyEntry {
-            key: key.clone(),
-            digest: d.clone(),
-            diff_id: d.clone(),
+            key: key.parse().unwrap(),
+            digest: d.parse().unwrap(),
+            diff_id: d.parse().unwrap(),
             name: "x".into(),
             kind: "app".into(),
             size: 5,
@@ -716,9 +716,9 @@ mod tests {
         let d = s.put_blob(b"layer").unwrap();
         let key = format!("sha256:{}", "ab".repeat(32));
         let e = KeyEntry {
-            key: key.clone(),
-            digest: d.clone(),
-            diff_id: d.clone(),
+            key: key.parse().unwrap(),
+            digest: d.parse().unwrap(),
+            diff_id: d.parse().unwrap(),
             name: "x".into(),
             kind: "app".into(),
             size: 5,

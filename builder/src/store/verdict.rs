@@ -32,7 +32,7 @@ pub struct Verdict {
     /// [`SCHEMA`].
     pub schema: String,
     /// `sha256:` of the image file that was booted.
-    pub image_digest: String,
+    pub image_digest: Digest,
     /// Image name and version, from its manifest.
     pub image: String,
     /// Whether every check passed.
@@ -148,7 +148,7 @@ fn dir(store: &Store, digest: &str) -> Result<PathBuf> {
 /// Record a verdict; returns the file it went to.
 pub fn record(store: &Store, v: &Verdict) -> Result<PathBuf> {
     store.init()?;
-    let d = dir(store, &v.image_digest)?;
+    let d = dir(store, &v.image_digest.to_string())?;
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     let _lock = store.lock()?;
     // After the highest number present, so a removed verdict file (a corrupt
@@ -169,7 +169,8 @@ pub fn list(store: &Store, digest: &str) -> Result<Vec<Verdict>> {
             let bytes = store
                 .read_record(&p)?
                 .with_context(|| format!("{} is gone", p.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+            crate::util::record::parse_json(&bytes)
+                .with_context(|| format!("parsing {}", p.display()))
         })
         .collect()
 }
@@ -211,7 +212,7 @@ mod tests {
     fn verdict(digest: &str, passed: bool) -> Verdict {
         Verdict {
             schema: SCHEMA.into(),
-            image_digest: digest.into(),
+            image_digest: digest.parse().unwrap(),
             image: "hello 1.0".into(),
             passed,
             failed_check: (!passed).then(|| "console[0]".into()),

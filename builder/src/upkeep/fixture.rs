@@ -61,9 +61,9 @@ impl Fixture {
         let key = Digest::of(format!("key of {name}").as_bytes());
         self.store
             .record_key(&KeyEntry {
-                key: key.to_string(),
-                digest: blob.to_string(),
-                diff_id: packed.diff_id,
+                key,
+                digest: blob,
+                diff_id: packed.diff_id.parse().unwrap(),
                 name: name.into(),
                 kind: "app".into(),
                 size: packed.blob.len() as u64,
@@ -86,7 +86,7 @@ impl Fixture {
             version: version.into(),
             recipe: RecipeRef {
                 file: format!("{name}.toml"),
-                digest: Digest::of(name.as_bytes()).to_string(),
+                digest: Digest::of(name.as_bytes()),
             },
             source_date_epoch: 1_700_000_000,
             epoch_source: None,
@@ -96,9 +96,9 @@ impl Fixture {
                     cache: None,
                     name: "layer".into(),
                     kind: "app".into(),
-                    key: l.key.to_string(),
-                    digest: l.blob.to_string(),
-                    diff_id: l.blob.to_string(),
+                    key: l.key,
+                    digest: l.blob,
+                    diff_id: l.blob,
                     size: 1,
                     packages: Vec::new(),
                 })
@@ -106,7 +106,7 @@ impl Fixture {
             image: ImageFile {
                 format: "raw".into(),
                 file: format!("{name}-{version}.raw"),
-                digest: digest.to_string(),
+                digest,
                 size: bytes.len() as u64,
             },
             disk: None,
@@ -157,7 +157,7 @@ impl Fixture {
             action: Action::Publish,
             name: m.name.clone(),
             version: m.version.clone(),
-            digest: image.digest.to_string(),
+            digest: image.digest,
             time: "2026-01-01T00:00:00Z".into(),
             key_id: "0123456789ABCDEF".into(),
             path: rel_path,

@@ -29,9 +29,9 @@ fn healthy() -> Healthy {
     let app = f.layer("app");
     // A layer that recorded the .deb it was made from.
     let deb_layer = KeyEntry {
-        key: Digest::of(b"deb layer").to_string(),
-        digest: base.blob.to_string(),
-        diff_id: base.blob.to_string(),
+        key: Digest::of(b"deb layer"),
+        digest: base.blob,
+        diff_id: base.blob,
         name: "debs".into(),
         kind: "base".into(),
         size: 1,
@@ -45,7 +45,7 @@ fn healthy() -> Healthy {
             name: "busybox".into(),
             version: "1:1.35".into(),
             architecture: "amd64".into(),
-            sha256: Digest::of(DEB).to_string(),
+            sha256: Some(Digest::of(DEB)),
             download: None,
         }],
         source_date_epoch: None,
@@ -68,7 +68,7 @@ fn healthy() -> Healthy {
         &f.store,
         &Verdict {
             schema: verdict::SCHEMA.into(),
-            image_digest: image.digest.to_string(),
+            image_digest: image.digest,
             image: "hello 1.0".into(),
             passed: true,
             failed_check: None,
@@ -180,6 +180,78 @@ fn each_kind_of_damage_is_named_and_repaired() {
             },
             "records key sha256:",
             true,
+        ),
+        (
+            "key entry with a digest in upper case",
+            |h| {
+                let p = key_of(h, h.app);
+                let text = fs::read_to_string(&p).unwrap();
+                let hex = h.app.blob.hex();
+                let bad = text.replace(
+                    &format!("\"digest\": \"sha256:{hex}\""),
+                    &format!("\"digest\": \"sha256:{}\"", hex.to_uppercase()),
+                );
+                assert_ne!(bad, text);
+                fs::write(&p, bad).unwrap();
+                p
+            },
+            "is not a key-index entry: field `digest`: ",
+            true,
+        ),
+        (
+            "manifest with a layer digest in bare hex",
+            |h| {
+                let p =
+                    h.f.store
+                        .image_manifest(&h.image.digest.to_string())
+                        .unwrap();
+                let mut m: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                m["layers"][1]["diff_id"] = h.app.blob.hex().into();
+                fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+                p
+            },
+            "is not an image manifest: field `layers[1].diff_id`: ",
+            true,
+        ),
+        (
+            "released manifest with a digest in upper case",
+            |h| {
+                let p = h.release.join("hello-1.0.manifest.json");
+                let mut m: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                m["recipe"]["digest"] =
+                    format!("sha256:{}", h.image.digest.hex().to_uppercase()).into();
+                fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+                p
+            },
+            "is not an image manifest: field `recipe.digest`: ",
+            false,
+        ),
+        (
+            "verdict with a short image digest",
+            |h| {
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&h.verdict).unwrap()).unwrap();
+                v["image_digest"] = format!("sha256:{}", &h.image.digest.hex()[..63]).into();
+                fs::write(&h.verdict, serde_json::to_vec(&v).unwrap()).unwrap();
+                h.verdict.clone()
+            },
+            "is not a verdict: field `image_digest`: ",
+            true,
+        ),
+        (
+            "release entry without the sha256: prefix",
+            |h| {
+                let p = h.f.root().join("releases/channels/stable/000001.json");
+                let mut e: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                e["digest"] = h.image.digest.hex().into();
+                fs::write(&p, serde_json::to_vec(&e).unwrap()).unwrap();
+                p
+            },
+            "is not a channel entry: field `digest`: ",
+            false,
         ),
         (
             "key entry that is not JSON",
@@ -424,7 +496,12 @@ fn a_removed_verdict_never_makes_the_next_one_overwrite_another() {
     assert!(r.healthy(), "{:#?}", r.problems);
     let third = verdict::record(&h.f.store, &v).unwrap();
     assert_ne!(third, second);
-    assert_eq!(verdict::list(&h.f.store, &v.image_digest).unwrap().len(), 2);
+    assert_eq!(
+        verdict::list(&h.f.store, &v.image_digest.to_string())
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// A stored layer no build can use (issue 22: an opaque whiteout at the top

@@ -335,7 +335,7 @@ struct Build {
 
 /// Every image a release references, with the layers its release manifest
 /// lists (for an image whose manifest the store no longer holds).
-fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, String)>>> {
+fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(Digest, Digest)>>> {
     let mut out = BTreeMap::new();
     for rel in releases {
         let files = channel_files(rel)
@@ -350,7 +350,7 @@ fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, Strin
                 ))
             };
             let e = f.entry.map_err(unreadable)?;
-            let digest = Digest::parse(&e.digest).map_err(|err| unreadable(err.to_string()))?;
+            let digest = e.digest;
             let layers = contained(&e.path)
                 .map(|p| {
                     rel.root()
@@ -374,7 +374,7 @@ fn released(releases: &[Releases]) -> Result<BTreeMap<Digest, Vec<(String, Strin
 fn collect(
     store: &Store,
     opts: &GcOptions,
-    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    released: &BTreeMap<Digest, Vec<(Digest, Digest)>>,
     r: &mut Removals,
 ) -> Result<Kept> {
     let linked = store.layout().linked_dirs();
@@ -482,7 +482,7 @@ struct Builds {
 fn choose_builds(
     store: &Store,
     opts: &GcOptions,
-    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    released: &BTreeMap<Digest, Vec<(Digest, Digest)>>,
     images: &Images,
     r: &mut Removals,
 ) -> Result<Builds> {
@@ -544,7 +544,7 @@ fn choose_builds(
 /// Phases 4 and 5: manifests and cached image files; returns the images kept.
 fn drop_images(
     opts: &GcOptions,
-    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    released: &BTreeMap<Digest, Vec<(Digest, Digest)>>,
     images: &Images,
     builds: &Builds,
     r: &mut Removals,
@@ -574,7 +574,7 @@ fn drop_images(
 fn drop_layers(
     store: &Store,
     opts: &GcOptions,
-    released: &BTreeMap<Digest, Vec<(String, String)>>,
+    released: &BTreeMap<Digest, Vec<(Digest, Digest)>>,
     images: &Images,
     kept_images: &BTreeSet<Digest>,
     r: &mut Removals,
@@ -586,11 +586,11 @@ fn drop_layers(
         .iter()
         .filter_map(|d| images.manifests.get(d)?.1.as_ref());
     let layers = kept_manifests
-        .flat_map(|m| m.layers.iter().map(|l| (l.key.clone(), l.digest.clone())))
+        .flat_map(|m| m.layers.iter().map(|l| (l.key, l.digest)))
         .chain(released.values().flatten().cloned());
     for (key, digest) in layers {
-        layer_keys.extend(Digest::parse(&key).ok());
-        layer_blobs.extend(Digest::parse(&digest).ok());
+        layer_keys.insert(key);
+        layer_blobs.insert(digest);
     }
     let blob_path = |d: &Digest| store.layout().entry(Area::Blobs, d);
     let has_blob = |d: &Digest| std::fs::symlink_metadata(blob_path(d)).is_ok_and(|m| m.is_file());
@@ -608,18 +608,13 @@ fn drop_layers(
             }
             continue;
         };
-        let (key, digest) = (
-            Digest::parse(&entry.key).ok(),
-            Digest::parse(&entry.digest).ok(),
-        );
         let wanted = opts.keep_last.is_none()
-            || key.is_some_and(|k| layer_keys.contains(&k))
-            || digest.is_some_and(|d| layer_blobs.contains(&d));
-        match digest.filter(|d| wanted && has_blob(d)) {
-            Some(d) => {
-                kept_blobs.insert(d);
-            }
-            None => r.remove(Category::Keys, &e.path),
+            || layer_keys.contains(&entry.key)
+            || layer_blobs.contains(&entry.digest);
+        if wanted && has_blob(&entry.digest) {
+            kept_blobs.insert(entry.digest);
+        } else {
+            r.remove(Category::Keys, &e.path);
         }
     }
 

@@ -120,7 +120,7 @@ fn channel_files(rel: &Releases) -> io::Result<Vec<ChannelFile>> {
             let entry = read_record(&f.path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| {
-                    serde_json::from_slice::<Entry>(&b)
+                    crate::util::record::parse_json::<Entry>(&b)
                         .map_err(|e| format!("is not a channel entry: {e}"))
                 });
             out.push(ChannelFile {

@@ -6,6 +6,11 @@
 //! Files and streams are hashed in one way, through [`HashWriter`]: alone
 //! ([`Digest::of_reader`], [`Digest::of_file`]) or while their bytes are
 //! copied somewhere ([`copy`]).
+//!
+//! Each textual form has its own type, so a record says which one it holds
+//! and refuses the other when it is read: [`Digest`] is `sha256:` and hex
+//! (manifests, store records, OCI), [`HexDigest`] bare lower-case hex
+//! (the dm-verity root hash, PCR values, Debian's `SHA256` fields).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -34,6 +39,14 @@ pub struct Digest([u8; 32]);
 pub struct DigestError(pub String);
 
 impl Digest {
+    /// Parse `sha256:<64 hex>` and nothing else: the form records hold.
+    pub fn parse_prefixed(s: &str) -> Result<Digest, DigestError> {
+        match s.strip_prefix(SHA256_PREFIX) {
+            Some(_) => Digest::parse(s),
+            None => Err(DigestError(s.chars().take(80).collect())),
+        }
+    }
+
     /// Parse `sha256:<64 hex>` (a bare 64-hex string is accepted too, as
     /// store file names and `sha256sum` give it). Upper-case hex is refused:
     /// the same digest must have one spelling.
@@ -87,6 +100,12 @@ impl Digest {
     }
 }
 
+impl From<[u8; 32]> for Digest {
+    fn from(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{SHA256_PREFIX}{}", hex::encode(self.0))
@@ -112,10 +131,77 @@ impl serde::Serialize for Digest {
     }
 }
 
+/// A record's digest is `sha256:` and hex, never bare hex ([`HexDigest`]).
 impl<'de> serde::Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
         let s = String::deserialize(d)?;
-        Digest::parse(&s).map_err(serde::de::Error::custom)
+        Digest::parse_prefixed(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A sha256 value written as 64 lower-case hex digits and nothing else: the
+/// dm-verity root hash (`roothash=`, systemd's `.roothash` file), a PCR
+/// value, Debian's `SHA256` field.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HexDigest(pub [u8; 32]);
+
+/// A string that is not 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sha256 in lower-case hex (64 digits, no prefix)")]
+pub struct HexDigestError(pub String);
+
+impl HexDigest {
+    /// Parse 64 lower-case hex digits: no `sha256:`, no upper case.
+    pub fn parse(s: &str) -> Result<HexDigest, HexDigestError> {
+        if s.starts_with(SHA256_PREFIX) {
+            return Err(HexDigestError(s.chars().take(80).collect()));
+        }
+        Digest::parse(s)
+            .map(|d| HexDigest(d.0))
+            .map_err(|_| HexDigestError(s.chars().take(80).collect()))
+    }
+
+    /// The 32 bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<Digest> for HexDigest {
+    fn from(d: Digest) -> HexDigest {
+        HexDigest(d.0)
+    }
+}
+
+impl fmt::Display for HexDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for HexDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for HexDigest {
+    type Err = HexDigestError;
+    fn from_str(s: &str) -> Result<HexDigest, HexDigestError> {
+        HexDigest::parse(s)
+    }
+}
+
+impl serde::Serialize for HexDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HexDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexDigest, D::Error> {
+        let s = String::deserialize(d)?;
+        HexDigest::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -224,6 +310,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<Digest>(&j).unwrap(), d);
         assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
         assert_eq!(Digest::of_reader(&b""[..]).unwrap(), d);
+    }
+
+    /// Each type reads its own textual form and refuses the other, so a
+    /// record holds one spelling of each digest.
+    #[test]
+    fn each_form_reads_only_its_own_spelling() {
+        let hex = &EMPTY[7..];
+        let json = |s: &str| format!("{s:?}");
+        assert!(serde_json::from_str::<Digest>(&json(EMPTY)).is_ok());
+        assert!(serde_json::from_str::<Digest>(&json(hex)).is_err());
+        let h: HexDigest = serde_json::from_str(&json(hex)).unwrap();
+        assert_eq!(h.to_string(), hex);
+        assert_eq!(serde_json::to_string(&h).unwrap(), json(hex));
+        assert_eq!(h, HexDigest::from(Digest::of(b"")));
+        for bad in [
+            EMPTY.to_string(),
+            hex.to_uppercase(),
+            hex[1..].to_string(),
+            format!("{hex}0"),
+            format!("{hex}\n"),
+        ] {
+            assert!(HexDigest::parse(&bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<HexDigest>(&json(&bad)).is_err());
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! directory anyone may have touched: a regular file only, never through a
 //! symbolic link, opened without blocking (a FIFO or device under a
 //! record's name cannot hang kiln), and at most [`MAX_RECORD`] bytes.
+//! [`parse_json`] then reads it into its type, whose typed fields (digests,
+//! GUIDs) refuse a malformed value there and then, and names the field.
 
 use std::fs;
 use std::io::{self, Read};
@@ -39,6 +41,47 @@ impl ReadError {
     pub fn is_bad_content(&self) -> bool {
         !matches!(self, ReadError::Io(_))
     }
+}
+
+/// JSON that does not read as the record's type: the field that failed
+/// (`layers[0].digest`; `None` for the whole document) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct JsonError {
+    /// The path of the field, as serde_path_to_error spells it.
+    pub field: Option<String>,
+    /// What is wrong with it (serde_json's message, with line and column).
+    pub message: String,
+}
+
+impl JsonError {
+    /// The error as bad input read from `file` (exit code 2).
+    pub fn in_file(self, file: impl Into<String>) -> crate::util::error::InputError {
+        crate::util::error::InputError {
+            file: file.into(),
+            line: None,
+            field: self.field,
+            message: self.message,
+        }
+    }
+}
+
+/// Parse a record's JSON into `T`, naming the field that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        JsonError {
+            field: (field != ".").then_some(field),
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    // Bytes after the document are refused, as serde_json::from_slice does.
+    de.end().map_err(|e| JsonError {
+        field: None,
+        message: e.to_string(),
+    })?;
+    Ok(v)
 }
 
 /// Read a record: a regular file, not through a link, at most [`MAX_RECORD`] bytes.

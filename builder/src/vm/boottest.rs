@@ -607,7 +607,7 @@ pub fn run(
     let secure_boot = opts.secure_boot.is_some();
     Ok(Verdict {
         schema: SCHEMA.into(),
-        image_digest: digest_before,
+        image_digest: digest_before.parse()?,
         image: image_label.to_string(),
         passed: run.failed.is_none(),
         failed_check: run.failed,
@@ -680,7 +680,12 @@ pub fn test_image_with(
             progress,
             firmware_cache: Some(store.clone()),
             secure_boot,
-            tpm: tpm.then(|| manifest.disk.as_ref().and_then(|d| d.pcr11_sha256.clone())),
+            tpm: tpm.then(|| {
+                manifest
+                    .disk
+                    .as_ref()
+                    .and_then(|d| d.pcr11_sha256.map(|p| p.to_string()))
+            }),
         },
     )?;
     crate::store::verdict::record(store, &v)?;

@@ -42,9 +42,8 @@ fn run_disk(b: &[u8]) {
         return;
     };
     let _ = disk::report(&d);
-    let root = kiln::fs::gpt::ROOT_X86_64_TYPE.to_string();
     for (p, data) in &d.partitions {
-        if p.type_guid == root {
+        if p.type_guid == kiln::fs::gpt::ROOT_X86_64_TYPE {
             let _ = ext4::read(data);
         }
     }

@@ -268,7 +268,7 @@ mod tests {
             name: name.into(),
             version: "1".into(),
             architecture: "amd64".into(),
-            sha256: EMPTY.into(),
+            sha256: EMPTY.parse().ok(),
         };
         let lock_file = LockFile {
             layers: vec![

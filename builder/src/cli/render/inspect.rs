@@ -192,7 +192,7 @@ mod tests {
     fn verdict(passed: bool, failed_check: Option<&str>) -> Verdict {
         Verdict {
             schema: "kiln.verdict/v1".into(),
-            image_digest: EMPTY.into(),
+            image_digest: EMPTY.parse().unwrap(),
             image: "hello 1.0".into(),
             passed,
             failed_check: failed_check.map(Into::into),
@@ -214,11 +214,11 @@ mod tests {
             partitions: vec![PartitionInfo {
                 index: 1,
                 name: "esp".into(),
-                type_guid: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
-                uuid: "0f2c7a8e-6a39-4d2b-9d0e-6f6c1b7d2a11".into(),
+                type_guid: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b".parse().unwrap(),
+                uuid: "0f2c7a8e-6a39-4d2b-9d0e-6f6c1b7d2a11".parse().unwrap(),
                 offset: 1 << 20,
                 size: 32 << 20,
-                sha256: EMPTY.into(),
+                sha256: EMPTY.parse().unwrap(),
             }],
             cmdline: Some("console=ttyS0 roothash=ab".into()),
             root_hash: Some("ab".into()),
@@ -230,7 +230,7 @@ mod tests {
     const DIGEST_LINE: &str =
         "digest   sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const DISK_LINES: &str = "partitions:\n\
-        \x20 1 esp                  C12A7328-F81F-11D2-BA4B-00A0C93EC93B   32.0 MiB at    1048576  0f2c7a8e-6a39-4d2b-9d0e-6f6c1b7d2a11\n\
+        \x20 1 esp                  c12a7328-f81f-11d2-ba4b-00a0c93ec93b   32.0 MiB at    1048576  0f2c7a8e-6a39-4d2b-9d0e-6f6c1b7d2a11\n\
         kernel   6.1.0-21-cloud-amd64\n\
         cmdline  console=ttyS0 roothash=ab\n\
         roothash ab\n\

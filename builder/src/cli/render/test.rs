@@ -95,14 +95,14 @@ pub fn junit(out: &mut dyn Write, v: &Verdict, console_tail: &str) -> io::Result
     )?;
     writeln!(out, "    <properties>")?;
     for (name, value) in [
-        ("image_digest", &v.image_digest),
-        ("accel", &v.accel),
-        ("qemu", &v.qemu_version),
+        ("image_digest", v.image_digest.to_string()),
+        ("accel", v.accel.clone()),
+        ("qemu", v.qemu_version.clone()),
     ] {
         writeln!(
             out,
             "      <property name=\"{name}\" value=\"{}\"/>",
-            xml_escape(value)
+            xml_escape(&value)
         )?;
     }
     writeln!(out, "    </properties>")?;
@@ -154,7 +154,7 @@ mod tests {
         };
         Verdict {
             schema: "kiln.verdict/v1".into(),
-            image_digest: EMPTY.into(),
+            image_digest: EMPTY.parse().unwrap(),
             image: "hello 1.0".into(),
             passed,
             failed_check: (!passed).then(|| "console[1] hello".into()),

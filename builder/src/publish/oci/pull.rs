@@ -72,7 +72,7 @@ pub struct PullReport {
     /// The image file.
     pub image: PathBuf,
     /// Its digest (verified).
-    pub digest: String,
+    pub digest: Digest,
     /// Name and version.
     pub name: String,
     /// Version.
@@ -82,7 +82,7 @@ pub struct PullReport {
     /// The key id that signed it.
     pub key_id: String,
     /// The image manifest digest in the registry.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
 }
 
 /// `kiln pull`: see the module documentation.
@@ -150,12 +150,7 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
     // 3. Signed from here on; the fields that become file names are checked.
     let m = Manifest::from_json(&config).map_err(|e| e.in_file(&label))?;
     let names = Names::of(&m, &label)?;
-    let want = Digest::parse(&m.image.digest).map_err(|e| InputError {
-        file: label.clone(),
-        line: None,
-        field: Some("image.digest".into()),
-        message: e.to_string(),
-    })?;
+    let want = m.image.digest;
 
     // 4. The disk, bounded by the signed manifest, then its own signature.
     fetch_disk(&c, layer, m.image.size, &want, &zst, &raw)?;
@@ -168,7 +163,7 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
         &raw_sig,
         &pk,
     )?;
-    if v.fields.digest.as_deref() != Some(m.image.digest.as_str()) {
+    if v.fields.digest != Some(m.image.digest.to_string()) {
         return Err(check_failed(format!(
             "{source}: the signature's trusted comment names {:?}, not {}",
             v.fields.digest, m.image.digest
@@ -209,7 +204,7 @@ pub fn pull(source: &str, out: &Path, pubkey: &Path) -> Result<PullReport> {
         version: m.version,
         files,
         key_id: v.key_id,
-        manifest_digest: manifest_digest.to_string(),
+        manifest_digest,
     })
 }
 

@@ -74,10 +74,10 @@ pub fn accept(hit: Hit, pl: &PlannedLayer, below: &Below) -> Result<Accepted> {
     );
     if canonical
         != (
-            entry.digest.as_str(),
+            entry.digest.to_string().as_str(),
             entry.size,
             entry.tar_size,
-            entry.diff_id.as_str(),
+            entry.diff_id.to_string().as_str(),
         )
     {
         bail!(check_failed(format!(
@@ -246,9 +246,9 @@ mod tests {
 
     fn entry(packages: &[(&str, &str)]) -> KeyEntry {
         KeyEntry {
-            key: String::new(),
-            digest: String::new(),
-            diff_id: String::new(),
+            key: crate::util::digest::Digest::of(b""),
+            digest: crate::util::digest::Digest::of(b""),
+            diff_id: crate::util::digest::Digest::of(b""),
             name: "l".into(),
             kind: "base".into(),
             size: 0,
@@ -259,7 +259,7 @@ mod tests {
                     name: (*n).into(),
                     version: (*v).into(),
                     architecture: "amd64".into(),
-                    sha256: "NOASSERTION".into(),
+                    sha256: None,
                     download: None,
                 })
                 .collect(),

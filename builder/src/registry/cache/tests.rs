@@ -16,9 +16,9 @@ fn key_pair(dir: &std::path::Path, name: &str) -> (SigningKey, PublicKey) {
 
 fn entry() -> KeyEntry {
     KeyEntry {
-        key: format!("sha256:{}", "1".repeat(64)),
-        digest: sha256_digest(b"layer blob"),
-        diff_id: format!("sha256:{}", "2".repeat(64)),
+        key: format!("sha256:{}", "1".repeat(64)).parse().unwrap(),
+        digest: Digest::of(b"layer blob"),
+        diff_id: format!("sha256:{}", "2".repeat(64)).parse().unwrap(),
         name: "base/busybox".into(),
         kind: "base".into(),
         size: b"layer blob".len() as u64,
@@ -51,16 +51,17 @@ fn signed_entries_round_trip_and_unsigned_ones_need_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let (k, pk) = key_pair(dir.path(), "cache.key");
     let e = entry();
+    let key = e.key.to_string();
     let (manifest, config) = key_entry_manifest(&e, Some(&k)).unwrap();
-    let got = check(&manifest, &config, &e.key, Some(&pk)).unwrap();
+    let got = check(&manifest, &config, &key, Some(&pk)).unwrap();
     assert_eq!(
         serde_json::to_value(&got).unwrap(),
         serde_json::to_value(&e).unwrap()
     );
     // Without a required key, a signed and an unsigned entry both serve.
-    check(&manifest, &config, &e.key, None).unwrap();
+    check(&manifest, &config, &key, None).unwrap();
     let (plain, config) = key_entry_manifest(&e, None).unwrap();
-    check(&plain, &config, &e.key, None).unwrap();
+    check(&plain, &config, &key, None).unwrap();
 }
 
 #[test]
@@ -69,6 +70,7 @@ fn refused_entries() {
     let (k, pk) = key_pair(dir.path(), "cache.key");
     let (other, _) = key_pair(dir.path(), "other.key");
     let e = entry();
+    let key = e.key.to_string();
     let (signed, config) = key_entry_manifest(&e, Some(&k)).unwrap();
     let (unsigned, _) = key_entry_manifest(&e, None).unwrap();
     let (by_other, _) = key_entry_manifest(&e, Some(&other)).unwrap();
@@ -113,7 +115,7 @@ fn refused_entries() {
             "unsigned, key required",
             &unsigned,
             &config,
-            &e.key,
+            &key,
             Some(&pk),
             "not signed",
         ),
@@ -121,7 +123,7 @@ fn refused_entries() {
             "signed by another key",
             &by_other,
             &config,
-            &e.key,
+            &key,
             Some(&pk),
             "not by the given public key",
         ),
@@ -129,7 +131,7 @@ fn refused_entries() {
             "edited after signing",
             &edited_m,
             &edited_config,
-            &e.key,
+            &key,
             Some(&pk),
             "does not verify",
         ),
@@ -145,7 +147,7 @@ fn refused_entries() {
             "entry and manifest disagree",
             &swapped_layer,
             &config,
-            &e.key,
+            &key,
             None,
             "the manifest's blob",
         ),
@@ -153,7 +155,7 @@ fn refused_entries() {
             "not a key entry",
             &wrong_type,
             &config,
-            &e.key,
+            &key,
             None,
             "artifactType",
         ),
@@ -161,7 +163,7 @@ fn refused_entries() {
             "two layers",
             &two_layers,
             &config,
-            &e.key,
+            &key,
             None,
             "exactly one",
         ),
@@ -169,7 +171,7 @@ fn refused_entries() {
             "config not JSON",
             &not_json_m,
             &not_json_config,
-            &e.key,
+            &key,
             None,
             "not readable",
         ),
@@ -177,7 +179,7 @@ fn refused_entries() {
             "manifest not JSON",
             b"<html>",
             &config,
-            &e.key,
+            &key,
             None,
             "not JSON",
         ),

@@ -152,6 +152,8 @@ struct Release {
     trailing: Vec<u8>,
     /// Bytes sent after the kiln manifest blob.
     config_trailing: Vec<u8>,
+    /// An edit of the kiln manifest's JSON (a field no typed value holds).
+    config_edit: Option<fn(&mut serde_json::Value)>,
     /// The disk layer descriptor's size, in place of the blob's.
     layer_size: Option<u64>,
     manifest_sig: ManifestSig,
@@ -173,7 +175,7 @@ impl Release {
             version: TAG.into(),
             recipe: RecipeRef {
                 file: "hello.toml".into(),
-                digest: sha256_digest(b"recipe"),
+                digest: Digest::of(b"recipe"),
             },
             source_date_epoch: 1_700_000_000,
             epoch_source: None,
@@ -181,7 +183,7 @@ impl Release {
             image: ImageFile {
                 format: "raw".into(),
                 file: "hello-1.0.raw".into(),
-                digest: sha256_digest(&disk),
+                digest: Digest::of(&disk),
                 size: disk.len() as u64,
             },
             disk: None,
@@ -195,6 +197,7 @@ impl Release {
             blob: None,
             trailing: vec![],
             config_trailing: vec![],
+            config_edit: None,
             layer_size: None,
             manifest_sig: ManifestSig::Good,
             referrers: Referrers::Api,
@@ -210,10 +213,19 @@ impl Release {
             std::fs::write(&p, data).unwrap();
             p
         };
-        let config = serde_json::to_vec_pretty(m).unwrap();
+        let mut json = serde_json::to_value(m).unwrap();
+        if let Some(edit) = self.config_edit {
+            edit(&mut json);
+        }
+        let config = serde_json::to_vec_pretty(&json).unwrap();
         let (man_file, raw_file) = (at("manifest.json", &config), at("disk.raw", &self.disk));
         let comment = |f: &str| {
-            TrustedComment::for_image(f, &m.image.digest, Some(&m.name), Some(&m.version))
+            TrustedComment::for_image(
+                f,
+                &m.image.digest.to_string(),
+                Some(&m.name),
+                Some(&m.version),
+            )
         };
         let man_name = format!("{}-{}.manifest.json", m.name, m.version);
         let man_sig = match &self.manifest_sig {
@@ -480,11 +492,31 @@ fn names_in_a_signed_manifest_must_be_safe() {
         ("image.file", |m| {
             m.image.file = "hello-1.0.manifest.json".into()
         }),
-        ("image.digest", |m| m.image.digest = "sha256:../x".into()),
     ];
-    for (field, edit) in cases {
+    type JsonEdit = fn(&mut serde_json::Value);
+    let json_cases: &[(&str, JsonEdit)] = &[
+        ("image.digest", |m| {
+            m["image"]["digest"] = "sha256:../x".into()
+        }),
+        ("image.digest", |m| {
+            m["image"]["digest"] =
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()
+        }),
+        ("recipe.digest", |m| {
+            m["recipe"]["digest"] =
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".into()
+        }),
+    ];
+    let cases = cases
+        .iter()
+        .map(|(f, e)| (*f, Some(*e), None))
+        .chain(json_cases.iter().map(|(f, e)| (*f, None, Some(*e))));
+    for (field, edit, json_edit) in cases {
         let (s, mut rel) = scene();
-        edit(&mut rel.manifest);
+        if let Some(edit) = edit {
+            edit(&mut rel.manifest);
+        }
+        rel.config_edit = json_edit;
         let reg = FakeRegistry::start();
         let served = rel.serve(&reg);
         let before = tree(s.root.path());
