@@ -33,7 +33,7 @@ fn setup(root: &Path) -> PublishOptions {
     std::fs::write(&image, &bytes).unwrap();
     let digest = Digest::of_file(&image).unwrap();
     let mut m = sample();
-    m.image.digest = digest.clone();
+    m.image.digest = digest;
     m.image.size = bytes.len() as u64;
     std::fs::write(
         out.join("hello-1.0.manifest.json"),
