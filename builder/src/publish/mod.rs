@@ -4,3 +4,20 @@
 pub mod oci;
 pub mod release;
 pub mod sign;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// One published file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedFile {
+    /// Path.
+    pub path: PathBuf,
+    /// Its signature.
+    pub signature: PathBuf,
+    /// `sha256:` of the file.
+    pub digest: String,
+    /// Whether it was already published (and left untouched).
+    pub existed: bool,
+}
