@@ -37,7 +37,7 @@ fn main() {
     // they get Debian's usual 022 and the caller's umask never reaches an image.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Err(err) = kiln::cli::run(cli) {
-        eprintln!("kiln: error: {err:#}");
+        eprintln!("{}", kiln::util::error::report(&err));
         std::process::exit(kiln::util::error::exit_code(&err));
     }
 }

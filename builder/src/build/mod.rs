@@ -163,7 +163,7 @@ fn from_cache(
         None
     };
     let tree = match refused {
-        Some(m) => Err(anyhow::anyhow!(m)),
+        Some(m) => Err(crate::util::error::check_failed(m)),
         None => layer::unpack(&hit.blob),
     };
     match tree {
@@ -272,9 +272,11 @@ pub fn build_layers(
         let digest = store.put_blob(blob)?;
         anyhow::ensure!(
             digest == entry.digest,
-            "layer {}: its blob hashes to {digest}, not {}",
-            entry.name,
-            entry.digest
+            crate::check_err!(
+                "layer {}: its blob hashes to {digest}, not {}",
+                entry.name,
+                entry.digest
+            )
         );
         store.record_key(entry)?;
     }
@@ -696,7 +698,7 @@ pub(crate) fn build_plan(
         (remembered.join(), written)
     });
     let (manifest, finished) = written?;
-    remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
+    remembered.map_err(|_| crate::internal_err!("the image cache thread panicked"))??;
     Ok(report(
         &manifest,
         &layers.entries,

@@ -201,7 +201,7 @@ pub fn pack(tree: &Tree) -> Result<Packed> {
         let blob = zstd::bulk::compress(&tar, ZSTD_LEVEL);
         (h.join(), blob)
     });
-    let diff_id = diff_id.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
+    let diff_id = diff_id.map_err(|_| crate::internal_err!("hashing thread panicked"))?;
     let blob = blob.context("zstd compression failed")?;
     Ok(Packed {
         digest: sha256_digest(&blob),
@@ -223,7 +223,7 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
     for entry in ar.entries().context("reading tar")? {
         let mut e = entry.context("reading tar entry")?;
         let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
-            anyhow::anyhow!(
+            crate::check_err!(
                 "tar entry name is not UTF-8: {:?}",
                 String::from_utf8_lossy(p.as_bytes())
             )
@@ -249,7 +249,7 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
         let link_target = || -> Result<String> {
             let l = e.link_name_bytes().context("link without a target")?;
             String::from_utf8(l.into_owned())
-                .map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))
+                .map_err(|_| crate::check_err!("{path}: link target is not UTF-8"))
         };
         let kind = match h.entry_type() {
             tar::EntryType::Directory => NodeKind::Dir,
@@ -267,7 +267,9 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
                 minor: h.device_minor()?.unwrap_or(0),
             },
             tar::EntryType::Fifo => NodeKind::Fifo,
-            other => bail!("{path}: unsupported tar entry type {other:?}"),
+            other => bail!(crate::check_err!(
+                "{path}: unsupported tar entry type {other:?}"
+            )),
         };
         let kind = match kind {
             NodeKind::File(_) => {

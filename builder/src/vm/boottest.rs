@@ -535,14 +535,16 @@ pub fn run(
         }
         Some("interrupted") => {
             drop(vm);
-            bail!("interrupted: QEMU stopped, nothing recorded");
+            bail!(crate::env_err!(
+                "interrupted: QEMU stopped, nothing recorded"
+            ));
         }
         _ => {}
     }
     drop(vm);
     let (digest_before, qemu_version) = host_side
         .join()
-        .map_err(|_| anyhow::anyhow!("hashing {} failed", image.display()))?;
+        .map_err(|_| crate::internal_err!("hashing {} failed", image.display()))?;
     let digest_before = digest_before?;
 
     // The console log is kept beside the image (or where asked).
@@ -700,12 +702,12 @@ fn qmp_powerdown(sock: &Path) -> Result<()> {
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 {
-                bail!("QMP closed the connection");
+                bail!(crate::env_err!("QMP closed the connection"));
             }
             let v: serde_json::Value =
                 serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))?;
             if v.get("error").is_some() {
-                bail!("QMP error: {}", v["error"]);
+                bail!(crate::env_err!("QMP error: {}", v["error"]));
             }
             if v.get(want).is_some() {
                 return Ok(v);
