@@ -31,20 +31,22 @@
 # the registry; checked, as is the equal image digest), ratio second / first
 # (target < 0.5); then every recipe in recipes/ built one by one (one kiln
 # per recipe) against all of them in one `kiln build recipes/*.toml` run,
-# each from a fresh store, ratio one run / one by one (target < 1); the
-# image digests of the two must be equal.
+# each from a fresh store, three rounds in alternating order (medians),
+# ratio one run / one by one (target < 1); the image digests of the two
+# must be equal in every round.
 #
 # Secondary section, as before: hello's allocated size against 24 MiB,
 # debian-web's stripped base against 80 MiB and its layer sizes, the boot
 # test of hello (start to verdict, phases and the ratio to a direct
-# -kernel/-initrd boot, scripts/bench-boot.sh), and the encoders bench
+# -kernel/-initrd boot, scripts/bench-boot.sh), the same with Secure Boot
+# and with Secure Boot and a TPM (medians of 3, alternating), and the encoders bench
 # (builder/benches/encoders.rs: kiln's packer and ext4 writer against tar |
 # zstd and mkfs.ext4 -d).
 #
 # Needs root, the Debian mirror and the tools scripts/setup-host.sh installs;
 # tools it lacks it installs with apt-get, else exits 3 naming the Debian
 # package. Scratch space is one temporary directory, removed on exit; no
-# process or loop device is left behind. Takes about 15-20 minutes on 2
+# process or loop device is left behind. Takes about 25-30 minutes on 2
 # cores, most of it the cold debian-web builds.
 set -euo pipefail
 trap 'echo "bench: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -94,6 +96,16 @@ now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 # median of the numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] }'; }
+# alternate ROUNDS A B [AFTER]: runs the commands A and B ROUNDS times, A
+# first in odd rounds and B first in even ones (so neither always runs
+# second, on a warmer machine), then AFTER, if given, each round.
+alternate() {
+  local i
+  for i in $(seq "$1"); do
+    if [ $((i % 2)) = 1 ]; then "$2"; "$3"; else "$3"; "$2"; fi
+    [ -z "${4:-}" ] || "$4"
+  done
+}
 # row LABEL KILN REFERENCE RATIO NOTE (secondary section)
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$rows"; }
 # json FILE PYTHON-EXPRESSION-OVER-r
@@ -293,23 +305,45 @@ V[fleet2]=$(secs "$t0" "$(now)")
   die "fleet: the second runner did not take every layer from the registry: $(cat "$tmp/fleet2.json")"
 [ "$(json "$tmp/fleet1.json" 'r["image"]["digest"]')" = "$(json "$tmp/fleet2.json" 'r["image"]["digest"]')" ] ||
   die "fleet: the two runners' images differ"
-echo "bench: fleet: every recipe, one kiln per recipe (fresh store)" >&2
-t0=$(now)
-for rec in "$fleet"/recipes/*.toml; do
-  "$kiln" build "$rec" -o "$tmp/fleet-seq" --store "$tmp/fleet-seq-store" --json >"$tmp/fleet-seq-$(basename "$rec").json"
-done
-V[seq]=$(secs "$t0" "$(now)")
-echo "bench: fleet: every recipe in one kiln run (fresh store)" >&2
-t0=$(now)
-"$kiln" build "$fleet"/recipes/*.toml -o "$tmp/fleet-all" --store "$tmp/fleet-all-store" --json >"$tmp/fleet-all.json"
-V[all]=$(secs "$t0" "$(now)")
+# fleet_same_digests: each recipe's image is the same built alone or with
+# the others in one run.
+fleet_same_digests() {
+  local rec name one all
+  for rec in "$fleet"/recipes/*.toml; do
+    name=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["name"]')
+    one=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["digest"]')
+    all=$(json "$tmp/fleet-all.json" "[i['image']['digest'] for i in r['images'] if i['image']['name'] == '$name'][0]")
+    [ "$one" = "$all" ] || die "fleet: $name built in one run ($all) differs from its own build ($one)"
+  done
+}
+# One by one and in one run alternate (one by one first in odd rounds, one
+# run first in even ones), each round from fresh stores, so that neither
+# always meets a warm page cache or mirror; the table shows medians.
+fleet_seq() {
+  echo "bench: fleet: every recipe, one kiln per recipe (fresh store)" >&2
+  rm -rf "$tmp/fleet-seq-store" "$tmp/fleet-seq"
+  local t0
+  t0=$(now)
+  for rec in "$fleet"/recipes/*.toml; do
+    "$kiln" build "$rec" -o "$tmp/fleet-seq" --store "$tmp/fleet-seq-store" --json >"$tmp/fleet-seq-$(basename "$rec").json"
+  done
+  secs "$t0" "$(now)" >>"$tmp/times-fleet-seq"
+  echo >>"$tmp/times-fleet-seq"
+}
+fleet_all() {
+  echo "bench: fleet: every recipe in one kiln run (fresh store)" >&2
+  rm -rf "$tmp/fleet-all-store" "$tmp/fleet-all"
+  local t0
+  t0=$(now)
+  "$kiln" build "$fleet"/recipes/*.toml -o "$tmp/fleet-all" --store "$tmp/fleet-all-store" --json >"$tmp/fleet-all.json"
+  secs "$t0" "$(now)" >>"$tmp/times-fleet-all"
+  echo >>"$tmp/times-fleet-all"
+}
+fleet_rounds=3
+alternate "$fleet_rounds" fleet_seq fleet_all fleet_same_digests
+V[seq]=$(median <"$tmp/times-fleet-seq")
+V[all]=$(median <"$tmp/times-fleet-all")
 V[nrecipes]=$(json "$tmp/fleet-all.json" 'len(r["images"])')
-for rec in "$fleet"/recipes/*.toml; do
-  name=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["name"]')
-  one=$(json "$tmp/fleet-seq-$(basename "$rec").json" 'r["image"]["digest"]')
-  all=$(json "$tmp/fleet-all.json" "[i['image']['digest'] for i in r['images'] if i['image']['name'] == '$name'][0]")
-  [ "$one" = "$all" ] || die "fleet: $name built in one run ($all) differs from its own build ($one)"
-done
 kill "$reg_pid" 2>/dev/null || true
 wait "$reg_pid" 2>/dev/null || true
 reg_pid=""
@@ -354,18 +388,32 @@ echo "bench: kiln test of signed hello with --secure-boot, then --secure-boot --
 "$kiln" build recipes/hello.toml -o "$tmp/hello-signed" --store "$tmp/store-hello" \
   --secure-boot-key "$tmp/sb/db.key" --secure-boot-cert "$tmp/sb/db.crt" --json >"$tmp/signed.json"
 signed_image=$(json "$tmp/signed.json" 'r["image"]["path"]')
-t0=$(now)
-"$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --json >"$tmp/test-sb.json" ||
-  die "kiln test --secure-boot of signed hello failed: $(cat "$tmp/test-sb.json")"
-sb_wall=$(secs "$t0" "$(now)")
-t0=$(now)
-"$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --tpm --json >"$tmp/test-sbtpm.json" ||
-  die "kiln test --secure-boot --tpm of signed hello failed: $(cat "$tmp/test-sbtpm.json")"
-sbtpm_wall=$(secs "$t0" "$(now)")
-row "hello: kiln test --secure-boot" "$sb_wall" "$test_wall" "$(ratio "$sb_wall" "$test_wall")" \
-  "ratio to the plain kiln test; firmware phase $(json "$tmp/test-sb.json" 'r["phases"]["firmware"]') s"
-row "hello: kiln test --secure-boot --tpm" "$sbtpm_wall" "$test_wall" "$(ratio "$sbtpm_wall" "$test_wall")" \
-  "ratio to the plain kiln test; $(json "$tmp/test-sbtpm.json" '[c["detail"] for c in r["checks"] if c["name"] == "pcr11"][0]')"
+sb_test() {
+  local t0
+  t0=$(now)
+  "$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --json >"$tmp/test-sb.json" ||
+    die "kiln test --secure-boot of signed hello failed: $(cat "$tmp/test-sb.json")"
+  secs "$t0" "$(now)" >>"$tmp/times-sb"
+  echo >>"$tmp/times-sb"
+}
+sbtpm_test() {
+  local t0
+  t0=$(now)
+  "$kiln" test "$signed_image" --store "$tmp/store-hello" --secure-boot "$tmp/sb" --tpm --json >"$tmp/test-sbtpm.json" ||
+    die "kiln test --secure-boot --tpm of signed hello failed: $(cat "$tmp/test-sbtpm.json")"
+  secs "$t0" "$(now)" >>"$tmp/times-sbtpm"
+  echo >>"$tmp/times-sbtpm"
+}
+# Medians of 3, the two alternating (as bench-boot.sh takes the plain
+# boot's median of 3).
+sb_rounds=3
+alternate "$sb_rounds" sb_test sbtpm_test
+sb_wall=$(median <"$tmp/times-sb")
+sbtpm_wall=$(median <"$tmp/times-sbtpm")
+row "hello: kiln test --secure-boot (median of $sb_rounds)" "$sb_wall" "$test_wall" "$(ratio "$sb_wall" "$test_wall")" \
+  "ratio to the plain median, order alternated; last firmware phase $(json "$tmp/test-sb.json" 'r["phases"]["firmware"]') s"
+row "hello: kiln test --secure-boot --tpm (median of $sb_rounds)" "$sbtpm_wall" "$test_wall" "$(ratio "$sbtpm_wall" "$test_wall")" \
+  "ratio to the plain median, order alternated; $(json "$tmp/test-sbtpm.json" '[c["detail"] for c in r["checks"] if c["name"] == "pcr11"][0]')"
 
 # The encoders, on hello's composed root...
 echo "bench: encoders on hello's composed root" >&2
@@ -463,8 +511,9 @@ printf '%-50s %s\n' "debian-web, first runner: builds, pushes" "${V[fleet1]}"
 printf '%-50s %s\n' "debian-web, second runner: layers from registry" "${V[fleet2]}"
 r2=$(ratio "${V[fleet2]}" "${V[fleet1]}")
 printf '%-50s %s %s\n' "ratio second / first (< 0.5)" "$r2" "$(verdict "$r2" 0.5 lt)"
-printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln per recipe" "${V[seq]}"
-printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln run ($(nproc) jobs)" "${V[all]}"
+printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln per recipe (median of $fleet_rounds)" "${V[seq]}"
+printf '%-50s %s\n' "${V[nrecipes]} recipes, one kiln run, $(nproc) jobs (median of $fleet_rounds)" "${V[all]}"
+echo "(one by one and one run alternate: one by one first in rounds 1 and 3, one run first in round 2; fresh stores each round)"
 r3=$(ratio "${V[all]}" "${V[seq]}")
 printf '%-50s %s %s\n' "ratio one run / one by one (< 1)" "$r3" "$(verdict "$r3" 1 lt)"
 echo

@@ -2,7 +2,14 @@
 //! `sign`, `verify`, `publish`, `releases`, `promote`, `rollback`, `pull`):
 //! argument handling and dispatch only, as in the parent module.
 
-use super::*;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use super::{render, Context};
+use crate::publish::release::{self, Releases};
+use crate::publish::sign;
 
 /// `kiln keygen`.
 pub(super) fn keygen(cx: &Context, output: &Path, encrypted: bool) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Command-line parsing and dispatch tests.
 
-use super::*;
+use super::manual::{completions, man};
 use crate::util::exec::CommandRunExt;
 
 #[test]

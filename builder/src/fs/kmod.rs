@@ -66,13 +66,19 @@ pub fn normalize_name(name: &str) -> String {
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The bytes of an ELF64 section by name.
@@ -94,8 +100,8 @@ pub fn elf_section<'a>(elf: &'a [u8], want: &str) -> Result<Option<&'a [u8]>, &'
     let section = |i: usize| -> Option<(u32, usize, usize)> {
         let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
         let name = u32_at(elf, h)?;
-        let off = u64_at(elf, h + 0x18)? as usize;
-        let size = u64_at(elf, h + 0x20)? as usize;
+        let off = u64_at(elf, h.checked_add(0x18)?)? as usize;
+        let size = u64_at(elf, h.checked_add(0x20)?)? as usize;
         Some((name, off, size))
     };
     let (_, stroff, strsize) = section(shstrndx).ok_or("bad section string table")?;

@@ -218,11 +218,41 @@ pub fn read_tar(reader: impl Read, clamp_mtime: i64) -> Result<Tree> {
 }
 
 /// [`read_tar`] of an archive the caller keeps (to read what follows it).
+///
+/// The extended headers before a member (PAX, GNU long name and link) are
+/// read here rather than by the `tar` crate, which splits PAX records at
+/// every newline and so refuses a binary value holding one (an ACL naming
+/// uid 10, a capability mask): a record is as long as its length says.
 fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<Tree> {
     let mut tree = Tree::new(clamp_mtime);
-    for entry in ar.entries().context("reading tar")? {
+    let mut ext = Extended::default();
+    for entry in ar.entries().context("reading tar")?.raw(true) {
         let mut e = entry.context("reading tar entry")?;
-        let raw_path = String::from_utf8(e.path_bytes().into_owned()).map_err(|p| {
+        if ext.take(&mut e)? {
+            continue;
+        }
+        let Extended {
+            pax,
+            long_name,
+            long_link,
+        } = std::mem::take(&mut ext);
+        let pax = pax_records(&pax.unwrap_or_default())?;
+        let pax_value = |key: &str| pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        if pax_value("size").is_some_and(|v| v != e.size().to_string().as_bytes()) {
+            bail!(crate::check_err!(
+                "a PAX `size` record differs from the tar header's size (not supported)"
+            ));
+        }
+        // As the `tar` crate chooses: a GNU long name, a PAX path, the header.
+        let path_bytes = long_name
+            .map(trim_nul)
+            .or_else(|| pax_value("path"))
+            .unwrap_or_else(|| e.path_bytes().into_owned());
+        let link_bytes = long_link
+            .map(trim_nul)
+            .or_else(|| pax_value("linkpath"))
+            .or_else(|| e.link_name_bytes().map(|l| l.into_owned()));
+        let raw_path = String::from_utf8(path_bytes).map_err(|p| {
             crate::check_err!(
                 "tar entry name is not UTF-8: {:?}",
                 String::from_utf8_lossy(p.as_bytes())
@@ -230,12 +260,9 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
         })?;
         let path = normalize(&raw_path)?;
         let mut xattrs = BTreeMap::new();
-        if let Some(exts) = e.pax_extensions()? {
-            for ext in exts {
-                let ext = ext?;
-                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix(PAX_XATTR)) {
-                    xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
-                }
+        for (key, value) in pax {
+            if let Some(name) = key.strip_prefix(PAX_XATTR) {
+                xattrs.insert(name.to_string(), value);
             }
         }
         let h = e.header();
@@ -247,9 +274,8 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
             xattrs,
         };
         let link_target = || -> Result<String> {
-            let l = e.link_name_bytes().context("link without a target")?;
-            String::from_utf8(l.into_owned())
-                .map_err(|_| crate::check_err!("{path}: link target is not UTF-8"))
+            let l = link_bytes.clone().context("link without a target")?;
+            String::from_utf8(l).map_err(|_| crate::check_err!("{path}: link target is not UTF-8"))
         };
         let kind = match h.entry_type() {
             tar::EntryType::Directory => NodeKind::Dir,
@@ -289,8 +315,92 @@ fn read_archive<R: Read>(ar: &mut tar::Archive<R>, clamp_mtime: i64) -> Result<T
                 .with_context(|| format!("tar entry {raw_path:?}"))?;
         }
     }
+    if ext != Extended::default() {
+        bail!(crate::check_err!(
+            "reading tar: an extended header describes no member after it"
+        ));
+    }
     tree.validate()?;
     Ok(tree)
+}
+
+/// The extended headers read so far for the next member.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Extended {
+    /// A PAX extended header's records, as stored.
+    pax: Option<Vec<u8>>,
+    /// A GNU long name (`L`).
+    long_name: Option<Vec<u8>>,
+    /// A GNU long link target (`K`).
+    long_link: Option<Vec<u8>>,
+}
+
+impl Extended {
+    /// Keeps `e` if it is an extended header (true), else leaves it (false).
+    fn take<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<bool> {
+        let t = e.header().entry_type();
+        let slot = if t.is_pax_local_extensions() {
+            &mut self.pax
+        } else if t.is_gnu_longname() {
+            &mut self.long_name
+        } else if t.is_gnu_longlink() {
+            &mut self.long_link
+        } else {
+            return Ok(false);
+        };
+        if slot.is_some() {
+            bail!(crate::check_err!(
+                "reading tar: two {t:?} headers describe the same member"
+            ));
+        }
+        let size = e.size();
+        *slot = Some(read_exactly(e, size).context("reading a tar extended header")?);
+        Ok(true)
+    }
+}
+
+/// A GNU long name without its terminating NUL.
+fn trim_nul(mut b: Vec<u8>) -> Vec<u8> {
+    if b.last() == Some(&0) {
+        b.pop();
+    }
+    b
+}
+
+/// The (key, value) records of a PAX extended header (POSIX.1-2008
+/// `pax`, "extended header"): each is `LEN KEY=VALUE\n`, LEN counting the
+/// whole record in decimal, so a value may hold any byte, newlines too.
+fn pax_records(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let bad = |at: usize, why: &str| crate::check_err!("malformed PAX record at byte {at}: {why}");
+    let mut at = 0;
+    while !data.is_empty() {
+        let space = data
+            .iter()
+            .take(20)
+            .position(|&b| b == b' ')
+            .ok_or_else(|| bad(at, "no length"))?;
+        let len: usize = std::str::from_utf8(&data[..space])
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| bad(at, "the length is not a decimal number"))?;
+        let record = data
+            .get(space + 1..len)
+            .filter(|_| len > space + 1)
+            .ok_or_else(|| bad(at, "the length is past the header's end"))?;
+        let Some((&b'\n', kv)) = record.split_last() else {
+            return Err(bad(at, "no newline where the length ends"));
+        };
+        let eq = kv
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| bad(at, "no `=`"))?;
+        let key = std::str::from_utf8(&kv[..eq]).map_err(|_| bad(at, "the key is not UTF-8"))?;
+        out.push((key.to_string(), kv[eq + 1..].to_vec()));
+        data = &data[len..];
+        at += len;
+    }
+    Ok(out)
 }
 
 /// Exactly `size` bytes from `r`, allocated as they arrive beyond
@@ -387,6 +497,47 @@ mod tests {
         let long = format!("usr/share/{}/file", "x".repeat(120));
         t.insert_with_parents(&long, f("long", 0o644), &d).unwrap();
         t
+    }
+
+    /// An xattr value may hold any byte: an ACL entry for uid 10 holds a
+    /// newline, which the `tar` crate's own PAX reader split the record at.
+    #[test]
+    fn xattr_values_with_newlines_read_back() {
+        let mut t = Tree::new(0);
+        let mut m = Meta::root(0o644, 0);
+        let acl = [2, 0, 0, 0, 2, 0, 4, 0, 10, 0, 0, 0].to_vec();
+        m.xattrs.insert("system.posix_acl_access".into(), acl);
+        m.xattrs.insert("user.text".into(), b"one\ntwo\n".to_vec());
+        let node = Node {
+            kind: NodeKind::File(Arc::new(b"x".to_vec())),
+            meta: m.clone(),
+        };
+        t.insert_with_parents("etc/acl", node, &Meta::root(0o755, 0))
+            .unwrap();
+        let back = unpack(&pack(&t).unwrap().blob).unwrap();
+        assert_eq!(back.get("etc/acl").unwrap().meta.xattrs, m.xattrs);
+    }
+
+    #[test]
+    fn malformed_pax_records_are_refused() {
+        for (bad, why) in [
+            (&b"12 a=b\n"[..], "past the header's end"),
+            (b"6 a=b!", "no newline"),
+            (b"6 ab\n\n", "no `=`"),
+            (b"x a=b\n", "not a decimal"),
+            (b"1 a=b\n", "past the header's end"),
+        ] {
+            let e = pax_records(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let ok = pax_records(b"6 a=b\n10 k=v\n\nw\n").unwrap();
+        assert_eq!(
+            ok,
+            [
+                ("a".into(), b"b".to_vec()),
+                ("k".into(), b"v\n\nw".to_vec())
+            ]
+        );
     }
 
     #[test]

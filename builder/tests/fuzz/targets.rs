@@ -18,7 +18,7 @@ use super::seeds;
 
 /// Every target, in the order the tests list them.
 pub const ALL: &[Target] = &[
-    DISK, FIRSTDIFF, EXT4, FAT, UKI, VERITY, TAR, LAYER, MANIFEST, OCI, DPKG, KMOD,
+    DISK, FIRSTDIFF, EXT4, FAT, UKI, VERITY, TAR, LAYER, MANIFEST, OCI, DPKG, KMOD, MODINFO,
 ];
 
 /// A GPT disk image read as `kiln inspect` reads it, and its root
@@ -218,6 +218,129 @@ pub const KMOD: Target = Target {
         }
     },
 };
+
+/// A kernel module's ELF object, read for its `.modinfo` section as the
+/// module index reads it from a layer. Besides [`kmod::fake_ko`], the
+/// corpus holds `seed-gcc-module.ko`: a real relocatable object of 14
+/// sections (`.text`, `.rela.text`, `.gnu.linkonce.this_module`,
+/// `__versions`, `.modinfo`, `.symtab`, …) that `gcc -O2 -c
+/// -fno-asynchronous-unwind-tables` made of C shaped like a module (its
+/// `.modinfo` strings are `name=kiln_seed`, `depends=dm-mod,dm-bufio`,
+/// `vermagic=`, `license=`…).
+pub const MODINFO: Target = Target {
+    name: "modinfo",
+    seeds: || {
+        vec![kmod::fake_ko(
+            "license=GPL\0depends=dm-mod,dm-bufio\0name=dm_verity\0",
+        )]
+    },
+    aims: elf_aims,
+    fixup: None,
+    run: |b| {
+        let _ = kmod::elf_section(b, "__versions");
+        let _ = kmod::modinfo("m.ko", b);
+    },
+};
+
+/// The ELF header's class, data and section header fields, every section
+/// header's name, offset and size, and the separators of `.modinfo`.
+fn elf_aims(b: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = vec![(4, 1), (5, 1), (0x28, 8), (0x3a, 2), (0x3c, 2), (0x3e, 2)];
+    let le = |at: usize, n: usize| -> usize {
+        let mut v = [0u8; 8];
+        if let Some(s) = b.get(at..at + n) {
+            v[..n].copy_from_slice(s);
+        }
+        u64::from_le_bytes(v) as usize
+    };
+    let (shoff, shentsize, shnum) = (le(0x28, 8), le(0x3a, 2), le(0x3c, 2));
+    for i in 0..shnum.min(64) {
+        let h = shoff.saturating_add(i.saturating_mul(shentsize));
+        out.extend([
+            (h, 4),
+            (h.saturating_add(0x18), 8),
+            (h.saturating_add(0x20), 8),
+        ]);
+    }
+    if let Ok(Some(sec)) = kmod::elf_section(b, ".modinfo") {
+        let at = sec.as_ptr() as usize - b.as_ptr() as usize;
+        out.extend(
+            sec.iter()
+                .enumerate()
+                .filter(|(_, c)| b"\0=,".contains(c))
+                .map(|(i, _)| (at + i, 1)),
+        );
+    }
+    out
+}
+
+/// Whether a seed is a valid input of the target `name`: what the target
+/// runs, with the result checked. Every seed a target makes, and every
+/// corpus file named `seed-*`, must pass; the other corpus files are past
+/// failures and need not.
+pub fn parses(name: &str, b: &[u8]) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| format!("{e:#}");
+    match name {
+        "disk" | "firstdiff" => {
+            let d = disk::read_gpt_disk(Cursor::new(b), b.len() as u64).map_err(|x| e(&x))?;
+            disk::report(&d).map_err(|x| e(&x))?;
+        }
+        "ext4" => {
+            ext4::read(b).map_err(|x| e(&x))?;
+        }
+        "fat" => {
+            if fat::read::files(b).map_err(|x| e(&x))?.is_empty() {
+                return Err("no files".into());
+            }
+        }
+        "uki" => {
+            uki::sections(b).map_err(|x| e(&x))?;
+        }
+        "verity" => {
+            kiln_format::verity::Superblock::decode(b).map_err(|x| e(&x))?;
+        }
+        "tar" => {
+            layer::read_tar(b, i64::MAX).map_err(|x| e(&x))?;
+        }
+        "layer" => {
+            layer::unpack(b).map_err(|x| e(&x))?;
+        }
+        "manifest" => {
+            Manifest::from_json(b).map_err(|x| e(&x))?;
+        }
+        "oci" => {
+            let s = String::from_utf8_lossy(b);
+            let (manifest, index) = oci::parse_registry_json(b);
+            let ok = manifest.is_ok()
+                || index.is_ok()
+                || kiln::registry::cache::parse_untrusted(b).is_ok()
+                || oci::parse_challenge(&s).is_some()
+                || oci::Reference::parse(&s).is_ok();
+            if !ok {
+                return Err("no registry reader accepts it".into());
+            }
+        }
+        "dpkg_status" => {
+            if deb::parse_dpkg_status(&String::from_utf8_lossy(b)).is_empty() {
+                return Err("no packages".into());
+            }
+        }
+        "kmod" => {
+            let names = ["m.ko", "m.ko.xz", "m.ko.zst"];
+            if !names.iter().any(|n| kmod::modinfo(n, b).is_ok()) {
+                return Err("no module reader accepts it".into());
+            }
+        }
+        "modinfo" => {
+            let m = kmod::modinfo("m.ko", b).map_err(|x| e(&x))?;
+            if kmod::elf_section(b, ".modinfo") == Ok(None) || m.depends.is_empty() {
+                return Err(format!("no .modinfo with depends=: {m:?}"));
+            }
+        }
+        other => return Err(format!("no check for target {other}")),
+    }
+    Ok(())
+}
 
 fn fields_at(base: usize, fields: &[Span]) -> impl Iterator<Item = (usize, usize)> + '_ {
     fields.iter().map(move |f| (base + f.offset, f.len))

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fs::tree::Node;
+use crate::fs::tree::{Meta, Node};
 
 fn entry(digest: &str) -> (KeyEntry, LayerSource) {
     let e: KeyEntry = serde_json::from_value(serde_json::json!({
