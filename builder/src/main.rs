@@ -23,8 +23,8 @@ fn main() {
     if let Err(err) = kiln::cli::run(cli) {
         // Errors name paths, layers and files from images: quoted for the
         // terminal, their own line breaks kept.
-        let text = kiln::util::printable::lines(&format!("{err:#}"));
-        eprintln!("kiln: error: {text}");
+        let text = kiln::util::printable::lines(&kiln::util::error::report(&err));
+        eprintln!("{text}");
         std::process::exit(kiln::util::error::exit_code(&err));
     }
 }

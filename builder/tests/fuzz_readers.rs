@@ -252,14 +252,14 @@ fn regenerate_corpus() {
         std::fs::write(dir.join(name), b).expect("corpus file");
     };
     write("disk", "gpt-entry-size-256.bin", &seeds::tiny_disk(256));
-    let both_headers = |b: &mut Vec<u8>, f: kiln_format::Field, v: u64| {
+    let both_headers = |b: &mut Vec<u8>, f: kiln_format::Span, v: u64| {
         let len = b.len();
         for at in [512, len - 512] {
             let bytes = v.to_le_bytes();
             b[at + f.offset..at + f.offset + f.len].copy_from_slice(&bytes[..f.len]);
         }
     };
-    let both_entries = |b: &mut Vec<u8>, f: kiln_format::Field, v: u64| {
+    let both_entries = |b: &mut Vec<u8>, f: kiln_format::Span, v: u64| {
         let h = kiln_format::gpt::Header::decode(&b[512..1024]).expect("seed header");
         let backup = b.len() - 512 - h.entry_array_len() as usize;
         for at in [1024, backup] {
@@ -267,20 +267,20 @@ fn regenerate_corpus() {
         }
     };
     let mut b = seeds::tiny_disk(128);
-    both_headers(&mut b, header::SIZE_OF_PARTITION_ENTRY, 200);
+    both_headers(&mut b, header::SIZE_OF_PARTITION_ENTRY.span(), 200);
     targets::fix_gpt(&mut b);
     write("disk", "gpt-entry-size-200.bin", &b);
     let mut b = seeds::tiny_disk(128);
-    both_entries(&mut b, entry::STARTING_LBA, 60);
-    both_entries(&mut b, entry::ENDING_LBA, 40);
+    both_entries(&mut b, entry::STARTING_LBA.span(), 60);
+    both_entries(&mut b, entry::ENDING_LBA.span(), 40);
     targets::fix_gpt(&mut b);
     write("disk", "gpt-first-lba-after-last.bin", &b);
     let mut b = seeds::tiny_disk(128);
-    both_entries(&mut b, entry::ENDING_LBA, 1 << 40);
+    both_entries(&mut b, entry::ENDING_LBA.span(), 1 << 40);
     targets::fix_gpt(&mut b);
     write("disk", "gpt-huge-last-lba.bin", &b);
     let mut b = seeds::tiny_disk(128);
-    both_headers(&mut b, header::LAST_USABLE_LBA, 1 << 40);
+    both_headers(&mut b, header::LAST_USABLE_LBA.span(), 1 << 40);
     targets::fix_gpt(&mut b);
     write("disk", "gpt-huge-last-usable-lba.bin", &b);
     let sb = seeds::ext4_superblock_only(2, 0x7fff_fff0);

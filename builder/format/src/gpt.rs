@@ -28,51 +28,51 @@ pub const MAX_ENTRY_ARRAY_BYTES: u64 = 1 << 20;
 
 /// The header's fields (UEFI 2.10, table 5.5).
 pub mod header {
-    use crate::field::Field;
+    use crate::field::{Field, Span};
 
     /// `Signature`: [`super::SIGNATURE`].
-    pub const SIGNATURE: Field = Field::new("Signature", 0, 8);
+    pub const SIGNATURE: Field<8> = Field::new("Signature", 0);
     /// `Revision`.
-    pub const REVISION: Field = Field::new("Revision", 8, 4);
+    pub const REVISION: Field<4> = Field::new("Revision", 8);
     /// `HeaderSize`.
-    pub const HEADER_SIZE: Field = Field::new("HeaderSize", 12, 4);
+    pub const HEADER_SIZE: Field<4> = Field::new("HeaderSize", 12);
     /// `HeaderCRC32`, over `HeaderSize` bytes with this field zero.
-    pub const HEADER_CRC32: Field = Field::new("HeaderCRC32", 16, 4);
+    pub const HEADER_CRC32: Field<4> = Field::new("HeaderCRC32", 16);
     /// `MyLBA`: where this copy of the header is.
-    pub const MY_LBA: Field = Field::new("MyLBA", 24, 8);
+    pub const MY_LBA: Field<8> = Field::new("MyLBA", 24);
     /// `AlternateLBA`: where the other copy is.
-    pub const ALTERNATE_LBA: Field = Field::new("AlternateLBA", 32, 8);
+    pub const ALTERNATE_LBA: Field<8> = Field::new("AlternateLBA", 32);
     /// `FirstUsableLBA`.
-    pub const FIRST_USABLE_LBA: Field = Field::new("FirstUsableLBA", 40, 8);
+    pub const FIRST_USABLE_LBA: Field<8> = Field::new("FirstUsableLBA", 40);
     /// `LastUsableLBA`.
-    pub const LAST_USABLE_LBA: Field = Field::new("LastUsableLBA", 48, 8);
+    pub const LAST_USABLE_LBA: Field<8> = Field::new("LastUsableLBA", 48);
     /// `DiskGUID`, mixed-endian.
-    pub const DISK_GUID: Field = Field::new("DiskGUID", 56, 16);
+    pub const DISK_GUID: Field<16> = Field::new("DiskGUID", 56);
     /// `PartitionEntryLBA`: the first block of the entry array.
-    pub const PARTITION_ENTRY_LBA: Field = Field::new("PartitionEntryLBA", 72, 8);
+    pub const PARTITION_ENTRY_LBA: Field<8> = Field::new("PartitionEntryLBA", 72);
     /// `NumberOfPartitionEntries`.
-    pub const NUMBER_OF_PARTITION_ENTRIES: Field = Field::new("NumberOfPartitionEntries", 80, 4);
+    pub const NUMBER_OF_PARTITION_ENTRIES: Field<4> = Field::new("NumberOfPartitionEntries", 80);
     /// `SizeOfPartitionEntry`.
-    pub const SIZE_OF_PARTITION_ENTRY: Field = Field::new("SizeOfPartitionEntry", 84, 4);
+    pub const SIZE_OF_PARTITION_ENTRY: Field<4> = Field::new("SizeOfPartitionEntry", 84);
     /// `PartitionEntryArrayCRC32`.
-    pub const PARTITION_ENTRY_ARRAY_CRC32: Field = Field::new("PartitionEntryArrayCRC32", 88, 4);
+    pub const PARTITION_ENTRY_ARRAY_CRC32: Field<4> = Field::new("PartitionEntryArrayCRC32", 88);
 
     /// Every field, in the order of the table (the CRC, a checksum over the
     /// others, last).
-    pub const FIELDS: &[Field] = &[
-        SIGNATURE,
-        REVISION,
-        HEADER_SIZE,
-        MY_LBA,
-        ALTERNATE_LBA,
-        FIRST_USABLE_LBA,
-        LAST_USABLE_LBA,
-        DISK_GUID,
-        PARTITION_ENTRY_LBA,
-        NUMBER_OF_PARTITION_ENTRIES,
-        SIZE_OF_PARTITION_ENTRY,
-        PARTITION_ENTRY_ARRAY_CRC32,
-        HEADER_CRC32,
+    pub const FIELDS: &[Span] = &[
+        SIGNATURE.span(),
+        REVISION.span(),
+        HEADER_SIZE.span(),
+        MY_LBA.span(),
+        ALTERNATE_LBA.span(),
+        FIRST_USABLE_LBA.span(),
+        LAST_USABLE_LBA.span(),
+        DISK_GUID.span(),
+        PARTITION_ENTRY_LBA.span(),
+        NUMBER_OF_PARTITION_ENTRIES.span(),
+        SIZE_OF_PARTITION_ENTRY.span(),
+        PARTITION_ENTRY_ARRAY_CRC32.span(),
+        HEADER_CRC32.span(),
     ];
 }
 
@@ -136,8 +136,8 @@ impl Header {
             ));
         }
         // The header is at least HEADER_SIZE bytes from here on.
-        let u64_at = |f: Field| f.get::<u64>(sector).unwrap_or_default();
-        let u32_at = |f: Field| f.get::<u32>(sector).unwrap_or_default();
+        let u64_at = |f: Field<8>| f.get::<u64>(sector).unwrap_or_default();
+        let u32_at = |f: Field<4>| f.get::<u32>(sector).unwrap_or_default();
         let mut disk_guid = [0u8; 16];
         if let Some(g) = header::DISK_GUID.bytes(sector) {
             disk_guid.copy_from_slice(g);
@@ -188,7 +188,7 @@ impl Header {
         let last = sectors.checked_sub(1).ok_or_else(|| {
             GptError::header(header::MY_LBA.name, "the disk holds no whole sector")
         })?;
-        let past = |f: Field, lba: u64| {
+        let past = |f: Field<8>, lba: u64| {
             GptError::header(
                 f.name,
                 format!("{lba} is past the disk's last LBA {last} ({disk_bytes} bytes)"),

@@ -13,29 +13,29 @@ pub const NAME_LEN: usize = 72;
 
 /// A partition entry's fields (UEFI 2.10, table 5.6).
 pub mod entry {
-    use crate::field::Field;
+    use crate::field::{Field, Span};
 
     /// `PartitionTypeGUID`, mixed-endian; all zero in an unused entry.
-    pub const TYPE_GUID: Field = Field::new("PartitionTypeGUID", 0, 16);
+    pub const TYPE_GUID: Field<16> = Field::new("PartitionTypeGUID", 0);
     /// `UniquePartitionGUID`, mixed-endian.
-    pub const UNIQUE_GUID: Field = Field::new("UniquePartitionGUID", 16, 16);
+    pub const UNIQUE_GUID: Field<16> = Field::new("UniquePartitionGUID", 16);
     /// `StartingLBA`.
-    pub const STARTING_LBA: Field = Field::new("StartingLBA", 32, 8);
+    pub const STARTING_LBA: Field<8> = Field::new("StartingLBA", 32);
     /// `EndingLBA`, inclusive.
-    pub const ENDING_LBA: Field = Field::new("EndingLBA", 40, 8);
+    pub const ENDING_LBA: Field<8> = Field::new("EndingLBA", 40);
     /// `Attributes`.
-    pub const ATTRIBUTES: Field = Field::new("Attributes", 48, 8);
+    pub const ATTRIBUTES: Field<8> = Field::new("Attributes", 48);
     /// `PartitionName`: UTF-16LE, zero padded.
-    pub const PARTITION_NAME: Field = Field::new("PartitionName", 56, super::NAME_LEN);
+    pub const PARTITION_NAME: Field<{ super::NAME_LEN }> = Field::new("PartitionName", 56);
 
     /// Every field, in the order of the table.
-    pub const FIELDS: &[Field] = &[
-        TYPE_GUID,
-        UNIQUE_GUID,
-        STARTING_LBA,
-        ENDING_LBA,
-        ATTRIBUTES,
-        PARTITION_NAME,
+    pub const FIELDS: &[Span] = &[
+        TYPE_GUID.span(),
+        UNIQUE_GUID.span(),
+        STARTING_LBA.span(),
+        ENDING_LBA.span(),
+        ATTRIBUTES.span(),
+        PARTITION_NAME.span(),
     ];
 }
 
@@ -154,7 +154,7 @@ impl Entry {
             GptError::entries("SizeOfPartitionEntry", "entry shorter than 128 bytes")
         })?;
         // `b` holds every field from here on.
-        let guid = |f: Field| {
+        let guid = |f: Field<16>| {
             let mut g = [0u8; 16];
             if let Some(s) = f.bytes(b) {
                 g.copy_from_slice(s);

@@ -5,7 +5,7 @@
 //! GUIDs and the verity partition GUIDs taken from the root hash, and
 //! cryptsetup's dm-verity superblock.
 //!
-//! Each structure is a table of named [`Field`]s (offset and length) that
+//! Each structure is a table of named [`Field`]s (offset, and length as part of the type) that
 //! both its encoder and its decoder use. Decoders take untrusted bytes and
 //! return an error, never panic. The crate has no dependencies, so
 //! kiln-init stays a small static binary.
@@ -16,4 +16,4 @@ pub mod gpt_entry;
 pub mod guid;
 pub mod verity;
 
-pub use field::Field;
+pub use field::{Field, Span};

@@ -7,7 +7,7 @@
 //! size changes the hash tree the kernel computes, which then no longer
 //! matches the root hash.
 
-use crate::field::Field;
+use crate::field::{Field, Span};
 
 /// `signature`: cryptsetup's `VERITY_SIGNATURE`.
 pub const SIGNATURE: &[u8; 8] = b"verity\0\0";
@@ -25,38 +25,38 @@ pub const BLOCK_SIZES: std::ops::RangeInclusive<u32> = 512..=65536;
 const SECTOR: u64 = 512;
 
 /// `signature`.
-pub const F_SIGNATURE: Field = Field::new("signature", 0, 8);
+pub const F_SIGNATURE: Field<8> = Field::new("signature", 0);
 /// `version`.
-pub const F_VERSION: Field = Field::new("version", 8, 4);
+pub const F_VERSION: Field<4> = Field::new("version", 8);
 /// `hash_type`.
-pub const F_HASH_TYPE: Field = Field::new("hash_type", 12, 4);
+pub const F_HASH_TYPE: Field<4> = Field::new("hash_type", 12);
 /// `uuid`, the hash device's UUID (textual byte order).
-pub const F_UUID: Field = Field::new("uuid", 16, 16);
+pub const F_UUID: Field<16> = Field::new("uuid", 16);
 /// `algorithm`: the hash's name, zero padded.
-pub const F_ALGORITHM: Field = Field::new("algorithm", 32, 32);
+pub const F_ALGORITHM: Field<32> = Field::new("algorithm", 32);
 /// `data_block_size`.
-pub const F_DATA_BLOCK_SIZE: Field = Field::new("data_block_size", 64, 4);
+pub const F_DATA_BLOCK_SIZE: Field<4> = Field::new("data_block_size", 64);
 /// `hash_block_size`.
-pub const F_HASH_BLOCK_SIZE: Field = Field::new("hash_block_size", 68, 4);
+pub const F_HASH_BLOCK_SIZE: Field<4> = Field::new("hash_block_size", 68);
 /// `data_blocks`.
-pub const F_DATA_BLOCKS: Field = Field::new("data_blocks", 72, 8);
+pub const F_DATA_BLOCKS: Field<8> = Field::new("data_blocks", 72);
 /// `salt_size`.
-pub const F_SALT_SIZE: Field = Field::new("salt_size", 80, 2);
+pub const F_SALT_SIZE: Field<2> = Field::new("salt_size", 80);
 /// `salt`, followed by padding to 512 bytes.
-pub const F_SALT: Field = Field::new("salt", 88, MAX_SALT);
+pub const F_SALT: Field<{ MAX_SALT }> = Field::new("salt", 88);
 
 /// Every field, in order.
-pub const FIELDS: &[Field] = &[
-    F_SIGNATURE,
-    F_VERSION,
-    F_HASH_TYPE,
-    F_UUID,
-    F_ALGORITHM,
-    F_DATA_BLOCK_SIZE,
-    F_HASH_BLOCK_SIZE,
-    F_DATA_BLOCKS,
-    F_SALT_SIZE,
-    F_SALT,
+pub const FIELDS: &[Span] = &[
+    F_SIGNATURE.span(),
+    F_VERSION.span(),
+    F_HASH_TYPE.span(),
+    F_UUID.span(),
+    F_ALGORITHM.span(),
+    F_DATA_BLOCK_SIZE.span(),
+    F_HASH_BLOCK_SIZE.span(),
+    F_DATA_BLOCKS.span(),
+    F_SALT_SIZE.span(),
+    F_SALT.span(),
 ];
 
 /// Why a superblock was refused, or could not be written.
@@ -162,7 +162,7 @@ impl Superblock {
     /// The superblock's [`SIZE`] bytes. Refuses an algorithm name longer
     /// than its 32-byte field or a salt longer than [`MAX_SALT`].
     pub fn encode(&self) -> Result<[u8; SIZE], SuperblockError> {
-        if self.algorithm.len() > F_ALGORITHM.len {
+        if self.algorithm.len() > F_ALGORITHM.width() {
             return Err(SuperblockError("algorithm name longer than 32 bytes"));
         }
         let salt_size = u16::try_from(self.salt.len())

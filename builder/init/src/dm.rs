@@ -76,6 +76,16 @@ impl std::fmt::Display for DmError {
     }
 }
 
+/// The header's `data_size`: how many bytes of the buffer the kernel reads
+/// and may write. `None` when `b` is shorter than the header.
+pub fn data_size(b: &[u8]) -> Option<usize> {
+    if b.len() < DM_IOCTL_SIZE {
+        return None;
+    }
+    let field = b.get(off::DATA_SIZE..off::DATA_SIZE + 4)?;
+    usize::try_from(u32::from_ne_bytes(field.try_into().ok()?)).ok()
+}
+
 fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
 }

@@ -25,14 +25,24 @@ impl Control {
 
     /// Issue `cmd` with `buf` (a `struct dm_ioctl` and its payload, as
     /// built by [`crate::dm`]); the kernel writes its reply into `buf`.
+    /// A buffer shorter than the header, or whose header's `data_size` is
+    /// not its length, is refused (`InvalidInput`) before the kernel sees it.
     pub fn ioctl(&self, cmd: Command, buf: &mut [u8]) -> std::io::Result<()> {
-        if buf.len() < dm::DM_IOCTL_SIZE {
-            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        if dm::data_size(buf) != Some(buf.len()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "dm_ioctl buffer of {} bytes whose header's data_size is {:?}",
+                    buf.len(),
+                    dm::data_size(buf)
+                ),
+            ));
         }
         // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()`
-        // bytes that starts with a `struct dm_ioctl` whose `data_size` is
-        // `buf.len()` (the dm builders set it so), so the kernel reads and
-        // writes only inside it; the fd is open for the call's duration.
+        // bytes (at least `sizeof(struct dm_ioctl)`) that starts with a
+        // `struct dm_ioctl` whose `data_size` is `buf.len()` (checked above),
+        // so the kernel reads and writes only inside it; the fd is open for
+        // the call's duration.
         // The request number encodes `sizeof(struct dm_ioctl)` as the kernel
         // expects, and the kernel needs no alignment of the buffer (it copies
         // it with copy_from_user/copy_to_user).
@@ -48,6 +58,44 @@ impl Control {
             Err(std::io::Error::last_os_error())
         } else {
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/dev/null` stands in for the control node: an ioctl that reaches it
+    /// fails with ENOTTY, one refused before the kernel with `InvalidInput`.
+    fn null() -> Control {
+        Control(File::open("/dev/null").expect("/dev/null"))
+    }
+
+    #[test]
+    fn data_size_must_be_the_buffer_length() {
+        let good = dm::dev_resume("root").unwrap();
+        let mut buf = good.clone();
+        let e = null().ioctl(Command::DevSuspend, &mut buf).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOTTY),
+            "a good buffer reaches the fd"
+        );
+
+        // Claiming more than the buffer holds, less, or a buffer cut short.
+        let mut longer = good.clone();
+        longer[12..16].copy_from_slice(&(good.len() as u32 + 1).to_ne_bytes());
+        let mut shorter = good.clone();
+        shorter[12..16].copy_from_slice(&(good.len() as u32 - 8).to_ne_bytes());
+        let mut cut = good[..good.len() - 1].to_vec();
+        for (what, buf) in [
+            ("longer", &mut longer),
+            ("shorter", &mut shorter),
+            ("cut", &mut cut),
+        ] {
+            let e = null().ioctl(Command::DevSuspend, buf).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{what}: {e}");
         }
     }
 }

@@ -243,7 +243,7 @@ impl<'a> Assembly<'a> {
             (remembered.join(), written)
         });
         let (manifest, finished) = written?;
-        remembered.map_err(|_| anyhow::anyhow!("the image cache thread panicked"))??;
+        remembered.map_err(|_| crate::internal_err!("the image cache thread panicked"))??;
         Ok((manifest, finished))
     }
 

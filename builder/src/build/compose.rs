@@ -193,9 +193,11 @@ pub fn build_layers(
                 let digest = store.put_blob(&blob)?;
                 anyhow::ensure!(
                     digest == entry.digest.to_string(),
-                    "layer {}: its blob hashes to {digest}, not {}",
-                    entry.name,
-                    entry.digest
+                    crate::check_err!(
+                        "layer {}: its blob hashes to {digest}, not {}",
+                        entry.name,
+                        entry.digest
+                    )
                 );
                 Some(blob)
             }

@@ -68,7 +68,7 @@ pub struct Claim<'a> {
 impl Claims {
     /// Wait until no other build holds `key`, then hold it.
     pub fn claim(&self, key: &str) -> Result<Claim<'_>> {
-        let poisoned = |_| anyhow::anyhow!("the layer claims lock is poisoned");
+        let poisoned = |_| crate::internal_err!("the layer claims lock is poisoned");
         let mut held = self.held.lock().map_err(poisoned)?;
         while held.contains(key) {
             tracing::info!(%key, "waiting for another build of this run to make the layer");
@@ -180,7 +180,7 @@ pub fn build_many(
             (Ok(_), Some(Err(e))) => failed.push(failure(recipe, &e)),
             (Ok(_), None) => failed.push(failure(
                 recipe,
-                &anyhow::anyhow!("not built: a build worker stopped"),
+                &crate::internal_err!("not built: a build worker stopped"),
             )),
         }
     }

@@ -370,7 +370,7 @@ fn copy_from(from: &File, src: &Path, dst: &Path, hash: bool) -> Result<Option<S
         hasher
             .map(|h| {
                 h.join()
-                    .map_err(|_| anyhow::anyhow!("hashing thread panicked"))?
+                    .map_err(|_| crate::internal_err!("hashing thread panicked"))?
                     .with_context(|| format!("reading {}", src.display()))
             })
             .transpose()

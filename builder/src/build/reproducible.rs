@@ -137,7 +137,7 @@ pub fn check(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("build thread panicked")))
+                    .unwrap_or_else(|_| Err(crate::internal_err!("build thread panicked")))
             })
             .collect()
     });
@@ -278,7 +278,8 @@ fn run_build(
             return Err(match code {
                 2 => InputError::file(recipe.display().to_string(), message).into(),
                 3 => EnvError::new(message).into(),
-                _ => anyhow::anyhow!(message),
+                1 => crate::util::error::check_failed(message),
+                _ => crate::internal_err!("{message}"),
             });
         }
     };

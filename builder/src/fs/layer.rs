@@ -216,7 +216,7 @@ pub fn pack(tree: &Tree) -> Result<Packed> {
         let blob = zstd::bulk::compress(&tar, ZSTD_LEVEL);
         (h.join(), blob)
     });
-    let diff_id = diff_id.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
+    let diff_id = diff_id.map_err(|_| crate::internal_err!("hashing thread panicked"))?;
     let blob = blob.context("zstd compression failed")?;
     Ok(Packed {
         digest: sha256_digest(&blob),
@@ -266,7 +266,9 @@ fn read_archive<R: Read>(
         let pax = pax_records(&pax.unwrap_or_default())?;
         let pax_value = |key: &str| pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if pax_value("size").is_some_and(|v| v != e.size().to_string().as_bytes()) {
-            bail!("a PAX `size` record differs from the tar header's size (not supported)");
+            bail!(crate::check_err!(
+                "a PAX `size` record differs from the tar header's size (not supported)"
+            ));
         }
         // As the `tar` crate chooses: a GNU long name, a PAX path, the header.
         let path_bytes = long_name
@@ -278,7 +280,7 @@ fn read_archive<R: Read>(
             .or_else(|| pax_value("linkpath"))
             .or_else(|| e.link_name_bytes().map(|l| l.into_owned()));
         let raw_path = String::from_utf8(path_bytes).map_err(|p| {
-            anyhow::anyhow!(
+            crate::check_err!(
                 "tar entry name is not UTF-8: {:?}",
                 String::from_utf8_lossy(p.as_bytes())
             )
@@ -300,7 +302,7 @@ fn read_archive<R: Read>(
         };
         let link_target = || -> Result<String> {
             let l = link_bytes.clone().context("link without a target")?;
-            String::from_utf8(l).map_err(|_| anyhow::anyhow!("{path}: link target is not UTF-8"))
+            String::from_utf8(l).map_err(|_| crate::check_err!("{path}: link target is not UTF-8"))
         };
         let kind = match h.entry_type() {
             tar::EntryType::Directory => NodeKind::Dir,
@@ -318,7 +320,9 @@ fn read_archive<R: Read>(
                 minor: h.device_minor()?.unwrap_or(0),
             },
             tar::EntryType::Fifo => NodeKind::Fifo,
-            other => bail!("{path}: unsupported tar entry type {other:?}"),
+            other => bail!(crate::check_err!(
+                "{path}: unsupported tar entry type {other:?}"
+            )),
         };
         let kind = match kind {
             NodeKind::File(_) => {
@@ -344,7 +348,9 @@ fn read_archive<R: Read>(
         }
     }
     if ext != Extended::default() {
-        bail!("reading tar: an extended header describes no member after it");
+        bail!(crate::check_err!(
+            "reading tar: an extended header describes no member after it"
+        ));
     }
     tree.validate()?;
     Ok(tree)
@@ -377,7 +383,9 @@ impl Extended {
             return Ok(false);
         };
         if slot.is_some() {
-            bail!("reading tar: two {t:?} headers describe the same member");
+            bail!(crate::check_err!(
+                "reading tar: two {t:?} headers describe the same member"
+            ));
         }
         let size = e.size();
         if size > max {
@@ -401,7 +409,7 @@ fn trim_nul(mut b: Vec<u8>) -> Vec<u8> {
 /// whole record in decimal, so a value may hold any byte, newlines too.
 fn pax_records(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
-    let bad = |at: usize, why: &str| anyhow::anyhow!("malformed PAX record at byte {at}: {why}");
+    let bad = |at: usize, why: &str| crate::check_err!("malformed PAX record at byte {at}: {why}");
     let mut at = 0;
     while !data.is_empty() {
         let space = data

@@ -114,7 +114,7 @@ fn kernel_sha256(
         None => hash()?,
     };
     digest.try_into().map_err(|d: Vec<u8>| {
-        anyhow::anyhow!("memoised sha256 of /{path} is {} bytes long", d.len())
+        crate::internal_err!("memoised sha256 of /{path} is {} bytes long", d.len())
     })
 }
 
@@ -234,9 +234,9 @@ pub fn assemble(
         (root_parts, initrd.join(), linux_digest.join())
     });
     let (fs, vh) = root_parts?;
-    let initrd = initrd.map_err(|_| anyhow::anyhow!("the initramfs thread panicked"))??;
+    let initrd = initrd.map_err(|_| crate::internal_err!("the initramfs thread panicked"))??;
     let linux_digest =
-        linux_digest.map_err(|_| anyhow::anyhow!("the hashing thread panicked"))??;
+        linux_digest.map_err(|_| crate::internal_err!("the hashing thread panicked"))??;
     let root_hash = hex::encode(vh.root_hash);
 
     lap("root filesystem, verity, initramfs");
@@ -332,7 +332,7 @@ pub fn assemble(
             .with_context(|| format!("writing the disk {}", out.display()))?;
         let uki_digest = digest
             .join()
-            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+            .map_err(|_| crate::internal_err!("the hashing thread panicked"))?;
         Ok((layout, uki_digest))
     })?;
 

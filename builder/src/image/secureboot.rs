@@ -281,13 +281,13 @@ pub fn sign_uki(uki: &mut Vec<u8>, signer: &UkiSigner) -> Result<UkiSignature> {
         serial_number: tbs.serial_number.clone(),
     });
     let signer_info = SignerInfoBuilder::new(&signer.key, sid, sha256.clone(), &content, None)
-        .map_err(|e| anyhow::anyhow!("preparing the signer info: {e}"))?;
+        .map_err(|e| crate::env_err!("preparing the signer info: {e}"))?;
     let info = SignedDataBuilder::new(&content)
         .add_digest_algorithm(sha256)
         .and_then(|b| b.add_certificate(CertificateChoices::Certificate(signer.cert.clone())))
         .and_then(|b| b.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info))
         .and_then(|b| b.build())
-        .map_err(|e| anyhow::anyhow!("signing the UKI: {e}"))?;
+        .map_err(|e| crate::env_err!("signing the UKI: {e}"))?;
     // Authenticode's SignedData is version 1 whatever the content type
     // (RFC 5652 would say 3); the version is outside what is signed.
     let mut signed: SignedData = info.content.decode_as()?;
@@ -362,7 +362,7 @@ fn self_signed(name: &str, key: &RsaPrivateKey) -> Result<Certificate> {
     }
     builder
         .build::<rsa::pkcs1v15::Signature>()
-        .map_err(|e| anyhow::anyhow!("signing the {name} certificate: {e}"))
+        .map_err(|e| crate::env_err!("signing the {name} certificate: {e}"))
 }
 
 /// `kiln keygen --secure-boot -o DIR`: PK, KEK and db key pairs. Refuses

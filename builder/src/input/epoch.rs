@@ -104,7 +104,10 @@ pub fn deb_date(path: &Path) -> Result<i64> {
         .and_then(|mut f| f.read_exact(&mut head))
         .with_context(|| format!("reading the ar header of {}", path.display()))?;
     if &head[..8] != b"!<arch>\n" {
-        bail!("{} is not a Debian package (no ar magic)", path.display());
+        bail!(crate::check_err!(
+            "{} is not a Debian package (no ar magic)",
+            path.display()
+        ));
     }
     // ar member header: name[16] mtime[12] uid[6] gid[6] mode[8] size[10] fmag[2].
     let field = std::str::from_utf8(&head[8 + 16..8 + 28])

@@ -7,63 +7,12 @@
 //! (`.wh.NAME`, `.wh..wh..opq`) are allowed and reach the layers below; a
 //! malformed one is an error ([`crate::fs::tree::whiteout`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::fs::tree::{self, Meta, Node, NodeKind, Tree};
-use crate::input::layerdef::{glob, LayerDef};
+use crate::input::layerdef::{glob, FilesDir, LayerDef};
 use crate::util::error::InputError;
-
-/// A layer's `[files]` directory, proven to lie inside the layer's
-/// directory: `dir` is relative, and its canonical path (every `..` and
-/// symlink resolved, the last component included) starts with the layer
-/// directory's canonical path. Only [`FilesDir::resolve`] makes one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilesDir {
-    /// The canonical path: what is read.
-    real: PathBuf,
-}
-
-impl FilesDir {
-    /// Resolve `dir` (as written in `layer.toml`) against the layer
-    /// directory. The error says why it is not a directory inside it.
-    pub fn resolve(layer_dir: &Path, dir: &str) -> Result<FilesDir, String> {
-        let rel = Path::new(dir);
-        if dir.is_empty() || rel.is_absolute() {
-            return Err(format!(
-                "{dir:?} must be a relative path inside the layer directory {}",
-                layer_dir.display()
-            ));
-        }
-        let joined = layer_dir.join(rel);
-        let root = std::fs::canonicalize(layer_dir)
-            .map_err(|e| format!("cannot resolve {}: {e}", layer_dir.display()))?;
-        let real = match std::fs::canonicalize(&joined) {
-            Ok(p) => p,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("directory {} does not exist", joined.display()))
-            }
-            Err(e) => return Err(format!("cannot resolve {}: {e}", joined.display())),
-        };
-        if !real.starts_with(&root) {
-            return Err(format!(
-                "{} resolves to {}, outside the layer directory {}; [files] must stay inside it",
-                joined.display(),
-                real.display(),
-                root.display()
-            ));
-        }
-        if !real.is_dir() {
-            return Err(format!("{} is not a directory", joined.display()));
-        }
-        Ok(FilesDir { real })
-    }
-
-    /// The directory to read (canonical).
-    pub fn path(&self) -> &Path {
-        &self.real
-    }
-}
 
 /// Files of this name in a `[files]` directory are not copied: they only keep
 /// an otherwise empty directory in git.
@@ -229,6 +178,7 @@ fn step(depth: usize, comp: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn symlink_escape_table() {

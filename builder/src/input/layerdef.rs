@@ -11,7 +11,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::fs::usrmerge::canonical;
-use crate::input::files::FilesDir;
 use crate::input::source_file::SourceFile;
 use crate::util::error::InputError;
 
@@ -210,6 +209,57 @@ pub struct Service {
     pub line: usize,
 }
 
+/// A layer's `[files]` directory, proven to lie inside the layer's
+/// directory: `dir` is relative, and its canonical path (every `..` and
+/// symlink resolved, the last component included) starts with the layer
+/// directory's canonical path. Only [`FilesDir::resolve`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesDir {
+    /// The canonical path: what is read.
+    real: PathBuf,
+}
+
+impl FilesDir {
+    /// Resolve `dir` (as written in `layer.toml`) against the layer
+    /// directory. The error says why it is not a directory inside it.
+    pub fn resolve(layer_dir: &Path, dir: &str) -> Result<FilesDir, String> {
+        let rel = Path::new(dir);
+        if dir.is_empty() || rel.is_absolute() {
+            return Err(format!(
+                "{dir:?} must be a relative path inside the layer directory {}",
+                layer_dir.display()
+            ));
+        }
+        let joined = layer_dir.join(rel);
+        let root = std::fs::canonicalize(layer_dir)
+            .map_err(|e| format!("cannot resolve {}: {e}", layer_dir.display()))?;
+        let real = match std::fs::canonicalize(&joined) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("directory {} does not exist", joined.display()))
+            }
+            Err(e) => return Err(format!("cannot resolve {}: {e}", joined.display())),
+        };
+        if !real.starts_with(&root) {
+            return Err(format!(
+                "{} resolves to {}, outside the layer directory {}; [files] must stay inside it",
+                joined.display(),
+                real.display(),
+                root.display()
+            ));
+        }
+        if !real.is_dir() {
+            return Err(format!("{} is not a directory", joined.display()));
+        }
+        Ok(FilesDir { real })
+    }
+
+    /// The directory to read (canonical).
+    pub fn path(&self) -> &Path {
+        &self.real
+    }
+}
+
 /// Compile a layer glob: `*` stays within one path component, `**` crosses them.
 pub fn glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
     Ok(globset::GlobBuilder::new(pattern.trim_start_matches('/'))
@@ -248,189 +298,16 @@ impl LayerDef {
         Self::from_source(dir, &src)
     }
 
-    /// Validate a layer file already read.
+    /// Validate a layer file already read: each section in turn, then the
+    /// checks across sections.
     pub fn from_source(dir: &Path, src: &SourceFile) -> Result<LayerDef, InputError> {
         let raw: RawLayerFile = src.parse()?;
-        let kind = match raw.layer.kind.get_ref().as_str() {
-            "base" => LayerKind::Base,
-            "packages" => LayerKind::Packages,
-            "app" => LayerKind::App,
-            other => {
-                return Err(src.error(
-                    raw.layer.kind.span(),
-                    "layer.kind",
-                    format!("unknown kind {other:?}: expected \"base\", \"packages\" or \"app\""),
-                ))
-            }
-        };
-
+        let kind = layer_kind(&raw.layer, src)?;
         let debian = match &raw.debian {
             None => None,
-            Some(d) => {
-                if kind == LayerKind::App {
-                    return Err(src.error(
-                        d.suite.span(),
-                        "debian",
-                        "an app layer holds files, not Debian packages: use a \"packages\" layer",
-                    ));
-                }
-                if !simple_word(d.suite.get_ref()) {
-                    return Err(src.error(d.suite.span(), "debian.suite", "not a suite name"));
-                }
-                if d.packages.get_ref().is_empty() {
-                    return Err(src.error(
-                        d.packages.span(),
-                        "debian.packages",
-                        "list at least one package",
-                    ));
-                }
-                let mut packages = Vec::new();
-                for (i, p) in d.packages.get_ref().iter().enumerate() {
-                    if !simple_word(p.get_ref()) || p.get_ref().starts_with('-') {
-                        return Err(src.error(
-                            p.span(),
-                            &format!("debian.packages[{i}]"),
-                            format!("{:?} is not a Debian package name", p.get_ref()),
-                        ));
-                    }
-                    packages.push(p.get_ref().clone());
-                }
-                let variant = match &d.variant {
-                    None => "extract".to_string(),
-                    Some(v) => {
-                        const VARIANTS: &[&str] = &[
-                            "extract",
-                            "custom",
-                            "essential",
-                            "apt",
-                            "required",
-                            "minbase",
-                            "buildd",
-                            "important",
-                            "debootstrap",
-                            "standard",
-                        ];
-                        if !VARIANTS.contains(&v.get_ref().as_str()) {
-                            return Err(src.error(
-                                v.span(),
-                                "debian.variant",
-                                format!(
-                                    "unknown mmdebstrap variant {:?}: one of {}",
-                                    v.get_ref(),
-                                    VARIANTS.join(", ")
-                                ),
-                            ));
-                        }
-                        v.get_ref().clone()
-                    }
-                };
-                let mirror = match &d.mirror {
-                    Some(m)
-                        if !(m.get_ref().starts_with("http://")
-                            || m.get_ref().starts_with("https://")
-                            || m.get_ref().starts_with("file:/")) =>
-                    {
-                        return Err(src.error(
-                            m.span(),
-                            "debian.mirror",
-                            "must be an http://, https:// or file:/ URL",
-                        ))
-                    }
-                    m => m.as_ref().map(|m| m.get_ref().clone()),
-                };
-                let mut components = Vec::new();
-                for (i, c) in d.components.iter().flatten().enumerate() {
-                    if !simple_word(c.get_ref()) {
-                        return Err(src.error(
-                            c.span(),
-                            &format!("debian.components[{i}]"),
-                            "not a component name",
-                        ));
-                    }
-                    components.push(c.get_ref().clone());
-                }
-                if components.is_empty() {
-                    components.push("main".to_string());
-                }
-                let architecture = match &d.architecture {
-                    None => "amd64".to_string(),
-                    Some(a) if a.get_ref() != "amd64" => {
-                        return Err(src.error(
-                            a.span(),
-                            "debian.architecture",
-                            "only amd64 images are supported",
-                        ))
-                    }
-                    Some(a) => a.get_ref().clone(),
-                };
-                Some(DebianSource {
-                    suite: d.suite.get_ref().clone(),
-                    variant,
-                    packages,
-                    mirror,
-                    components,
-                    architecture,
-                })
-            }
+            Some(d) => Some(debian_source(d, kind, src)?),
         };
-
-        let raw_strip = raw.strip.unwrap_or_default();
-        let mut strip = StripRules::default();
-        for (list, out, field) in [
-            (&raw_strip.delete, &mut strip.delete, "strip.delete"),
-            (&raw_strip.keep, &mut strip.keep, "strip.keep"),
-        ] {
-            for (i, g) in list.iter().enumerate() {
-                glob(g.get_ref()).map_err(|e| {
-                    src.error(g.span(), &format!("{field}[{i}]"), format!("bad glob: {e}"))
-                })?;
-                // Merged /usr: `lib/modules/**` means `usr/lib/modules/**`.
-                out.push(canonical(g.get_ref().trim_start_matches('/')).into_owned());
-            }
-        }
-        if let Some(mods) = &raw_strip.keep_modules {
-            let mut v = Vec::new();
-            for (i, m) in mods.iter().enumerate() {
-                if m.get_ref().is_empty() || m.get_ref().contains(['/', ' ']) {
-                    return Err(src.error(
-                        m.span(),
-                        &format!("strip.keep_modules[{i}]"),
-                        "must be a module name like \"virtio_net\"",
-                    ));
-                }
-                v.push(m.get_ref().replace('-', "_"));
-            }
-            strip.keep_modules = Some(v);
-        }
-        for (i, p) in raw_strip.purge.iter().enumerate() {
-            let name = p.get_ref();
-            // Debian Policy 5.6.1: lower case letters, digits, + - . (two or more, alphanumeric first).
-            let valid = name.len() >= 2
-                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-            if !valid {
-                return Err(src.error(
-                    p.span(),
-                    &format!("strip.purge[{i}]"),
-                    "must be a Debian package name like \"apt\"",
-                ));
-            }
-            strip.purge.push(name.clone());
-        }
-        if debian.is_none()
-            && (!strip.delete.is_empty() || strip.keep_modules.is_some() || !strip.purge.is_empty())
-        {
-            return Err(InputError {
-                file: src.display.clone(),
-                line: None,
-                field: Some("strip".into()),
-                message: "strip rules apply to Debian packages; this layer has no [debian] section"
-                    .into(),
-            });
-        }
-
+        let strip = strip_rules(raw.strip.as_ref(), debian.is_some(), src)?;
         let files = match &raw.files {
             None => None,
             Some(f) => Some(
@@ -449,113 +326,8 @@ impl LayerDef {
             });
         }
 
-        let mut overrides = Vec::new();
-        for (i, o) in raw.overrides.iter().enumerate() {
-            if files.is_none() {
-                return Err(src.error(
-                    o.path.span(),
-                    &format!("override[{i}]"),
-                    "overrides apply to [files]; this layer has none",
-                ));
-            }
-            glob(o.path.get_ref()).map_err(|e| {
-                src.error(
-                    o.path.span(),
-                    &format!("override[{i}].path"),
-                    format!("bad glob: {e}"),
-                )
-            })?;
-            let mode = match &o.mode {
-                None => None,
-                Some(m) => Some(
-                    parse_mode(m.get_ref())
-                        .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| {
-                            src.error(
-                                m.span(),
-                                &format!("override[{i}].mode"),
-                                format!("{:?} is not an octal mode like \"0755\"", m.get_ref()),
-                            )
-                        })?,
-                ),
-            };
-            if mode.is_none() && o.uid.is_none() && o.gid.is_none() {
-                return Err(src.error(
-                    o.path.span(),
-                    &format!("override[{i}]"),
-                    "sets nothing: give mode, uid or gid",
-                ));
-            }
-            overrides.push(Override {
-                path: canonical(o.path.get_ref().trim_start_matches('/')).into_owned(),
-                mode,
-                uid: o.uid,
-                gid: o.gid,
-                line: src.line_of(o.path.span().start),
-            });
-        }
-
-        let mut services: Vec<Service> = Vec::new();
-        for (i, s) in raw.service.iter().enumerate() {
-            let field = format!("service[{i}]");
-            if !simple_word(s.name.get_ref()) || s.name.get_ref().contains(':') {
-                return Err(src.error(
-                    s.name.span(),
-                    &format!("{field}.name"),
-                    "must be a simple name like \"hello\"",
-                ));
-            }
-            if services.iter().any(|x| x.name == *s.name.get_ref()) {
-                return Err(src.error(
-                    s.name.span(),
-                    &format!("{field}.name"),
-                    "service declared twice",
-                ));
-            }
-            match s.command.get_ref().first() {
-                Some(c) if c.starts_with('/') => {
-                    if !clean_program_path(c) {
-                        return Err(src.error(
-                            s.command.span(),
-                            &format!("{field}.command"),
-                            format!("{c:?} must name a program by a clean absolute path (no trailing /, no empty, . or .. components)"),
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(src.error(
-                        s.command.span(),
-                        &format!("{field}.command"),
-                        "must be a non-empty argv whose first element is an absolute path",
-                    ))
-                }
-            }
-            if s.command.get_ref().iter().any(|a| a.contains(['\n', '\0'])) {
-                return Err(src.error(
-                    s.command.span(),
-                    &format!("{field}.command"),
-                    "arguments must not contain newlines or NUL",
-                ));
-            }
-            let restart = match s.restart.as_ref().map(|r| r.get_ref().as_str()) {
-                None | Some("always") => Restart::Always,
-                Some("no") => Restart::No,
-                Some(other) => {
-                    return Err(src.error(
-                        s.restart.as_ref().map_or(0..0, |r| r.span()),
-                        &format!("{field}.restart"),
-                        format!("{other:?}: expected \"always\" or \"no\""),
-                    ))
-                }
-            };
-            services.push(Service {
-                name: s.name.get_ref().clone(),
-                command: s.command.get_ref().clone(),
-                restart,
-                line: src.line_of(s.name.span().start),
-            });
-        }
-
+        let overrides = overrides(&raw.overrides, files.is_some(), src)?;
+        let services = services(&raw.service, src)?;
         Ok(LayerDef {
             dir: dir.to_path_buf(),
             file: src.path.clone(),
@@ -569,6 +341,319 @@ impl LayerDef {
             services,
         })
     }
+}
+
+/// `[layer] kind`.
+fn layer_kind(layer: &RawLayer, src: &SourceFile) -> Result<LayerKind, InputError> {
+    Ok(match layer.kind.get_ref().as_str() {
+        "base" => LayerKind::Base,
+        "packages" => LayerKind::Packages,
+        "app" => LayerKind::App,
+        other => {
+            return Err(src.error(
+                layer.kind.span(),
+                "layer.kind",
+                format!("unknown kind {other:?}: expected \"base\", \"packages\" or \"app\""),
+            ))
+        }
+    })
+}
+
+/// `[debian]`, which an app layer must not have.
+fn debian_source(
+    d: &RawDebian,
+    kind: LayerKind,
+    src: &SourceFile,
+) -> Result<DebianSource, InputError> {
+    if kind == LayerKind::App {
+        return Err(src.error(
+            d.suite.span(),
+            "debian",
+            "an app layer holds files, not Debian packages: use a \"packages\" layer",
+        ));
+    }
+    if !simple_word(d.suite.get_ref()) {
+        return Err(src.error(d.suite.span(), "debian.suite", "not a suite name"));
+    }
+    if d.packages.get_ref().is_empty() {
+        return Err(src.error(
+            d.packages.span(),
+            "debian.packages",
+            "list at least one package",
+        ));
+    }
+    let mut packages = Vec::new();
+    for (i, p) in d.packages.get_ref().iter().enumerate() {
+        if !simple_word(p.get_ref()) || p.get_ref().starts_with('-') {
+            return Err(src.error(
+                p.span(),
+                &format!("debian.packages[{i}]"),
+                format!("{:?} is not a Debian package name", p.get_ref()),
+            ));
+        }
+        packages.push(p.get_ref().clone());
+    }
+    let variant = match &d.variant {
+        None => "extract".to_string(),
+        Some(v) => {
+            const VARIANTS: &[&str] = &[
+                "extract",
+                "custom",
+                "essential",
+                "apt",
+                "required",
+                "minbase",
+                "buildd",
+                "important",
+                "debootstrap",
+                "standard",
+            ];
+            if !VARIANTS.contains(&v.get_ref().as_str()) {
+                return Err(src.error(
+                    v.span(),
+                    "debian.variant",
+                    format!(
+                        "unknown mmdebstrap variant {:?}: one of {}",
+                        v.get_ref(),
+                        VARIANTS.join(", ")
+                    ),
+                ));
+            }
+            v.get_ref().clone()
+        }
+    };
+    let mirror = match &d.mirror {
+        Some(m)
+            if !(m.get_ref().starts_with("http://")
+                || m.get_ref().starts_with("https://")
+                || m.get_ref().starts_with("file:/")) =>
+        {
+            return Err(src.error(
+                m.span(),
+                "debian.mirror",
+                "must be an http://, https:// or file:/ URL",
+            ))
+        }
+        m => m.as_ref().map(|m| m.get_ref().clone()),
+    };
+    let mut components = Vec::new();
+    for (i, c) in d.components.iter().flatten().enumerate() {
+        if !simple_word(c.get_ref()) {
+            return Err(src.error(
+                c.span(),
+                &format!("debian.components[{i}]"),
+                "not a component name",
+            ));
+        }
+        components.push(c.get_ref().clone());
+    }
+    if components.is_empty() {
+        components.push("main".to_string());
+    }
+    let architecture = match &d.architecture {
+        None => "amd64".to_string(),
+        Some(a) if a.get_ref() != "amd64" => {
+            return Err(src.error(
+                a.span(),
+                "debian.architecture",
+                "only amd64 images are supported",
+            ))
+        }
+        Some(a) => a.get_ref().clone(),
+    };
+    Ok(DebianSource {
+        suite: d.suite.get_ref().clone(),
+        variant,
+        packages,
+        mirror,
+        components,
+        architecture,
+    })
+}
+
+/// `[strip]`, which only a layer with Debian packages may have.
+fn strip_rules(
+    raw: Option<&RawStrip>,
+    has_debian: bool,
+    src: &SourceFile,
+) -> Result<StripRules, InputError> {
+    let default = RawStrip::default();
+    let raw_strip = raw.unwrap_or(&default);
+    let mut strip = StripRules::default();
+    for (list, out, field) in [
+        (&raw_strip.delete, &mut strip.delete, "strip.delete"),
+        (&raw_strip.keep, &mut strip.keep, "strip.keep"),
+    ] {
+        for (i, g) in list.iter().enumerate() {
+            glob(g.get_ref()).map_err(|e| {
+                src.error(g.span(), &format!("{field}[{i}]"), format!("bad glob: {e}"))
+            })?;
+            // Merged /usr: `lib/modules/**` means `usr/lib/modules/**`.
+            out.push(canonical(g.get_ref().trim_start_matches('/')).into_owned());
+        }
+    }
+    if let Some(mods) = &raw_strip.keep_modules {
+        let mut v = Vec::new();
+        for (i, m) in mods.iter().enumerate() {
+            if m.get_ref().is_empty() || m.get_ref().contains(['/', ' ']) {
+                return Err(src.error(
+                    m.span(),
+                    &format!("strip.keep_modules[{i}]"),
+                    "must be a module name like \"virtio_net\"",
+                ));
+            }
+            v.push(m.get_ref().replace('-', "_"));
+        }
+        strip.keep_modules = Some(v);
+    }
+    for (i, p) in raw_strip.purge.iter().enumerate() {
+        let name = p.get_ref();
+        // Debian Policy 5.6.1: lower case letters, digits, + - . (two or more, alphanumeric first).
+        let valid = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !valid {
+            return Err(src.error(
+                p.span(),
+                &format!("strip.purge[{i}]"),
+                "must be a Debian package name like \"apt\"",
+            ));
+        }
+        strip.purge.push(name.clone());
+    }
+    if !has_debian
+        && (!strip.delete.is_empty() || strip.keep_modules.is_some() || !strip.purge.is_empty())
+    {
+        return Err(InputError {
+            file: src.display.clone(),
+            line: None,
+            field: Some("strip".into()),
+            message: "strip rules apply to Debian packages; this layer has no [debian] section"
+                .into(),
+        });
+    }
+    Ok(strip)
+}
+
+/// `[[override]]`s, which only a layer with `[files]` may have.
+fn overrides(
+    raw: &[RawOverride],
+    has_files: bool,
+    src: &SourceFile,
+) -> Result<Vec<Override>, InputError> {
+    let mut overrides = Vec::new();
+    for (i, o) in raw.iter().enumerate() {
+        if !has_files {
+            return Err(src.error(
+                o.path.span(),
+                &format!("override[{i}]"),
+                "overrides apply to [files]; this layer has none",
+            ));
+        }
+        glob(o.path.get_ref()).map_err(|e| {
+            src.error(
+                o.path.span(),
+                &format!("override[{i}].path"),
+                format!("bad glob: {e}"),
+            )
+        })?;
+        let mode = match &o.mode {
+            None => None,
+            Some(m) => Some(
+                parse_mode(m.get_ref())
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        src.error(
+                            m.span(),
+                            &format!("override[{i}].mode"),
+                            format!("{:?} is not an octal mode like \"0755\"", m.get_ref()),
+                        )
+                    })?,
+            ),
+        };
+        if mode.is_none() && o.uid.is_none() && o.gid.is_none() {
+            return Err(src.error(
+                o.path.span(),
+                &format!("override[{i}]"),
+                "sets nothing: give mode, uid or gid",
+            ));
+        }
+        overrides.push(Override {
+            path: canonical(o.path.get_ref().trim_start_matches('/')).into_owned(),
+            mode,
+            uid: o.uid,
+            gid: o.gid,
+            line: src.line_of(o.path.span().start),
+        });
+    }
+    Ok(overrides)
+}
+
+/// `[[service]]`s.
+fn services(raw: &[RawService], src: &SourceFile) -> Result<Vec<Service>, InputError> {
+    let mut services: Vec<Service> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let field = format!("service[{i}]");
+        if !simple_word(s.name.get_ref()) || s.name.get_ref().contains(':') {
+            return Err(src.error(
+                s.name.span(),
+                &format!("{field}.name"),
+                "must be a simple name like \"hello\"",
+            ));
+        }
+        if services.iter().any(|x| x.name == *s.name.get_ref()) {
+            return Err(src.error(
+                s.name.span(),
+                &format!("{field}.name"),
+                "service declared twice",
+            ));
+        }
+        match s.command.get_ref().first() {
+            Some(c) if c.starts_with('/') => {
+                if !clean_program_path(c) {
+                    return Err(src.error(
+                        s.command.span(),
+                        &format!("{field}.command"),
+                        format!("{c:?} must name a program by a clean absolute path (no trailing /, no empty, . or .. components)"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(src.error(
+                    s.command.span(),
+                    &format!("{field}.command"),
+                    "must be a non-empty argv whose first element is an absolute path",
+                ))
+            }
+        }
+        if s.command.get_ref().iter().any(|a| a.contains(['\n', '\0'])) {
+            return Err(src.error(
+                s.command.span(),
+                &format!("{field}.command"),
+                "arguments must not contain newlines or NUL",
+            ));
+        }
+        let restart = match s.restart.as_ref().map(|r| r.get_ref().as_str()) {
+            None | Some("always") => Restart::Always,
+            Some("no") => Restart::No,
+            Some(other) => {
+                return Err(src.error(
+                    s.restart.as_ref().map_or(0..0, |r| r.span()),
+                    &format!("{field}.restart"),
+                    format!("{other:?}: expected \"always\" or \"no\""),
+                ))
+            }
+        };
+        services.push(Service {
+            name: s.name.get_ref().clone(),
+            command: s.command.get_ref().clone(),
+            restart,
+            line: src.line_of(s.name.span().start),
+        });
+    }
+    Ok(services)
 }
 
 /// `layers/base/busybox` → `base/busybox`; otherwise the last path component.

@@ -14,6 +14,7 @@ use crate::fs::tree::Tree;
 use crate::input::epoch::EpochRule;
 use crate::input::layerdef::{DebianSource, LayerDef, LayerKind, Service, StripRules};
 use crate::input::recipe::{LayerRef, Recipe};
+use crate::input::services;
 use crate::util::error::InputError;
 
 /// A validated plan.
@@ -225,7 +226,14 @@ impl Plan {
                 locked,
             });
         }
-        crate::input::services::check(&layers)?;
+        let views: Vec<services::Layer> = layers
+            .iter()
+            .map(|l| services::Layer {
+                def: &l.def,
+                files: l.files.as_ref(),
+            })
+            .collect();
+        services::check(&views)?;
         Ok(Plan {
             recipe,
             recipe_digest: sha256_digest(&recipe_bytes),

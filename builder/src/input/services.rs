@@ -12,8 +12,7 @@
 
 use crate::fs::tree::{normalize_lexically, NodeKind, Tree, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::fs::usrmerge::canonical;
-use crate::input::layerdef::{glob, StripRules};
-use crate::input::plan::PlannedLayer;
+use crate::input::layerdef::{glob, LayerDef, StripRules};
 use crate::util::error::InputError;
 
 /// What the plan can tell about a path in the composed image.
@@ -35,10 +34,20 @@ const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
 /// files; programs there are left to the build's check.
 const KILN_DIR: &str = "etc/kiln";
 
+/// What the check reads of one layer of the plan, bottom first: its
+/// definition and its `[files]` tree, if it has one.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    /// The layer's definition.
+    pub def: &'a LayerDef,
+    /// Its `[files]` read into a tree (merged-/usr form).
+    pub files: Option<&'a Tree>,
+}
+
 /// Every service's program must be able to exist in the composed image: an
 /// [`InputError`] naming the layer file, line and field for one that
 /// certainly cannot.
-pub fn check(layers: &[PlannedLayer]) -> Result<(), InputError> {
+pub fn check(layers: &[Layer]) -> Result<(), InputError> {
     for pl in layers {
         for s in &pl.def.services {
             let prog = &s.command[0];
@@ -60,7 +69,7 @@ pub fn check(layers: &[PlannedLayer]) -> Result<(), InputError> {
 
 /// Look `path` (absolute, as in a service command) up in what the layers,
 /// bottom first, are known to hold.
-fn lookup(layers: &[PlannedLayer], path: &str) -> Found {
+fn lookup(layers: &[Layer], path: &str) -> Found {
     // Layers' files and strip rules are in merged-/usr form: so is the path.
     let path = canonical(&normalize_lexically(path)).into_owned();
     if path.is_empty() {
@@ -75,7 +84,7 @@ fn lookup(layers: &[PlannedLayer], path: &str) -> Found {
     // How many leading prefixes the files of the layers above make directories.
     let mut dirs = 0;
     for pl in layers.iter().rev() {
-        if let Some(files) = &pl.files {
+        if let Some(files) = pl.files {
             if let Some(found) = in_files(files, &prefixes, &mut dirs, &pl.def.name) {
                 return found;
             }
@@ -182,7 +191,7 @@ fn may_match_below(pattern: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::layerdef::{DebianSource, LayerDef, LayerKind};
+    use crate::input::layerdef::{DebianSource, LayerKind};
     use crate::testutil::{dir, file};
 
     #[test]
@@ -212,7 +221,7 @@ mod tests {
         packages: bool,
         strip: (&[&str], &[&str]),
         files: &[(&str, crate::fs::tree::Node)],
-    ) -> PlannedLayer {
+    ) -> (LayerDef, Option<Tree>) {
         let mut tree = Tree::new(0);
         for (p, n) in files {
             tree.insert_with_parents(p, n.clone(), &crate::fs::tree::Meta::root(0o755, 0))
@@ -221,8 +230,8 @@ mod tests {
         // As `crate::input::files::files_tree` leaves them: merged-/usr form.
         crate::fs::usrmerge::merge(&mut tree, false).unwrap();
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        PlannedLayer {
-            def: LayerDef {
+        (
+            LayerDef {
                 dir: name.into(),
                 file: format!("{name}/layer.toml").into(),
                 name: name.into(),
@@ -246,10 +255,20 @@ mod tests {
                 overrides: Vec::new(),
                 services: Vec::new(),
             },
-            files: (!files.is_empty()).then_some(tree),
-            files_digest: None,
-            locked: None,
-        }
+            (!files.is_empty()).then_some(tree),
+        )
+    }
+
+    /// [`lookup`] over layers the tests own.
+    fn look(layers: &[(LayerDef, Option<Tree>)], path: &str) -> Found {
+        let views: Vec<Layer> = layers
+            .iter()
+            .map(|(def, files)| Layer {
+                def,
+                files: files.as_ref(),
+            })
+            .collect();
+        lookup(&views, path)
     }
 
     fn link(t: &str) -> crate::fs::tree::Node {
@@ -285,50 +304,46 @@ mod tests {
             ]),
         ];
         let missing = |f: Found| matches!(f, Missing(_));
-        assert_eq!(lookup(&hello, "/usr/lib/hello/start"), File);
-        assert_eq!(lookup(&hello, "/usr/lib/hello/../hello/start"), File);
+        assert_eq!(look(&hello, "/usr/lib/hello/start"), File);
+        assert_eq!(look(&hello, "/usr/lib/hello/../hello/start"), File);
         assert!(
-            missing(lookup(&hello, "/usr/lib/hello/strat")),
+            missing(look(&hello, "/usr/lib/hello/strat")),
             "a typo in the app's own directory"
         );
-        assert!(missing(lookup(&hello, "/srv/www")), "a directory");
+        assert!(missing(look(&hello, "/srv/www")), "a directory");
         assert!(
-            missing(lookup(&hello, "/usr/lib/hello/start/x")),
+            missing(look(&hello, "/usr/lib/hello/start/x")),
             "below a file"
         );
-        assert!(missing(lookup(&hello, "/")));
-        assert!(missing(lookup(&hello, "/etc/hostname/x")));
+        assert!(missing(look(&hello, "/")));
+        assert!(missing(look(&hello, "/etc/hostname/x")));
+        assert_eq!(look(&hello, "/etc/hostname"), File, "a lower layer's files");
         assert_eq!(
-            lookup(&hello, "/etc/hostname"),
-            File,
-            "a lower layer's files"
-        );
-        assert_eq!(
-            lookup(&hello, "/bin/busybox"),
+            look(&hello, "/bin/busybox"),
             Unknown,
             "kept by the strip rules"
         );
         assert_eq!(
-            lookup(&hello, "/usr/lib/systemd/x"),
+            look(&hello, "/usr/lib/systemd/x"),
             Unknown,
             "may be kept below usr/lib/systemd"
         );
-        assert_eq!(lookup(&hello, "/opt/run"), Unknown, "a symlink");
-        assert_eq!(lookup(&hello, "/etc/kiln/services/hello/run"), Unknown);
+        assert_eq!(look(&hello, "/opt/run"), Unknown, "a symlink");
+        assert_eq!(look(&hello, "/etc/kiln/services/hello/run"), Unknown);
 
         // Packages without strip rules may hold anything.
         let unstripped = [
             layer("base", LayerKind::Base, true, (&[], &[]), &[]),
             app(&[("srv/x", file("x"))]),
         ];
-        assert_eq!(lookup(&unstripped, "/usr/bin/nginx"), Unknown);
+        assert_eq!(look(&unstripped, "/usr/bin/nginx"), Unknown);
         // A packages layer in between may provide it, whatever the base strips.
         let web = [
             busybox(),
             layer("nginx", LayerKind::Packages, true, (&[], &[]), &[]),
             app(&[("srv/x", file("x"))]),
         ];
-        assert_eq!(lookup(&web, "/usr/sbin/nginx"), Unknown);
+        assert_eq!(look(&web, "/usr/sbin/nginx"), Unknown);
         // Files-only layers are known completely.
         let plain = [
             layer(
@@ -340,8 +355,8 @@ mod tests {
             ),
             app(&[("srv/x", file("x"))]),
         ];
-        assert_eq!(lookup(&plain, "/bin/sh"), File);
-        assert!(missing(lookup(&plain, "/bin/bash")));
+        assert_eq!(look(&plain, "/bin/sh"), File);
+        assert!(missing(look(&plain, "/bin/bash")));
 
         // Whiteouts in an upper layer's files hide the lower ones' files.
         let hidden = [
@@ -354,7 +369,7 @@ mod tests {
             ),
             app(&[("bin/.wh.sh", file(""))]),
         ];
-        assert!(missing(lookup(&hidden, "/bin/sh")));
+        assert!(missing(look(&hidden, "/bin/sh")));
         let opaque = [
             layer(
                 "base",
@@ -365,8 +380,8 @@ mod tests {
             ),
             app(&[("bin/.wh..wh..opq", file("")), ("bin/ls", file("x"))]),
         ];
-        assert!(missing(lookup(&opaque, "/bin/sh")));
-        assert_eq!(lookup(&opaque, "/bin/ls"), File);
+        assert!(missing(look(&opaque, "/bin/sh")));
+        assert_eq!(look(&opaque, "/bin/ls"), File);
         // ... and the packages of their own layer, whatever the strip rules keep.
         let own = [layer(
             "base",
@@ -375,7 +390,7 @@ mod tests {
             (&[], &[]),
             &[("bin/.wh.sh", file(""))],
         )];
-        assert!(missing(lookup(&own, "/bin/sh")));
+        assert!(missing(look(&own, "/bin/sh")));
         // A whiteout of something else hides nothing here.
         let other = [
             layer(
@@ -387,6 +402,6 @@ mod tests {
             ),
             app(&[("bin/.wh.ls", file(""))]),
         ];
-        assert_eq!(lookup(&other, "/bin/sh"), File);
+        assert_eq!(look(&other, "/bin/sh"), File);
     }
 }

@@ -186,7 +186,7 @@ pub fn install(
         .spawn(move || chroot.run())
         .context("starting the apt thread")?
         .join()
-        .map_err(|_| anyhow::anyhow!("the apt thread panicked"))?;
+        .map_err(|_| crate::internal_err!("the apt thread panicked"))?;
     kill_leftovers(&root);
     result?;
     timings.apt = t.elapsed();
@@ -302,7 +302,10 @@ fn make_dirs(root: &Path, rel: &str, touched: &mut Vec<String>) -> Result<()> {
         match std::fs::symlink_metadata(&p) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => {
-                anyhow::bail!("/{cur} in the lower layers is not a directory; apt cannot run there")
+                anyhow::bail!(crate::input_err!(
+                    format!("/{cur}"),
+                    "not a directory in the lower layers; apt cannot run there"
+                ))
             }
             Err(_) => {
                 std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;

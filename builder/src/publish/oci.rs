@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::manifest::Manifest;
-use crate::publish::release::PublishedFile;
+use crate::publish::PublishedFile;
 use crate::util::digest::{Digest, HashWriter};
 use crate::util::error::InputError;
 

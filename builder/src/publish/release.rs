@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::manifest::Manifest;
 use crate::publish::sign::{self, SigningKey, TrustedComment};
+use crate::publish::PublishedFile;
 use crate::read::locate::{self, Located};
 use crate::store::verdict;
 use crate::store::Store;
@@ -249,19 +250,6 @@ pub struct PublishOptions {
     pub releases: Releases,
     /// OCI references to push to (`oci://HOST[:PORT]/REPO`).
     pub oci: Vec<String>,
-}
-
-/// One published file.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublishedFile {
-    /// Path.
-    pub path: PathBuf,
-    /// Its signature.
-    pub signature: PathBuf,
-    /// `sha256:` of the file.
-    pub digest: Digest,
-    /// Whether it was already published (and left untouched).
-    pub existed: bool,
 }
 
 /// What `kiln publish --json` prints.

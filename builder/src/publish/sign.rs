@@ -94,7 +94,7 @@ pub fn keygen(output: &Path, encrypted: bool) -> Result<KeygenReport> {
     } else {
         minisign::KeyPair::generate_unencrypted_keypair()
     }
-    .map_err(|e| anyhow::anyhow!("generating a key pair: {e}"))?;
+    .map_err(|e| crate::env_err!("generating a key pair: {e}"))?;
     let id = key_id(pair.pk.keynum());
     let sk_comment = if encrypted {
         "minisign encrypted secret key"
@@ -104,11 +104,11 @@ pub fn keygen(output: &Path, encrypted: bool) -> Result<KeygenReport> {
     let sk_box = pair
         .sk
         .to_box(Some(sk_comment))
-        .map_err(|e| anyhow::anyhow!("encoding the secret key: {e}"))?;
+        .map_err(|e| crate::internal_err!("encoding the secret key: {e}"))?;
     let pk_box = pair
         .pk
         .to_box()
-        .map_err(|e| anyhow::anyhow!("encoding the public key: {e}"))?;
+        .map_err(|e| crate::internal_err!("encoding the public key: {e}"))?;
     write_new(output, &sk_box.to_bytes(), 0o600)?;
     write_new(&public, &pk_box.to_bytes(), 0o644)?;
     Ok(KeygenReport {

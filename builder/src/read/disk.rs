@@ -78,7 +78,9 @@ pub fn read_disk_file(path: &Path) -> Result<Disk> {
 pub fn read_gpt_disk<R: Read + Seek>(mut r: R, len: u64) -> Result<Disk> {
     let sector = gpt::SECTOR_SIZE;
     if len < 2 * sector {
-        bail!("the file is {len} bytes, too short for a protective MBR and a GPT header");
+        bail!(crate::check_err!(
+            "the file is {len} bytes, too short for a protective MBR and a GPT header"
+        ));
     }
     let last_lba = len / sector - 1;
     let (header, entries) = match read_table(&mut r, len, PRIMARY_LBA) {
@@ -88,7 +90,7 @@ pub fn read_gpt_disk<R: Read + Seek>(mut r: R, len: u64) -> Result<Disk> {
                 tracing::warn!("primary GPT refused ({primary:#}); using the backup GPT");
                 t
             }
-            Err(backup) => bail!("{primary:#}, and the {backup:#}"),
+            Err(backup) => bail!(crate::check_err!("{primary:#}, and the {backup:#}")),
         },
     };
     let mut partitions = Vec::with_capacity(entries.len());
@@ -266,7 +268,7 @@ pub fn report(disk: &Disk) -> Result<DiskReport> {
     };
     let Some(esp) = esp else { return Ok(report) };
     let Some(uki) = read_uki(esp).context("ESP")? else {
-        bail!("the ESP has no {UKI_ESP_PATH}")
+        bail!(crate::check_err!("the ESP has no {UKI_ESP_PATH}"))
     };
     let facts = uki_facts(&uki).context("ESP")?;
     report.root_hash = facts.cmdline.as_deref().and_then(cmdline_root_hash);

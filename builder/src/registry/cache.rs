@@ -108,7 +108,7 @@ pub enum Lookup {
 
 /// The tag of a layer key: `sha256:<hex>` → `sha256-<hex>`.
 pub fn tag_for(key: &str) -> Result<String> {
-    let d = Digest::parse(key).map_err(|e| anyhow::anyhow!("layer key {key:?}: {e}"))?;
+    let d = Digest::parse(key).map_err(|e| crate::internal_err!("layer key {key:?}: {e}"))?;
     Ok(format!("sha256-{}", d.hex()))
 }
 
@@ -253,7 +253,7 @@ impl Cache {
         let mut guard = self
             .client
             .lock()
-            .map_err(|_| anyhow::anyhow!("cache client lock poisoned"))?;
+            .map_err(|_| crate::internal_err!("cache client lock poisoned"))?;
         if guard.is_none() {
             let push = !self.config.read_only;
             *guard = Some(Client::connect(&self.config.reference, push)?);

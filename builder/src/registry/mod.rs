@@ -284,7 +284,9 @@ impl Client {
                         basic(&u, &p)
                     }
                     "bearer" => format!("Bearer {}", c.token(&ch, creds.as_ref(), push)?),
-                    other => bail!("{url}: unsupported authentication scheme {other:?}"),
+                    other => bail!(crate::env_err!(
+                        "{url}: unsupported authentication scheme {other:?}"
+                    )),
                 });
             }
             s => bail!(EnvError::new(format!(
@@ -354,7 +356,7 @@ impl Client {
         let body = unlogged(|| read_small(&mut resp))?;
         tracing::trace!(realm = %realm_origin, response = %redact_token_response(&body), "token service answered");
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            anyhow::anyhow!("the token service {realm_origin} answered with unreadable JSON: {e}")
+            crate::env_err!("the token service {realm_origin} answered with unreadable JSON: {e}")
         })?;
         v["token"]
             .as_str()
@@ -602,7 +604,7 @@ pub(crate) fn expect(resp: &Response, status: u16, url: &str) -> Result<()> {
     if got == 401 || got == 403 {
         bail!(EnvError::new(format!("{err}: not authorised")));
     }
-    bail!(err)
+    bail!(EnvError::new(err))
 }
 
 pub(crate) fn read_small(resp: &mut Response) -> Result<Vec<u8>> {

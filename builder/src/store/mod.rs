@@ -191,7 +191,7 @@ pub fn lock_dir(dir: &Path, what: &str) -> Result<nix::fcntl::Flock<File>> {
         .open(dir.join(layout::LOCK))
         .with_context(|| format!("opening {}/lock", dir.display()))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking {what} {}: {e}", dir.display()))
+        .map_err(|(_, e)| crate::env_err!("locking {what} {}: {e}", dir.display()))
 }
 
 impl Store {
@@ -264,7 +264,7 @@ impl Store {
         let mut s = self
             .scratch
             .lock()
-            .map_err(|_| anyhow::anyhow!("the store's scratch lock is poisoned"))?;
+            .map_err(|_| crate::internal_err!("the store's scratch lock is poisoned"))?;
         if let Some(d) = s.as_ref() {
             return Ok(d.path().to_path_buf());
         }
@@ -408,7 +408,7 @@ impl Store {
             let out = f(&data);
             (h.join(), out)
         });
-        let actual = actual.map_err(|_| anyhow::anyhow!("hashing thread panicked"))?;
+        let actual = actual.map_err(|_| crate::internal_err!("hashing thread panicked"))?;
         if actual != digest {
             bail!(crate::util::error::check_failed(format!(
                 "store blob {} is corrupt: its content hashes to {actual}",
@@ -446,7 +446,7 @@ impl Store {
             (h.join(), out)
         });
         let actual = actual
-            .map_err(|_| anyhow::anyhow!("hashing thread panicked"))?
+            .map_err(|_| crate::internal_err!("hashing thread panicked"))?
             .with_context(|| format!("reading blob {}", path.display()))?
             .to_string();
         if actual != digest {

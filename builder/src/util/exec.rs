@@ -344,7 +344,7 @@ impl CommandRunExt for Command {
     fn run_get_string(&mut self) -> Result<String> {
         let out = self.run_get_output()?;
         String::from_utf8(out)
-            .map_err(|e| anyhow::anyhow!("`{}` wrote non-UTF-8 output: {e}", self.command_line()))
+            .map_err(|e| crate::env_err!("`{}` wrote non-UTF-8 output: {e}", self.command_line()))
     }
 
     fn run_interactive(&mut self) -> Result<()> {

@@ -131,8 +131,10 @@ impl SigningKey {
         let comment = trusted.render();
         anyhow::ensure!(
             comment.len() <= TRUSTED_COMMENT_MAX,
-            "trusted comment for {} is longer than minisign's {TRUSTED_COMMENT_MAX} bytes",
-            file.display()
+            crate::input_err!(
+                file.display().to_string(),
+                "its trusted comment is longer than minisign's {TRUSTED_COMMENT_MAX} bytes"
+            )
         );
         let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let untrusted = format!("signature from kiln secret key {}", self.key_id);
@@ -143,7 +145,7 @@ impl SigningKey {
             Some(&comment),
             Some(&untrusted),
         )
-        .map_err(|e| anyhow::anyhow!("signing {}: {e}", file.display()))?;
+        .map_err(|e| crate::env_err!("signing {}: {e}", file.display()))?;
         Ok(sig.into_string())
     }
 }
@@ -252,7 +254,9 @@ impl SigningKey {
     pub fn sign_bytes(&self, data: &[u8], trusted: &str) -> Result<String> {
         anyhow::ensure!(
             trusted.len() <= TRUSTED_COMMENT_MAX,
-            "trusted comment is longer than minisign's {TRUSTED_COMMENT_MAX} bytes"
+            crate::internal_err!(
+                "trusted comment is longer than minisign's {TRUSTED_COMMENT_MAX} bytes"
+            )
         );
         let untrusted = format!("signature from kiln secret key {}", self.key_id);
         let sig = minisign::sign(
@@ -262,7 +266,7 @@ impl SigningKey {
             Some(trusted),
             Some(&untrusted),
         )
-        .map_err(|e| anyhow::anyhow!("signing with key {}: {e}", self.key_id))?;
+        .map_err(|e| crate::env_err!("signing with key {}: {e}", self.key_id))?;
         Ok(sig.into_string())
     }
 }

@@ -60,7 +60,7 @@ impl ScratchDir {
                 }
             };
             let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock)
-                .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()))?;
+                .map_err(|(_, e)| crate::env_err!("locking {}: {e}", lock_path.display()))?;
             let path = parent.join(&id);
             if let Err(e) = fs::DirBuilder::new()
                 .mode(0o700)
@@ -76,7 +76,7 @@ impl ScratchDir {
                 _lock: lock,
             });
         }
-        Err(anyhow::anyhow!(
+        Err(crate::env_err!(
             "no free scratch name in {}: {last_err:?}",
             parent.display()
         ))

@@ -551,7 +551,9 @@ fn judge_console(g: &mut Guest, tpm: &Option<Option<String>>, run: &mut Run) -> 
             run.record("timeout", secs, stop);
             run.failed = Some("timeout".into());
         }
-        Some(Stop::Interrupted) => bail!("interrupted: QEMU stopped, nothing recorded"),
+        Some(Stop::Interrupted) => bail!(crate::env_err!(
+            "interrupted: QEMU stopped, nothing recorded"
+        )),
         _ => {}
     }
     Ok(())
@@ -595,7 +597,7 @@ pub fn run(
     let (digest_before, qemu_version) = b
         .host_side
         .join()
-        .map_err(|_| anyhow::anyhow!("hashing {} failed", image.display()))?;
+        .map_err(|_| crate::internal_err!("hashing {} failed", image.display()))?;
     let digest_before = digest_before?;
     let digest_after = crate::util::digest::file_digest(image)?;
     if digest_after != digest_before {
@@ -703,12 +705,12 @@ fn qmp_powerdown(sock: &Path) -> Result<()> {
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 {
-                bail!("QMP closed the connection");
+                bail!(crate::env_err!("QMP closed the connection"));
             }
             let v: serde_json::Value =
                 serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))?;
             if v.get("error").is_some() {
-                bail!("QMP error: {}", v["error"]);
+                bail!(crate::env_err!("QMP error: {}", v["error"]));
             }
             if v.get(want).is_some() {
                 return Ok(v);

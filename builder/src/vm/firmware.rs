@@ -115,12 +115,14 @@ fn prepare(store: &Store, dest: &Path, accel: Accel, memory_mib: u32) -> Result<
     let _ = child.kill();
     let _ = child.wait();
     if !done {
-        bail!("OVMF did not report the empty disk within {PREPARE_TIMEOUT:?}");
+        bail!(crate::env_err!(
+            "OVMF did not report the empty disk within {PREPARE_TIMEOUT:?}"
+        ));
     }
     let vars = std::fs::read(&scratch.vars)?;
     let template = std::fs::read(qemu::OVMF_VARS)?;
     if vars.len() != template.len() || vars == template {
-        bail!("OVMF wrote no variables");
+        bail!(crate::env_err!("OVMF wrote no variables"));
     }
     for dir in [dest.parent(), Some(store.tmp_root().as_path())]
         .into_iter()

@@ -105,10 +105,10 @@ fn parse_http_response(resp: &[u8]) -> Result<(u16, String)> {
         parts.next().and_then(|c| c.parse::<u16>().ok()),
     ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok((code, body.to_string())),
-        _ => bail!(
+        _ => bail!(crate::check_err!(
             "not an HTTP response: {:?}",
             status_line.chars().take(80).collect::<String>()
-        ),
+        )),
     }
 }
 

@@ -228,15 +228,18 @@ pub fn start_swtpm(scratch: &mut Scratch) -> Result<std::process::Child> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
+            bail!(crate::env_err!(
                 "swtpm exited ({status}) before listening: see {}",
                 scratch.dir.path().join("swtpm.log").display()
-            );
+            ));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("swtpm did not create {} within 10 s", sock.display());
+            bail!(crate::env_err!(
+                "swtpm did not create {} within 10 s",
+                sock.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -10,7 +10,7 @@ use kiln::fs::{fat, kmod, layer, uki};
 use kiln::model::{deb, manifest::Manifest};
 use kiln::publish::oci;
 use kiln::read::{disk, firstdiff};
-use kiln_format::field::Field;
+use kiln_format::field::Span;
 use kiln_format::gpt::{self, header, Header};
 
 use super::engine::Target;
@@ -341,7 +341,7 @@ pub fn parses(name: &str, b: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn fields_at(base: usize, fields: &[Field]) -> impl Iterator<Item = (usize, usize)> + '_ {
+fn fields_at(base: usize, fields: &[Span]) -> impl Iterator<Item = (usize, usize)> + '_ {
     fields.iter().map(move |f| (base + f.offset, f.len))
 }
 
@@ -380,11 +380,21 @@ fn ext4_aims(b: &[u8]) -> Vec<(usize, usize)> {
             let root = r.start + e4::I_BLOCK.offset;
             out.extend(fields_at(
                 root,
-                &[e4::EH_MAGIC, e4::EH_ENTRIES, e4::EH_MAX, e4::EH_DEPTH],
+                &[
+                    e4::EH_MAGIC.span(),
+                    e4::EH_ENTRIES.span(),
+                    e4::EH_MAX.span(),
+                    e4::EH_DEPTH.span(),
+                ],
             ));
             out.extend(fields_at(
                 root + e4::EXTENT_ENTRY_SIZE,
-                &[e4::EE_BLOCK, e4::EE_LEN, e4::EE_START_HI, e4::EE_START_LO],
+                &[
+                    e4::EE_BLOCK.span(),
+                    e4::EE_LEN.span(),
+                    e4::EE_START_HI.span(),
+                    e4::EE_START_LO.span(),
+                ],
             ));
         }
     }
@@ -514,14 +524,14 @@ pub fn fix_gpt(b: &mut [u8]) {
         if at < 512 || at + 512 > len {
             continue;
         }
-        let get = |b: &[u8], f: Field| {
+        let get = |b: &[u8], f: Span| {
             let mut v = [0u8; 8];
             v[..f.len].copy_from_slice(&b[at + f.offset..at + f.offset + f.len]);
             u64::from_le_bytes(v)
         };
-        let lba = get(b, header::PARTITION_ENTRY_LBA) as usize;
-        let n = get(b, header::NUMBER_OF_PARTITION_ENTRIES) as usize;
-        let size = get(b, header::SIZE_OF_PARTITION_ENTRY) as usize;
+        let lba = get(b, header::PARTITION_ENTRY_LBA.span()) as usize;
+        let n = get(b, header::NUMBER_OF_PARTITION_ENTRIES.span()) as usize;
+        let size = get(b, header::SIZE_OF_PARTITION_ENTRY.span()) as usize;
         let array = lba
             .checked_mul(512)
             .and_then(|s| Some(s..s.checked_add(n.checked_mul(size)?)?))
@@ -530,7 +540,7 @@ pub fn fix_gpt(b: &mut [u8]) {
             let crc = gpt::crc32(array);
             header::PARTITION_ENTRY_ARRAY_CRC32.put(&mut b[at..], crc);
         }
-        let hsize = (get(b, header::HEADER_SIZE) as usize).clamp(gpt::HEADER_SIZE, 512);
+        let hsize = (get(b, header::HEADER_SIZE.span()) as usize).clamp(gpt::HEADER_SIZE, 512);
         header::HEADER_CRC32.put(&mut b[at..], 0u32);
         let crc = gpt::crc32(&b[at..at + hsize]);
         header::HEADER_CRC32.put(&mut b[at..], crc);

@@ -187,8 +187,9 @@ mod tests {
     use super::super::tests::{text, EMPTY};
     use super::*;
     use crate::publish::oci::PushReport;
-    use crate::publish::release::{Action, Entry, PublishedFile};
+    use crate::publish::release::{Action, Entry};
     use crate::publish::sign::TrustedComment;
+    use crate::publish::PublishedFile;
 
     const TRUSTED: &str = "timestamp:1700000000\tfile:hello-1.0.raw";
 

@@ -11,7 +11,7 @@ use super::layout::{crc32c_raw, BLOCK_SIZE, EXTRA_ISIZE, INODE_SIZE};
 /// `i_flags`: the inode maps its blocks with an extent tree.
 pub(super) const EXTENTS_FL: u32 = 0x0008_0000;
 /// Size of `i_block`.
-pub(super) const I_BLOCK_LEN: usize = I_BLOCK.len;
+pub(super) const I_BLOCK_LEN: usize = I_BLOCK.width();
 /// Bytes after `i_extra_isize` where in-inode xattrs live.
 pub(super) const IBODY_XATTR_LEN: usize =
     INODE_SIZE as usize - GOOD_OLD_INODE_SIZE - EXTRA_ISIZE as usize;

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Display;
 use std::sync::Arc;
 
-use kiln_format::field::{Field, Le};
+use kiln_format::field::{Field, Holds, Span};
 
 use super::format::*;
 use super::layout::{crc32c_raw, EXT4_MAGIC, ROOT_INO};
@@ -99,13 +99,14 @@ fn bad(what: impl Into<String>) -> ReadError {
 }
 
 /// Field `f` of `structure` (`superblock`, `inode 12`, …) is wrong.
-fn field_error(structure: impl Display, f: Field, problem: impl Display) -> ReadError {
-    bad(format!("{structure}: field `{}`: {problem}", f.name))
+fn field_error(structure: impl Display, f: impl Into<Span>, problem: impl Display) -> ReadError {
+    bad(format!("{structure}: field `{}`: {problem}", f.into().name))
 }
 
 /// Field `f` of the structure at byte `at` of `b`.
-fn get<T: Le>(b: &[u8], at: usize, f: Field) -> Result<T, ReadError> {
+fn get<T>(b: &[u8], at: usize, f: impl Holds<T>) -> Result<T, ReadError> {
     f.get_at(b, at).ok_or_else(|| {
+        let f = f.span();
         bad(format!(
             "truncated structure ({} at byte {})",
             f.name,
@@ -184,19 +185,23 @@ impl<'a> Fs<'a> {
             return Err(ReadError::NotExt4);
         }
         // `sb` is SUPERBLOCK_SIZE bytes: every superblock field is there.
-        let u32_of = |f: Field| get::<u32>(sb, 0, f).unwrap_or_default();
-        let sb_err = |f: Field, problem: String| field_error("superblock", f, problem);
+        let u32_of = |f: Field<4>| get::<u32>(sb, 0, f).unwrap_or_default();
         let ro_compat = u32_of(S_FEATURE_RO_COMPAT);
         let incompat = u32_of(S_FEATURE_INCOMPAT);
         let csum_seed = if ro_compat & RO_COMPAT_METADATA_CSUM != 0 {
             let kind = get::<u8>(sb, 0, S_CHECKSUM_TYPE)?;
             if kind != CHECKSUM_TYPE_CRC32C {
-                return Err(sb_err(S_CHECKSUM_TYPE, format!("{kind} is not crc32c (1)")));
+                return Err(field_error(
+                    "superblock",
+                    S_CHECKSUM_TYPE,
+                    format!("{kind} is not crc32c (1)"),
+                ));
             }
             let want = crc32c_raw(!0, &sb[..S_CHECKSUM.offset]);
             let got = u32_of(S_CHECKSUM);
             if got != want {
-                return Err(sb_err(
+                return Err(field_error(
+                    "superblock",
                     S_CHECKSUM,
                     format!("{got:#010x} does not match the superblock ({want:#010x})"),
                 ));
@@ -211,7 +216,8 @@ impl<'a> Fs<'a> {
         };
         let log = u32_of(S_LOG_BLOCK_SIZE);
         if log > MAX_LOG_BLOCK_SIZE {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_LOG_BLOCK_SIZE,
                 format!("{log} is over {MAX_LOG_BLOCK_SIZE}"),
             ));
@@ -226,7 +232,8 @@ impl<'a> Fs<'a> {
             || !inode_size.is_power_of_two()
             || inode_size as u64 > block_size
         {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_INODE_SIZE,
                 format!("{inode_size} is not a power of two in 128..={block_size}"),
             ));
@@ -241,7 +248,8 @@ impl<'a> Fs<'a> {
             GROUP_DESC_SIZE
         };
         if is_64bit && !(DESC_SIZES_64BIT.contains(&desc_size) && desc_size.is_power_of_two()) {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_DESC_SIZE,
                 format!("{desc_size} is not a power of two in {DESC_SIZES_64BIT:?}"),
             ));
@@ -254,7 +262,8 @@ impl<'a> Fs<'a> {
             };
         let fs_bytes = blocks.checked_mul(block_size);
         if fs_bytes.is_none_or(|n| n > img.len() as u64) {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_BLOCKS_COUNT_LO,
                 format!(
                     "{blocks} blocks of {block_size} bytes do not fit the {}-byte image",
@@ -264,7 +273,8 @@ impl<'a> Fs<'a> {
         }
         let first_data_block = u64::from(u32_of(S_FIRST_DATA_BLOCK));
         if first_data_block >= blocks {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_FIRST_DATA_BLOCK,
                 format!("{first_data_block} is not below s_blocks_count {blocks}"),
             ));
@@ -273,14 +283,16 @@ impl<'a> Fs<'a> {
         let per_group_max = block_size * 8;
         let blocks_per_group = u64::from(u32_of(S_BLOCKS_PER_GROUP));
         if !(1..=per_group_max).contains(&blocks_per_group) {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_BLOCKS_PER_GROUP,
                 format!("{blocks_per_group} is not in 1..={per_group_max}"),
             ));
         }
         let inodes_per_group = u32_of(S_INODES_PER_GROUP);
         if !(1..=per_group_max).contains(&u64::from(inodes_per_group)) {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_INODES_PER_GROUP,
                 format!("{inodes_per_group} is not in 1..={per_group_max}"),
             ));
@@ -289,7 +301,8 @@ impl<'a> Fs<'a> {
         let groups = (blocks - first_data_block).div_ceil(blocks_per_group);
         let inodes_count = u32_of(S_INODES_COUNT);
         if u64::from(inodes_count) > groups * u64::from(inodes_per_group) {
-            return Err(sb_err(
+            return Err(field_error(
+                "superblock",
                 S_INODES_COUNT,
                 format!("{inodes_count} is more than {groups} groups of {inodes_per_group}"),
             ));
@@ -301,7 +314,8 @@ impl<'a> Fs<'a> {
             .and_then(|n| n.checked_add(gdt))
             .filter(|&end| end <= img.len() as u64)
             .ok_or_else(|| {
-                sb_err(
+                field_error(
+                    "superblock",
                     S_BLOCKS_COUNT_LO,
                     format!("the descriptors of its {groups} groups lie past the end of the image"),
                 )
@@ -314,7 +328,7 @@ impl<'a> Fs<'a> {
             if let Some(seed) = csum_seed {
                 let crc = crc32c_raw(
                     crc32c_raw(seed, &g.to_le_bytes()),
-                    &zeroed(d, BG_CHECKSUM.offset, BG_CHECKSUM.len),
+                    &zeroed(d, BG_CHECKSUM.offset, BG_CHECKSUM.width()),
                 ) as u16;
                 let got = get::<u16>(d, 0, BG_CHECKSUM)?;
                 if got != crc {
@@ -425,8 +439,8 @@ impl<'a> Fs<'a> {
         let b = self.img.get(r).unwrap_or_default();
         let structure = || format!("inode {ino}");
         // `b` is inode_size >= GOOD_OLD_INODE_SIZE bytes: the old fields are there.
-        let u16_at = |f: Field| get::<u16>(b, 0, f).unwrap_or_default();
-        let u32_at = |f: Field| get::<u32>(b, 0, f).unwrap_or_default();
+        let u16_at = |f: Field<2>| get::<u16>(b, 0, f).unwrap_or_default();
+        let u32_at = |f: Field<4>| get::<u32>(b, 0, f).unwrap_or_default();
         let extra = if self.inode_size > GOOD_OLD_INODE_SIZE {
             usize::from(u16_at(I_EXTRA_ISIZE))
         } else {
@@ -439,16 +453,16 @@ impl<'a> Fs<'a> {
                 format!("{extra} runs past the {}-byte inode", self.inode_size),
             ));
         }
-        let fits = |f: Field| GOOD_OLD_INODE_SIZE + extra >= f.range().end;
+        let fits = |f: Span| GOOD_OLD_INODE_SIZE + extra >= f.offset + f.len;
         let csum_seed = self.csum_seed.map(|seed| {
             let seed = crc32c_raw(seed, &ino.to_le_bytes());
             crc32c_raw(seed, &u32_at(I_GENERATION).to_le_bytes())
         });
         if let Some(seed) = csum_seed {
-            let has_hi = fits(I_CHECKSUM_HI);
-            let mut covered = zeroed(b, I_CHECKSUM_LO.offset, I_CHECKSUM_LO.len);
+            let has_hi = fits(I_CHECKSUM_HI.span());
+            let mut covered = zeroed(b, I_CHECKSUM_LO.offset, I_CHECKSUM_LO.width());
             if has_hi {
-                covered = zeroed(&covered, I_CHECKSUM_HI.offset, I_CHECKSUM_HI.len);
+                covered = zeroed(&covered, I_CHECKSUM_HI.offset, I_CHECKSUM_HI.width());
             }
             let crc = crc32c_raw(seed, &covered);
             let mut got = u32::from(u16_at(I_CHECKSUM_LO));
@@ -467,7 +481,7 @@ impl<'a> Fs<'a> {
             }
         }
         // i_mtime_extra is there when i_extra_isize covers it.
-        let mtime_extra = if fits(I_MTIME_EXTRA) {
+        let mtime_extra = if fits(I_MTIME_EXTRA.span()) {
             u32_at(I_MTIME_EXTRA)
         } else {
             0

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use kiln_format::Field;
+use kiln_format::{Field, Span};
 
 /// Deepest directory nesting read (an ESP needs 3).
 pub const MAX_DEPTH: usize = 32;
@@ -47,26 +47,26 @@ const MIN_FAT16_CLUSTERS: u64 = 4085;
 const MIN_FAT32_CLUSTERS: u64 = 65525;
 
 /// Boot sector and BPB fields (§3.1–3.3).
-const BYTS_PER_SEC: Field = Field::new("BPB_BytsPerSec", 11, 2);
-const SEC_PER_CLUS: Field = Field::new("BPB_SecPerClus", 13, 1);
-const RSVD_SEC_CNT: Field = Field::new("BPB_RsvdSecCnt", 14, 2);
-const NUM_FATS: Field = Field::new("BPB_NumFATs", 16, 1);
-const ROOT_ENT_CNT: Field = Field::new("BPB_RootEntCnt", 17, 2);
-const TOT_SEC_16: Field = Field::new("BPB_TotSec16", 19, 2);
-const FAT_SZ_16: Field = Field::new("BPB_FATSz16", 22, 2);
-const TOT_SEC_32: Field = Field::new("BPB_TotSec32", 32, 4);
-const FAT_SZ_32: Field = Field::new("BPB_FATSz32", 36, 4);
-const ROOT_CLUS: Field = Field::new("BPB_RootClus", 44, 4);
-const SIGNATURE_WORD: Field = Field::new("Signature_word", 510, 2);
+const BYTS_PER_SEC: Field<2> = Field::new("BPB_BytsPerSec", 11);
+const SEC_PER_CLUS: Field<1> = Field::new("BPB_SecPerClus", 13);
+const RSVD_SEC_CNT: Field<2> = Field::new("BPB_RsvdSecCnt", 14);
+const NUM_FATS: Field<1> = Field::new("BPB_NumFATs", 16);
+const ROOT_ENT_CNT: Field<2> = Field::new("BPB_RootEntCnt", 17);
+const TOT_SEC_16: Field<2> = Field::new("BPB_TotSec16", 19);
+const FAT_SZ_16: Field<2> = Field::new("BPB_FATSz16", 22);
+const TOT_SEC_32: Field<4> = Field::new("BPB_TotSec32", 32);
+const FAT_SZ_32: Field<4> = Field::new("BPB_FATSz32", 36);
+const ROOT_CLUS: Field<4> = Field::new("BPB_RootClus", 44);
+const SIGNATURE_WORD: Field<2> = Field::new("Signature_word", 510);
 
 /// Directory entry fields (§6).
-const DIR_ATTR: Field = Field::new("DIR_Attr", 11, 1);
-const DIR_NTRES: Field = Field::new("DIR_NTRes", 12, 1);
-const DIR_FST_CLUS_HI: Field = Field::new("DIR_FstClusHI", 20, 2);
-const DIR_FST_CLUS_LO: Field = Field::new("DIR_FstClusLO", 26, 2);
-const DIR_FILE_SIZE: Field = Field::new("DIR_FileSize", 28, 4);
+const DIR_ATTR: Field<1> = Field::new("DIR_Attr", 11);
+const DIR_NTRES: Field<1> = Field::new("DIR_NTRes", 12);
+const DIR_FST_CLUS_HI: Field<2> = Field::new("DIR_FstClusHI", 20);
+const DIR_FST_CLUS_LO: Field<2> = Field::new("DIR_FstClusLO", 26);
+const DIR_FILE_SIZE: Field<4> = Field::new("DIR_FileSize", 28);
 /// Long-name entry fields (§7).
-const LDIR_CHKSUM: Field = Field::new("LDIR_Chksum", 13, 1);
+const LDIR_CHKSUM: Field<1> = Field::new("LDIR_Chksum", 13);
 
 /// Why a FAT volume could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,9 +91,9 @@ pub enum ReadError {
     },
 }
 
-fn boot(field: Field, problem: impl Into<String>) -> ReadError {
+fn boot(field: impl Into<Span>, problem: impl Into<String>) -> ReadError {
     ReadError::BootSector {
-        field: field.name,
+        field: field.into().name,
         problem: problem.into(),
     }
 }
@@ -128,8 +128,8 @@ struct Volume<'a> {
 
 impl<'a> Volume<'a> {
     fn open(img: &'a [u8]) -> Result<Self, ReadError> {
-        let get16 = |f: Field| u64::from(f.get::<u16>(img).unwrap_or_default());
-        let get32 = |f: Field| u64::from(f.get::<u32>(img).unwrap_or_default());
+        let get16 = |f: Field<2>| u64::from(f.get::<u16>(img).unwrap_or_default());
+        let get32 = |f: Field<4>| u64::from(f.get::<u32>(img).unwrap_or_default());
         if SIGNATURE_WORD.get::<u16>(img) != Some(0xaa55) {
             return Err(boot(
                 SIGNATURE_WORD,
@@ -157,12 +157,12 @@ impl<'a> Volume<'a> {
             return Err(boot(NUM_FATS, "0"));
         }
         let (total, total_field) = match get16(TOT_SEC_16) {
-            0 => (get32(TOT_SEC_32), TOT_SEC_32),
-            n => (n, TOT_SEC_16),
+            0 => (get32(TOT_SEC_32), TOT_SEC_32.span()),
+            n => (n, TOT_SEC_16.span()),
         };
         let (fat_sectors, fat_field) = match get16(FAT_SZ_16) {
-            0 => (get32(FAT_SZ_32), FAT_SZ_32),
-            n => (n, FAT_SZ_16),
+            0 => (get32(FAT_SZ_32), FAT_SZ_32.span()),
+            n => (n, FAT_SZ_16.span()),
         };
         if fat_sectors == 0 {
             return Err(boot(fat_field, "0"));
@@ -317,14 +317,14 @@ impl<'a> Volume<'a> {
     }
 }
 
-fn entry_error(path: &str, field: Field, problem: String) -> ReadError {
+fn entry_error(path: &str, field: impl Into<Span>, problem: String) -> ReadError {
     ReadError::Entry {
         path: if path.is_empty() {
             "/".into()
         } else {
             path.into()
         },
-        field: field.name,
+        field: field.into().name,
         problem,
     }
 }
@@ -445,7 +445,7 @@ pub fn files(img: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
             if name.is_empty() || name == "." || name == ".." || name.contains(bad_char) {
                 return Err(entry_error(
                     &path,
-                    Field::new("DIR_Name", 0, 11),
+                    Span::new("DIR_Name", 0, 11),
                     format!("{name:?} is not a file name"),
                 ));
             }
@@ -489,7 +489,7 @@ pub fn files(img: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
             if out.insert(path.clone(), data).is_some() {
                 return Err(entry_error(
                     &path,
-                    Field::new("DIR_Name", 0, 11),
+                    Span::new("DIR_Name", 0, 11),
                     "two entries have this name".into(),
                 ));
             }

@@ -166,7 +166,10 @@ fn meta_of(path: &Path, md: &std::fs::Metadata, clamp_mtime: i64) -> Result<Meta
             xattr::list(path).with_context(|| format!("listing xattrs of {}", path.display()))?;
         for name in names {
             let Some(name) = name.to_str().map(str::to_string) else {
-                bail!("{}: xattr name {name:?} is not UTF-8", path.display());
+                bail!(crate::input_err!(
+                    path.display().to_string(),
+                    "xattr name {name:?} is not UTF-8"
+                ));
             };
             if HOST_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 continue;
@@ -198,10 +201,9 @@ fn walk(
     let mut names: Vec<String> = Vec::new();
     for e in std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))? {
         let e = e.with_context(|| format!("reading {}", here.display()))?;
-        let name = e
-            .file_name()
-            .into_string()
-            .map_err(|n| anyhow::anyhow!("{}: file name {n:?} is not UTF-8", here.display()))?;
+        let name = e.file_name().into_string().map_err(|n| {
+            crate::input_err!(here.display().to_string(), "file name {n:?} is not UTF-8")
+        })?;
         names.push(name);
     }
     names.sort();
@@ -232,7 +234,7 @@ fn walk(
             let t = std::fs::read_link(&path)
                 .with_context(|| format!("reading link {}", path.display()))?;
             NodeKind::Symlink(t.into_os_string().into_string().map_err(|t| {
-                anyhow::anyhow!("{}: link target {t:?} is not UTF-8", path.display())
+                crate::input_err!(path.display().to_string(), "link target {t:?} is not UTF-8")
             })?)
         } else if ft.is_char_device() || ft.is_block_device() {
             let rdev = md.rdev();
@@ -245,7 +247,10 @@ fn walk(
         } else if ft.is_fifo() {
             NodeKind::Fifo
         } else {
-            bail!("{}: a socket cannot be stored in a layer", path.display());
+            bail!(crate::input_err!(
+                path.display().to_string(),
+                "a socket cannot be stored in a layer"
+            ));
         };
         let is_dir = kind == NodeKind::Dir;
         tree.insert(

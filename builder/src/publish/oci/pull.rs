@@ -250,8 +250,10 @@ impl Names {
 fn inside(dir: &Path, name: &str) -> Result<PathBuf> {
     anyhow::ensure!(
         crate::model::manifest::valid_file_name(name),
-        "{name:?} is not a plain file name: refusing to write it in {}",
-        dir.display()
+        crate::check_err!(
+            "{name:?} is not a plain file name: refusing to write it in {}",
+            dir.display()
+        )
     );
     Ok(dir.join(name))
 }

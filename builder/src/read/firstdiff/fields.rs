@@ -15,11 +15,11 @@ pub(super) use crate::fs::ext4::format::{
 pub(super) use kiln_format::gpt::ENTRY_SIZE as GPT_ENTRY_SIZE;
 pub(super) use kiln_format::gpt::{entry::FIELDS as GPT_ENTRY, header::FIELDS as GPT_HEADER};
 pub(super) use kiln_format::verity::FIELDS as VERITY_SUPER;
-use kiln_format::Field;
+use kiln_format::Span;
 
 /// The inode's in-inode extended attribute area (after `i_crtime_extra` up
 /// to the 256-byte inode's end), which kiln fills with inline xattrs.
-pub(super) const EXT4_INODE_XATTRS: Fields = &[Field::new("in-inode xattrs", 0xA0, 96)];
+pub(super) const EXT4_INODE_XATTRS: Fields = &[Span::new("in-inode xattrs", 0xA0, 96)];
 
 /// A field's bytes for display: little-endian integers up to 8 bytes, else hex.
 pub(super) fn show(bytes: &[u8]) -> String {
@@ -36,7 +36,7 @@ pub(super) fn show(bytes: &[u8]) -> String {
 
 /// A field table; fields named in `last` (checksums over the others) are
 /// reported only when nothing else differs.
-pub(super) type Fields = &'static [Field];
+pub(super) type Fields = &'static [Span];
 
 /// The first field of `table` (at `base`) in which `a` and `b` differ:
 /// (name, value in A, value in B).
@@ -48,7 +48,7 @@ pub(super) fn first_field(
     last: &[&str],
 ) -> Option<(String, String, String)> {
     let mut deferred = None;
-    for &Field {
+    for &Span {
         name,
         offset: off,
         len,
@@ -85,40 +85,40 @@ pub(super) const EXT4_CHECKSUMS: &[&str] = &[
 
 /// COFF file header fields, from the `PE\0\0` signature's end.
 pub(super) const PE_COFF: Fields = &[
-    Field::new("Machine", 0, 2),
-    Field::new("NumberOfSections", 2, 2),
-    Field::new("TimeDateStamp", 4, 4),
-    Field::new("PointerToSymbolTable", 8, 4),
-    Field::new("NumberOfSymbols", 12, 4),
-    Field::new("SizeOfOptionalHeader", 16, 2),
-    Field::new("Characteristics", 18, 2),
+    Span::new("Machine", 0, 2),
+    Span::new("NumberOfSections", 2, 2),
+    Span::new("TimeDateStamp", 4, 4),
+    Span::new("PointerToSymbolTable", 8, 4),
+    Span::new("NumberOfSymbols", 12, 4),
+    Span::new("SizeOfOptionalHeader", 16, 2),
+    Span::new("Characteristics", 18, 2),
     // Optional header (after the 20-byte COFF header).
-    Field::new("SizeOfCode", 20 + 4, 4),
-    Field::new("SizeOfInitializedData", 20 + 8, 4),
-    Field::new("AddressOfEntryPoint", 20 + 16, 4),
-    Field::new("SizeOfImage", 20 + 56, 4),
-    Field::new("SizeOfHeaders", 20 + 60, 4),
-    Field::new("CheckSum", 20 + 64, 4),
+    Span::new("SizeOfCode", 20 + 4, 4),
+    Span::new("SizeOfInitializedData", 20 + 8, 4),
+    Span::new("AddressOfEntryPoint", 20 + 16, 4),
+    Span::new("SizeOfImage", 20 + 56, 4),
+    Span::new("SizeOfHeaders", 20 + 60, 4),
+    Span::new("CheckSum", 20 + 64, 4),
 ];
 
 /// FAT boot sector fields (FAT16 layout; Microsoft FAT specification §3).
 pub(super) const FAT_BOOT: Fields = &[
-    Field::new("BS_OEMName", 3, 8),
-    Field::new("BPB_BytsPerSec", 11, 2),
-    Field::new("BPB_SecPerClus", 13, 1),
-    Field::new("BPB_TotSec16", 19, 2),
-    Field::new("BPB_FATSz16", 22, 2),
-    Field::new("BPB_TotSec32", 32, 4),
-    Field::new("BS_VolID", 39, 4),
-    Field::new("BS_VolLab", 43, 11),
+    Span::new("BS_OEMName", 3, 8),
+    Span::new("BPB_BytsPerSec", 11, 2),
+    Span::new("BPB_SecPerClus", 13, 1),
+    Span::new("BPB_TotSec16", 19, 2),
+    Span::new("BPB_FATSz16", 22, 2),
+    Span::new("BPB_TotSec32", 32, 4),
+    Span::new("BS_VolID", 39, 4),
+    Span::new("BS_VolLab", 43, 11),
 ];
 /// The same for FAT32, whose BPB is longer (`BPB_FATSz16` is 0).
 pub(super) const FAT32_BOOT: Fields = &[
-    Field::new("BS_OEMName", 3, 8),
-    Field::new("BPB_BytsPerSec", 11, 2),
-    Field::new("BPB_SecPerClus", 13, 1),
-    Field::new("BPB_TotSec32", 32, 4),
-    Field::new("BPB_FATSz32", 36, 4),
-    Field::new("BS_VolID", 67, 4),
-    Field::new("BS_VolLab", 71, 11),
+    Span::new("BS_OEMName", 3, 8),
+    Span::new("BPB_BytsPerSec", 11, 2),
+    Span::new("BPB_SecPerClus", 13, 1),
+    Span::new("BPB_TotSec32", 32, 4),
+    Span::new("BPB_FATSz32", 36, 4),
+    Span::new("BS_VolID", 67, 4),
+    Span::new("BS_VolLab", 71, 11),
 ];

@@ -24,7 +24,7 @@ impl<'a> Fs<'a> {
         let mut out = BTreeMap::new();
         if H_MAGIC.get::<u32>(i.ibody) == Some(XATTR_MAGIC) {
             // Value offsets count from the first entry, just after the magic.
-            read_xattr_entries(ino, &i.ibody[H_MAGIC.len..], 0, &mut out)?;
+            read_xattr_entries(ino, &i.ibody[H_MAGIC.width()..], 0, &mut out)?;
         }
         if i.file_acl != 0 {
             let b = self.block(i.file_acl)?;
@@ -39,7 +39,7 @@ impl<'a> Fs<'a> {
             }
             if let Some(seed) = self.csum_seed {
                 let seed = crc32c_raw(seed, &i.file_acl.to_le_bytes());
-                let want = crc32c_raw(seed, &zeroed(b, H_CHECKSUM.offset, H_CHECKSUM.len));
+                let want = crc32c_raw(seed, &zeroed(b, H_CHECKSUM.offset, H_CHECKSUM.width()));
                 let got = get::<u32>(b, 0, H_CHECKSUM)?;
                 if got != want {
                     return Err(field_error(
