@@ -248,7 +248,7 @@ mod tests {
     /// and one with outcomes keeps the fields older readers know.
     #[test]
     fn verdicts_without_outcomes_still_read() {
-        let old = r#"{"schema":"kiln.verdict/v1","image_digest":"sha256:00","image":"hello 1.0",
+        let old = r#"{"schema":"kiln.verdict/v1","image_digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","image":"hello 1.0",
             "passed":false,"failed_check":"timeout","checks":[{"name":"timeout","passed":false,
             "secs":25.0,"detail":"overall timeout of 25 s reached"}],"phases":{"firmware":null,
             "kernel":null,"init":null,"ready":null},"duration_secs":26.0,"qemu_version":"QEMU",
@@ -273,7 +273,7 @@ mod tests {
         let log = dir.path().join("console.log");
         let text: String = (0..40).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&log, text).unwrap();
-        let mut v = verdict("sha256:00", false);
+        let mut v = verdict(&format!("sha256:{}", "00".repeat(32)), false);
         assert_eq!(v.console_tail(), "");
         v.console_log = Some(log);
         let tail = v.console_tail();
