@@ -126,11 +126,13 @@ pub fn expected_epoch(pl: &PlannedLayer, below: &Below, tree: &Tree) -> i64 {
 /// The entry's packages, as far as the layer shows them: none without
 /// `[debian]`; for a packages layer, the ones its dpkg status file has
 /// installed beyond the layers below (what a build here records, from the
-/// same two files); for a layer mmdebstrap made, the ones its dpkg status
-/// has installed when it has any (a variant such as `extract` installs
-/// none, and the .debs a build here lists them from do not ship), else at
-/// least every package the layer asks for. Sorted as a build here sorts
-/// them; with a lock, each as the lock pins it.
+/// same two files). A base layer lists the packages whose .debs mmdebstrap
+/// kept, which is not all that dpkg installed (minbase deletes the Essential
+/// ones first), and a variant such as `extract` installs none: its list must
+/// be sorted, hold every package the layer asks for, and, where the layer
+/// has a dpkg status file, name only packages installed there at the listed
+/// version and architecture. Sorted as a build here sorts them; with a lock,
+/// each as the lock pins it.
 fn check_packages(
     entry: &KeyEntry,
     pl: &PlannedLayer,
@@ -161,9 +163,8 @@ fn check_packages(
         })
         .collect();
     want.sort_unstable();
-    let unpacked_only = want.is_empty() && pl.def.kind != LayerKind::Packages;
-    match (&pl.def.debian, unpacked_only) {
-        (Some(src), true) => {
+    match &pl.def.debian {
+        Some(src) if pl.def.kind != LayerKind::Packages => {
             let mut sorted = got.clone();
             sorted.sort_unstable();
             let missing = src
@@ -175,6 +176,12 @@ fn check_packages(
                 bail!(check_failed(format!(
                     "the entry's package list is not sorted or lacks a package the layer asks for{}",
                     missing.map(|m| format!(" ({m})")).unwrap_or_default()
+                )));
+            }
+            if let Some(g) = got.iter().find(|g| !want.is_empty() && !want.contains(g)) {
+                bail!(check_failed(format!(
+                    "the entry lists {} {} {}, which the layer's dpkg status file does not have installed",
+                    g.0, g.1, g.2
                 )));
             }
         }
@@ -301,8 +308,11 @@ mod tests {
             &empty,
         );
         assert!(e.unwrap_err().contains("not sorted"));
-        // Installed by dpkg: exactly its status file.
-        let t = with_status(&(stanza("busybox", "1") + &stanza("libc6", "2")));
+        // Installed by dpkg: only packages its status file has, at their
+        // versions; the ones whose .debs mmdebstrap deleted may be missing.
+        let t = with_status(
+            &(stanza("base-files", "13") + &stanza("busybox", "1") + &stanza("libc6", "2")),
+        );
         ok(&entry(&extract), &base, &empty, &t, &t).unwrap();
         let e = ok(
             &entry(&[("busybox", "1"), ("libc6", "3")]),
@@ -311,7 +321,15 @@ mod tests {
             &t,
             &t,
         );
-        assert!(e.unwrap_err().contains("where dpkg has libc6 2"));
+        assert!(e.unwrap_err().contains("libc6 3 amd64, which"));
+        let e = ok(
+            &entry(&[("busybox", "1"), ("libc6", "2"), ("zzz", "1")]),
+            &base,
+            &empty,
+            &t,
+            &t,
+        );
+        assert!(e.unwrap_err().contains("zzz 1 amd64, which"));
         // A packages layer: what its status adds to the one below.
         let pkgs = planned(LayerKind::Packages);
         let lower = with_status(&stanza("busybox", "1"));
