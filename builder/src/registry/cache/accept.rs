@@ -333,6 +333,7 @@ mod tests {
         // A packages layer: what its status adds to the one below.
         let pkgs = planned(LayerKind::Packages);
         let lower = with_status(&stanza("busybox", "1"));
+        let t = with_status(&(stanza("busybox", "1") + &stanza("libc6", "2")));
         ok(&entry(&[("libc6", "2")]), &pkgs, &lower, &t, &t).unwrap();
         assert!(ok(&entry(&extract), &pkgs, &lower, &t, &t).is_err());
         // Without [debian]: none.
