@@ -68,7 +68,19 @@ impl Class {
             || e.is::<crate::util::exec::CommandFailed>()
         {
             Some(Class::Environment)
-        } else if e.is::<CheckFailed>() {
+        } else if e.is::<CheckFailed>()
+            // Bytes that do not decode, from outside kiln's own types: a
+            // document, name or number read from an image, a registry or
+            // the store. Where such bytes are the user's file, the caller
+            // names it with an `InputError`, which is outermost and wins.
+            || e.is::<serde_json::Error>()
+            || e.is::<std::str::Utf8Error>()
+            || e.is::<std::string::FromUtf8Error>()
+            || e.is::<std::num::TryFromIntError>()
+            || e.is::<std::num::ParseIntError>()
+            || e.is::<uuid::Error>()
+            || e.is::<hex::FromHexError>()
+        {
             Some(Class::CheckFailed)
         } else if e.is::<Internal>() {
             Some(Class::Internal)
@@ -263,6 +275,15 @@ mod tests {
         );
         let err = internal_err!("lock {} poisoned", "x").context("building");
         assert_eq!(exit_code(&err), EXIT_INTERNAL);
+    }
+
+    #[test]
+    fn foreign_decoding_errors_are_check_failures() {
+        let json = serde_json::from_slice::<serde_json::Value>(b"{not json").unwrap_err();
+        let err = anyhow::Error::new(json).context("the referrers index");
+        assert_eq!(exit_code(&err), EXIT_CHECK_FAILED, "{err:#}");
+        let int = u32::try_from(u64::MAX).unwrap_err();
+        assert_eq!(exit_code(&anyhow::Error::new(int)), EXIT_CHECK_FAILED);
     }
 
     #[test]
